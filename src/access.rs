@@ -1,0 +1,173 @@
+//! Who may ask: the allowed client networks (no open resolver) and a per-client
+//! token bucket so one flooding device cannot starve the others.
+
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use governor::{Quota, RateLimiter};
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+/// `[server.rate_limit]`: queries per second per client address, with a burst.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateLimitConfig {
+    /// Sustained queries per second per client; 0 turns the limit off.
+    pub qps: u32,
+    /// Queries a client may send at once above the sustained rate.
+    pub burst: u32,
+    /// Most client addresses tracked; past it idle ones are forgotten.
+    pub max_clients: usize,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        // A busy phone opening an app sends a few dozen lookups at once; a TV never
+        // sustains anything close to 100 qps.
+        RateLimitConfig {
+            qps: 100,
+            burst: 300,
+            max_clients: 10_000,
+        }
+    }
+}
+
+/// The networks answered by default: loopback, RFC 1918, CGNAT, link-local, ULA.
+pub fn default_allow_clients() -> Vec<IpNet> {
+    [
+        "127.0.0.0/8",
+        "10.0.0.0/8",
+        "172.16.0.0/12",
+        "192.168.0.0/16",
+        "100.64.0.0/10",
+        "169.254.0.0/16",
+        "::1/128",
+        "fc00::/7",
+        "fe80::/10",
+    ]
+    .iter()
+    .filter_map(|n| n.parse().ok())
+    .collect()
+}
+
+/// What the listener does with a packet from a client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admit {
+    Yes,
+    /// Not an allowed network: REFUSED.
+    Refused,
+    /// Over its rate: dropped without an answer (no amplification).
+    RateLimited,
+}
+
+type Limiter = RateLimiter<
+    IpAddr,
+    governor::state::keyed::DashMapStateStore<IpAddr>,
+    governor::clock::DefaultClock,
+>;
+
+/// The allow list plus the rate limiter.
+pub struct Access {
+    allow: Vec<IpNet>,
+    limiter: Option<Limiter>,
+    max_clients: usize,
+    checks: AtomicU64,
+}
+
+impl Access {
+    pub fn new(allow: &[IpNet], rate: &RateLimitConfig) -> Access {
+        let limiter = NonZeroU32::new(rate.qps).map(|qps| {
+            let burst = NonZeroU32::new(rate.burst.max(rate.qps)).unwrap_or(qps);
+            RateLimiter::keyed(Quota::per_second(qps).allow_burst(burst))
+        });
+        Access {
+            allow: allow.to_vec(),
+            limiter,
+            max_clients: rate.max_clients.max(1),
+            checks: AtomicU64::new(0),
+        }
+    }
+
+    pub fn is_allowed(&self, ip: IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        self.allow.iter().any(|n| n.contains(&ip))
+    }
+
+    /// Decide for one packet from `ip`. Never blocks.
+    pub fn admit(&self, ip: IpAddr) -> Admit {
+        let ip = ip.to_canonical();
+        if !self.is_allowed(ip) {
+            return Admit::Refused;
+        }
+        let Some(limiter) = &self.limiter else {
+            return Admit::Yes;
+        };
+        // Keep the table bounded under a flood of distinct sources.
+        if self.checks.fetch_add(1, Ordering::Relaxed) % 1024 == 0
+            && limiter.len() > self.max_clients
+        {
+            limiter.retain_recent();
+            limiter.shrink_to_fit();
+        }
+        match limiter.check_key(&ip) {
+            Ok(()) => Admit::Yes,
+            Err(_) => Admit::RateLimited,
+        }
+    }
+
+    /// Client addresses the limiter currently tracks.
+    pub fn tracked_clients(&self) -> usize {
+        self.limiter.as_ref().map_or(0, |l| l.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_networks() {
+        let a = Access::new(
+            &default_allow_clients(),
+            &RateLimitConfig {
+                qps: 0,
+                ..Default::default()
+            },
+        );
+        for ok in [
+            "127.0.0.1",
+            "192.168.1.20",
+            "10.1.2.3",
+            "172.31.0.1",
+            "100.64.1.1",
+            "169.254.3.3",
+            "::1",
+            "fd00::5",
+            "fe80::1",
+            "::ffff:192.168.1.9",
+        ] {
+            assert_eq!(a.admit(ok.parse().unwrap()), Admit::Yes, "{ok}");
+        }
+        for no in ["8.8.8.8", "172.32.0.1", "2001:db8::1", "::ffff:8.8.8.8"] {
+            assert_eq!(a.admit(no.parse().unwrap()), Admit::Refused, "{no}");
+        }
+    }
+
+    #[test]
+    fn token_bucket_per_client() {
+        let a = Access::new(
+            &default_allow_clients(),
+            &RateLimitConfig {
+                qps: 1,
+                burst: 5,
+                max_clients: 10,
+            },
+        );
+        let flood: IpAddr = "192.168.1.66".parse().unwrap();
+        let quiet: IpAddr = "192.168.1.7".parse().unwrap();
+        let admitted = (0..50).filter(|_| a.admit(flood) == Admit::Yes).count();
+        assert!((5..=6).contains(&admitted), "admitted {admitted}");
+        assert_eq!(a.admit(quiet), Admit::Yes);
+    }
+}

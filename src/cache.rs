@@ -1,0 +1,330 @@
+//! The answer cache: bounded, keyed by (name, type), honours and decrements TTLs and
+//! keeps negative answers (RFC 2308) for their SOA's negative TTL.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::{RData, Record, RecordType};
+use serde::{Deserialize, Serialize};
+
+/// `[cache]` in the config.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CacheConfig {
+    /// Most answers kept; the least recently used go first. 0 turns the cache off.
+    pub size: usize,
+    /// Floor for positive TTLs (raises very short TTLs).
+    #[serde(with = "humantime_serde")]
+    pub min_ttl: Duration,
+    /// Ceiling for every TTL.
+    #[serde(with = "humantime_serde")]
+    pub max_ttl: Duration,
+    /// Ceiling for negative answers (NXDOMAIN, NODATA) that carry an SOA.
+    #[serde(with = "humantime_serde")]
+    pub negative_max_ttl: Duration,
+    /// How long to keep a negative answer that came without an SOA.
+    #[serde(with = "humantime_serde")]
+    pub negative_ttl_without_soa: Duration,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            size: 10_000,
+            min_ttl: Duration::ZERO,
+            max_ttl: Duration::from_secs(86_400),
+            negative_max_ttl: Duration::from_secs(3_600),
+            negative_ttl_without_soa: Duration::from_secs(30),
+        }
+    }
+}
+
+/// An upstream answer as we keep it: the sections that matter to a stub resolver.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub rcode: ResponseCode,
+    pub answers: Vec<Record>,
+    pub authorities: Vec<Record>,
+}
+
+impl Answer {
+    /// Names in the answer's CNAME chain (targets of every CNAME record).
+    pub fn cname_targets(&self) -> impl Iterator<Item = &hickory_proto::rr::Name> {
+        self.answers.iter().filter_map(|r| match &r.data {
+            RData::CNAME(c) => Some(&c.0),
+            _ => None,
+        })
+    }
+
+    fn is_negative(&self) -> bool {
+        self.rcode == ResponseCode::NXDomain
+            || (self.rcode == ResponseCode::NoError && self.answers.is_empty())
+    }
+
+    /// How long this answer may be cached, or `None` when it must not be.
+    fn cache_ttl(&self, cfg: &CacheConfig) -> Option<Duration> {
+        let ttl = if self.is_negative() {
+            let soa = self.authorities.iter().find_map(|r| match &r.data {
+                RData::SOA(soa) => Some(r.ttl.min(soa.minimum)),
+                _ => None,
+            });
+            match soa {
+                Some(t) => Duration::from_secs(t.into()).min(cfg.negative_max_ttl),
+                None => cfg.negative_ttl_without_soa,
+            }
+        } else if self.rcode == ResponseCode::NoError {
+            let min = self.answers.iter().map(|r| r.ttl).min().unwrap_or(0);
+            Duration::from_secs(min.into()).max(cfg.min_ttl)
+        } else {
+            // SERVFAIL, REFUSED, ...: ask again next time.
+            return None;
+        };
+        let ttl = ttl.min(cfg.max_ttl);
+        (!ttl.is_zero()).then_some(ttl)
+    }
+}
+
+#[derive(Debug)]
+struct Entry {
+    answer: Answer,
+    stored: Instant,
+    expires: Instant,
+}
+
+#[derive(Clone, PartialEq, Eq, Hash, Debug)]
+struct Key {
+    name: Box<str>,
+    qtype: RecordType,
+}
+
+/// A cached answer ready to serve, with TTLs already decremented.
+pub type Served = Answer;
+
+/// The shared cache. Cheap to clone; every clone sees the same entries.
+#[derive(Clone)]
+pub struct Cache {
+    inner: Option<Arc<quick_cache::sync::Cache<Key, Arc<Entry>>>>,
+    cfg: CacheConfig,
+}
+
+impl Cache {
+    pub fn new(cfg: &CacheConfig) -> Cache {
+        let inner = (cfg.size > 0).then(|| Arc::new(quick_cache::sync::Cache::new(cfg.size)));
+        Cache {
+            inner,
+            cfg: cfg.clone(),
+        }
+    }
+
+    /// The answer for `name` (normalized) and `qtype`, with TTLs counted down.
+    pub fn get(&self, name: &str, qtype: RecordType) -> Option<Served> {
+        self.get_at(name, qtype, Instant::now())
+    }
+
+    fn get_at(&self, name: &str, qtype: RecordType, now: Instant) -> Option<Served> {
+        let inner = self.inner.as_ref()?;
+        let key = Key {
+            name: name.into(),
+            qtype,
+        };
+        let entry = inner.get(&key)?;
+        if now >= entry.expires {
+            inner.remove(&key);
+            return None;
+        }
+        let elapsed = now.duration_since(entry.stored).as_secs() as u32;
+        let mut answer = entry.answer.clone();
+        for r in answer
+            .answers
+            .iter_mut()
+            .chain(answer.authorities.iter_mut())
+        {
+            r.ttl = r.ttl.saturating_sub(elapsed);
+        }
+        Some(answer)
+    }
+
+    /// Keep `answer` for as long as its TTLs allow.
+    pub fn insert(&self, name: &str, qtype: RecordType, answer: &Answer) {
+        self.insert_at(name, qtype, answer, Instant::now())
+    }
+
+    fn insert_at(&self, name: &str, qtype: RecordType, answer: &Answer, now: Instant) {
+        let Some(inner) = &self.inner else { return };
+        let Some(ttl) = answer.cache_ttl(&self.cfg) else {
+            return;
+        };
+        let secs = ttl.as_secs().min(u32::MAX as u64) as u32;
+        let (min, max) = (
+            self.cfg.min_ttl.as_secs() as u32,
+            self.cfg.max_ttl.as_secs() as u32,
+        );
+        let mut answer = answer.clone();
+        // Clients see the TTLs we keep: raised to min_ttl, capped at max_ttl. Every record
+        // then outlives the entry, so a served TTL never reaches 0.
+        for r in answer.answers.iter_mut() {
+            r.ttl = r.ttl.max(min).min(max);
+        }
+        for r in answer.authorities.iter_mut() {
+            r.ttl = r.ttl.min(secs);
+        }
+        let entry = Entry {
+            answer,
+            stored: now,
+            expires: now + ttl,
+        };
+        inner.insert(
+            Key {
+                name: name.into(),
+                qtype,
+            },
+            Arc::new(entry),
+        );
+    }
+
+    /// Drop every entry (on reload: the policy may have changed).
+    pub fn clear(&self) {
+        if let Some(inner) = &self.inner {
+            inner.clear();
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.inner.as_ref().map_or(0, |c| c.len())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hickory_proto::rr::Name;
+    use hickory_proto::rr::rdata::{A, SOA};
+    use std::net::Ipv4Addr;
+    use std::str::FromStr;
+
+    fn a(name: &str, ttl: u32) -> Record {
+        Record::from_rdata(
+            Name::from_str(name).unwrap(),
+            ttl,
+            RData::A(A(Ipv4Addr::new(192, 0, 2, 1))),
+        )
+    }
+
+    fn soa(ttl: u32, minimum: u32) -> Record {
+        let soa = SOA::new(
+            Name::from_str("ns.example.").unwrap(),
+            Name::from_str("host.example.").unwrap(),
+            1,
+            3600,
+            600,
+            86400,
+            minimum,
+        );
+        Record::from_rdata(Name::from_str("example.").unwrap(), ttl, RData::SOA(soa))
+    }
+
+    #[test]
+    fn ttl_counts_down_and_expires() {
+        let c = Cache::new(&CacheConfig::default());
+        let now = Instant::now();
+        let ans = Answer {
+            rcode: ResponseCode::NoError,
+            answers: vec![a("x.example.", 300)],
+            authorities: vec![],
+        };
+        c.insert_at("x.example", RecordType::A, &ans, now);
+        let got = c
+            .get_at("x.example", RecordType::A, now + Duration::from_secs(2))
+            .unwrap();
+        assert_eq!(got.answers[0].ttl, 298);
+        assert!(c.get_at("x.example", RecordType::AAAA, now).is_none());
+        assert!(
+            c.get_at("x.example", RecordType::A, now + Duration::from_secs(300))
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn negative_answers_use_soa_minimum_or_default() {
+        let cfg = CacheConfig::default();
+        let c = Cache::new(&cfg);
+        let now = Instant::now();
+        let nx = Answer {
+            rcode: ResponseCode::NXDomain,
+            answers: vec![],
+            authorities: vec![soa(900, 60)],
+        };
+        c.insert_at("nx.example", RecordType::A, &nx, now);
+        assert!(
+            c.get_at("nx.example", RecordType::A, now + Duration::from_secs(59))
+                .is_some()
+        );
+        assert!(
+            c.get_at("nx.example", RecordType::A, now + Duration::from_secs(61))
+                .is_none()
+        );
+
+        let bare = Answer {
+            rcode: ResponseCode::NXDomain,
+            answers: vec![],
+            authorities: vec![],
+        };
+        c.insert_at("bare.example", RecordType::A, &bare, now);
+        assert!(
+            c.get_at("bare.example", RecordType::A, now + Duration::from_secs(29))
+                .is_some()
+        );
+        assert!(
+            c.get_at("bare.example", RecordType::A, now + Duration::from_secs(31))
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn servfail_and_zero_ttl_are_not_kept() {
+        let c = Cache::new(&CacheConfig::default());
+        let sf = Answer {
+            rcode: ResponseCode::ServFail,
+            answers: vec![],
+            authorities: vec![],
+        };
+        c.insert("sf.example", RecordType::A, &sf);
+        assert!(c.get("sf.example", RecordType::A).is_none());
+        let zero = Answer {
+            rcode: ResponseCode::NoError,
+            answers: vec![a("z.example.", 0)],
+            authorities: vec![],
+        };
+        c.insert("z.example", RecordType::A, &zero);
+        assert!(c.get("z.example", RecordType::A).is_none());
+    }
+
+    #[test]
+    fn max_ttl_clamps_and_size_bounds() {
+        let cfg = CacheConfig {
+            size: 100,
+            max_ttl: Duration::from_secs(60),
+            ..Default::default()
+        };
+        let c = Cache::new(&cfg);
+        let ans = Answer {
+            rcode: ResponseCode::NoError,
+            answers: vec![a("x.example.", 86400)],
+            authorities: vec![],
+        };
+        c.insert("x.example", RecordType::A, &ans);
+        assert_eq!(
+            c.get("x.example", RecordType::A).unwrap().answers[0].ttl,
+            60
+        );
+        for i in 0..1000 {
+            c.insert(&format!("n{i}.example"), RecordType::A, &ans);
+        }
+        assert!(c.len() <= 100, "cache grew to {}", c.len());
+    }
+}

@@ -1,0 +1,142 @@
+//! The command line: clap definitions and the dispatch to each command.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::config::{Config, Overrides};
+use crate::upstream::UpstreamSpec;
+
+/// A local DNS resolver that blocks and logs Meta's tracking, per device.
+#[derive(Debug, Parser)]
+#[command(name = "metaguard", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Flags shared by the commands that load the config.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ConfigArgs {
+    /// Config file (default: /etc/metaguard/metaguard.toml when present).
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Extra list file (hosts, domains or ABP), category `custom`, action block. Repeatable.
+    #[arg(long, value_name = "FILE")]
+    pub blocklist: Vec<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the resolver.
+    Serve {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// Address to answer on, UDP and TCP (repeatable; default 127.0.0.1:5335 and [::1]:5335).
+        #[arg(long, value_name = "ADDR:PORT")]
+        listen: Vec<SocketAddr>,
+        /// Upstream: IP[:PORT], tcp://IP:PORT, tls://IP:PORT#name, https://IP[:PORT]/dns-query#name (repeatable).
+        #[arg(long, value_name = "SPEC")]
+        upstream: Vec<UpstreamSpec>,
+        /// SQLite database for the hit log.
+        #[arg(long, value_name = "PATH")]
+        db: Option<PathBuf>,
+    },
+    /// Show the verdict for names, without a server.
+    Check {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// Names to check.
+        #[arg(required = true)]
+        names: Vec<String>,
+        /// Check as this client address would be treated.
+        #[arg(long, value_name = "IP")]
+        client: Option<IpAddr>,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Config tools.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Print the effective config, or the errors with file:line:column (exit 1).
+    Check {
+        /// Config file (default: /etc/metaguard/metaguard.toml when present).
+        path: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+/// Load the config the way `serve` does, with flags applied.
+fn load(args: &ConfigArgs, overrides: Overrides) -> anyhow::Result<Config> {
+    let (mut config, _) = Config::locate(args.config.as_deref())?;
+    let overrides = Overrides {
+        blocklist: args.blocklist.clone(),
+        ..overrides
+    };
+    config.apply(&overrides);
+    Ok(config)
+}
+
+/// Run the parsed command; the process exit code.
+pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
+    match cli.command {
+        Command::Serve {
+            config,
+            listen,
+            upstream,
+            db,
+        } => {
+            let overrides = Overrides {
+                listen,
+                upstream,
+                blocklist: config.blocklist.clone(),
+                db,
+            };
+            let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+            rt.block_on(crate::server::run(config.config.clone(), overrides))?;
+            Ok(0)
+        }
+        Command::Check {
+            config,
+            names,
+            client,
+            format,
+        } => {
+            let cfg = load(&config, Overrides::default())?;
+            let out = crate::check::run(&cfg, &names, client, format == Format::Json)?;
+            print!("{out}");
+            Ok(0)
+        }
+        Command::Config {
+            command: ConfigCommand::Check { path },
+        } => {
+            let result = match &path {
+                Some(p) => Config::load(p),
+                None => Config::locate(None).map(|(c, _)| c),
+            };
+            match result {
+                Ok(c) => {
+                    print!("{}", c.to_toml());
+                    Ok(0)
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    Ok(1)
+                }
+            }
+        }
+    }
+}

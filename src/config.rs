@@ -1,0 +1,213 @@
+//! The TOML config: one section per module, built-in defaults, command-line overrides,
+//! and errors that name the file, line and column.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::cache::CacheConfig;
+use crate::filter::FilterConfig;
+use crate::policy::{CategoryActions, GroupsConfig};
+use crate::server::ServerConfig;
+use crate::upstream::{UpstreamConfig, UpstreamSpec};
+
+/// Where `serve` looks for a config when `--config` is not given.
+pub const DEFAULT_PATH: &str = "/etc/metaguard/metaguard.toml";
+
+/// `[store]`: where the hit log lives.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// The SQLite database file.
+    pub db: PathBuf,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            db: PathBuf::from("/var/lib/metaguard/metaguard.db"),
+        }
+    }
+}
+
+/// The whole config. Every section has defaults, so an empty file is valid.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub upstream: UpstreamConfig,
+    pub cache: CacheConfig,
+    pub filter: FilterConfig,
+    /// Action per category, overriding the lists' defaults.
+    pub categories: CategoryActions,
+    /// Per-group category actions.
+    pub groups: GroupsConfig,
+    pub store: StoreConfig,
+}
+
+/// A config that could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{file}:{line}:{column}: {message}")]
+    Invalid {
+        file: String,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    #[error("cannot read config {file}: {source}")]
+    Read {
+        file: String,
+        source: std::io::Error,
+    },
+}
+
+impl Config {
+    /// Parse `text`, naming `file` in errors.
+    pub fn parse(text: &str, file: &Path) -> Result<Config, ConfigError> {
+        toml::from_str::<Config>(text).map_err(|e| {
+            let (line, column) = e.span().map(|s| line_col(text, s.start)).unwrap_or((1, 1));
+            ConfigError::Invalid {
+                file: file.display().to_string(),
+                line,
+                column,
+                message: e.message().trim().to_string(),
+            }
+        })
+    }
+
+    /// Read and parse a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            file: path.display().to_string(),
+            source,
+        })?;
+        Config::parse(&text, path)
+    }
+
+    /// `--config PATH` when given, else the default path when it exists, else defaults.
+    /// Returns the config and the file it came from.
+    pub fn locate(explicit: Option<&Path>) -> Result<(Config, Option<PathBuf>), ConfigError> {
+        match explicit {
+            Some(p) => Ok((Config::load(p)?, Some(p.to_path_buf()))),
+            None if Path::new(DEFAULT_PATH).is_file() => Ok((
+                Config::load(Path::new(DEFAULT_PATH))?,
+                Some(DEFAULT_PATH.into()),
+            )),
+            None => Ok((Config::default(), None)),
+        }
+    }
+
+    /// Apply command-line flags on top of the file.
+    pub fn apply(&mut self, o: &Overrides) {
+        if !o.listen.is_empty() {
+            self.server.listen = o.listen.clone();
+        }
+        if !o.upstream.is_empty() {
+            self.upstream.servers = o.upstream.clone();
+        }
+        self.filter.blocklists.extend(o.blocklist.iter().cloned());
+        if let Some(db) = &o.db {
+            self.store.db = db.clone();
+        }
+    }
+
+    /// The config as TOML, as `config check` prints it.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot print config: {e}\n"))
+    }
+}
+
+/// Flags of `serve` and `check` that override the config file.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub listen: Vec<SocketAddr>,
+    pub upstream: Vec<UpstreamSpec>,
+    pub blocklist: Vec<PathBuf>,
+    pub db: Option<PathBuf>,
+}
+
+/// 1-based line and column (in characters) of byte `offset` in `text`.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let mut offset = offset.min(text.len());
+    while !text.is_char_boundary(offset) {
+        offset -= 1;
+    }
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_is_the_defaults() {
+        assert_eq!(
+            Config::parse("", Path::new("x.toml")).unwrap(),
+            Config::default()
+        );
+    }
+
+    #[test]
+    fn defaults_round_trip_through_toml() {
+        let d = Config::default();
+        assert_eq!(Config::parse(&d.to_toml(), Path::new("x.toml")).unwrap(), d);
+    }
+
+    #[test]
+    fn unknown_key_names_file_line_column() {
+        let text = "[server]\nlisten = [\"127.0.0.1:53\"]\n  bogus = 1\n";
+        let err = Config::parse(text, Path::new("/etc/m.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("/etc/m.toml:3:3: "), "{err}");
+        assert!(err.contains("bogus"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_name_their_location() {
+        let cases = [
+            ("[upstream]\nservers = [\"dns.google\"]\n", 2, 12),
+            ("[server]\nallow_clients = [\"10.0.0.0/33\"]\n", 2, 18),
+            ("[filter]\nblock_response = \"drop\"\n", 2, 18),
+            ("[upstream]\ndeadline = \"soon\"\n", 2, 12),
+            ("[categories]\npixel = \"maybe\"\n", 2, 9),
+        ];
+        for (text, line, col) in cases {
+            let err = Config::parse(text, Path::new("c.toml")).unwrap_err();
+            match err {
+                ConfigError::Invalid {
+                    line: l, column: c, ..
+                } => {
+                    assert_eq!((l, c), (line, col), "{text}: {err}")
+                }
+                other => panic!("{other}"),
+            }
+        }
+    }
+
+    #[test]
+    fn flags_override_file() {
+        let mut c = Config::parse("[filter]\nblocklists = [\"/a\"]\n", Path::new("c")).unwrap();
+        c.apply(&Overrides {
+            listen: vec!["127.0.0.1:5353".parse().unwrap()],
+            upstream: vec!["127.0.0.1:5300".parse().unwrap()],
+            blocklist: vec!["/b".into()],
+            db: Some("/tmp/x.db".into()),
+        });
+        assert_eq!(
+            c.server.listen,
+            vec!["127.0.0.1:5353".parse::<SocketAddr>().unwrap()]
+        );
+        assert_eq!(c.upstream.servers.len(), 1);
+        assert_eq!(
+            c.filter.blocklists,
+            vec![PathBuf::from("/a"), PathBuf::from("/b")]
+        );
+        assert_eq!(c.store.db, PathBuf::from("/tmp/x.db"));
+    }
+}

@@ -1,0 +1,640 @@
+//! The compiled filter: for a query name, which rules of which lists match it, and
+//! the verdict under a device's action table.
+//!
+//! Hosts and plain-domain lists go into one suffix map (a rule covers its name and
+//! every subdomain, never a substring); Adblock Plus lists go into an `adblock`
+//! engine. A verdict takes, among every matching rule, the strongest action under
+//! the device's table (`allow` > `block` > `log`) and reports the most specific
+//! rule of that action, so `graph.facebook.com` keeps its own category even though
+//! `facebook.com` matches too.
+
+pub mod parse;
+
+use std::collections::HashMap;
+
+use adblock::lists::{FilterFormat, ParseOptions, ParsedLine, RuleTypes};
+use serde::Serialize;
+
+use crate::policy::{Action, Categories, CategoryId};
+use parse::Line;
+pub use parse::ListFormat;
+
+/// A list to compile, with its text already read.
+#[derive(Debug, Clone)]
+pub struct ListSource {
+    /// Short name shown in verdicts (`pixel.txt`, a file path, a URL).
+    pub name: String,
+    pub category: String,
+    /// Where it came from: `embedded`, a path or a URL.
+    pub origin: String,
+    pub format: ListFormat,
+    /// The category action the list declares in its header, if any.
+    pub default_action: Option<Action>,
+    pub text: String,
+}
+
+/// What compiling one list gave.
+#[derive(Debug, Clone, Serialize)]
+pub struct ListStats {
+    pub name: String,
+    pub category: String,
+    pub origin: String,
+    pub format: ListFormat,
+    /// Rules kept.
+    pub rules: usize,
+    /// Lines that could not be read (counted and skipped).
+    pub bad_lines: usize,
+    pub title: Option<String>,
+    pub sources: Option<String>,
+    pub reviewed: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    list: u16,
+    line: u32,
+    subdomains_only: bool,
+    /// More entries for the same name live in `Filter::overflow`.
+    more: bool,
+}
+
+/// The rule behind a verdict.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Match {
+    pub list: u16,
+    /// 1-based line in the list.
+    pub line: u32,
+    pub category: CategoryId,
+    pub rule: RuleText,
+}
+
+/// The text of a matched rule, without copying for domain rules.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RuleText {
+    /// A domain rule: the suffix of the checked name starting at this byte.
+    Suffix { start: usize, subdomains_only: bool },
+    /// An Adblock Plus rule, as written in its list.
+    Abp(Box<str>),
+}
+
+/// The outcome of checking one name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    /// `None` when no rule matched.
+    pub action: Option<Action>,
+    pub matched: Option<Match>,
+}
+
+impl Verdict {
+    pub const NONE: Verdict = Verdict {
+        action: None,
+        matched: None,
+    };
+
+    pub fn is_block(&self) -> bool {
+        self.action == Some(Action::Block)
+    }
+
+    /// The rule as written, given the name that was checked.
+    pub fn rule_text(&self, checked: &str) -> Option<String> {
+        self.matched.as_ref().map(|m| match &m.rule {
+            RuleText::Suffix {
+                start,
+                subdomains_only,
+            } => {
+                let s = checked.get(*start..).unwrap_or(checked);
+                if *subdomains_only {
+                    format!("*.{s}")
+                } else {
+                    s.to_string()
+                }
+            }
+            RuleText::Abp(r) => r.to_string(),
+        })
+    }
+}
+
+struct Abp {
+    engine: adblock::Engine,
+    /// `source_index` of the engine -> our list id.
+    lists: Vec<u16>,
+}
+
+/// Every list compiled into one immutable matcher; rebuilt and swapped on reload.
+pub struct Filter {
+    categories: Categories,
+    list_defaults: HashMap<CategoryId, Action>,
+    lists: Vec<ListStats>,
+    list_categories: Vec<CategoryId>,
+    domains: HashMap<Box<str>, Entry>,
+    overflow: HashMap<Box<str>, Vec<Entry>>,
+    abp: Option<Abp>,
+}
+
+impl std::fmt::Debug for Filter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Filter")
+            .field("lists", &self.lists.len())
+            .field("domains", &self.domains.len())
+            .field("abp", &self.abp.is_some())
+            .finish()
+    }
+}
+
+impl Filter {
+    /// Compile `sources`. Bad lines are counted in the returned stats, never fatal.
+    pub fn build(sources: Vec<ListSource>) -> Filter {
+        let mut categories = Categories::default();
+        let mut list_defaults = HashMap::new();
+        let mut lists = Vec::with_capacity(sources.len());
+        let mut list_categories = Vec::with_capacity(sources.len());
+        let mut domains: HashMap<Box<str>, Entry> = HashMap::new();
+        let mut overflow: HashMap<Box<str>, Vec<Entry>> = HashMap::new();
+        let mut abp_set: Option<adblock::FilterSet> = None;
+        let mut abp_lists = Vec::new();
+
+        for (idx, src) in sources.into_iter().enumerate() {
+            let list_id = idx as u16;
+            let category = categories.intern(&src.category);
+            if let Some(action) = src.default_action {
+                list_defaults.entry(category).or_insert(action);
+            }
+            let header = parse::read_header(&src.text);
+            let format = match src.format {
+                ListFormat::Auto => parse::detect_format(&src.text),
+                f => f,
+            };
+            let (rules, bad_lines) = match format {
+                ListFormat::Abp => {
+                    let counts = count_abp(&src.text);
+                    let set = abp_set.get_or_insert_with(|| adblock::FilterSet::new(true));
+                    set.add_filter_list(
+                        src.text,
+                        ParseOptions {
+                            rule_types: RuleTypes::NetworkOnly,
+                            ..Default::default()
+                        },
+                    );
+                    abp_lists.push(list_id);
+                    counts
+                }
+                _ => {
+                    let parse_line = if format == ListFormat::Hosts {
+                        parse::parse_hosts_line
+                    } else {
+                        parse::parse_domain_line
+                    };
+                    let (mut rules, mut bad) = (0, 0);
+                    for (n, line) in src.text.lines().enumerate() {
+                        match parse_line(line) {
+                            Line::Empty => {}
+                            Line::Bad => bad += 1,
+                            Line::Rules(found) => {
+                                for r in found {
+                                    rules += 1;
+                                    let entry = Entry {
+                                        list: list_id,
+                                        line: n as u32 + 1,
+                                        subdomains_only: r.subdomains_only,
+                                        more: false,
+                                    };
+                                    insert(&mut domains, &mut overflow, r.name, entry);
+                                }
+                            }
+                        }
+                    }
+                    (rules, bad)
+                }
+            };
+            lists.push(ListStats {
+                name: src.name,
+                category: src.category,
+                origin: src.origin,
+                format,
+                rules,
+                bad_lines,
+                title: header.title,
+                sources: header.sources,
+                reviewed: header.reviewed,
+            });
+            list_categories.push(category);
+        }
+        domains.shrink_to_fit();
+        let abp = abp_set.map(|set| Abp {
+            engine: adblock::Engine::new_with_filter_set(set),
+            lists: abp_lists,
+        });
+        Filter {
+            categories,
+            list_defaults,
+            lists,
+            list_categories,
+            domains,
+            overflow,
+            abp,
+        }
+    }
+
+    pub fn categories(&self) -> &Categories {
+        &self.categories
+    }
+
+    /// Actions the lists declare in their headers, per category.
+    pub fn list_defaults(&self) -> &HashMap<CategoryId, Action> {
+        &self.list_defaults
+    }
+
+    pub fn lists(&self) -> &[ListStats] {
+        &self.lists
+    }
+
+    pub fn list(&self, id: u16) -> Option<&ListStats> {
+        self.lists.get(id as usize)
+    }
+
+    /// Total rules over every list.
+    pub fn rule_count(&self) -> usize {
+        self.lists.iter().map(|l| l.rules).sum()
+    }
+
+    /// Check a name: lowercase ASCII, no trailing dot (see [`normalize_query`]).
+    /// `actions` is the device's action table, indexed by category.
+    pub fn check(&self, name: &str, actions: &[Action]) -> Verdict {
+        // Slots by action: the first (most specific) match of each kind wins its slot.
+        let mut slots: [Option<Match>; 3] = [None, None, None];
+        let action_of = |list: u16| {
+            let cat = self.list_categories[list as usize];
+            (
+                cat,
+                actions.get(cat as usize).copied().unwrap_or(Action::Log),
+            )
+        };
+        let mut start = 0usize;
+        loop {
+            let suffix = &name[start..];
+            if let Some(e) = self.domains.get(suffix) {
+                let mut consider = |e: &Entry| {
+                    if e.subdomains_only && start == 0 {
+                        return;
+                    }
+                    let (category, action) = action_of(e.list);
+                    let slot = &mut slots[slot_index(action)];
+                    if slot.is_none() {
+                        *slot = Some(Match {
+                            list: e.list,
+                            line: e.line,
+                            category,
+                            rule: RuleText::Suffix {
+                                start,
+                                subdomains_only: e.subdomains_only,
+                            },
+                        });
+                    }
+                };
+                consider(e);
+                if e.more {
+                    for e in self.overflow.get(suffix).into_iter().flatten() {
+                        consider(e);
+                    }
+                }
+            }
+            match suffix.find('.') {
+                Some(i) => start += i + 1,
+                None => break,
+            }
+        }
+        if let Some(abp) = &self.abp {
+            self.check_abp(abp, name, &mut slots, &action_of);
+        }
+        for (i, action) in [Action::Allow, Action::Block, Action::Log]
+            .into_iter()
+            .enumerate()
+        {
+            if let Some(m) = slots[i].take() {
+                return Verdict {
+                    action: Some(action),
+                    matched: Some(m),
+                };
+            }
+        }
+        Verdict::NONE
+    }
+
+    fn check_abp(
+        &self,
+        abp: &Abp,
+        name: &str,
+        slots: &mut [Option<Match>; 3],
+        action_of: &dyn Fn(u16) -> (CategoryId, Action),
+    ) {
+        let url = format!("https://{name}/");
+        let req = adblock::request::Request::preparsed(&url, name, "", "other", true, "GET");
+        let r = abp.engine.check_network_request_subset(&req, false, true);
+        let to_match = |info: &adblock::sourcemap::FilterRuleDebugInfo| {
+            let loc = info.source_location.as_ref()?;
+            let list = *abp.lists.get(loc.source_index as usize)?;
+            let (category, action) = action_of(list);
+            let rule = info.raw_line.clone().unwrap_or_default().into_boxed_str();
+            Some((
+                action,
+                Match {
+                    list,
+                    line: loc.line_number + 1,
+                    category,
+                    rule: RuleText::Abp(rule),
+                },
+            ))
+        };
+        if let (Some(exc), false) = (&r.exception, r.important) {
+            // `@@` beats every block unless `$important` overrode it inside the engine.
+            if let Some((_, m)) = to_match(exc) {
+                slots[0].get_or_insert(m);
+            }
+        } else if let Some(f) = &r.filter {
+            if let Some((action, m)) = to_match(f) {
+                let slot = &mut slots[slot_index(action)];
+                if slot.is_none() || action == Action::Block {
+                    // An ABP block has no "more specific" position; keep the domain one if any.
+                    slot.get_or_insert(m);
+                }
+            }
+        }
+    }
+}
+
+fn slot_index(action: Action) -> usize {
+    match action {
+        Action::Allow => 0,
+        Action::Block => 1,
+        Action::Log => 2,
+    }
+}
+
+fn insert(
+    domains: &mut HashMap<Box<str>, Entry>,
+    overflow: &mut HashMap<Box<str>, Vec<Entry>>,
+    name: String,
+    entry: Entry,
+) {
+    match domains.get_mut(name.as_str()) {
+        None => {
+            domains.insert(name.into_boxed_str(), entry);
+        }
+        Some(first) => {
+            // The same list naming a host twice adds nothing.
+            if first.list == entry.list && first.subdomains_only == entry.subdomains_only {
+                return;
+            }
+            first.more = true;
+            let more = overflow.entry(name.into_boxed_str()).or_default();
+            if !more
+                .iter()
+                .any(|e| e.list == entry.list && e.subdomains_only == entry.subdomains_only)
+            {
+                more.push(entry);
+            }
+        }
+    }
+}
+
+/// Count ABP network rules and unreadable lines the way the engine will see them.
+fn count_abp(text: &str) -> (usize, usize) {
+    let opts = ParseOptions {
+        rule_types: RuleTypes::All,
+        format: FilterFormat::Standard,
+        ..Default::default()
+    };
+    let (mut rules, mut bad) = (0, 0);
+    for line in text.lines() {
+        let t = line.trim();
+        if t.is_empty()
+            || t.starts_with('!')
+            || t.starts_with('[')
+            || t.starts_with("# ")
+            || t == "#"
+        {
+            continue;
+        }
+        match adblock::lists::parse_filter(t, false, opts) {
+            Ok(ParsedLine::Network(_)) => rules += 1,
+            // Element hiding rules mean nothing to DNS: neither rules nor errors.
+            Ok(ParsedLine::Cosmetic(_)) => {}
+            Err(_) => bad += 1,
+        }
+    }
+    (rules, bad)
+}
+
+/// A query name as the filter wants it: lowercase, no trailing dot, ASCII.
+pub fn normalize_query(name: &str) -> String {
+    let n = name.trim_end_matches('.');
+    if n.is_ascii() {
+        n.to_ascii_lowercase()
+    } else {
+        idna::domain_to_ascii(n).unwrap_or_else(|_| n.to_lowercase())
+    }
+}
+
+/// How a blocked name is answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum BlockResponse {
+    /// A `0.0.0.0`, AAAA `::`, other types NODATA with an SOA.
+    #[default]
+    Null,
+    /// NXDOMAIN with an SOA.
+    Nxdomain,
+    /// REFUSED.
+    Refused,
+}
+
+/// `[filter]` in the config: which lists, extra entries, and the blocked answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FilterConfig {
+    /// How blocked names are answered.
+    pub block_response: BlockResponse,
+    /// TTL of blocked answers, in seconds (short, so an unblock takes effect soon).
+    pub blocked_ttl: u32,
+    /// A file here with the name of an embedded list (e.g. `pixel.txt`) replaces it.
+    pub lists_dir: std::path::PathBuf,
+    /// Extra list files (hosts, domains or ABP), category `custom`, action block.
+    pub blocklists: Vec<std::path::PathBuf>,
+    /// Names (and their subdomains) that are never blocked.
+    pub allow: Vec<String>,
+    /// Names (and their subdomains) blocked as category `custom`.
+    pub block: Vec<String>,
+}
+
+impl Default for FilterConfig {
+    fn default() -> Self {
+        FilterConfig {
+            block_response: BlockResponse::Null,
+            blocked_ttl: 10,
+            lists_dir: std::path::PathBuf::from("/etc/metaguard/blocklists"),
+            blocklists: Vec::new(),
+            allow: Vec::new(),
+            block: Vec::new(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::Policy;
+
+    fn list(name: &str, category: &str, format: ListFormat, text: &str) -> ListSource {
+        ListSource {
+            name: name.into(),
+            category: category.into(),
+            origin: "test".into(),
+            format,
+            default_action: None,
+            text: text.into(),
+        }
+    }
+
+    fn verdict(f: &Filter, name: &str) -> (Option<Action>, Option<String>, Option<String>) {
+        let mut actions = HashMap::new();
+        for (id, n) in f.categories().iter() {
+            let a = match n {
+                "allow" => Action::Allow,
+                "first-party" => Action::Log,
+                _ => Action::Block,
+            };
+            actions.insert(id, a);
+        }
+        let p = Policy::new(
+            f.categories(),
+            &actions,
+            &Default::default(),
+            &Default::default(),
+        );
+        let v = f.check(&normalize_query(name), p.actions(None));
+        let cat = v
+            .matched
+            .as_ref()
+            .map(|m| f.categories().name(m.category).to_string());
+        (v.action, cat, v.rule_text(&normalize_query(name)))
+    }
+
+    #[test]
+    fn domain_rules_match_name_and_subdomains_only() {
+        let f = Filter::build(vec![list("l", "pixel", ListFormat::Domains, "x.com\n")]);
+        assert_eq!(verdict(&f, "x.com").0, Some(Action::Block));
+        assert_eq!(verdict(&f, "a.b.X.com.").0, Some(Action::Block));
+        assert_eq!(verdict(&f, "x.com.evil.example").0, None);
+        assert_eq!(verdict(&f, "notx.com").0, None);
+        assert_eq!(verdict(&f, "com").0, None);
+    }
+
+    #[test]
+    fn most_specific_rule_of_the_strongest_action_is_reported() {
+        let f = Filter::build(vec![
+            list(
+                "fp",
+                "first-party",
+                ListFormat::Domains,
+                "facebook.com\ngraph.facebook.com\n",
+            ),
+            list(
+                "an",
+                "audience-network",
+                ListFormat::Domains,
+                "an.facebook.com\n",
+            ),
+        ]);
+        let (a, cat, rule) = verdict(&f, "x.an.facebook.com");
+        assert_eq!(a, Some(Action::Block));
+        assert_eq!(cat.as_deref(), Some("audience-network"));
+        assert_eq!(rule.as_deref(), Some("an.facebook.com"));
+        let (a, _, rule) = verdict(&f, "graph.facebook.com");
+        assert_eq!(a, Some(Action::Log));
+        assert_eq!(rule.as_deref(), Some("graph.facebook.com"));
+    }
+
+    #[test]
+    fn allow_beats_block_and_provenance_is_kept() {
+        let f = Filter::build(vec![
+            list(
+                "b",
+                "custom",
+                ListFormat::Hosts,
+                "# c\n0.0.0.0 ads.example\n",
+            ),
+            list("a", "allow", ListFormat::Domains, "ok.ads.example\n"),
+        ]);
+        assert_eq!(verdict(&f, "x.ads.example").0, Some(Action::Block));
+        assert_eq!(verdict(&f, "ok.ads.example").0, Some(Action::Allow));
+        let v = {
+            let p = Policy::new(
+                f.categories(),
+                &HashMap::from([(0, Action::Block), (1, Action::Allow)]),
+                &Default::default(),
+                &Default::default(),
+            );
+            f.check("x.ads.example", p.actions(None))
+        };
+        let m = v.matched.unwrap();
+        assert_eq!((m.list, m.line), (0, 2));
+    }
+
+    #[test]
+    fn abp_rules_exceptions_important_badfilter() {
+        let text = "[Adblock Plus 2.0]\n! c\n||track.example^\n@@||ok.track.example^\n||imp.example^$important\n@@||imp.example^\n||bad.example^\n||bad.example^$badfilter\n||noanchor.example\nexample.org##.ad\n";
+        let f = Filter::build(vec![list("abp", "custom", ListFormat::Auto, text)]);
+        assert_eq!(f.lists()[0].format, ListFormat::Abp);
+        assert_eq!(verdict(&f, "a.track.example").0, Some(Action::Block));
+        assert_eq!(verdict(&f, "ok.track.example").0, Some(Action::Allow));
+        assert_eq!(verdict(&f, "imp.example").0, Some(Action::Block));
+        assert_eq!(verdict(&f, "bad.example").0, None);
+        assert_eq!(verdict(&f, "track.example.evil.com").0, None);
+        let (_, _, rule) = verdict(&f, "a.track.example");
+        assert_eq!(rule.as_deref(), Some("||track.example^"));
+        let p = Policy::new(
+            f.categories(),
+            &HashMap::from([(0, Action::Block)]),
+            &Default::default(),
+            &Default::default(),
+        );
+        let m = f.check("a.track.example", p.actions(None)).matched.unwrap();
+        assert_eq!(m.line, 3);
+    }
+
+    #[test]
+    fn wildcard_domain_rule_skips_the_apex() {
+        let f = Filter::build(vec![list(
+            "w",
+            "custom",
+            ListFormat::Domains,
+            "*.wild.example\n",
+        )]);
+        assert_eq!(verdict(&f, "wild.example").0, None);
+        assert_eq!(verdict(&f, "a.wild.example").0, Some(Action::Block));
+    }
+
+    #[test]
+    fn bad_lines_are_counted_and_skipped() {
+        let f = Filter::build(vec![list(
+            "d",
+            "custom",
+            ListFormat::Domains,
+            "a.com\nnot a domain\nb.com\nhttp://x/\n",
+        )]);
+        assert_eq!(f.lists()[0].rules, 2);
+        assert_eq!(f.lists()[0].bad_lines, 2);
+    }
+
+    #[test]
+    fn idn_rules_match_punycode_queries() {
+        let f = Filter::build(vec![list(
+            "d",
+            "custom",
+            ListFormat::Domains,
+            "bücher.example\n",
+        )]);
+        assert_eq!(verdict(&f, "xn--bcher-kva.example").0, Some(Action::Block));
+        assert_eq!(verdict(&f, "www.BÜCHER.example").0, Some(Action::Block));
+    }
+}

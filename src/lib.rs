@@ -1,0 +1,17 @@
+//! metaguard: a local DNS resolver that blocks and logs Meta's tracking, per device.
+//!
+//! One query flows one way: listener (`server`) -> access (`access`) -> filter verdict
+//! (`filter`, `policy`) -> blocked answer, or cache (`cache`) -> upstream (`upstream`)
+//! -> CNAME check -> answer.
+
+pub mod access;
+pub mod cache;
+pub mod check;
+pub mod cli;
+pub mod config;
+pub mod filter;
+pub mod lists;
+pub mod policy;
+pub mod server;
+pub mod stats;
+pub mod upstream;

@@ -1,0 +1,215 @@
+//! Where the lists come from: the Meta lists compiled into the binary (overridable by
+//! a file of the same name on disk), extra list files, and the config's own entries.
+
+use std::path::{Path, PathBuf};
+
+use crate::filter::{FilterConfig, ListFormat, ListSource, parse};
+use crate::policy::{ALLOW, Action, CUSTOM};
+
+/// The Meta lists shipped in `blocklists/`, compiled in so `serve` works offline.
+pub const EMBEDDED: &[(&str, &str)] = &[
+    ("pixel.txt", include_str!("../blocklists/pixel.txt")),
+    (
+        "audience-network.txt",
+        include_str!("../blocklists/audience-network.txt"),
+    ),
+    (
+        "sdk-telemetry.txt",
+        include_str!("../blocklists/sdk-telemetry.txt"),
+    ),
+    (
+        "ads-measurement.txt",
+        include_str!("../blocklists/ads-measurement.txt"),
+    ),
+    (
+        "app-telemetry.txt",
+        include_str!("../blocklists/app-telemetry.txt"),
+    ),
+    (
+        "social-widgets.txt",
+        include_str!("../blocklists/social-widgets.txt"),
+    ),
+    ("meta-ai.txt", include_str!("../blocklists/meta-ai.txt")),
+    (
+        "smart-glasses.txt",
+        include_str!("../blocklists/smart-glasses.txt"),
+    ),
+    ("quest.txt", include_str!("../blocklists/quest.txt")),
+    (
+        "first-party.txt",
+        include_str!("../blocklists/first-party.txt"),
+    ),
+];
+
+/// Errors reading the lists the config names.
+#[derive(Debug, thiserror::Error)]
+pub enum ListError {
+    #[error("cannot read list {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{name}: invalid entry {entry:?} in [filter] {key}")]
+    BadEntry {
+        name: &'static str,
+        key: &'static str,
+        entry: String,
+    },
+}
+
+fn read(path: &Path) -> Result<String, ListError> {
+    let bytes = std::fs::read(path).map_err(|source| ListError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    // A list with stray non-UTF-8 bytes still loads; the bad lines are counted.
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// One embedded list, or its override from `lists_dir` when that file exists.
+fn embedded_source(
+    file: &str,
+    text: &'static str,
+    lists_dir: &Path,
+) -> Result<ListSource, ListError> {
+    let over = lists_dir.join(file);
+    let (text, origin) = if over.is_file() {
+        (read(&over)?, over.display().to_string())
+    } else {
+        (text.to_string(), "embedded".to_string())
+    };
+    let header = parse::read_header(&text);
+    let stem = file.trim_end_matches(".txt");
+    Ok(ListSource {
+        name: file.to_string(),
+        category: header.category.unwrap_or_else(|| stem.to_string()),
+        origin,
+        format: ListFormat::Domains,
+        default_action: header.action.as_deref().and_then(parse_action),
+        text,
+    })
+}
+
+fn parse_action(s: &str) -> Option<Action> {
+    match s.trim() {
+        "block" => Some(Action::Block),
+        "log" => Some(Action::Log),
+        "allow" => Some(Action::Allow),
+        _ => None,
+    }
+}
+
+/// Every list the filter is built from, in order: embedded Meta lists, extra files,
+/// then the config's `block` and `allow` entries.
+pub fn sources(cfg: &FilterConfig) -> Result<Vec<ListSource>, ListError> {
+    let mut out = Vec::new();
+    for (file, text) in EMBEDDED {
+        out.push(embedded_source(file, text, &cfg.lists_dir)?);
+    }
+    for path in &cfg.blocklists {
+        out.push(ListSource {
+            name: path.display().to_string(),
+            category: CUSTOM.to_string(),
+            origin: path.display().to_string(),
+            format: ListFormat::Auto,
+            default_action: Some(Action::Block),
+            text: read(path)?,
+        });
+    }
+    for (key, entries, category, action) in [
+        ("block", &cfg.block, CUSTOM, Action::Block),
+        ("allow", &cfg.allow, ALLOW, Action::Allow),
+    ] {
+        if entries.is_empty() {
+            continue;
+        }
+        for e in entries {
+            if parse::normalize_domain(e.trim_start_matches("*.")).is_none() {
+                return Err(ListError::BadEntry {
+                    name: "config",
+                    key,
+                    entry: e.clone(),
+                });
+            }
+        }
+        out.push(ListSource {
+            name: format!("config:{key}"),
+            category: category.to_string(),
+            origin: "config".to_string(),
+            format: ListFormat::Domains,
+            default_action: Some(action),
+            text: entries.join("\n"),
+        });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_lists_have_headers() {
+        for (file, text) in EMBEDDED {
+            let h = parse::read_header(text);
+            let stem = file.trim_end_matches(".txt");
+            assert_eq!(h.category.as_deref(), Some(stem), "{file}: category header");
+            assert!(
+                h.action.as_deref().and_then(parse_action).is_some(),
+                "{file}: action header"
+            );
+            assert!(
+                h.title.is_some() && h.sources.is_some() && h.reviewed.is_some(),
+                "{file}: header"
+            );
+        }
+    }
+
+    #[test]
+    fn file_on_disk_overrides_embedded() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("pixel.txt"),
+            "# Category: pixel\n# Action: log\nonly.example\n",
+        )
+        .unwrap();
+        let cfg = FilterConfig {
+            lists_dir: dir.path().to_path_buf(),
+            ..Default::default()
+        };
+        let srcs = sources(&cfg).unwrap();
+        let pixel = srcs.iter().find(|s| s.name == "pixel.txt").unwrap();
+        assert_eq!(
+            pixel.text.trim_end(),
+            "# Category: pixel\n# Action: log\nonly.example"
+        );
+        assert_eq!(pixel.default_action, Some(Action::Log));
+        assert!(pixel.origin.ends_with("pixel.txt"));
+        let other = srcs.iter().find(|s| s.name == "quest.txt").unwrap();
+        assert_eq!(other.origin, "embedded");
+    }
+
+    #[test]
+    fn config_entries_become_lists_and_bad_ones_are_errors() {
+        let cfg = FilterConfig {
+            lists_dir: "/nonexistent".into(),
+            allow: vec!["graph.facebook.com".into()],
+            block: vec!["*.ads.example".into()],
+            ..Default::default()
+        };
+        let srcs = sources(&cfg).unwrap();
+        assert!(
+            srcs.iter()
+                .any(|s| s.name == "config:allow" && s.category == ALLOW)
+        );
+        assert!(
+            srcs.iter()
+                .any(|s| s.name == "config:block" && s.category == CUSTOM)
+        );
+        let bad = FilterConfig {
+            allow: vec!["not a name".into()],
+            ..cfg
+        };
+        assert!(matches!(sources(&bad), Err(ListError::BadEntry { .. })));
+    }
+}

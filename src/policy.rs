@@ -1,0 +1,168 @@
+//! Categories and what to do with them: the default action of each category and the
+//! per-group overrides (`[categories]` and `[groups.NAME]` in the config).
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::{Deserialize, Serialize};
+
+/// What happens to a name that a rule matched.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// Answer it, note it in the hit log.
+    Log,
+    /// Answer with the blocked response, note it in the hit log.
+    Block,
+    /// Answer it; beats every block (user allow entries, `@@` exceptions).
+    Allow,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Log => "log",
+            Action::Block => "block",
+            Action::Allow => "allow",
+        }
+    }
+}
+
+impl std::fmt::Display for Action {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Index of a category in [`Categories`].
+pub type CategoryId = u16;
+
+/// Category of `--blocklist` files and `filter.block` entries.
+pub const CUSTOM: &str = "custom";
+/// Category of `filter.allow` entries.
+pub const ALLOW: &str = "allow";
+
+/// The interned category names of one filter build.
+#[derive(Debug, Default, Clone)]
+pub struct Categories {
+    names: Vec<Box<str>>,
+}
+
+impl Categories {
+    /// Id of `name`, adding it when new.
+    pub fn intern(&mut self, name: &str) -> CategoryId {
+        if let Some(i) = self.names.iter().position(|n| &**n == name) {
+            return i as CategoryId;
+        }
+        self.names.push(name.into());
+        (self.names.len() - 1) as CategoryId
+    }
+
+    pub fn id(&self, name: &str) -> Option<CategoryId> {
+        self.names
+            .iter()
+            .position(|n| &**n == name)
+            .map(|i| i as CategoryId)
+    }
+
+    pub fn name(&self, id: CategoryId) -> &str {
+        self.names.get(id as usize).map_or("?", |n| n)
+    }
+
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (CategoryId, &str)> {
+        self.names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (i as CategoryId, &**n))
+    }
+}
+
+/// `[categories]`: action per category name, overriding the lists' own defaults.
+pub type CategoryActions = BTreeMap<String, Action>;
+
+/// `[groups.NAME]`: action per category for the devices of that group.
+pub type GroupsConfig = BTreeMap<String, CategoryActions>;
+
+/// Action tables, one per group plus the default, indexed by [`CategoryId`].
+#[derive(Debug, Clone)]
+pub struct Policy {
+    default: Vec<Action>,
+    groups: HashMap<String, Vec<Action>>,
+}
+
+impl Policy {
+    /// `list_defaults` are the actions the lists declare for their categories; the
+    /// config's `[categories]` overrides them and `[groups.*]` overrides per group.
+    pub fn new(
+        categories: &Categories,
+        list_defaults: &HashMap<CategoryId, Action>,
+        config: &CategoryActions,
+        groups: &GroupsConfig,
+    ) -> Self {
+        let default: Vec<Action> = categories
+            .iter()
+            .map(|(id, name)| {
+                config
+                    .get(name)
+                    .copied()
+                    .or_else(|| list_defaults.get(&id).copied())
+                    .unwrap_or(match name {
+                        ALLOW => Action::Allow,
+                        CUSTOM => Action::Block,
+                        _ => Action::Log,
+                    })
+            })
+            .collect();
+        let groups = groups
+            .iter()
+            .map(|(group, overrides)| {
+                let table = categories
+                    .iter()
+                    .map(|(id, name)| overrides.get(name).copied().unwrap_or(default[id as usize]))
+                    .collect();
+                (group.clone(), table)
+            })
+            .collect();
+        Policy { default, groups }
+    }
+
+    /// The action table for a device in `group` (the default table when none).
+    pub fn actions(&self, group: Option<&str>) -> &[Action] {
+        group
+            .and_then(|g| self.groups.get(g))
+            .map_or(&self.default, |t| t)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_beats_list_default_and_groups_override() {
+        let mut cats = Categories::default();
+        let pixel = cats.intern("pixel");
+        let ai = cats.intern("meta-ai");
+        let custom = cats.intern(CUSTOM);
+        let defaults = HashMap::from([(pixel, Action::Block), (ai, Action::Log)]);
+        let config = CategoryActions::from([("pixel".to_string(), Action::Log)]);
+        let groups = GroupsConfig::from([(
+            "kids".to_string(),
+            CategoryActions::from([("meta-ai".to_string(), Action::Block)]),
+        )]);
+        let p = Policy::new(&cats, &defaults, &config, &groups);
+        assert_eq!(p.actions(None)[pixel as usize], Action::Log);
+        assert_eq!(p.actions(None)[ai as usize], Action::Log);
+        assert_eq!(p.actions(None)[custom as usize], Action::Block);
+        assert_eq!(p.actions(Some("kids"))[ai as usize], Action::Block);
+        assert_eq!(p.actions(Some("kids"))[pixel as usize], Action::Log);
+        assert_eq!(p.actions(Some("nope"))[ai as usize], Action::Log);
+    }
+}

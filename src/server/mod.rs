@@ -1,0 +1,403 @@
+//! `metaguard serve`: binds the listeners, builds the hot snapshot (config, filter,
+//! policy, upstreams), swaps it on SIGHUP and drains in-flight queries on SIGTERM.
+
+mod handler;
+pub mod response;
+mod tcp;
+mod udp;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use hickory_server::net::runtime::TokioTime;
+use hickory_server::net::xfer::Protocol;
+use hickory_server::server::{Request, RequestHandler};
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+use tokio::net::{TcpListener, UdpSocket};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use handler::Handler;
+use response::{Capture, MAX_UDP_PAYLOAD};
+
+use crate::access::{Access, Admit, RateLimitConfig, default_allow_clients};
+use crate::cache::Cache;
+use crate::config::{Config, ConfigError, Overrides};
+use crate::filter::Filter;
+use crate::lists::{self, ListError};
+use crate::policy::Policy;
+use crate::stats::{self, Stats};
+use crate::upstream::{self, UpstreamError, Upstreams};
+
+/// `[server]` in the config.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Addresses to answer on, UDP and TCP each.
+    pub listen: Vec<SocketAddr>,
+    /// Client networks that get answers; everyone else gets REFUSED.
+    pub allow_clients: Vec<IpNet>,
+    pub rate_limit: RateLimitConfig,
+    /// UDP queries being answered at once; past it new ones are dropped and counted.
+    pub max_udp_in_flight: usize,
+    /// Open TCP connections, in total and from one client address.
+    pub max_tcp_connections: usize,
+    pub max_tcp_connections_per_client: usize,
+    /// A TCP connection that sends no query for this long is closed.
+    #[serde(with = "humantime_serde")]
+    pub tcp_idle_timeout: Duration,
+    /// Queries on one TCP connection before it is closed.
+    pub max_tcp_queries_per_connection: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: vec![
+                SocketAddr::from(([127, 0, 0, 1], 5335)),
+                SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, 5335)),
+            ],
+            allow_clients: default_allow_clients(),
+            rate_limit: RateLimitConfig::default(),
+            max_udp_in_flight: 2048,
+            max_tcp_connections: 256,
+            max_tcp_connections_per_client: 32,
+            tcp_idle_timeout: Duration::from_secs(10),
+            max_tcp_queries_per_connection: 1000,
+        }
+    }
+}
+
+/// Why the server could not start or reload.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Lists(#[from] ListError),
+    #[error(transparent)]
+    Upstream(#[from] UpstreamError),
+    #[error("cannot listen on {addr} ({proto}): {source}")]
+    Bind {
+        addr: SocketAddr,
+        proto: &'static str,
+        source: std::io::Error,
+    },
+    #[error("no listen address configured")]
+    NoListen,
+}
+
+/// Everything a query reads, built once per (re)load and swapped whole.
+pub struct Snapshot {
+    pub config: Config,
+    pub filter: Filter,
+    pub policy: Policy,
+    pub upstreams: Upstreams,
+    pub access: Access,
+    pub deadline: Duration,
+}
+
+impl Snapshot {
+    /// Build from a config: read the lists, compile the filter, set up upstreams.
+    /// `own` are the addresses we listen on (never used as upstream).
+    pub fn build(config: Config, own: &[SocketAddr]) -> Result<Snapshot, ServeError> {
+        let filter = Filter::build(lists::sources(&config.filter)?);
+        let policy = Policy::new(
+            filter.categories(),
+            filter.list_defaults(),
+            &config.categories,
+            &config.groups,
+        );
+        let specs = if config.upstream.servers.is_empty() {
+            upstream::from_resolv_conf(&config.upstream.resolv_conf, own)?
+        } else {
+            config.upstream.servers.clone()
+        };
+        let upstreams = Upstreams::new(&specs, &config.upstream)?;
+        let access = Access::new(&config.server.allow_clients, &config.server.rate_limit);
+        Ok(Snapshot {
+            deadline: config.upstream.deadline,
+            config,
+            filter,
+            policy,
+            upstreams,
+            access,
+        })
+    }
+
+    /// One INFO line with the rule counts per category.
+    fn log_loaded(&self, what: &str) {
+        let mut per_cat: Vec<(String, usize)> = Vec::new();
+        for l in self.filter.lists() {
+            match per_cat.iter_mut().find(|(c, _)| *c == l.category) {
+                Some((_, n)) => *n += l.rules,
+                None => per_cat.push((l.category.clone(), l.rules)),
+            }
+            if l.bad_lines > 0 {
+                tracing::warn!(list = %l.name, bad_lines = l.bad_lines, "skipped unreadable lines");
+            }
+        }
+        let detail = per_cat
+            .iter()
+            .map(|(c, n)| format!("{c} {n}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let ups = self
+            .upstreams
+            .specs()
+            .map(|s| s.to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
+        tracing::info!(
+            "{what} {} rules from {} lists ({detail}); upstream {ups}",
+            self.filter.rule_count(),
+            self.filter.lists().len()
+        );
+    }
+}
+
+/// What the listeners share.
+pub(crate) struct Shared {
+    handler: Handler,
+    stats: Arc<Stats>,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+}
+
+impl Shared {
+    /// Answer one raw packet from `src`, or `None` to stay silent.
+    async fn answer(&self, packet: Vec<u8>, src: SocketAddr, proto: Protocol) -> Option<Vec<u8>> {
+        if packet.len() < 12 || packet[2] & 0x80 != 0 {
+            // Not a query (too short, or a response: never answer those; no reflection).
+            Stats::inc(&self.stats.malformed);
+            return None;
+        }
+        let snap = self.handler.state.load_full();
+        let admit = snap.access.admit(src.ip());
+        if admit == Admit::RateLimited {
+            Stats::inc(&self.stats.rate_limited);
+            return None;
+        }
+        let header: [u8; 12] = packet[..12].try_into().ok()?;
+        let request = match Request::from_bytes(packet, src, proto) {
+            Ok(r) => r,
+            Err(e) => {
+                Stats::inc(&self.stats.malformed);
+                tracing::debug!(%src, error = %e, "malformed query");
+                return if admit == Admit::Yes {
+                    response::formerr_from_header(&header)
+                } else {
+                    None
+                };
+            }
+        };
+        let max = match proto {
+            Protocol::Udp => request.max_payload().clamp(512, MAX_UDP_PAYLOAD),
+            _ => u16::MAX,
+        };
+        let capture = Capture::new(max);
+        if admit == Admit::Refused {
+            Stats::inc(&self.stats.refused);
+            let reply = response::Reply::error(hickory_proto::op::ResponseCode::Refused);
+            send_reply(&request, reply, capture.clone()).await;
+        } else {
+            self.handler
+                .handle_request::<Capture, TokioTime>(&request, capture.clone())
+                .await;
+        }
+        capture.take()
+    }
+}
+
+async fn send_reply(request: &Request, reply: response::Reply, mut capture: Capture) {
+    use hickory_server::server::ResponseHandler;
+    let meta = response::metadata(&request.metadata, reply.rcode);
+    let edns = request.edns.as_ref().map(|_| reply.edns());
+    let mut builder =
+        hickory_server::zone_handler::MessageResponseBuilder::from_message_request(request);
+    if let Some(e) = &edns {
+        builder.edns(e);
+    }
+    let resp = builder.build(
+        meta,
+        reply.answers.iter(),
+        reply.authorities.iter(),
+        [].iter(),
+        [].iter(),
+    );
+    let _ = capture.send_response(resp).await;
+}
+
+/// A running server: its bound addresses, live counters, reload and stop.
+pub struct Running {
+    addrs: Vec<SocketAddr>,
+    shared: Arc<Shared>,
+    listeners: tokio::task::JoinSet<()>,
+    started: Instant,
+}
+
+impl Running {
+    /// The addresses actually bound (UDP and TCP share each one).
+    pub fn addrs(&self) -> &[SocketAddr] {
+        &self.addrs
+    }
+
+    pub fn stats(&self) -> stats::Snapshot {
+        self.shared.stats.snapshot()
+    }
+
+    pub fn uptime(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// Swap in a new config. On error the running one stays and the error is returned.
+    pub fn reload(&self, config: Config) -> Result<(), ServeError> {
+        let snap = Snapshot::build(config, &self.addrs)?;
+        snap.log_loaded("reloaded:");
+        self.shared.handler.state.store(Arc::new(snap));
+        self.shared.handler.cache.clear();
+        Ok(())
+    }
+
+    /// Stop accepting, let in-flight queries finish (bounded), then return.
+    pub async fn stop(mut self) {
+        self.shared.shutdown.cancel();
+        while self.listeners.join_next().await.is_some() {}
+        self.shared.tracker.close();
+        if tokio::time::timeout(Duration::from_millis(1500), self.shared.tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("shutdown: some queries were still in flight and were dropped");
+        }
+    }
+}
+
+/// Bind UDP and TCP on `addr`; with port 0, both get the same free port.
+async fn bind(addr: SocketAddr) -> Result<(UdpSocket, TcpListener), ServeError> {
+    for _ in 0..20 {
+        let udp = UdpSocket::bind(addr)
+            .await
+            .map_err(|source| ServeError::Bind {
+                addr,
+                proto: "udp",
+                source,
+            })?;
+        let local = udp.local_addr().map_err(|source| ServeError::Bind {
+            addr,
+            proto: "udp",
+            source,
+        })?;
+        match TcpListener::bind(local).await {
+            Ok(tcp) => return Ok((udp, tcp)),
+            Err(_) if addr.port() == 0 => continue,
+            Err(source) => {
+                return Err(ServeError::Bind {
+                    addr,
+                    proto: "tcp",
+                    source,
+                });
+            }
+        }
+    }
+    Err(ServeError::Bind {
+        addr,
+        proto: "tcp",
+        source: std::io::Error::other("no port free for both UDP and TCP"),
+    })
+}
+
+/// Build the snapshot, bind every listen address and start answering.
+pub async fn start(config: Config) -> Result<Running, ServeError> {
+    if config.server.listen.is_empty() {
+        return Err(ServeError::NoListen);
+    }
+    let mut bound = Vec::new();
+    for addr in &config.server.listen {
+        bound.push(bind(*addr).await?);
+    }
+    let addrs: Vec<SocketAddr> = bound
+        .iter()
+        .filter_map(|(u, _)| u.local_addr().ok())
+        .collect();
+    let server_cfg = config.server.clone();
+    let snap = Snapshot::build(config, &addrs)?;
+    snap.log_loaded("loaded");
+    let stats = Arc::new(Stats::default());
+    let shared = Arc::new(Shared {
+        handler: Handler {
+            cache: Cache::new(&snap.config.cache),
+            state: Arc::new(ArcSwap::from_pointee(snap)),
+            stats: stats.clone(),
+        },
+        stats,
+        shutdown: CancellationToken::new(),
+        tracker: TaskTracker::new(),
+    });
+    let limits = tcp::TcpLimits {
+        max_connections: server_cfg.max_tcp_connections,
+        max_per_client: server_cfg.max_tcp_connections_per_client,
+        idle_timeout: server_cfg.tcp_idle_timeout,
+        max_queries_per_connection: server_cfg.max_tcp_queries_per_connection.max(1),
+        pipeline: 16,
+    };
+    let mut listeners = tokio::task::JoinSet::new();
+    for ((udp_sock, tcp_listener), addr) in bound.into_iter().zip(&addrs) {
+        tracing::info!("listening on {addr} (udp, tcp)");
+        listeners.spawn(udp::serve(
+            Arc::new(udp_sock),
+            shared.clone(),
+            server_cfg.max_udp_in_flight,
+        ));
+        listeners.spawn(tcp::serve(tcp_listener, shared.clone(), limits));
+    }
+    Ok(Running {
+        addrs,
+        shared,
+        listeners,
+        started: Instant::now(),
+    })
+}
+
+/// The `serve` command: start, reload on SIGHUP, stop on SIGTERM/SIGINT.
+pub async fn run(config_path: Option<PathBuf>, overrides: Overrides) -> Result<(), ServeError> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let load = || -> Result<Config, ServeError> {
+        let (mut config, _) = Config::locate(config_path.as_deref())?;
+        config.apply(&overrides);
+        Ok(config)
+    };
+    let running = start(load()?).await?;
+    let sig = |kind| {
+        signal(kind).map_err(|e| ServeError::Bind {
+            addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+            proto: "signal",
+            source: e,
+        })
+    };
+    let (mut hup, mut term, mut int) = (
+        sig(SignalKind::hangup())?,
+        sig(SignalKind::terminate())?,
+        sig(SignalKind::interrupt())?,
+    );
+    loop {
+        tokio::select! {
+            _ = hup.recv() => {
+                match load().and_then(|c| running.reload(c)) {
+                    Ok(()) => {}
+                    Err(e) => tracing::error!("reload failed, keeping the running config: {e}"),
+                }
+            }
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+        }
+    }
+    tracing::info!("shutting down");
+    running.stop().await;
+    tracing::info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,227 @@
+//! Building answers: the blocked answer, errors with Extended DNS Errors (RFC 8914),
+//! the RFC 8482 answer to ANY, and upstream answers in the client's spelling.
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::str::FromStr;
+use std::sync::{Arc, Mutex};
+
+use hickory_proto::op::{Edns, Header, HeaderCounts, Metadata, ResponseCode};
+use hickory_proto::rr::rdata::opt::{EdnsCode, EdnsOption};
+use hickory_proto::rr::rdata::{A, AAAA, HINFO, SOA};
+use hickory_proto::rr::{Name, RData, Record, RecordType};
+use hickory_proto::serialize::binary::{BinEncodable, BinEncoder};
+use hickory_server::net::NetError;
+use hickory_server::server::{ResponseHandler, ResponseInfo};
+use hickory_server::zone_handler::MessageResponse;
+
+use crate::cache::Answer;
+use crate::filter::BlockResponse;
+
+/// RFC 8914 info codes we send.
+pub const EDE_BLOCKED: u16 = 15;
+pub const EDE_NO_REACHABLE_AUTHORITY: u16 = 22;
+pub const EDE_NOT_SUPPORTED: u16 = 21;
+
+/// Largest UDP answer we send, whatever the client offers (DNS flag day 2020).
+pub const MAX_UDP_PAYLOAD: u16 = 1232;
+
+/// What the handler decided to answer, before it is encoded.
+#[derive(Debug, Default)]
+pub struct Reply {
+    pub rcode: ResponseCode,
+    pub answers: Vec<Record>,
+    pub authorities: Vec<Record>,
+    /// Extended DNS Error: info code and text (sent only to EDNS clients).
+    pub ede: Option<(u16, String)>,
+    /// No answer at all (rate limited).
+    pub drop: bool,
+}
+
+impl Reply {
+    pub fn error(rcode: ResponseCode) -> Reply {
+        Reply {
+            rcode,
+            ..Default::default()
+        }
+    }
+
+    pub fn with_ede(mut self, code: u16, text: impl Into<String>) -> Reply {
+        self.ede = Some((code, text.into()));
+        self
+    }
+
+    /// The OPT record of the answer, for a client that sent one.
+    pub fn edns(&self) -> Edns {
+        let mut edns = Edns::new();
+        edns.set_max_payload(MAX_UDP_PAYLOAD);
+        edns.set_version(0);
+        if let Some((code, text)) = &self.ede {
+            let mut data = code.to_be_bytes().to_vec();
+            data.extend_from_slice(text.as_bytes());
+            edns.options_mut()
+                .insert(EdnsOption::Unknown(u16::from(EdnsCode::Unknown(15)), data));
+        }
+        edns
+    }
+}
+
+fn soa_record(owner: &Name, ttl: u32) -> Record {
+    let mname = Name::from_str("metaguard.invalid.").unwrap_or_else(|_| Name::root());
+    let rname = Name::from_str("hostmaster.metaguard.invalid.").unwrap_or_else(|_| Name::root());
+    let soa = SOA::new(mname, rname, 1, 3600, 600, 86_400, ttl);
+    Record::from_rdata(owner.clone(), ttl, RData::SOA(soa))
+}
+
+/// The answer for a blocked name, with EDE 15 naming the category.
+pub fn blocked(
+    mode: BlockResponse,
+    owner: &Name,
+    qtype: RecordType,
+    ttl: u32,
+    category: &str,
+) -> Reply {
+    let mut r = match mode {
+        BlockResponse::Refused => Reply::error(ResponseCode::Refused),
+        BlockResponse::Nxdomain => Reply {
+            rcode: ResponseCode::NXDomain,
+            authorities: vec![soa_record(owner, ttl)],
+            ..Default::default()
+        },
+        BlockResponse::Null => {
+            let data = match qtype {
+                RecordType::A => Some(RData::A(A(Ipv4Addr::UNSPECIFIED))),
+                RecordType::AAAA => Some(RData::AAAA(AAAA(Ipv6Addr::UNSPECIFIED))),
+                _ => None,
+            };
+            match data {
+                Some(d) => Reply {
+                    answers: vec![Record::from_rdata(owner.clone(), ttl, d)],
+                    ..Default::default()
+                },
+                None => Reply {
+                    authorities: vec![soa_record(owner, ttl)],
+                    ..Default::default()
+                },
+            }
+        }
+    };
+    r.ede = Some((
+        EDE_BLOCKED,
+        format!("blocked by metaguard (category: {category})"),
+    ));
+    r
+}
+
+/// RFC 8482: a small synthesized HINFO instead of everything the name has.
+pub fn any_minimal(owner: &Name) -> Reply {
+    let hinfo = HINFO::new("RFC8482".to_string(), String::new());
+    Reply {
+        answers: vec![Record::from_rdata(owner.clone(), 3600, RData::HINFO(hinfo))],
+        ..Default::default()
+    }
+}
+
+/// An upstream (or cached) answer, with the question's owner name in the client's
+/// spelling (keeps 0x20 case randomization working).
+pub fn from_answer(answer: Answer, owner: &Name) -> Reply {
+    let Answer {
+        rcode,
+        mut answers,
+        authorities,
+    } = answer;
+    for r in &mut answers {
+        if r.name.eq_ignore_root(owner) {
+            r.name = owner.clone();
+        }
+    }
+    Reply {
+        rcode,
+        answers,
+        authorities,
+        ..Default::default()
+    }
+}
+
+/// A FORMERR for a packet whose header we read but whose body we could not.
+pub fn formerr_from_header(raw: &[u8]) -> Option<Vec<u8>> {
+    if raw.len() < 12 {
+        return None;
+    }
+    let mut out = vec![0u8; 12];
+    out[0] = raw[0];
+    out[1] = raw[1];
+    // QR=1, keep OPCODE and RD; RA=1, RCODE=FORMERR.
+    out[2] = 0x80 | (raw[2] & 0x79);
+    out[3] = 0x80 | 1;
+    Some(out)
+}
+
+/// A [`ResponseHandler`] that encodes the answer into a buffer for the listener to send,
+/// truncating to `max_size` (the UDP size the client can take).
+#[derive(Clone)]
+pub struct Capture {
+    max_size: u16,
+    out: Arc<Mutex<Option<Vec<u8>>>>,
+}
+
+impl Capture {
+    pub fn new(max_size: u16) -> Capture {
+        Capture {
+            max_size,
+            out: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    /// The encoded answer, if the handler sent one.
+    pub fn take(&self) -> Option<Vec<u8>> {
+        self.out.lock().ok()?.take()
+    }
+}
+
+#[async_trait::async_trait]
+impl ResponseHandler for Capture {
+    async fn send_response<'a>(
+        &mut self,
+        response: MessageResponse<
+            '_,
+            'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+        >,
+    ) -> Result<ResponseInfo, NetError> {
+        let metadata = *response.metadata();
+        let mut bytes = Vec::with_capacity(512);
+        let mut encoder = BinEncoder::new(&mut bytes);
+        encoder.set_max_size(self.max_size);
+        let info = match response.destructive_emit(&mut encoder) {
+            Ok(info) => info,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot encode answer; sending SERVFAIL");
+                bytes.clear();
+                let mut meta = metadata;
+                meta.response_code = ResponseCode::ServFail;
+                let header = Header {
+                    metadata: meta,
+                    counts: HeaderCounts::default(),
+                };
+                let mut encoder = BinEncoder::new(&mut bytes);
+                header.emit(&mut encoder)?;
+                ResponseInfo::from(header)
+            }
+        };
+        if let Ok(mut slot) = self.out.lock() {
+            *slot = Some(bytes);
+        }
+        Ok(info)
+    }
+}
+
+/// The metadata of an answer to `req`.
+pub fn metadata(req: &Metadata, rcode: ResponseCode) -> Metadata {
+    let mut meta = Metadata::response_from_request(req);
+    meta.recursion_available = true;
+    meta.response_code = rcode;
+    meta
+}

@@ -1,0 +1,50 @@
+//! The UDP listener: one receive loop per socket, a task per query, with a cap on
+//! queries in flight (past it datagrams are dropped and counted, never queued).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use hickory_server::net::xfer::Protocol;
+use tokio::net::UdpSocket;
+use tokio::sync::Semaphore;
+
+use super::Shared;
+use crate::stats::Stats;
+
+/// Serve `socket` until the shared shutdown token is cancelled.
+pub async fn serve(socket: Arc<UdpSocket>, shared: Arc<Shared>, max_in_flight: usize) {
+    let in_flight = Arc::new(Semaphore::new(max_in_flight.max(1)));
+    let mut buf = vec![0u8; 65_535];
+    loop {
+        let (len, src) = tokio::select! {
+            r = socket.recv_from(&mut buf) => match r {
+                Ok(v) => v,
+                Err(e) => {
+                    // ICMP errors from earlier sends surface here on Linux: not fatal.
+                    tracing::debug!(error = %e, "udp receive error");
+                    continue;
+                }
+            },
+            _ = shared.shutdown.cancelled() => break,
+        };
+        let Ok(permit) = in_flight.clone().try_acquire_owned() else {
+            Stats::inc(&shared.stats.udp_dropped);
+            continue;
+        };
+        let packet = buf[..len].to_vec();
+        let socket = socket.clone();
+        let task_shared = shared.clone();
+        shared.tracker.spawn(async move {
+            let _permit = permit;
+            answer(&socket, &task_shared, packet, src).await;
+        });
+    }
+}
+
+async fn answer(socket: &UdpSocket, shared: &Shared, packet: Vec<u8>, src: SocketAddr) {
+    if let Some(bytes) = shared.answer(packet, src, Protocol::Udp).await {
+        if let Err(e) = socket.send_to(&bytes, src).await {
+            tracing::debug!(%src, error = %e, "udp send failed");
+        }
+    }
+}

@@ -1,0 +1,49 @@
+//! Counters the server keeps while it runs (lock-free; read by `status` and tests).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::Serialize;
+
+macro_rules! counters {
+    ($($name:ident: $doc:literal),* $(,)?) => {
+        /// Live counters, one atomic each.
+        #[derive(Debug, Default)]
+        pub struct Stats {
+            $(#[doc = $doc] pub $name: AtomicU64,)*
+        }
+
+        /// A copy of every counter at one moment.
+        #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+        pub struct Snapshot {
+            $(#[doc = $doc] pub $name: u64,)*
+        }
+
+        impl Stats {
+            pub fn snapshot(&self) -> Snapshot {
+                Snapshot { $($name: self.$name.load(Ordering::Relaxed),)* }
+            }
+        }
+    };
+}
+
+counters! {
+    queries: "Queries answered or dropped after parsing.",
+    blocked: "Answered with the blocked response.",
+    logged: "Meta names answered normally and logged.",
+    cname_blocked: "Blocked because the answer's CNAME chain passed a blocked name.",
+    cache_hits: "Answered from the cache.",
+    cache_misses: "Sent upstream.",
+    upstream_failures: "SERVFAIL because no upstream answered in time.",
+    refused: "REFUSED: client outside the allowed networks.",
+    rate_limited: "Dropped: client over its rate.",
+    udp_dropped: "Dropped: too many UDP queries in flight.",
+    tcp_rejected: "TCP connections closed at once: too many open.",
+    malformed: "Packets that were not a DNS query (dropped or FORMERR).",
+    events_dropped: "Hit events lost because the log writer fell behind or the disk failed.",
+}
+
+impl Stats {
+    pub fn inc(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}

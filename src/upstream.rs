@@ -1,0 +1,460 @@
+//! Upstream resolvers: the `--upstream` specs (plain, TCP, DoT, DoH), fail-over in
+//! order of health, and the answer we take from them.
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use hickory_net::runtime::TokioRuntimeProvider;
+use hickory_net::xfer::DnsHandle;
+use hickory_net::{DnsError, NetError};
+use hickory_proto::op::{DnsRequestOptions, Query, ResponseCode};
+use hickory_proto::rr::{Name, RecordType};
+use hickory_resolver::TlsConfig;
+use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ProtocolConfig, ResolverOpts};
+use hickory_resolver::{NameServerPool, PoolContext};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::cache::Answer;
+
+/// `[upstream]` in the config.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UpstreamConfig {
+    /// Where to forward. Empty: the nameservers of `resolv_conf`.
+    pub servers: Vec<UpstreamSpec>,
+    /// A client gets an answer within this time, SERVFAIL at the latest.
+    #[serde(with = "humantime_serde")]
+    pub deadline: Duration,
+    /// How long one upstream gets before the next one is tried.
+    #[serde(with = "humantime_serde")]
+    pub attempt_timeout: Duration,
+    /// Read when `servers` is empty.
+    pub resolv_conf: PathBuf,
+}
+
+impl Default for UpstreamConfig {
+    fn default() -> Self {
+        UpstreamConfig {
+            servers: Vec::new(),
+            deadline: Duration::from_secs(2),
+            attempt_timeout: Duration::from_millis(800),
+            resolv_conf: PathBuf::from("/etc/resolv.conf"),
+        }
+    }
+}
+
+/// Errors of this module.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("bad upstream {spec:?}: {reason}")]
+    BadSpec { spec: String, reason: String },
+    #[error("no upstream: {path} lists no usable nameserver; set --upstream or [upstream] servers")]
+    NoneUsable { path: String },
+    #[error("cannot read {path}: {source}; set --upstream or [upstream] servers")]
+    ResolvConf {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("TLS setup failed: {0}")]
+    Tls(String),
+    #[error("every upstream failed: {0}")]
+    Failed(String),
+    #[error("upstream timed out")]
+    Timeout,
+}
+
+/// How to reach one upstream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UpstreamSpec {
+    /// `IP[:PORT]`: UDP, TCP when the answer is truncated.
+    Plain(SocketAddr),
+    /// `tcp://IP:PORT`
+    Tcp(SocketAddr),
+    /// `tls://IP:PORT#server-name` (DNS over TLS)
+    Tls {
+        addr: SocketAddr,
+        server_name: String,
+    },
+    /// `https://IP[:PORT]/path#server-name` (DNS over HTTPS)
+    Https {
+        addr: SocketAddr,
+        path: String,
+        server_name: String,
+    },
+}
+
+impl UpstreamSpec {
+    pub fn addr(&self) -> SocketAddr {
+        match self {
+            UpstreamSpec::Plain(a) | UpstreamSpec::Tcp(a) => *a,
+            UpstreamSpec::Tls { addr, .. } | UpstreamSpec::Https { addr, .. } => *addr,
+        }
+    }
+
+    fn name_server(&self) -> NameServerConfig {
+        let addr = self.addr();
+        let mut conns = match self {
+            UpstreamSpec::Plain(_) => vec![ConnectionConfig::udp(), ConnectionConfig::tcp()],
+            UpstreamSpec::Tcp(_) => vec![ConnectionConfig::tcp()],
+            UpstreamSpec::Tls { server_name, .. } => {
+                vec![ConnectionConfig::new(ProtocolConfig::Tls {
+                    server_name: Arc::from(server_name.as_str()),
+                })]
+            }
+            UpstreamSpec::Https {
+                path, server_name, ..
+            } => vec![ConnectionConfig::new(ProtocolConfig::Https {
+                server_name: Arc::from(server_name.as_str()),
+                path: Arc::from(path.as_str()),
+            })],
+        };
+        // The constructors pick the protocol's default port; ours is in the spec.
+        for c in &mut conns {
+            c.port = addr.port();
+        }
+        NameServerConfig::new(addr.ip(), true, conns)
+    }
+}
+
+fn parse_addr(s: &str, default_port: u16) -> Result<SocketAddr, String> {
+    if let Ok(a) = s.parse::<SocketAddr>() {
+        return Ok(a);
+    }
+    let ip = s.trim_start_matches('[').trim_end_matches(']');
+    ip.parse::<IpAddr>()
+        .map(|ip| SocketAddr::new(ip, default_port))
+        .map_err(|_| format!("{s:?} is not IP[:PORT] (host names are not allowed: the resolver cannot look itself up)"))
+}
+
+impl FromStr for UpstreamSpec {
+    type Err = UpstreamError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = |reason: String| UpstreamError::BadSpec {
+            spec: s.to_string(),
+            reason,
+        };
+        let (body, fragment) = match s.split_once('#') {
+            Some((b, f)) => (b, Some(f)),
+            None => (s, None),
+        };
+        let need_name = |proto: &str| -> Result<String, UpstreamError> {
+            match fragment {
+                Some(n) if !n.is_empty() => Ok(n.to_string()),
+                _ => Err(bad(format!(
+                    "{proto} needs the server's TLS name after '#'"
+                ))),
+            }
+        };
+        if let Some(rest) = body.strip_prefix("tcp://") {
+            Ok(UpstreamSpec::Tcp(parse_addr(rest, 53).map_err(bad)?))
+        } else if let Some(rest) = body.strip_prefix("tls://") {
+            Ok(UpstreamSpec::Tls {
+                addr: parse_addr(rest, 853).map_err(bad)?,
+                server_name: need_name("tls://")?,
+            })
+        } else if let Some(rest) = body.strip_prefix("https://") {
+            let (host, path) = match rest.find('/') {
+                Some(i) => (&rest[..i], &rest[i..]),
+                None => (rest, "/dns-query"),
+            };
+            Ok(UpstreamSpec::Https {
+                addr: parse_addr(host, 443).map_err(bad)?,
+                path: path.to_string(),
+                server_name: need_name("https://")?,
+            })
+        } else if body.contains("://") {
+            Err(bad("scheme must be tcp://, tls:// or https://".into()))
+        } else if fragment.is_some() {
+            Err(bad(
+                "a '#server-name' only goes with tls:// or https://".into()
+            ))
+        } else {
+            Ok(UpstreamSpec::Plain(parse_addr(body, 53).map_err(bad)?))
+        }
+    }
+}
+
+impl fmt::Display for UpstreamSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            UpstreamSpec::Plain(a) => write!(f, "{a}"),
+            UpstreamSpec::Tcp(a) => write!(f, "tcp://{a}"),
+            UpstreamSpec::Tls { addr, server_name } => write!(f, "tls://{addr}#{server_name}"),
+            UpstreamSpec::Https {
+                addr,
+                path,
+                server_name,
+            } => write!(f, "https://{addr}{path}#{server_name}"),
+        }
+    }
+}
+
+impl Serialize for UpstreamSpec {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for UpstreamSpec {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// The nameservers of a resolv.conf, minus any that is one of `own` (never forward to
+/// ourselves).
+pub fn from_resolv_conf(
+    path: &Path,
+    own: &[SocketAddr],
+) -> Result<Vec<UpstreamSpec>, UpstreamError> {
+    let text = std::fs::read_to_string(path).map_err(|source| UpstreamError::ResolvConf {
+        path: path.display().to_string(),
+        source,
+    })?;
+    let servers: Vec<UpstreamSpec> = text
+        .lines()
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            (w.next() == Some("nameserver")).then(|| w.next()).flatten()
+        })
+        .filter_map(|ip| ip.split('%').next()?.parse::<IpAddr>().ok())
+        .map(|ip| SocketAddr::new(ip, 53))
+        .filter(|a| !is_own(a, own))
+        .map(UpstreamSpec::Plain)
+        .collect();
+    if servers.is_empty() {
+        return Err(UpstreamError::NoneUsable {
+            path: path.display().to_string(),
+        });
+    }
+    Ok(servers)
+}
+
+fn is_own(a: &SocketAddr, own: &[SocketAddr]) -> bool {
+    own.iter().any(|l| {
+        l.port() == a.port()
+            && (l.ip() == a.ip()
+                || (l.ip().is_unspecified()
+                    && (a.ip().is_loopback() || l.is_ipv4() == a.is_ipv4())))
+    })
+}
+
+struct Server {
+    spec: UpstreamSpec,
+    pool: NameServerPool<TokioRuntimeProvider>,
+    /// Consecutive failures; a failing server is tried after the healthy ones.
+    failures: AtomicU32,
+}
+
+/// The configured upstreams, tried in order of health until one answers.
+#[derive(Clone)]
+pub struct Upstreams {
+    servers: Arc<[Server]>,
+    attempt_timeout: Duration,
+}
+
+impl Upstreams {
+    pub fn new(specs: &[UpstreamSpec], cfg: &UpstreamConfig) -> Result<Upstreams, UpstreamError> {
+        let tls = TlsConfig::new().map_err(|e| UpstreamError::Tls(e.to_string()))?;
+        Self::with_tls(specs, cfg, tls.config)
+    }
+
+    /// Like [`Upstreams::new`] with a TLS client config of the caller's (a private CA in tests).
+    pub fn with_tls(
+        specs: &[UpstreamSpec],
+        cfg: &UpstreamConfig,
+        tls: rustls::ClientConfig,
+    ) -> Result<Upstreams, UpstreamError> {
+        let servers = specs
+            .iter()
+            .map(|spec| {
+                let mut opts = ResolverOpts::default();
+                opts.timeout = cfg.attempt_timeout;
+                opts.attempts = 1;
+                opts.num_concurrent_reqs = 1;
+                opts.cache_size = 0;
+                opts.ndots = 0;
+                opts.edns_payload_len = 1232;
+                opts.case_randomization = false;
+                let mut cx = PoolContext::new(
+                    opts,
+                    TlsConfig::new().map_err(|e| UpstreamError::Tls(e.to_string()))?,
+                );
+                cx.tls = tls.clone();
+                let pool = NameServerPool::from_config(
+                    [spec.name_server()],
+                    Arc::new(cx),
+                    TokioRuntimeProvider::default(),
+                );
+                Ok(Server {
+                    spec: spec.clone(),
+                    pool,
+                    failures: AtomicU32::new(0),
+                })
+            })
+            .collect::<Result<Vec<_>, UpstreamError>>()?;
+        Ok(Upstreams {
+            servers: servers.into(),
+            attempt_timeout: cfg.attempt_timeout,
+        })
+    }
+
+    pub fn specs(&self) -> impl Iterator<Item = &UpstreamSpec> {
+        self.servers.iter().map(|s| &s.spec)
+    }
+
+    /// Resolve `name`/`qtype`, trying each upstream in turn (healthy ones first).
+    /// The caller bounds the whole call with its own deadline.
+    pub async fn resolve(&self, name: &Name, qtype: RecordType) -> Result<Answer, UpstreamError> {
+        let mut order: Vec<usize> = (0..self.servers.len()).collect();
+        order.sort_by_key(|&i| (self.servers[i].failures.load(Ordering::Relaxed) > 0, i));
+        let mut last = UpstreamError::Failed("no upstream configured".into());
+        for i in order {
+            let server = &self.servers[i];
+            let result =
+                tokio::time::timeout(self.attempt_timeout, query(&server.pool, name, qtype)).await;
+            match result {
+                Ok(Ok(answer)) => {
+                    server.failures.store(0, Ordering::Relaxed);
+                    return Ok(answer);
+                }
+                Ok(Err(e)) => {
+                    tracing::debug!(upstream = %server.spec, error = %e, "upstream failed");
+                    server.failures.fetch_add(1, Ordering::Relaxed);
+                    last = UpstreamError::Failed(format!("{}: {e}", server.spec));
+                }
+                Err(_) => {
+                    tracing::debug!(upstream = %server.spec, "upstream timed out");
+                    server.failures.fetch_add(1, Ordering::Relaxed);
+                    last = UpstreamError::Timeout;
+                }
+            }
+        }
+        Err(last)
+    }
+}
+
+/// One exchange with one pool, mapped to the answer a client should see.
+async fn query(
+    pool: &NameServerPool<TokioRuntimeProvider>,
+    name: &Name,
+    qtype: RecordType,
+) -> Result<Answer, NetError> {
+    let mut options = DnsRequestOptions::default();
+    options.recursion_desired = true;
+    options.use_edns = true;
+    options.edns_payload_len = 1232;
+    let mut stream = pool.lookup(Query::query(name.clone(), qtype), options);
+    let response = match stream.next().await {
+        Some(r) => r,
+        None => return Err(NetError::from("upstream closed without an answer")),
+    };
+    match response {
+        Ok(resp) => {
+            let msg = resp.into_message();
+            Ok(Answer {
+                rcode: msg.metadata.response_code,
+                answers: msg.answers,
+                authorities: msg.authorities,
+            })
+        }
+        Err(NetError::Dns(DnsError::NoRecordsFound(nr))) => Ok(Answer {
+            rcode: nr.response_code,
+            answers: Vec::new(),
+            authorities: nr.authorities.map(|a| a.to_vec()).unwrap_or_default(),
+        }),
+        Err(NetError::Dns(DnsError::ResponseCode(code))) if code != ResponseCode::ServFail => {
+            Ok(Answer {
+                rcode: code,
+                answers: Vec::new(),
+                authorities: Vec::new(),
+            })
+        }
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_every_spec_form() {
+        assert_eq!(
+            "1.1.1.1".parse::<UpstreamSpec>().unwrap(),
+            UpstreamSpec::Plain("1.1.1.1:53".parse().unwrap())
+        );
+        assert_eq!(
+            "127.0.0.1:5300".parse::<UpstreamSpec>().unwrap(),
+            UpstreamSpec::Plain("127.0.0.1:5300".parse().unwrap())
+        );
+        assert_eq!(
+            "[::1]:53".parse::<UpstreamSpec>().unwrap(),
+            UpstreamSpec::Plain("[::1]:53".parse().unwrap())
+        );
+        assert_eq!(
+            "::1".parse::<UpstreamSpec>().unwrap(),
+            UpstreamSpec::Plain("[::1]:53".parse().unwrap())
+        );
+        assert_eq!(
+            "tcp://9.9.9.9:53".parse::<UpstreamSpec>().unwrap(),
+            UpstreamSpec::Tcp("9.9.9.9:53".parse().unwrap())
+        );
+        assert_eq!(
+            "tls://1.1.1.1:853#cloudflare-dns.com"
+                .parse::<UpstreamSpec>()
+                .unwrap(),
+            UpstreamSpec::Tls {
+                addr: "1.1.1.1:853".parse().unwrap(),
+                server_name: "cloudflare-dns.com".into()
+            }
+        );
+        let doh: UpstreamSpec = "https://1.1.1.1/dns-query#cloudflare-dns.com"
+            .parse()
+            .unwrap();
+        assert_eq!(doh.addr().port(), 443);
+        assert_eq!(
+            doh.to_string(),
+            "https://1.1.1.1:443/dns-query#cloudflare-dns.com"
+        );
+        for bad in [
+            "dns.google",
+            "tls://1.1.1.1:853",
+            "udp://1.1.1.1",
+            "1.1.1.1#name",
+            "https://x/dns-query#n",
+        ] {
+            assert!(
+                bad.parse::<UpstreamSpec>().is_err(),
+                "{bad} should be rejected"
+            );
+        }
+    }
+
+    #[test]
+    fn resolv_conf_skips_ourselves() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("resolv.conf");
+        std::fs::write(&p, "# c\nnameserver 127.0.0.1\nnameserver fe80::1%eth0\nnameserver 192.0.2.53\noptions ndots:1\n").unwrap();
+        let own: Vec<SocketAddr> = vec!["127.0.0.1:53".parse().unwrap()];
+        let got = from_resolv_conf(&p, &own).unwrap();
+        assert_eq!(got.len(), 2);
+        assert_eq!(
+            got[1],
+            UpstreamSpec::Plain("192.0.2.53:53".parse().unwrap())
+        );
+        std::fs::write(&p, "nameserver 127.0.0.1\n").unwrap();
+        assert!(matches!(
+            from_resolv_conf(&p, &own),
+            Err(UpstreamError::NoneUsable { .. })
+        ));
+    }
+}
