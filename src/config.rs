@@ -171,7 +171,7 @@ mod tests {
     #[test]
     fn bad_values_name_their_location() {
         let cases = [
-            ("[upstream]\nservers = [\"dns.google\"]\n", 2, 12),
+            ("[upstream]\nservers = [\"dns.google\"]\n", 2, 11),
             ("[server]\nallow_clients = [\"10.0.0.0/33\"]\n", 2, 18),
             ("[filter]\nblock_response = \"drop\"\n", 2, 18),
             ("[upstream]\ndeadline = \"soon\"\n", 2, 12),

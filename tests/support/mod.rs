@@ -1,0 +1,354 @@
+//! Test fixtures: an in-process DNS upstream on loopback, a launcher for the real
+//! server on 127.0.0.1 port 0, and a small DNS client over real UDP and TCP.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::str::FromStr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
+use hickory_proto::rr::rdata::{A, AAAA, CNAME, SOA};
+use hickory_proto::rr::{Name, RData, Record, RecordType};
+use metaguard::config::Config;
+use metaguard::server::Running;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio_util::sync::CancellationToken;
+
+/// How the fake upstream answers one name.
+#[derive(Clone, Debug)]
+pub enum Behaviour {
+    /// These records (any type asked gets the records whose type matches, CNAMEs always).
+    Records(Vec<Record>),
+    NxDomain {
+        soa: bool,
+    },
+    ServFail,
+    /// Never answers.
+    Silent,
+    /// Answers as the default after a delay.
+    Slow(Duration),
+}
+
+/// An in-process upstream DNS server on 127.0.0.1 (UDP and TCP, one port).
+pub struct Upstream {
+    pub addr: SocketAddr,
+    zone: Arc<Mutex<HashMap<String, Behaviour>>>,
+    hits: Arc<Mutex<HashMap<String, usize>>>,
+    shutdown: CancellationToken,
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+pub fn name(s: &str) -> Name {
+    Name::from_str(s).expect("test name")
+}
+
+pub fn a(owner: &str, ip: [u8; 4], ttl: u32) -> Record {
+    Record::from_rdata(name(owner), ttl, RData::A(A(Ipv4Addr::from(ip))))
+}
+
+pub fn cname(owner: &str, target: &str, ttl: u32) -> Record {
+    Record::from_rdata(name(owner), ttl, RData::CNAME(CNAME(name(target))))
+}
+
+pub fn soa(owner: &str, ttl: u32, minimum: u32) -> Record {
+    let soa = SOA::new(
+        name("ns.test."),
+        name("hostmaster.test."),
+        1,
+        3600,
+        600,
+        86400,
+        minimum,
+    );
+    Record::from_rdata(name(owner), ttl, RData::SOA(soa))
+}
+
+impl Upstream {
+    pub async fn start() -> Upstream {
+        let udp = UdpSocket::bind("127.0.0.1:0")
+            .await
+            .expect("bind upstream udp");
+        let addr = udp.local_addr().unwrap();
+        let tcp = TcpListener::bind(addr).await.expect("bind upstream tcp");
+        let up = Upstream {
+            addr,
+            zone: Arc::default(),
+            hits: Arc::default(),
+            shutdown: CancellationToken::new(),
+        };
+        let (zone, hits, stop) = (up.zone.clone(), up.hits.clone(), up.shutdown.clone());
+        let udp = Arc::new(udp);
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 65535];
+            loop {
+                let (len, src) = tokio::select! {
+                    r = udp.recv_from(&mut buf) => match r { Ok(v) => v, Err(_) => continue },
+                    _ = stop.cancelled() => break,
+                };
+                let packet = buf[..len].to_vec();
+                let (zone, hits, udp) = (zone.clone(), hits.clone(), udp.clone());
+                tokio::spawn(async move {
+                    if let Some(bytes) = answer(&zone, &hits, &packet, true).await {
+                        let _ = udp.send_to(&bytes, src).await;
+                    }
+                });
+            }
+        });
+        let (zone, hits, stop) = (up.zone.clone(), up.hits.clone(), up.shutdown.clone());
+        tokio::spawn(async move {
+            loop {
+                let (mut s, _) = tokio::select! {
+                    r = tcp.accept() => match r { Ok(v) => v, Err(_) => continue },
+                    _ = stop.cancelled() => break,
+                };
+                let (zone, hits) = (zone.clone(), hits.clone());
+                tokio::spawn(async move {
+                    while let Ok(len) = s.read_u16().await {
+                        let mut msg = vec![0u8; len as usize];
+                        if s.read_exact(&mut msg).await.is_err() {
+                            break;
+                        }
+                        if let Some(bytes) = answer(&zone, &hits, &msg, false).await {
+                            let mut frame = (bytes.len() as u16).to_be_bytes().to_vec();
+                            frame.extend_from_slice(&bytes);
+                            if s.write_all(&frame).await.is_err() {
+                                break;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        up
+    }
+
+    pub fn set(&self, owner: &str, b: Behaviour) {
+        self.zone
+            .lock()
+            .unwrap()
+            .insert(owner.trim_end_matches('.').to_ascii_lowercase(), b);
+    }
+
+    /// Queries this upstream saw for `owner` (any type).
+    pub fn hits(&self, owner: &str) -> usize {
+        self.hits
+            .lock()
+            .unwrap()
+            .get(owner.trim_end_matches('.'))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// `IP:PORT` for `--upstream`.
+    pub fn spec(&self) -> String {
+        self.addr.to_string()
+    }
+}
+
+async fn answer(
+    zone: &Mutex<HashMap<String, Behaviour>>,
+    hits: &Mutex<HashMap<String, usize>>,
+    packet: &[u8],
+    udp: bool,
+) -> Option<Vec<u8>> {
+    let req = Message::from_vec(packet).ok()?;
+    let q = req.queries.first()?.clone();
+    let qname = q
+        .name()
+        .to_ascii()
+        .trim_end_matches('.')
+        .to_ascii_lowercase();
+    *hits.lock().unwrap().entry(qname.clone()).or_default() += 1;
+    let behaviour = zone.lock().unwrap().get(&qname).cloned();
+    let mut resp = Message::new(req.metadata.id, MessageType::Response, OpCode::Query);
+    resp.metadata.recursion_desired = req.metadata.recursion_desired;
+    resp.metadata.recursion_available = true;
+    resp.add_query(q.clone());
+    if req.edns.is_some() {
+        let mut e = Edns::new();
+        e.set_max_payload(1232);
+        resp.set_edns(e);
+    }
+    let default = |resp: &mut Message| match q.query_type() {
+        RecordType::A => {
+            resp.add_answer(Record::from_rdata(
+                q.name().clone(),
+                300,
+                RData::A(A(Ipv4Addr::new(192, 0, 2, 1))),
+            ));
+        }
+        RecordType::AAAA => {
+            resp.add_answer(Record::from_rdata(
+                q.name().clone(),
+                300,
+                RData::AAAA(AAAA(Ipv6Addr::from_str("2001:db8::1").unwrap())),
+            ));
+        }
+        _ => {
+            resp.add_authority(soa("test.", 300, 60));
+        }
+    };
+    match behaviour {
+        None => default(&mut resp),
+        Some(Behaviour::Slow(d)) => {
+            tokio::time::sleep(d).await;
+            default(&mut resp);
+        }
+        Some(Behaviour::Silent) => return None,
+        Some(Behaviour::ServFail) => resp.metadata.response_code = ResponseCode::ServFail,
+        Some(Behaviour::NxDomain { soa: with_soa }) => {
+            resp.metadata.response_code = ResponseCode::NXDomain;
+            if with_soa {
+                resp.add_authority(soa("test.", 300, 60));
+            }
+        }
+        Some(Behaviour::Records(records)) => {
+            for r in records {
+                if r.record_type() == q.query_type() || r.record_type() == RecordType::CNAME {
+                    resp.add_answer(r);
+                }
+            }
+        }
+    }
+    let bytes = resp.to_vec().ok()?;
+    let max = if udp {
+        req.max_payload().max(512) as usize
+    } else {
+        usize::MAX
+    };
+    if bytes.len() > max {
+        let mut tc = Message::new(req.metadata.id, MessageType::Response, OpCode::Query);
+        tc.metadata.truncation = true;
+        tc.metadata.recursion_available = true;
+        tc.add_query(q);
+        return tc.to_vec().ok();
+    }
+    Some(bytes)
+}
+
+/// A config for tests: listens on 127.0.0.1 port 0, forwards to `upstream` only.
+pub fn config(upstream: &Upstream) -> Config {
+    let mut c = Config::default();
+    c.server.listen = vec!["127.0.0.1:0".parse().unwrap()];
+    c.upstream.servers = vec![upstream.spec().parse().unwrap()];
+    c.upstream.resolv_conf = "/nonexistent/resolv.conf".into();
+    c.filter.lists_dir = "/nonexistent/metaguard-lists".into();
+    c.server.rate_limit.qps = 0;
+    c
+}
+
+/// Start the real server with `config`.
+pub async fn serve(config: Config) -> Running {
+    metaguard::server::start(config)
+        .await
+        .expect("server starts")
+}
+
+/// Options of a test query.
+#[derive(Clone, Copy)]
+pub struct Q {
+    pub edns: bool,
+    pub rd: bool,
+    pub id: u16,
+}
+
+impl Default for Q {
+    fn default() -> Self {
+        Q {
+            edns: true,
+            rd: true,
+            id: 4242,
+        }
+    }
+}
+
+pub fn query_bytes(qname: &str, qtype: RecordType, o: Q) -> Vec<u8> {
+    let mut m = Message::new(o.id, MessageType::Query, OpCode::Query);
+    m.metadata.recursion_desired = o.rd;
+    m.add_query(Query::query(name(qname), qtype));
+    if o.edns {
+        let mut e = Edns::new();
+        e.set_max_payload(1232);
+        m.set_edns(e);
+    }
+    m.to_vec().unwrap()
+}
+
+/// Send raw bytes over UDP and wait (at most 3 s) for one datagram back.
+pub async fn udp_raw(server: SocketAddr, bytes: &[u8]) -> Option<Vec<u8>> {
+    let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    sock.send_to(bytes, server).await.unwrap();
+    let mut buf = vec![0u8; 65535];
+    match tokio::time::timeout(Duration::from_secs(3), sock.recv_from(&mut buf)).await {
+        Ok(Ok((n, _))) => Some(buf[..n].to_vec()),
+        _ => None,
+    }
+}
+
+pub async fn udp(server: SocketAddr, qname: &str, qtype: RecordType, o: Q) -> Message {
+    let bytes = udp_raw(server, &query_bytes(qname, qtype, o))
+        .await
+        .expect("an answer over UDP");
+    let m = Message::from_vec(&bytes).expect("a DNS message");
+    assert_eq!(m.metadata.id, o.id, "answer id");
+    m
+}
+
+/// Send several framed queries on one TCP connection; answers in arrival order.
+pub async fn tcp_many(server: SocketAddr, queries: &[Vec<u8>]) -> Vec<Message> {
+    let mut s = TcpStream::connect(server).await.unwrap();
+    for q in queries {
+        let mut frame = (q.len() as u16).to_be_bytes().to_vec();
+        frame.extend_from_slice(q);
+        s.write_all(&frame).await.unwrap();
+    }
+    let mut out = Vec::new();
+    for _ in queries {
+        let len = tokio::time::timeout(Duration::from_secs(3), s.read_u16())
+            .await
+            .expect("tcp answer in time")
+            .unwrap();
+        let mut buf = vec![0u8; len as usize];
+        s.read_exact(&mut buf).await.unwrap();
+        out.push(Message::from_vec(&buf).unwrap());
+    }
+    out
+}
+
+pub async fn tcp(server: SocketAddr, qname: &str, qtype: RecordType, o: Q) -> Message {
+    tcp_many(server, &[query_bytes(qname, qtype, o)])
+        .await
+        .remove(0)
+}
+
+/// The EDE option (code, text) of an answer, if any.
+pub fn ede(m: &Message) -> Option<(u16, String)> {
+    use hickory_proto::rr::rdata::opt::{EdnsCode, EdnsOption};
+    let e = m.edns.as_ref()?;
+    match e.option(EdnsCode::Unknown(15))? {
+        EdnsOption::Unknown(_, data) if data.len() >= 2 => Some((
+            u16::from_be_bytes([data[0], data[1]]),
+            String::from_utf8_lossy(&data[2..]).into_owned(),
+        )),
+        _ => None,
+    }
+}
+
+pub fn ips(m: &Message) -> Vec<String> {
+    m.answers
+        .iter()
+        .filter_map(|r| match &r.data {
+            RData::A(a) => Some(a.0.to_string()),
+            RData::AAAA(a) => Some(a.0.to_string()),
+            _ => None,
+        })
+        .collect()
+}
