@@ -1,0 +1,235 @@
+//! The `metaguard` binary as a user runs it: `serve` with signals, `check`, `config check`.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use hickory_proto::rr::RecordType;
+use support::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_metaguard");
+
+fn free_port() -> u16 {
+    // UDP and TCP both free on the same port.
+    loop {
+        let u = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = u.local_addr().unwrap().port();
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// A running `metaguard serve` whose stderr lines arrive on a channel.
+struct Serve {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Serve {
+    fn start(args: &[&str]) -> Serve {
+        let mut child = Command::new(BIN)
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start metaguard");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Serve { child, lines }
+    }
+
+    /// Wait for a stderr line containing `needle`; returns it.
+    fn wait_for(&self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(l) if l.contains(needle) => return l,
+                Ok(_) => {}
+                Err(e) => panic!("no line with {needle:?}: {e}"),
+            }
+        }
+    }
+
+    fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([&format!("-{sig}"), &self.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -{sig}");
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn serve_reloads_on_sighup_and_exits_cleanly_on_sigterm() {
+    let up = Upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("metaguard.toml");
+    std::fs::write(&cfg, "[filter]\nlists_dir = \"/nonexistent\"\n").unwrap();
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let serve = Serve::start(&[
+        "serve",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--listen",
+        &listen,
+        "--upstream",
+        &up.spec(),
+        "--db",
+        dir.path().join("m.db").to_str().unwrap(),
+    ]);
+    let loaded = serve.wait_for("rules from");
+    assert!(loaded.contains("pixel"), "{loaded}");
+    serve.wait_for("listening on 127.0.0.1");
+    let addr = listen.parse().unwrap();
+    assert_eq!(
+        ips(&udp(addr, "ads.example.", RecordType::A, Q::default()).await),
+        ["192.0.2.1"]
+    );
+
+    // A new list entry takes effect on SIGHUP.
+    std::fs::write(
+        &cfg,
+        "[filter]\nlists_dir = \"/nonexistent\"\nblock = [\"ads.example\"]\n",
+    )
+    .unwrap();
+    serve.signal("HUP");
+    serve.wait_for("reloaded");
+    assert_eq!(
+        ips(&udp(addr, "x.ads.example.", RecordType::A, Q::default()).await),
+        ["0.0.0.0"]
+    );
+
+    // A broken config is reported with its location and the old one keeps running.
+    std::fs::write(
+        &cfg,
+        "[filter]\nlists_dir = \"/nonexistent\"\nbloc = [\"ads.example\"]\n",
+    )
+    .unwrap();
+    serve.signal("HUP");
+    let err = serve.wait_for("reload failed");
+    assert!(err.contains(&format!("{}:3:1", cfg.display())), "{err}");
+    assert_eq!(
+        ips(&udp(addr, "ads.example.", RecordType::A, Q::default()).await),
+        ["0.0.0.0"]
+    );
+
+    // SIGTERM: exit 0 within 2 s.
+    let mut serve = serve;
+    serve.signal("TERM");
+    let t = Instant::now();
+    let status = loop {
+        if let Some(s) = serve.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(2),
+            "still running 2 s after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status}");
+}
+
+#[test]
+fn config_check_reports_file_line_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[server]\nlisten = [\"127.0.0.1:53\"]\n\n[cache]\nsize = \"big\"\n",
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["config", "check", bad.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("{}:5:8", bad.display())), "{err}");
+
+    let good = dir.path().join("good.toml");
+    std::fs::write(&good, "[filter]\nblock_response = \"nxdomain\"\n").unwrap();
+    let out = Command::new(BIN)
+        .args(["config", "check", good.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("block_response = \"nxdomain\""), "{text}");
+    assert!(
+        text.contains("[upstream]"),
+        "prints the whole effective config: {text}"
+    );
+}
+
+#[test]
+fn check_prints_json_verdicts() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("m.toml");
+    std::fs::write(&cfg, "[filter]\nlists_dir = \"/nonexistent\"\n").unwrap();
+    let extra = dir.path().join("extra.hosts");
+    std::fs::write(&extra, "# mine\n0.0.0.0 tracker.example\n").unwrap();
+    let out = Command::new(BIN)
+        .args([
+            "check",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--blocklist",
+            extra.to_str().unwrap(),
+        ])
+        .args([
+            "--format",
+            "json",
+            "connect.facebook.net",
+            "WWW.Facebook.com.",
+            "a.tracker.example",
+            "example.org",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 4);
+    assert_eq!(lines[0]["action"], "block");
+    assert_eq!(lines[0]["category"], "pixel");
+    assert_eq!(lines[0]["rule"], "connect.facebook.net");
+    assert_eq!(lines[0]["list"], "pixel.txt");
+    assert!(lines[0]["line"].as_u64().unwrap() > 1);
+    assert_eq!(lines[1]["action"], "log");
+    assert_eq!(lines[1]["category"], "first-party");
+    assert_eq!(lines[2]["action"], "block");
+    assert_eq!(lines[2]["category"], "custom");
+    assert_eq!(lines[2]["line"], 2);
+    assert_eq!(lines[3]["action"], "allow");
+    assert!(lines[3]["category"].is_null());
+    for l in &lines {
+        for key in ["name", "action", "category", "rule", "list", "line"] {
+            assert!(l.get(key).is_some(), "missing {key} in {l}");
+        }
+    }
+}
