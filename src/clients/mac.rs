@@ -116,10 +116,10 @@ where
 /// encodings. `None` when absent or not a MAC (a malformed option is not the client's
 /// fault to be punished for; the source address is used instead).
 pub fn mac_from_edns(edns: &Edns) -> Option<Mac> {
-    if let Some(EdnsOption::Unknown(_, data)) = edns.option(EdnsCode::Unknown(EDNS_MAC_RAW)) {
-        if let Ok(bytes) = <[u8; 6]>::try_from(data.as_slice()) {
-            return Some(Mac(bytes));
-        }
+    if let Some(EdnsOption::Unknown(_, data)) = edns.option(EdnsCode::Unknown(EDNS_MAC_RAW))
+        && let Ok(bytes) = <[u8; 6]>::try_from(data.as_slice())
+    {
+        return Some(Mac(bytes));
     }
     let Some(EdnsOption::Unknown(_, data)) = edns.option(EdnsCode::Unknown(EDNS_MAC_TEXT)) else {
         return None;

@@ -222,14 +222,14 @@ impl Clients {
                 group: d.group.as_deref().map(Into::into),
             });
             for m in &d.matches {
-                if let Some(&first) = claimed.get(m) {
-                    if first != i {
-                        return Err(ClientsError::DuplicateMatch {
-                            entry: m.to_string(),
-                            first: devices[first].name.clone(),
-                            second: d.name.clone(),
-                        });
-                    }
+                if let Some(&first) = claimed.get(m)
+                    && first != i
+                {
+                    return Err(ClientsError::DuplicateMatch {
+                        entry: m.to_string(),
+                        first: devices[first].name.clone(),
+                        second: d.name.clone(),
+                    });
                 }
                 claimed.insert(*m, i);
                 match *m {
