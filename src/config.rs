@@ -1,10 +1,14 @@
 //! The TOML config: one section per module, built-in defaults, command-line overrides,
 //! and errors that name the file, line and column.
 
+use std::fmt;
+use std::marker::PhantomData;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 
-use serde::{Deserialize, Serialize};
+use serde::de::Visitor;
+use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::cache::CacheConfig;
 use crate::clients::{ClientsConfig, DeviceConfig};
@@ -132,6 +136,36 @@ pub struct Overrides {
     pub upstream: Vec<UpstreamSpec>,
     pub blocklist: Vec<PathBuf>,
     pub db: Option<PathBuf>,
+}
+
+/// Deserialize a string value through `FromStr`, for `Deserialize` impls of config
+/// values. The parse error is raised inside a visitor, while toml still knows the value
+/// being read, so the error points at the entry itself; parsing after
+/// `String::deserialize` returns would blame the enclosing array.
+pub(crate) fn deserialize_from_str<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: FromStr,
+    T::Err: fmt::Display,
+{
+    d.deserialize_str(FromStrVisitor(PhantomData))
+}
+
+struct FromStrVisitor<T>(PhantomData<T>);
+
+impl<T: FromStr> Visitor<'_> for FromStrVisitor<T>
+where
+    T::Err: fmt::Display,
+{
+    type Value = T;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<T, E> {
+        v.parse().map_err(E::custom)
+    }
 }
 
 /// 1-based line and column (in characters) of byte `offset` in `text`.

@@ -2,13 +2,11 @@
 //! query as an EDNS option (`--add-mac`).
 
 use std::fmt;
-use std::marker::PhantomData;
 use std::str::FromStr;
 
 use base64::Engine as _;
 use hickory_proto::op::Edns;
 use hickory_proto::rr::rdata::opt::{EdnsCode, EdnsOption};
-use serde::de::Visitor;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// EDNS option of dnsmasq `--add-mac`: the 6 raw bytes of the client's MAC.
@@ -88,27 +86,7 @@ impl Serialize for Mac {
 
 impl<'de> Deserialize<'de> for Mac {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_str(FromStrVisitor(PhantomData))
-    }
-}
-
-/// Deserializes a string through `FromStr`. The error is raised inside the visitor,
-/// while toml still knows the value being read, so it points at the entry itself;
-/// parsing after `String::deserialize` returns would blame the enclosing array.
-pub(crate) struct FromStrVisitor<T>(pub PhantomData<T>);
-
-impl<T: FromStr> Visitor<'_> for FromStrVisitor<T>
-where
-    T::Err: fmt::Display,
-{
-    type Value = T;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a string")
-    }
-
-    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<T, E> {
-        v.parse().map_err(E::custom)
+        crate::config::deserialize_from_str(d)
     }
 }
 

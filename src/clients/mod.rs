@@ -15,7 +15,6 @@ mod neigh;
 
 use std::collections::HashMap;
 use std::fmt;
-use std::marker::PhantomData;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -122,7 +121,7 @@ impl Serialize for DeviceMatch {
 
 impl<'de> Deserialize<'de> for DeviceMatch {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_str(mac::FromStrVisitor(PhantomData))
+        crate::config::deserialize_from_str(d)
     }
 }
 
