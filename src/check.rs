@@ -5,10 +5,20 @@ use std::net::IpAddr;
 
 use serde::Serialize;
 
+use crate::clients::{Clients, ClientsConfig, ClientsError};
 use crate::config::Config;
 use crate::filter::{Filter, normalize_query};
 use crate::lists::{self, ListError};
 use crate::policy::Policy;
+
+/// Why `check` could not give verdicts.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    #[error(transparent)]
+    Lists(#[from] ListError),
+    #[error(transparent)]
+    Devices(#[from] ClientsError),
+}
 
 /// One line of `check --format json`.
 #[derive(Debug, Serialize, PartialEq, Eq)]
@@ -21,13 +31,13 @@ pub struct CheckLine {
     pub line: Option<u32>,
 }
 
-/// The verdicts for `names`. `client` picks the device's policy (groups come with
-/// device identity; until then every client gets the default actions).
+/// The verdicts for `names`. `client` picks the device's policy: the group of the
+/// `[[devices]]` entry it matches, directly or through its MAC in the lease files.
 pub fn verdicts(
     config: &Config,
     names: &[String],
-    _client: Option<IpAddr>,
-) -> Result<Vec<CheckLine>, ListError> {
+    client: Option<IpAddr>,
+) -> Result<Vec<CheckLine>, CheckError> {
     let filter = Filter::build(lists::sources(&config.filter)?);
     let policy = Policy::new(
         filter.categories(),
@@ -35,7 +45,18 @@ pub fn verdicts(
         &config.categories,
         &config.groups,
     );
-    let actions = policy.actions(None);
+    // Leases but no neighbour tables: `check` may run on another machine than `serve`,
+    // and its answer should not depend on who happened to be in the ARP cache.
+    let clients = Clients::new(
+        &config.devices,
+        &ClientsConfig {
+            neighbours: false,
+            ..config.clients.clone()
+        },
+    )?;
+    clients.refresh_now();
+    let identity = client.map(|ip| clients.identify(ip, None));
+    let actions = policy.actions(identity.as_ref().and_then(|i| i.group.as_deref()));
     Ok(names
         .iter()
         .map(|raw| {
@@ -60,7 +81,7 @@ pub fn run(
     names: &[String],
     client: Option<IpAddr>,
     json: bool,
-) -> Result<String, ListError> {
+) -> Result<String, CheckError> {
     let lines = verdicts(config, names, client)?;
     let mut out = String::new();
     for l in &lines {
@@ -83,4 +104,43 @@ pub fn run(
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    #[test]
+    fn client_in_a_group_gets_the_group_actions() {
+        let dir = tempfile::tempdir().unwrap();
+        let leases = dir.path().join("dnsmasq.leases");
+        // The tablet is configured by MAC; its address is only in the leases.
+        std::fs::write(
+            &leases,
+            "1718000000 aa:bb:cc:dd:ee:02 192.168.1.42 tablet *\n",
+        )
+        .unwrap();
+        let text = format!(
+            "[filter]\nlists_dir = \"{dir}/none\"\n\
+             [groups.kids]\nmeta-ai = \"block\"\n\
+             [[clients.leases]]\npath = \"{leases}\"\nformat = \"dnsmasq\"\n\
+             [[devices]]\nname = \"phone\"\nmatch = [\"192.168.1.23\"]\ngroup = \"kids\"\n\
+             [[devices]]\nname = \"tablet\"\nmatch = [\"aa:bb:cc:dd:ee:02\"]\ngroup = \"kids\"\n",
+            dir = dir.path().display(),
+            leases = leases.display(),
+        );
+        let config = Config::parse(&text, Path::new("t.toml")).unwrap();
+        let names = ["meta.ai".to_string()];
+        let action = |client: Option<&str>| {
+            let lines = verdicts(&config, &names, client.map(|c| c.parse().unwrap())).unwrap();
+            (lines[0].action, lines[0].category.clone())
+        };
+        let meta_ai = Some("meta-ai".to_string());
+        assert_eq!(action(Some("192.168.1.23")), ("block", meta_ai.clone()));
+        assert_eq!(action(Some("192.168.1.42")), ("block", meta_ai.clone()));
+        assert_eq!(action(Some("192.168.1.99")), ("log", meta_ai.clone()));
+        assert_eq!(action(None), ("log", meta_ai));
+    }
 }

@@ -1,12 +1,17 @@
 //! The TOML config: one section per module, built-in defaults, command-line overrides,
 //! and errors that name the file, line and column.
 
+use std::fmt;
+use std::marker::PhantomData;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 
-use serde::{Deserialize, Serialize};
+use serde::de::Visitor;
+use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::cache::CacheConfig;
+use crate::clients::{ClientsConfig, DeviceConfig};
 use crate::filter::FilterConfig;
 use crate::policy::{CategoryActions, GroupsConfig};
 use crate::server::ServerConfig;
@@ -44,6 +49,11 @@ pub struct Config {
     /// Per-group category actions.
     pub groups: GroupsConfig,
     pub store: StoreConfig,
+    /// Where device names and MACs come from.
+    pub clients: ClientsConfig,
+    /// `[[devices]]`: named devices, how to recognise them, their groups. Last, so
+    /// the printed config keeps the array of tables after the plain sections.
+    pub devices: Vec<DeviceConfig>,
 }
 
 /// A config that could not be used.
@@ -128,6 +138,36 @@ pub struct Overrides {
     pub db: Option<PathBuf>,
 }
 
+/// Deserialize a string value through `FromStr`, for `Deserialize` impls of config
+/// values. The parse error is raised inside a visitor, while toml still knows the value
+/// being read, so the error points at the entry itself; parsing after
+/// `String::deserialize` returns would blame the enclosing array.
+pub(crate) fn deserialize_from_str<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: FromStr,
+    T::Err: fmt::Display,
+{
+    d.deserialize_str(FromStrVisitor(PhantomData))
+}
+
+struct FromStrVisitor<T>(PhantomData<T>);
+
+impl<T: FromStr> Visitor<'_> for FromStrVisitor<T>
+where
+    T::Err: fmt::Display,
+{
+    type Value = T;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<T, E> {
+        v.parse().map_err(E::custom)
+    }
+}
+
 /// 1-based line and column (in characters) of byte `offset` in `text`.
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let mut offset = offset.min(text.len());
@@ -171,7 +211,7 @@ mod tests {
     #[test]
     fn bad_values_name_their_location() {
         let cases = [
-            ("[upstream]\nservers = [\"dns.google\"]\n", 2, 11),
+            ("[upstream]\nservers = [\"dns.google\"]\n", 2, 12),
             ("[server]\nallow_clients = [\"10.0.0.0/33\"]\n", 2, 18),
             ("[filter]\nblock_response = \"drop\"\n", 2, 18),
             ("[upstream]\ndeadline = \"soon\"\n", 2, 12),
@@ -188,6 +228,60 @@ mod tests {
                 other => panic!("{other}"),
             }
         }
+    }
+
+    #[test]
+    fn bad_device_and_clients_values_name_their_location() {
+        let cases = [
+            (
+                "[[devices]]\nname = \"tv\"\nmatch = [\"192.168.1.5\", \"aa:bb:cc\"]\n",
+                3,
+                25,
+            ),
+            (
+                "[[devices]]\nname = \"tv\"\nmatch = [\"10.0.0.0/8\"]\n\
+                 [[devices]]\nname = \"pc\"\nmatch = [\"pc.lan\"]\n",
+                6,
+                10,
+            ),
+            (
+                "[clients]\nleases = [{ path = \"/x\", format = \"kea\" }]\n",
+                2,
+                35,
+            ),
+            ("[clients]\nrefresh = \"often\"\n", 2, 11),
+        ];
+        for (text, line, col) in cases {
+            match Config::parse(text, Path::new("/etc/m.toml")).unwrap_err() {
+                ConfigError::Invalid {
+                    file,
+                    line: l,
+                    column: c,
+                    message,
+                } => {
+                    assert_eq!(
+                        (file.as_str(), l, c),
+                        ("/etc/m.toml", line, col),
+                        "{text}: {message}"
+                    )
+                }
+                other => panic!("{other}"),
+            }
+        }
+    }
+
+    #[test]
+    fn devices_and_clients_round_trip_through_toml() {
+        let text = "[clients]\nrefresh = \"1m\"\nneighbours = false\n\
+                    [[clients.leases]]\npath = \"/l\"\nformat = \"odhcpd\"\n\
+                    [[devices]]\nname = \"tv\"\nmatch = [\"AA-BB-CC-DD-EE-FF\", \"fd00::/64\"]\n\
+                    group = \"kids\"\n[[devices]]\nname = \"pc\"\nmatch = [\"10.0.0.2\"]\n";
+        let c = Config::parse(text, Path::new("c")).unwrap();
+        assert_eq!(c.devices.len(), 2);
+        assert_eq!(c.devices[0].group.as_deref(), Some("kids"));
+        assert_eq!(c.clients.refresh, std::time::Duration::from_secs(60));
+        assert_eq!(c.clients.leases.len(), 1);
+        assert_eq!(Config::parse(&c.to_toml(), Path::new("c")).unwrap(), c);
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub mod access;
 pub mod cache;
 pub mod check;
 pub mod cli;
+pub mod clients;
 pub mod config;
 pub mod filter;
 pub mod lists;

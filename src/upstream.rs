@@ -204,8 +204,7 @@ impl Serialize for UpstreamSpec {
 
 impl<'de> Deserialize<'de> for UpstreamSpec {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
+        crate::config::deserialize_from_str(d)
     }
 }
 

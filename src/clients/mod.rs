@@ -1,0 +1,395 @@
+//! Device identity: which household device sent a query, so that its group's policy
+//! applies and its hits are logged under one name.
+//!
+//! Sources, in order: the `[[devices]]` of the config; the MAC a dnsmasq forwarder adds
+//! as an EDNS option; the kernel's neighbour tables; DHCP lease files (for names);
+//! else the source address. A device is keyed by MAC when one is known, so a phone's
+//! IPv4 and IPv6 addresses are one device.
+//!
+//! `identify` runs on the query path and only reads immutable tables; the neighbour
+//! tables and lease files are re-read by `refresh_now`, off the query path.
+
+mod leases;
+mod mac;
+mod neigh;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use hickory_proto::op::Edns;
+use ipnet::IpNet;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use tokio_util::sync::CancellationToken;
+
+pub use leases::{LeaseFile, LeaseFormat};
+pub use mac::{BadMac, EDNS_MAC_RAW, EDNS_MAC_TEXT, Mac, mac_from_edns};
+
+/// Where the kernel shows the IPv4 neighbour table.
+const PROC_NET_ARP: &str = "/proc/net/arp";
+/// The iproute2 program that prints the IPv6 neighbour table.
+const IP_PROGRAM: &str = "ip";
+
+/// `[clients]`: where names and MACs come from besides the `[[devices]]` list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClientsConfig {
+    /// Lease files read for names. Missing files are skipped silently, so the
+    /// defaults cover the usual places of dnsmasq, ISC dhcpd and odhcpd.
+    pub leases: Vec<LeaseFile>,
+    /// Read the kernel's neighbour tables (ARP, IPv6 ND) to learn clients' MACs.
+    pub neighbours: bool,
+    /// How often neighbour tables and lease files are re-read.
+    #[serde(with = "humantime_serde")]
+    pub refresh: Duration,
+}
+
+impl Default for ClientsConfig {
+    fn default() -> Self {
+        let lease = |path: &str, format| LeaseFile {
+            path: PathBuf::from(path),
+            format,
+        };
+        ClientsConfig {
+            leases: vec![
+                lease("/var/lib/misc/dnsmasq.leases", LeaseFormat::Dnsmasq),
+                lease("/var/lib/dhcp/dhcpd.leases", LeaseFormat::Isc),
+                lease("/tmp/hosts/odhcpd", LeaseFormat::Odhcpd),
+                lease("/tmp/odhcpd.leases", LeaseFormat::Odhcpd),
+            ],
+            neighbours: true,
+            refresh: Duration::from_secs(30),
+        }
+    }
+}
+
+/// One `match` entry of a `[[devices]]` item.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DeviceMatch {
+    Mac(Mac),
+    Ip(IpAddr),
+    Net(IpNet),
+}
+
+/// A `match` entry that is none of MAC, IP address or CIDR network.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not a MAC (aa:bb:cc:dd:ee:ff), an IP address or a network (192.168.1.0/28)")]
+pub struct BadMatch(pub String);
+
+impl FromStr for DeviceMatch {
+    type Err = BadMatch;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if let Ok(m) = s.parse::<Mac>() {
+            Ok(DeviceMatch::Mac(m))
+        } else if let Ok(ip) = s.parse::<IpAddr>() {
+            Ok(DeviceMatch::Ip(ip.to_canonical()))
+        } else if let Ok(net) = s.parse::<IpNet>() {
+            // Host bits set ("192.168.1.5/24") are most likely a typo for an address
+            // or a network; refuse rather than guess which.
+            if net.trunc() != net {
+                return Err(BadMatch(s.to_string()));
+            }
+            Ok(DeviceMatch::Net(net))
+        } else {
+            Err(BadMatch(s.to_string()))
+        }
+    }
+}
+
+impl fmt::Display for DeviceMatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DeviceMatch::Mac(m) => m.fmt(f),
+            DeviceMatch::Ip(ip) => ip.fmt(f),
+            DeviceMatch::Net(n) => n.fmt(f),
+        }
+    }
+}
+
+impl Serialize for DeviceMatch {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for DeviceMatch {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        crate::config::deserialize_from_str(d)
+    }
+}
+
+/// One `[[devices]]` item: a named device, how to recognise it, its policy group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceConfig {
+    pub name: String,
+    #[serde(rename = "match")]
+    pub matches: Vec<DeviceMatch>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+}
+
+/// A device list that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientsError {
+    #[error("devices {first:?} and {second:?} both match {entry}")]
+    DuplicateMatch {
+        entry: String,
+        first: String,
+        second: String,
+    },
+}
+
+/// Who sent a query.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// Stable key of the device: `mac:aa:bb:cc:dd:ee:ff` when its MAC is known, else
+    /// `ip:192.168.1.5`.
+    pub key: String,
+    pub mac: Option<Mac>,
+    /// The query's source address (IPv4-mapped IPv6 made IPv4).
+    pub addr: IpAddr,
+    /// From `[[devices]]`, else from the leases.
+    pub name: Option<Arc<str>>,
+    /// From `[[devices]]`.
+    pub group: Option<Arc<str>>,
+}
+
+/// A configured device, as `identify` hands it out.
+#[derive(Debug)]
+struct Device {
+    name: Arc<str>,
+    group: Option<Arc<str>>,
+}
+
+/// The `[[devices]]` list as lookup tables. Fixed for the life of a `Clients`: a config
+/// reload builds a new one.
+#[derive(Debug, Default)]
+struct Devices {
+    list: Vec<Device>,
+    by_mac: HashMap<Mac, usize>,
+    by_ip: HashMap<IpAddr, usize>,
+    /// Narrowest network first, so the first hit is the most specific.
+    nets: Vec<(IpNet, usize)>,
+}
+
+/// What the last refresh learnt. Built whole, then swapped in, so `identify` never sees
+/// a half-read table.
+#[derive(Debug, Default)]
+struct Learnt {
+    /// From the neighbour tables, then leases for addresses the kernel does not know.
+    mac_by_ip: HashMap<IpAddr, Mac>,
+    name_by_mac: HashMap<Mac, Arc<str>>,
+    name_by_ip: HashMap<IpAddr, Arc<str>>,
+}
+
+/// Where `refresh_now` reads the neighbour tables (fixture files in tests).
+#[derive(Debug)]
+struct NeighbourSources {
+    arp: PathBuf,
+    /// `None` skips IPv6.
+    ip_program: Option<PathBuf>,
+}
+
+/// Device identity for every query.
+#[derive(Debug)]
+pub struct Clients {
+    devices: Devices,
+    leases: Vec<LeaseFile>,
+    neighbours: Option<NeighbourSources>,
+    refresh: Duration,
+    learnt: ArcSwap<Learnt>,
+    malformed: AtomicUsize,
+}
+
+impl Clients {
+    /// Tables for `devices`; nothing is read until `refresh_now`.
+    pub fn new(devices: &[DeviceConfig], cfg: &ClientsConfig) -> Result<Clients, ClientsError> {
+        let mut t = Devices::default();
+        // Which device claimed an entry first, to name both in the error.
+        let mut claimed: HashMap<DeviceMatch, usize> = HashMap::new();
+        for (i, d) in devices.iter().enumerate() {
+            t.list.push(Device {
+                name: d.name.as_str().into(),
+                group: d.group.as_deref().map(Into::into),
+            });
+            for m in &d.matches {
+                if let Some(&first) = claimed.get(m)
+                    && first != i
+                {
+                    return Err(ClientsError::DuplicateMatch {
+                        entry: m.to_string(),
+                        first: devices[first].name.clone(),
+                        second: d.name.clone(),
+                    });
+                }
+                claimed.insert(*m, i);
+                match *m {
+                    DeviceMatch::Mac(mac) => {
+                        t.by_mac.insert(mac, i);
+                    }
+                    DeviceMatch::Ip(ip) => {
+                        t.by_ip.insert(ip, i);
+                    }
+                    DeviceMatch::Net(net) => t.nets.push((net, i)),
+                }
+            }
+        }
+        t.nets
+            .sort_by_key(|(net, _)| std::cmp::Reverse(net.prefix_len()));
+        Ok(Clients {
+            devices: t,
+            leases: cfg.leases.clone(),
+            neighbours: cfg.neighbours.then(|| NeighbourSources {
+                arp: PathBuf::from(PROC_NET_ARP),
+                ip_program: Some(PathBuf::from(IP_PROGRAM)),
+            }),
+            // A zero interval would spin; once a second is the most a table needs.
+            refresh: cfg.refresh.max(Duration::from_secs(1)),
+            learnt: ArcSwap::from_pointee(Learnt::default()),
+            malformed: AtomicUsize::new(0),
+        })
+    }
+
+    /// Who sent a query from `src` with `edns`. Table lookups only: no I/O, no await.
+    pub fn identify(&self, src: IpAddr, edns: Option<&Edns>) -> Identity {
+        let addr = src.to_canonical();
+        let learnt = self.learnt.load();
+        let edns_mac = edns.and_then(mac_from_edns);
+        // Behind a dnsmasq forwarder the source is dnsmasq itself: with a MAC in the
+        // query, the source address says nothing about the device.
+        let client_ip = edns_mac.is_none().then_some(addr);
+        let mac = edns_mac.or_else(|| learnt.mac_by_ip.get(&addr).copied());
+
+        let device = mac
+            .and_then(|m| self.devices.by_mac.get(&m))
+            .or_else(|| client_ip.and_then(|ip| self.devices.by_ip.get(&ip)))
+            .or_else(|| {
+                let ip = client_ip?;
+                self.devices
+                    .nets
+                    .iter()
+                    .find(|(net, _)| net.contains(&ip))
+                    .map(|(_, i)| i)
+            })
+            .and_then(|&i| self.devices.list.get(i));
+
+        let name = device.map(|d| d.name.clone()).or_else(|| {
+            mac.and_then(|m| learnt.name_by_mac.get(&m))
+                .or_else(|| client_ip.and_then(|ip| learnt.name_by_ip.get(&ip)))
+                .cloned()
+        });
+        let key = match mac {
+            Some(m) => format!("mac:{m}"),
+            None => format!("ip:{addr}"),
+        };
+        Identity {
+            key,
+            mac,
+            addr,
+            name,
+            group: device.and_then(|d| d.group.clone()),
+        }
+    }
+
+    /// Re-read the neighbour tables and lease files and swap in what they say.
+    /// Blocking I/O: call it from `spawn_blocking`.
+    pub fn refresh_now(&self) {
+        let mut learnt = Learnt::default();
+        let mut malformed = 0;
+        for file in &self.leases {
+            let Some(text) = read_optional(&file.path) else {
+                continue;
+            };
+            let parsed = leases::parse(file.format, &text);
+            if parsed.malformed > 0 {
+                tracing::debug!(
+                    path = %file.path.display(),
+                    lines = parsed.malformed,
+                    "skipped unreadable lease lines"
+                );
+            }
+            malformed += parsed.malformed;
+            // Later leases override earlier ones: ISC's file is a log, newest last.
+            for lease in parsed.leases {
+                let name: Option<Arc<str>> = lease.name.as_deref().map(Into::into);
+                if let (Some(mac), Some(name)) = (lease.mac, &name) {
+                    learnt.name_by_mac.insert(mac, name.clone());
+                }
+                if let (Some(ip), Some(name)) = (lease.ip, name) {
+                    learnt.name_by_ip.insert(ip, name);
+                }
+                if let (Some(ip), Some(mac)) = (lease.ip, lease.mac) {
+                    learnt.mac_by_ip.insert(ip, mac);
+                }
+            }
+        }
+        if let Some(n) = &self.neighbours {
+            // After the leases: the kernel's table is current, a lease may be stale.
+            let mut pairs = neigh::read_arp(&n.arp);
+            if let Some(ip) = &n.ip_program {
+                pairs.extend(neigh::read_ip6_neigh(ip));
+            }
+            for (ip, mac) in pairs {
+                learnt.mac_by_ip.insert(ip.to_canonical(), mac);
+            }
+        }
+        let before = self.malformed.swap(malformed, Ordering::Relaxed);
+        if malformed != before && malformed > 0 {
+            // Only on change: the same bad lines every 30 s would drown the log.
+            tracing::warn!(lines = malformed, "lease files have unreadable lines");
+        }
+        self.learnt.store(Arc::new(learnt));
+    }
+
+    /// Lease-file lines skipped as unreadable at the last refresh.
+    pub fn malformed_lease_lines(&self) -> usize {
+        self.malformed.load(Ordering::Relaxed)
+    }
+
+    /// Refresh now and then every `refresh` until `shutdown`, each time on the
+    /// blocking pool so the runtime's workers never wait on files or `ip`.
+    pub fn spawn_refresher(
+        self: &Arc<Self>,
+        shutdown: CancellationToken,
+    ) -> tokio::task::JoinHandle<()> {
+        let me = Arc::clone(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(me.refresh);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tick.tick() => {}
+                }
+                let c = Arc::clone(&me);
+                if let Err(e) = tokio::task::spawn_blocking(move || c.refresh_now()).await {
+                    tracing::warn!(error = %e, "client table refresh failed");
+                }
+            }
+        })
+    }
+}
+
+/// The text of `path`, or `None` when it does not exist (that DHCP server is not in
+/// use). Other errors are logged: the file is there but we cannot read it.
+fn read_optional(path: &Path) -> Option<String> {
+    match std::fs::read_to_string(path) {
+        Ok(t) => Some(t),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "cannot read lease file");
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,322 @@
+//! Identity from config devices, EDNS, fixture neighbour tables and lease files.
+
+use super::*;
+use hickory_proto::rr::rdata::opt::EdnsOption;
+
+const PHONE: &str = "aa:bb:cc:dd:ee:01";
+
+fn mac(s: &str) -> Mac {
+    s.parse().unwrap()
+}
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+fn devices(toml_text: &str) -> Vec<DeviceConfig> {
+    #[derive(Deserialize)]
+    struct D {
+        devices: Vec<DeviceConfig>,
+    }
+    toml::from_str::<D>(toml_text).unwrap().devices
+}
+
+/// No lease files and no neighbour tables: only what a test adds.
+fn bare() -> ClientsConfig {
+    ClientsConfig {
+        leases: vec![],
+        neighbours: false,
+        refresh: Duration::from_secs(30),
+    }
+}
+
+fn edns_mac(m: Mac) -> Edns {
+    let mut e = Edns::new();
+    e.options_mut()
+        .insert(EdnsOption::Unknown(EDNS_MAC_RAW, m.0.to_vec()));
+    e
+}
+
+#[test]
+fn unknown_client_is_keyed_by_canonical_source() {
+    let c = Clients::new(&[], &bare()).unwrap();
+    let id = c.identify(ip("::ffff:192.168.1.5"), None);
+    assert_eq!(id.key, "ip:192.168.1.5");
+    assert_eq!(id.addr, ip("192.168.1.5"));
+    assert_eq!((id.mac, id.name, id.group), (None, None, None));
+}
+
+#[test]
+fn config_mac_makes_v4_and_v6_one_device_with_group() {
+    let d = devices(&format!(
+        "[[devices]]\nname = \"phone\"\nmatch = [\"{PHONE}\", \"192.168.1.23\"]\ngroup = \"kids\"\n"
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    let arp = dir.path().join("arp");
+    std::fs::write(
+        &arp,
+        format!(
+            "IP address HW type Flags HW address Mask Device\n\
+             192.168.1.23 0x1 0x2 {PHONE} * eth0\n"
+        ),
+    )
+    .unwrap();
+    let ndp = dir.path().join("ip");
+    // A stand-in for iproute2 that prints a fixed IPv6 neighbour table.
+    std::fs::write(
+        &ndp,
+        format!("#!/bin/sh\necho 'fd00::23 dev eth0 lladdr {PHONE} REACHABLE'\n"),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&ndp, std::fs::Permissions::from_mode(0o755)).unwrap();
+
+    let mut c = Clients::new(&d, &bare()).unwrap();
+    c.neighbours = Some(NeighbourSources {
+        arp,
+        ip_program: Some(ndp),
+    });
+    c.refresh_now();
+    let v4 = c.identify(ip("192.168.1.23"), None);
+    let v6 = c.identify(ip("fd00::23"), None);
+    assert_eq!(v4.key, format!("mac:{PHONE}"));
+    assert_eq!(v4.key, v6.key);
+    assert_eq!(v6.mac, Some(mac(PHONE)));
+    assert_eq!(v6.name.as_deref(), Some("phone"));
+    assert_eq!(v6.group.as_deref(), Some("kids"));
+    assert_eq!(v4.addr, ip("192.168.1.23"));
+    assert_eq!(v6.addr, ip("fd00::23"));
+}
+
+#[test]
+fn leases_make_v4_and_v6_one_device_and_name_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let dnsmasq = dir.path().join("dnsmasq.leases");
+    std::fs::write(
+        &dnsmasq,
+        format!(
+            "1718000000 {PHONE} 192.168.1.23 anna-phone *\n\
+             this line is not a lease\n\
+             1718000000 1234 fd00::23 anna-phone 00:03:00:01:{PHONE}\n"
+        ),
+    )
+    .unwrap();
+    let cfg = ClientsConfig {
+        leases: vec![
+            LeaseFile {
+                path: dnsmasq,
+                format: LeaseFormat::Dnsmasq,
+            },
+            LeaseFile {
+                path: dir.path().join("missing"),
+                format: LeaseFormat::Isc,
+            },
+        ],
+        ..bare()
+    };
+    let c = Clients::new(&[], &cfg).unwrap();
+    c.refresh_now();
+    assert_eq!(c.malformed_lease_lines(), 1);
+    let v4 = c.identify(ip("192.168.1.23"), None);
+    let v6 = c.identify(ip("fd00::23"), None);
+    assert_eq!(v4.key, format!("mac:{PHONE}"));
+    assert_eq!(v6.key, v4.key);
+    assert_eq!(v4.name.as_deref(), Some("anna-phone"));
+    assert_eq!(v6.name.as_deref(), Some("anna-phone"));
+    assert_eq!(v6.group, None);
+}
+
+#[test]
+fn exact_ip_beats_cidr_and_narrow_cidr_beats_wide() {
+    let d = devices(
+        "[[devices]]\nname = \"lan\"\nmatch = [\"192.168.1.0/24\"]\ngroup = \"adults\"\n\
+         [[devices]]\nname = \"kids-room\"\nmatch = [\"192.168.1.0/28\"]\ngroup = \"kids\"\n\
+         [[devices]]\nname = \"tv\"\nmatch = [\"192.168.1.5\"]\n",
+    );
+    let c = Clients::new(&d, &bare()).unwrap();
+    let who = |s: &str| {
+        let id = c.identify(ip(s), None);
+        (
+            id.name.as_deref().map(str::to_string),
+            id.group.as_deref().map(str::to_string),
+        )
+    };
+    assert_eq!(who("192.168.1.5"), (Some("tv".into()), None));
+    assert_eq!(
+        who("192.168.1.6"),
+        (Some("kids-room".into()), Some("kids".into()))
+    );
+    assert_eq!(
+        who("192.168.1.200"),
+        (Some("lan".into()), Some("adults".into()))
+    );
+    assert_eq!(who("10.0.0.1"), (None, None));
+}
+
+#[test]
+fn mac_beats_exact_ip() {
+    let d = devices(&format!(
+        "[[devices]]\nname = \"by-ip\"\nmatch = [\"192.168.1.23\"]\n\
+         [[devices]]\nname = \"by-mac\"\nmatch = [\"{PHONE}\"]\ngroup = \"kids\"\n"
+    ));
+    let mut c = Clients::new(&d, &bare()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let arp = dir.path().join("arp");
+    std::fs::write(
+        &arp,
+        format!("header\n192.168.1.23 0x1 0x2 {PHONE} * eth0\n"),
+    )
+    .unwrap();
+    c.neighbours = Some(NeighbourSources {
+        arp,
+        ip_program: None,
+    });
+    c.refresh_now();
+    let id = c.identify(ip("192.168.1.23"), None);
+    assert_eq!(id.name.as_deref(), Some("by-mac"));
+    assert_eq!(id.group.as_deref(), Some("kids"));
+}
+
+#[test]
+fn edns_mac_beats_neighbour_table_and_ignores_forwarder_address() {
+    let d = devices(&format!(
+        "[[devices]]\nname = \"router\"\nmatch = [\"192.168.1.1\"]\ngroup = \"adults\"\n\
+         [[devices]]\nname = \"phone\"\nmatch = [\"{PHONE}\"]\ngroup = \"kids\"\n"
+    ));
+    let mut c = Clients::new(&d, &bare()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let arp = dir.path().join("arp");
+    // The forwarder's own MAC, which the kernel knows for its address.
+    std::fs::write(
+        &arp,
+        "header\n192.168.1.1 0x1 0x2 02:00:00:00:00:01 * eth0\n",
+    )
+    .unwrap();
+    c.neighbours = Some(NeighbourSources {
+        arp,
+        ip_program: None,
+    });
+    c.refresh_now();
+    let id = c.identify(ip("192.168.1.1"), Some(&edns_mac(mac(PHONE))));
+    assert_eq!(id.key, format!("mac:{PHONE}"));
+    assert_eq!(id.group.as_deref(), Some("kids"));
+    assert_eq!(id.addr, ip("192.168.1.1"));
+
+    // An unconfigured device behind the forwarder is not the forwarder's device.
+    let other = mac("aa:bb:cc:dd:ee:99");
+    let id = c.identify(ip("192.168.1.1"), Some(&edns_mac(other)));
+    assert_eq!(id.key, format!("mac:{other}"));
+    assert_eq!((id.name, id.group), (None, None));
+
+    // Without the option the forwarder is itself.
+    let id = c.identify(ip("192.168.1.1"), None);
+    assert_eq!(id.key, "mac:02:00:00:00:00:01");
+    assert_eq!(id.name.as_deref(), Some("router"));
+}
+
+#[test]
+fn each_lease_format_names_devices_from_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    let cfg = ClientsConfig {
+        leases: vec![
+            LeaseFile {
+                path: write("dnsmasq", "1718000000 aa:bb:cc:00:00:01 10.0.0.1 one *\n"),
+                format: LeaseFormat::Dnsmasq,
+            },
+            LeaseFile {
+                path: write(
+                    "isc",
+                    "lease 10.0.0.2 {\n  hardware ethernet aa:bb:cc:00:00:02;\n  client-hostname \"two\";\n}\n",
+                ),
+                format: LeaseFormat::Isc,
+            },
+            LeaseFile {
+                path: write(
+                    "odhcpd",
+                    "# br-lan aabbcc000003 ipv4 three 1718000000 a 32 10.0.0.3/32\n\
+                     10.0.0.4\tfour.lan\tfour\n# cut\n",
+                ),
+                format: LeaseFormat::Odhcpd,
+            },
+        ],
+        ..bare()
+    };
+    let c = Clients::new(&[], &cfg).unwrap();
+    c.refresh_now();
+    for (addr, name, key) in [
+        ("10.0.0.1", "one", "mac:aa:bb:cc:00:00:01"),
+        ("10.0.0.2", "two", "mac:aa:bb:cc:00:00:02"),
+        ("10.0.0.3", "three", "mac:aa:bb:cc:00:00:03"),
+        ("10.0.0.4", "four", "ip:10.0.0.4"),
+    ] {
+        let id = c.identify(ip(addr), None);
+        assert_eq!((id.name.as_deref(), id.key.as_str()), (Some(name), key));
+    }
+    assert_eq!(c.malformed_lease_lines(), 1);
+}
+
+#[test]
+fn duplicate_match_is_an_error() {
+    let d = devices(
+        "[[devices]]\nname = \"a\"\nmatch = [\"aa:bb:cc:dd:ee:ff\"]\n\
+         [[devices]]\nname = \"b\"\nmatch = [\"AA-BB-CC-DD-EE-FF\"]\n",
+    );
+    let err = Clients::new(&d, &bare()).unwrap_err().to_string();
+    assert!(err.contains("\"a\"") && err.contains("\"b\""), "{err}");
+}
+
+#[test]
+fn match_entries_parse() {
+    assert_eq!(
+        "aa:bb:cc:dd:ee:ff".parse::<DeviceMatch>().unwrap(),
+        DeviceMatch::Mac(mac("aa:bb:cc:dd:ee:ff"))
+    );
+    assert_eq!(
+        "::ffff:10.0.0.1".parse::<DeviceMatch>().unwrap(),
+        DeviceMatch::Ip(ip("10.0.0.1"))
+    );
+    assert!(matches!(
+        "fd00::/64".parse::<DeviceMatch>().unwrap(),
+        DeviceMatch::Net(_)
+    ));
+    for bad in ["192.168.1.5/24", "phone", "192.168.1.0/33", ""] {
+        assert!(bad.parse::<DeviceMatch>().is_err(), "{bad}");
+    }
+}
+
+#[tokio::test]
+async fn refresher_reads_at_start_and_stops_on_shutdown() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("leases");
+    std::fs::write(&path, "1718000000 aa:bb:cc:00:00:01 10.0.0.1 one *\n").unwrap();
+    let cfg = ClientsConfig {
+        leases: vec![LeaseFile {
+            path,
+            format: LeaseFormat::Dnsmasq,
+        }],
+        ..bare()
+    };
+    let c = Arc::new(Clients::new(&[], &cfg).unwrap());
+    let stop = CancellationToken::new();
+    let task = c.spawn_refresher(stop.clone());
+    for _ in 0..100 {
+        if c.identify(ip("10.0.0.1"), None).name.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        c.identify(ip("10.0.0.1"), None).name.as_deref(),
+        Some("one")
+    );
+    stop.cancel();
+    tokio::time::timeout(Duration::from_secs(5), task)
+        .await
+        .unwrap()
+        .unwrap();
+}
