@@ -1241,4 +1241,71 @@ pub(crate) mod tests {
             "the oldest rows go first"
         );
     }
+
+    /// Measures docs/store.md's bytes per hit: 100k hits, ~2k names, 10 devices.
+    /// `cargo test --lib store::writer::tests::measure_bytes_per_hit -- --ignored --nocapture`
+    /// (set METAGUARD_MEASURE_DB=/path/x.db to keep the database).
+    #[test]
+    #[ignore]
+    fn measure_bytes_per_hit() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = std::env::var_os("METAGUARD_MEASURE_DB")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| dir.path().join("m.db"));
+        let cfg = StoreConfig {
+            db: db.clone(),
+            ..StoreConfig::default()
+        };
+        let devices: Vec<DeviceInfo> = (0..10)
+            .map(|i| {
+                let mut d = DeviceInfo::from_mac(
+                    &format!("aa:bb:cc:dd:ee:{i:02x}"),
+                    format!("192.168.1.{}", 10 + i).parse().unwrap(),
+                );
+                d.name = Some(format!("device-{i}"));
+                d
+            })
+            .collect();
+        let categories = ["pixel", "graph", "cdn", "meta-ai", "whatsapp"];
+        let make = |i: usize, now: i64| {
+            let name = format!("edge-{:04}.xx-fbcdn{}.facebook.com", i % 2000, i % 2000 % 7);
+            HitEvent {
+                ts: now - 86400 + (i as i64) % 86400,
+                device: devices[i % 10].clone(),
+                qtype: if i % 3 == 0 { 28 } else { 1 },
+                category: categories[i % 5].into(),
+                action: if i % 4 == 0 {
+                    Action::Block
+                } else {
+                    Action::Log
+                },
+                rule: Some(format!("||xx-fbcdn{}.facebook.com^", i % 7)),
+                cname_origin: (i % 10 == 0).then(|| "star.c10r.facebook.com".to_string()),
+                name,
+            }
+        };
+        let now = unix_now();
+        // Warm up so the schema and the interned names are not counted.
+        let (logger, handle) = start(&cfg);
+        for i in 0..2000 {
+            logger.hit(make(i, now));
+        }
+        handle.shutdown();
+        let before = std::fs::metadata(&db).unwrap().len();
+        let n = 100_000;
+        let (logger, handle) = start(&cfg);
+        for i in 0..n {
+            logger.hit(make(i, now));
+            if i % 10_000 == 0 {
+                handle.flush();
+            }
+        }
+        handle.shutdown();
+        assert_eq!(logger.dropped(), 0);
+        let after = std::fs::metadata(&db).unwrap().len();
+        println!(
+            "{n} hits: {before} -> {after} bytes, {:.1} bytes/hit",
+            (after - before) as f64 / n as f64
+        );
+    }
 }
