@@ -1209,11 +1209,11 @@ pub(crate) mod tests {
         };
         let now = unix_now();
         let (logger, handle) = start(&cfg);
-        for i in 0..60_000 {
+        for i in 0..60_000u32 {
             let mut h = hit(now, &tv(), &format!("n{}.facebook.com", i % 3000));
             h.rule = Some(format!("||n{}.facebook.com^", i % 3000));
             logger.hit(h);
-            if i % 5000 == 0 {
+            if i.is_multiple_of(5000) {
                 handle.flush();
             }
         }
@@ -1272,15 +1272,17 @@ pub(crate) mod tests {
             HitEvent {
                 ts: now - 86400 + (i as i64) % 86400,
                 device: devices[i % 10].clone(),
-                qtype: if i % 3 == 0 { 28 } else { 1 },
+                qtype: if i.is_multiple_of(3) { 28 } else { 1 },
                 category: categories[i % 5].into(),
-                action: if i % 4 == 0 {
+                action: if i.is_multiple_of(4) {
                     Action::Block
                 } else {
                     Action::Log
                 },
                 rule: Some(format!("||xx-fbcdn{}.facebook.com^", i % 7)),
-                cname_origin: (i % 10 == 0).then(|| "star.c10r.facebook.com".to_string()),
+                cname_origin: i
+                    .is_multiple_of(10)
+                    .then(|| "star.c10r.facebook.com".to_string()),
                 name,
             }
         };
@@ -1296,7 +1298,7 @@ pub(crate) mod tests {
         let (logger, handle) = start(&cfg);
         for i in 0..n {
             logger.hit(make(i, now));
-            if i % 10_000 == 0 {
+            if i.is_multiple_of(10_000) {
                 handle.flush();
             }
         }
