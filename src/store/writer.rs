@@ -959,6 +959,12 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn logger_can_be_shared_across_tasks() {
+        fn shareable<T: Clone + Send + Sync + 'static>() {}
+        shareable::<Logger>();
+    }
+
+    #[test]
     fn n_hits_then_shutdown_writes_exactly_n_rows() {
         let dir = tempfile::tempdir().unwrap();
         let cfg = StoreConfig {
