@@ -7,6 +7,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::config::{Config, Overrides};
+use crate::store::{self, unix_now};
 use crate::upstream::UpstreamSpec;
 
 /// A local DNS resolver that blocks and logs Meta's tracking, per device.
@@ -57,6 +58,44 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
+    /// Devices seen, with their Meta hits of the last 7 days.
+    Devices {
+        #[command(subcommand)]
+        command: Option<DevicesCommand>,
+        #[command(flatten)]
+        db: DbArgs,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// The hit log, newest last (like `pihole -t` with --follow).
+    Log {
+        #[command(flatten)]
+        db: DbArgs,
+        /// Keep printing new hits as they are written.
+        #[arg(long, short)]
+        follow: bool,
+        /// Only this device: id, name or MAC.
+        #[arg(long, value_name = "D")]
+        device: Option<String>,
+        /// Only this category.
+        #[arg(long, value_name = "C")]
+        category: Option<String>,
+        /// Only hits since: a duration back (1h, 2d) or a time (2024-05-01T12:00:00Z).
+        #[arg(long, value_name = "T")]
+        since: Option<String>,
+        /// Rows shown before following.
+        #[arg(long, short = 'n', default_value_t = crate::store::cli::LOG_TAIL)]
+        lines: usize,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// What the running server last reported, and the database's size and rows.
+    Status {
+        #[command(flatten)]
+        db: DbArgs,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
     /// Config tools.
     Config {
         #[command(subcommand)]
@@ -71,6 +110,32 @@ pub enum ConfigCommand {
         /// Config file (default: /etc/metaguard/metaguard.toml when present).
         path: Option<PathBuf>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DevicesCommand {
+    /// Name a device (the server's own names never overwrite it).
+    Rename { id: i64, name: String },
+}
+
+/// Where the commands that read the hit log find it.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DbArgs {
+    /// The database (default: [store] db of the config).
+    #[arg(long, value_name = "PATH", global = true)]
+    pub db: Option<PathBuf>,
+    /// Config file to take [store] db from (default: /etc/metaguard/metaguard.toml when present).
+    #[arg(long, value_name = "PATH", global = true)]
+    pub config: Option<PathBuf>,
+}
+
+impl DbArgs {
+    fn path(&self) -> anyhow::Result<PathBuf> {
+        match &self.db {
+            Some(p) => Ok(p.clone()),
+            None => Ok(Config::locate(self.config.as_deref())?.0.store.db),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -118,6 +183,55 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             let cfg = load(&config, Overrides::default())?;
             let out = crate::check::run(&cfg, &names, client, format == Format::Json)?;
             print!("{out}");
+            Ok(0)
+        }
+        Command::Devices {
+            command,
+            db,
+            format,
+        } => {
+            let path = db.path()?;
+            let out = match command {
+                None => store::cli::devices(&path, unix_now(), format == Format::Json)?,
+                Some(DevicesCommand::Rename { id, name }) => store::cli::rename(&path, id, &name)?,
+            };
+            print!("{out}");
+            Ok(0)
+        }
+        Command::Log {
+            db,
+            follow,
+            device,
+            category,
+            since,
+            lines,
+            format,
+        } => {
+            let path = db.path()?;
+            let since = since
+                .map(|s| store::cli::parse_since(&s, unix_now()))
+                .transpose()?;
+            let filter = store::HitFilter {
+                device,
+                category,
+                since,
+                after_id: None,
+                limit: lines,
+            };
+            let json = format == Format::Json;
+            if follow {
+                let poll = std::time::Duration::from_millis(500);
+                store::cli::follow(&path, &filter, json, poll, &mut std::io::stdout())?;
+            } else {
+                print!("{}", store::cli::log(&path, &filter, json)?.0);
+            }
+            Ok(0)
+        }
+        Command::Status { db, format } => {
+            print!(
+                "{}",
+                store::cli::status(&db.path()?, format == Format::Json)?
+            );
             Ok(0)
         }
         Command::Config {

@@ -15,26 +15,11 @@ use crate::clients::{ClientsConfig, DeviceConfig};
 use crate::filter::FilterConfig;
 use crate::policy::{CategoryActions, GroupsConfig};
 use crate::server::ServerConfig;
+pub use crate::store::StoreConfig;
 use crate::upstream::{UpstreamConfig, UpstreamSpec};
 
 /// Where `serve` looks for a config when `--config` is not given.
 pub const DEFAULT_PATH: &str = "/etc/metaguard/metaguard.toml";
-
-/// `[store]`: where the hit log lives.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct StoreConfig {
-    /// The SQLite database file.
-    pub db: PathBuf,
-}
-
-impl Default for StoreConfig {
-    fn default() -> Self {
-        StoreConfig {
-            db: PathBuf::from("/var/lib/metaguard/metaguard.db"),
-        }
-    }
-}
 
 /// The whole config. Every section has defaults, so an empty file is valid.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

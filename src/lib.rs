@@ -15,4 +15,5 @@ pub mod lists;
 pub mod policy;
 pub mod server;
 pub mod stats;
+pub mod store;
 pub mod upstream;

@@ -1,0 +1,1319 @@
+//! The hit log writer: a `Logger` the query path calls without ever blocking, and one
+//! thread that owns the SQLite connection, writes in batches, keeps the file within its
+//! retention and size limits, and survives a failing disk without stopping DNS.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use rusqlite::{Connection, ErrorCode, Transaction, params};
+
+use super::{StoreConfig, StoreError, action_code, schema, unix_now};
+use crate::policy::Action;
+
+/// A device's identity in the log: `mac:aa:bb:cc:dd:ee:ff` when its MAC is known, else
+/// `ip:192.168.1.5`.
+pub type DeviceKey = String;
+
+/// Who asked, as far as the server knows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceInfo {
+    pub key: DeviceKey,
+    pub mac: Option<String>,
+    pub addr: IpAddr,
+    /// Name from the config or DHCP; it only fills an empty name, so a rename by the
+    /// user (`metaguard devices rename`) sticks.
+    pub name: Option<String>,
+    pub group: Option<String>,
+}
+
+impl DeviceInfo {
+    /// A device known only by its address.
+    pub fn from_addr(addr: IpAddr) -> Self {
+        DeviceInfo {
+            key: format!("ip:{addr}"),
+            mac: None,
+            addr,
+            name: None,
+            group: None,
+        }
+    }
+
+    /// A device known by its MAC (lower-cased), currently at `addr`.
+    pub fn from_mac(mac: &str, addr: IpAddr) -> Self {
+        let mac = mac.to_ascii_lowercase();
+        DeviceInfo {
+            key: format!("mac:{mac}"),
+            mac: Some(mac),
+            addr,
+            name: None,
+            group: None,
+        }
+    }
+
+    /// The MAC column: taken from the key so two keys can never claim one MAC.
+    fn mac_column(&self) -> Option<&str> {
+        self.key.strip_prefix("mac:")
+    }
+}
+
+/// One query that a rule matched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HitEvent {
+    /// Unix seconds.
+    pub ts: i64,
+    pub device: DeviceInfo,
+    pub name: String,
+    pub qtype: u16,
+    pub category: String,
+    pub action: Action,
+    pub rule: Option<String>,
+    /// The CNAME target that matched, when the match came from the answer's chain.
+    pub cname_origin: Option<String>,
+}
+
+/// Where an answer came from, for the optional full query log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AnsweredFrom {
+    Upstream = 0,
+    Cache = 1,
+    Blocked = 2,
+    Error = 3,
+}
+
+/// One query, for `log_all_queries`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueryEvent {
+    pub ts: i64,
+    pub device: DeviceInfo,
+    pub name: String,
+    pub qtype: u16,
+    pub answered_from: AnsweredFrom,
+}
+
+enum Msg {
+    Hit(HitEvent),
+    Query(QueryEvent),
+    Flush(SyncSender<()>),
+    Shutdown,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Totals {
+    queries: i64,
+    meta: i64,
+    blocked: i64,
+}
+
+impl Totals {
+    fn add(&mut self, o: Totals) {
+        self.queries += o.queries;
+        self.meta += o.meta;
+        self.blocked += o.blocked;
+    }
+}
+
+type TotalsMap = HashMap<DeviceKey, HashMap<i64, Totals>>;
+
+/// State the loggers and the writer thread share.
+struct Shared {
+    dropped: AtomicU64,
+    written: AtomicU64,
+    totals: Mutex<TotalsMap>,
+    status: Mutex<Option<String>>,
+    log_all_queries: bool,
+}
+
+/// A poisoned lock only means another thread panicked mid-increment; the counts are
+/// still usable, and the query path must not panic over a log.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The query path's side of the log. Cheap to clone; no method blocks or touches SQLite.
+#[derive(Clone)]
+pub struct Logger {
+    tx: SyncSender<Msg>,
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Logger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Logger")
+            .field("dropped", &self.dropped())
+            .finish()
+    }
+}
+
+impl Logger {
+    /// Queue a hit; when the writer is behind it is dropped and counted.
+    pub fn hit(&self, event: HitEvent) {
+        self.send(Msg::Hit(event));
+    }
+
+    /// Count one query of `device` in this hour's totals.
+    pub fn query(&self, device: &str, meta: bool, blocked: bool) {
+        self.query_at(unix_now(), device, meta, blocked);
+    }
+
+    /// [`Logger::query`] at a given time (unix seconds).
+    pub fn query_at(&self, ts: i64, device: &str, meta: bool, blocked: bool) {
+        let add = Totals {
+            queries: 1,
+            meta: meta as i64,
+            blocked: blocked as i64,
+        };
+        let hour = ts.div_euclid(3600);
+        let mut totals = lock(&self.shared.totals);
+        // Look up by &str first so the common case allocates nothing.
+        match totals.get_mut(device) {
+            Some(hours) => hours.entry(hour).or_default().add(add),
+            None => {
+                totals.insert(device.to_string(), HashMap::from([(hour, add)]));
+            }
+        }
+    }
+
+    /// Queue a query for the full query log; does nothing unless `log_all_queries` is on.
+    pub fn log_query(&self, event: QueryEvent) {
+        if self.shared.log_all_queries {
+            self.send(Msg::Query(event));
+        }
+    }
+
+    /// Whether [`Logger::log_query`] records anything.
+    pub fn logs_all_queries(&self) -> bool {
+        self.shared.log_all_queries
+    }
+
+    /// The server's counters as JSON, for `metaguard status`; the latest call wins.
+    pub fn status(&self, json: String) {
+        *lock(&self.shared.status) = Some(json);
+    }
+
+    /// Events lost so far: queue full or the disk failing.
+    pub fn dropped(&self) -> u64 {
+        self.shared.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Events committed to the database so far.
+    pub fn written(&self) -> u64 {
+        self.shared.written.load(Ordering::Relaxed)
+    }
+
+    fn send(&self, msg: Msg) {
+        match self.tx.try_send(msg) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                self.shared.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// Owns the writer thread; [`WriterHandle::shutdown`] writes what is queued and joins it.
+pub struct WriterHandle {
+    tx: SyncSender<Msg>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl WriterHandle {
+    /// Write everything queued so far, retry opening a failed database at once and
+    /// finish pending retention work; returns when done (false if the thread is gone).
+    pub fn flush(&self) -> bool {
+        let (ack, done) = std::sync::mpsc::sync_channel(1);
+        if self.tx.send(Msg::Flush(ack)).is_err() {
+            return false;
+        }
+        done.recv().is_ok()
+    }
+
+    /// Write everything queued and stop the thread. Events logged afterwards are dropped.
+    pub fn shutdown(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        if let Some(thread) = self.thread.take() {
+            // Blocking is fine here: the writer is draining, so the queue has room soon.
+            let _ = self.tx.send(Msg::Shutdown);
+            if thread.join().is_err() {
+                tracing::error!("hit log writer thread panicked");
+            }
+        }
+    }
+}
+
+impl Drop for WriterHandle {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Start the writer thread for `cfg.db`. Never fails: a database that cannot be opened
+/// is retried in the background while the logger counts drops.
+pub fn start(cfg: &StoreConfig) -> (Logger, WriterHandle) {
+    let (tx, rx) = std::sync::mpsc::sync_channel(cfg.channel_capacity.max(1));
+    let shared = Arc::new(Shared {
+        dropped: AtomicU64::new(0),
+        written: AtomicU64::new(0),
+        totals: Mutex::new(HashMap::new()),
+        status: Mutex::new(None),
+        log_all_queries: cfg.log_all_queries,
+    });
+    let writer = Writer::new(cfg.clone(), shared.clone());
+    let thread = std::thread::Builder::new()
+        .name("metaguard-store".into())
+        .spawn(move || writer.run(rx));
+    let thread = match thread {
+        Ok(t) => Some(t),
+        Err(e) => {
+            // Without the thread the queue fills and every event counts as dropped.
+            tracing::error!("cannot start the hit log writer: {e}");
+            None
+        }
+    };
+    (
+        Logger {
+            tx: tx.clone(),
+            shared,
+        },
+        WriterHandle { tx, thread },
+    )
+}
+
+/// How often a database that failed to open or write is tried again.
+const RETRY_INTERVAL: Duration = Duration::from_secs(10);
+/// At most one warning per this interval while the disk fails.
+const WARN_INTERVAL: Duration = Duration::from_secs(60);
+/// How often old rows are deleted.
+const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(600);
+/// Rows per DELETE, so retention never holds the write lock for long.
+const DELETE_CHUNK: i64 = 5000;
+/// Retention work per writer loop turn, so hits keep flowing while it catches up.
+const MAINTENANCE_BUDGET: Duration = Duration::from_millis(100);
+/// Interned ids kept in memory; past it the cache starts over.
+const CACHE_LIMIT: usize = 100_000;
+/// Hourly totals held while the disk fails; past it they are discarded.
+const PENDING_TOTALS_LIMIT: usize = 100_000;
+
+/// The open database and its interned ids, valid only for this connection (a fresh
+/// database after corruption numbers everything anew).
+struct Db {
+    conn: Connection,
+    names: HashMap<String, i64>,
+    categories: HashMap<String, i64>,
+    rules: HashMap<String, i64>,
+    devices: HashMap<String, i64>,
+}
+
+/// Retention work in progress, one step per call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    OldHits,
+    OldQueries,
+    OldRollups,
+    SizeCap,
+    Vacuum,
+}
+
+struct Writer {
+    cfg: StoreConfig,
+    shared: Arc<Shared>,
+    db: Option<Db>,
+    next_open: Instant,
+    last_warn: Option<Instant>,
+    dropped_since_warn: u64,
+    failing: bool,
+    pending_totals: HashMap<(DeviceKey, i64), Totals>,
+    pending_status: Option<String>,
+    next_maintenance: Instant,
+    phase: Option<Phase>,
+}
+
+enum Control {
+    More,
+    Flush(SyncSender<()>),
+    Stop,
+}
+
+impl Writer {
+    fn new(cfg: StoreConfig, shared: Arc<Shared>) -> Self {
+        let now = Instant::now();
+        Writer {
+            cfg,
+            shared,
+            db: None,
+            next_open: now,
+            last_warn: None,
+            dropped_since_warn: 0,
+            failing: false,
+            pending_totals: HashMap::new(),
+            pending_status: None,
+            next_maintenance: now,
+            phase: None,
+        }
+    }
+
+    fn run(mut self, rx: Receiver<Msg>) {
+        self.try_open();
+        let interval = self.cfg.batch_interval.max(Duration::from_millis(1));
+        let batch_size = self.cfg.batch_size.max(1);
+        loop {
+            let mut batch = Vec::new();
+            let mut control = match rx.recv_timeout(interval) {
+                Ok(m) => take(m, &mut batch),
+                Err(RecvTimeoutError::Timeout) => Control::More,
+                Err(RecvTimeoutError::Disconnected) => Control::Stop,
+            };
+            if matches!(control, Control::More) && !batch.is_empty() {
+                let deadline = Instant::now() + interval;
+                while batch.len() < batch_size {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        break;
+                    }
+                    match rx.recv_timeout(left) {
+                        Ok(m) => control = take(m, &mut batch),
+                        Err(RecvTimeoutError::Timeout) => break,
+                        Err(RecvTimeoutError::Disconnected) => control = Control::Stop,
+                    }
+                    if !matches!(control, Control::More) {
+                        break;
+                    }
+                }
+            }
+            let urgent = !matches!(control, Control::More);
+            if urgent && self.db.is_none() {
+                self.next_open = Instant::now();
+                self.try_open();
+            }
+            self.write(batch);
+            self.maintain(urgent);
+            match control {
+                Control::More => {}
+                Control::Flush(ack) => {
+                    let _ = ack.send(());
+                }
+                Control::Stop => {
+                    // Whatever arrived between the last batch and Shutdown is written too.
+                    let rest: Vec<Msg> = rx.try_iter().collect();
+                    let mut batch = Vec::new();
+                    for m in rest {
+                        if let Control::Flush(ack) = take(m, &mut batch) {
+                            let _ = ack.send(());
+                        }
+                    }
+                    self.write(batch);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Open the database, moving a corrupt one aside; on failure retry later.
+    fn try_open(&mut self) {
+        if self.db.is_some() || Instant::now() < self.next_open {
+            return;
+        }
+        match open_db(&self.cfg.db) {
+            Ok(conn) => {
+                if self.failing {
+                    tracing::info!(db = %self.cfg.db.display(), "hit log writable again");
+                    self.failing = false;
+                }
+                self.db = Some(Db {
+                    conn,
+                    names: HashMap::new(),
+                    categories: HashMap::new(),
+                    rules: HashMap::new(),
+                    devices: HashMap::new(),
+                });
+                self.next_maintenance = Instant::now();
+            }
+            Err(e) => {
+                self.next_open = Instant::now() + RETRY_INTERVAL;
+                self.fail(0, &e.to_string());
+            }
+        }
+    }
+
+    /// Count `lost` events as dropped and warn, at most once a minute.
+    fn fail(&mut self, lost: u64, why: &str) {
+        self.failing = true;
+        self.shared.dropped.fetch_add(lost, Ordering::Relaxed);
+        self.dropped_since_warn += lost;
+        let now = Instant::now();
+        if self
+            .last_warn
+            .is_none_or(|t| now.duration_since(t) >= WARN_INTERVAL)
+        {
+            tracing::warn!(
+                db = %self.cfg.db.display(),
+                dropped = self.dropped_since_warn,
+                "hit log unavailable, events are dropped (DNS unaffected), retrying: {why}"
+            );
+            self.last_warn = Some(now);
+            self.dropped_since_warn = 0;
+        }
+    }
+
+    fn write(&mut self, batch: Vec<Msg>) {
+        let drained = std::mem::take(&mut *lock(&self.shared.totals));
+        for (key, hours) in drained {
+            for (hour, t) in hours {
+                self.pending_totals
+                    .entry((key.clone(), hour))
+                    .or_default()
+                    .add(t);
+            }
+        }
+        if let Some(s) = lock(&self.shared.status).take() {
+            self.pending_status = Some(s);
+        }
+        if batch.is_empty() && self.pending_totals.is_empty() && self.pending_status.is_none() {
+            return;
+        }
+        let events = batch
+            .iter()
+            .filter(|m| matches!(m, Msg::Hit(_) | Msg::Query(_)))
+            .count() as u64;
+        self.try_open();
+        let Some(db) = self.db.as_mut() else {
+            if self.pending_totals.len() > PENDING_TOTALS_LIMIT {
+                self.pending_totals.clear();
+            }
+            self.fail(events, "database not open");
+            return;
+        };
+        let status = self.pending_status.as_deref();
+        let written = self.shared.written.load(Ordering::Relaxed) + events;
+        let dropped = self.shared.dropped.load(Ordering::Relaxed);
+        let result = write_batch(db, &batch, &self.pending_totals, status, written, dropped);
+        match result {
+            Ok(()) => {
+                self.shared.written.fetch_add(events, Ordering::Relaxed);
+                self.pending_totals.clear();
+                self.pending_status = None;
+            }
+            Err(e) => {
+                // Drop the connection: its id caches may name rows the rollback undid,
+                // and reopening is what recovers from a vanished or replaced file.
+                self.db = None;
+                self.next_open = Instant::now() + RETRY_INTERVAL;
+                self.fail(events, &e.to_string());
+            }
+        }
+    }
+
+    /// Retention and the size cap, a little at a time (all of it when `urgent`).
+    fn maintain(&mut self, urgent: bool) {
+        let Some(db) = self.db.as_mut() else {
+            return;
+        };
+        let now = Instant::now();
+        if self.phase.is_none() && now >= self.next_maintenance {
+            self.next_maintenance = now + MAINTENANCE_INTERVAL;
+            self.phase = Some(Phase::OldHits);
+        }
+        if self.phase.is_none() && over_cap(&db.conn, self.cfg.max_db_size_mb).unwrap_or(false) {
+            self.phase = Some(Phase::SizeCap);
+        }
+        let start = Instant::now();
+        while let Some(phase) = self.phase {
+            match step(&db.conn, &self.cfg, phase) {
+                Ok(next) => self.phase = next,
+                Err(e) => {
+                    self.phase = None;
+                    tracing::warn!("hit log retention failed: {e}");
+                    break;
+                }
+            }
+            if !urgent && start.elapsed() >= MAINTENANCE_BUDGET {
+                break;
+            }
+        }
+    }
+}
+
+fn take(m: Msg, batch: &mut Vec<Msg>) -> Control {
+    match m {
+        Msg::Flush(ack) => Control::Flush(ack),
+        Msg::Shutdown => Control::Stop,
+        m => {
+            batch.push(m);
+            Control::More
+        }
+    }
+}
+
+fn is_corruption(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt)
+    )
+}
+
+/// Open for writing: create the directory, check integrity, move a corrupt file aside.
+fn open_db(path: &Path) -> Result<Connection, StoreError> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+    }
+    if path.exists() && !intact(path)? {
+        move_aside(path)?;
+    }
+    match schema::open_rw(path) {
+        Err(StoreError::Sqlite { source, .. }) if is_corruption(&source) => {
+            move_aside(path)?;
+            schema::open_rw(path)
+        }
+        other => other,
+    }
+}
+
+/// `PRAGMA quick_check` on an existing file; Err only when it could not be read at all.
+fn intact(path: &Path) -> Result<bool, StoreError> {
+    let conn = Connection::open(path).map_err(StoreError::sqlite(path))?;
+    conn.busy_timeout(schema::BUSY_TIMEOUT)
+        .map_err(StoreError::sqlite(path))?;
+    let result: rusqlite::Result<String> = conn.query_row("PRAGMA quick_check", [], |r| r.get(0));
+    match result {
+        Ok(s) => Ok(s == "ok"),
+        Err(e) if is_corruption(&e) => Ok(false),
+        Err(e) => Err(StoreError::sqlite(path)(e)),
+    }
+}
+
+/// Rename a corrupt database (and its WAL files) to `<db>.corrupt-<unix ts>`.
+fn move_aside(path: &Path) -> Result<(), StoreError> {
+    let suffix = format!(".corrupt-{}", unix_now());
+    let with = |ext: &str| {
+        let mut s = path.as_os_str().to_owned();
+        s.push(ext);
+        PathBuf::from(s)
+    };
+    let target = with(&suffix);
+    std::fs::rename(path, &target).map_err(|source| StoreError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    for ext in ["-wal", "-shm"] {
+        let f = with(ext);
+        if f.exists() {
+            let _ = std::fs::rename(&f, with(&format!("{suffix}{ext}")));
+        }
+    }
+    tracing::error!(
+        db = %path.display(),
+        moved_to = %target.display(),
+        "hit log database is corrupt; moved it aside and started a new one"
+    );
+    Ok(())
+}
+
+fn intern(
+    tx: &Transaction<'_>,
+    cache: &mut HashMap<String, i64>,
+    table: &str,
+    column: &str,
+    value: &str,
+) -> rusqlite::Result<i64> {
+    if let Some(&id) = cache.get(value) {
+        return Ok(id);
+    }
+    tx.prepare_cached(&format!(
+        "INSERT INTO {table}({column}) VALUES (?1) ON CONFLICT({column}) DO NOTHING"
+    ))?
+    .execute([value])?;
+    let id: i64 = tx
+        .prepare_cached(&format!("SELECT id FROM {table} WHERE {column} = ?1"))?
+        .query_row([value], |r| r.get(0))?;
+    if cache.len() >= CACHE_LIMIT {
+        cache.clear();
+    }
+    cache.insert(value.to_string(), id);
+    Ok(id)
+}
+
+/// Upsert a device seen in a hit or query; returns its id.
+fn upsert_device(
+    tx: &Transaction<'_>,
+    cache: &mut HashMap<String, i64>,
+    d: &DeviceInfo,
+    first: i64,
+    last: i64,
+) -> rusqlite::Result<i64> {
+    tx.prepare_cached(
+        "INSERT INTO devices(key, mac, name, grp, first_seen, last_seen)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT(key) DO UPDATE SET
+           name = coalesce(devices.name, excluded.name),
+           grp = excluded.grp,
+           first_seen = min(devices.first_seen, excluded.first_seen),
+           last_seen = max(devices.last_seen, excluded.last_seen)",
+    )?
+    .execute(params![d.key, d.mac_column(), d.name, d.group, first, last])?;
+    device_id(tx, cache, &d.key)
+}
+
+/// A device known only from the totals: create it if new, never change its details.
+fn touch_device(
+    tx: &Transaction<'_>,
+    cache: &mut HashMap<String, i64>,
+    key: &str,
+    ts: i64,
+) -> rusqlite::Result<i64> {
+    tx.prepare_cached(
+        "INSERT INTO devices(key, mac, first_seen, last_seen) VALUES (?1, ?2, ?3, ?3)
+         ON CONFLICT(key) DO UPDATE SET last_seen = max(devices.last_seen, excluded.last_seen)",
+    )?
+    .execute(params![key, key.strip_prefix("mac:"), ts])?;
+    device_id(tx, cache, key)
+}
+
+fn device_id(
+    tx: &Transaction<'_>,
+    cache: &mut HashMap<String, i64>,
+    key: &str,
+) -> rusqlite::Result<i64> {
+    if let Some(&id) = cache.get(key) {
+        return Ok(id);
+    }
+    let id: i64 = tx
+        .prepare_cached("SELECT id FROM devices WHERE key = ?1")?
+        .query_row([key], |r| r.get(0))?;
+    if cache.len() >= CACHE_LIMIT {
+        cache.clear();
+    }
+    cache.insert(key.to_string(), id);
+    Ok(id)
+}
+
+/// One transaction: devices and addresses once per batch, the rows, the rollups, the
+/// hourly totals and the status.
+fn write_batch(
+    db: &mut Db,
+    batch: &[Msg],
+    totals: &HashMap<(DeviceKey, i64), Totals>,
+    status: Option<&str>,
+    written: u64,
+    dropped: u64,
+) -> rusqlite::Result<()> {
+    let Db {
+        conn,
+        names,
+        categories,
+        rules,
+        devices,
+    } = db;
+    let tx = conn.transaction()?;
+
+    // Latest details, first/last time and addresses per device in this batch.
+    let mut seen: HashMap<&str, (&DeviceInfo, i64, i64)> = HashMap::new();
+    let mut addrs: HashMap<(&str, IpAddr), i64> = HashMap::new();
+    for m in batch {
+        let (d, ts) = match m {
+            Msg::Hit(h) => (&h.device, h.ts),
+            Msg::Query(q) => (&q.device, q.ts),
+            _ => continue,
+        };
+        let e = seen.entry(&d.key).or_insert((d, ts, ts));
+        if ts >= e.2 {
+            e.0 = d;
+        }
+        e.1 = e.1.min(ts);
+        e.2 = e.2.max(ts);
+        let a = addrs.entry((&d.key, d.addr)).or_insert(ts);
+        *a = (*a).max(ts);
+    }
+    for (d, first, last) in seen.values() {
+        upsert_device(&tx, devices, d, *first, *last)?;
+    }
+    for ((key, addr), ts) in &addrs {
+        let id = device_id(&tx, devices, key)?;
+        tx.prepare_cached(
+            "INSERT INTO device_addrs(device_id, addr, last_seen) VALUES (?1, ?2, ?3)
+             ON CONFLICT(device_id, addr) DO UPDATE
+               SET last_seen = max(device_addrs.last_seen, excluded.last_seen)",
+        )?
+        .execute(params![id, addr.to_string(), ts])?;
+    }
+
+    let mut rollups: HashMap<(i64, i64, i64, i64), i64> = HashMap::new();
+    for m in batch {
+        match m {
+            Msg::Hit(h) => {
+                let device = device_id(&tx, devices, &h.device.key)?;
+                let name = intern(&tx, names, "names", "name", &h.name)?;
+                let category = intern(&tx, categories, "categories", "name", &h.category)?;
+                let rule = match &h.rule {
+                    Some(r) => Some(intern(&tx, rules, "rules", "text", r)?),
+                    None => None,
+                };
+                let origin = match &h.cname_origin {
+                    Some(o) => Some(intern(&tx, names, "names", "name", o)?),
+                    None => None,
+                };
+                let action = action_code(h.action);
+                tx.prepare_cached(
+                    "INSERT INTO hits(ts, device_id, name_id, qtype, category_id, action,
+                                      rule_id, cname_origin_id)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                )?
+                .execute(params![
+                    h.ts, device, name, h.qtype, category, action, rule, origin
+                ])?;
+                *rollups
+                    .entry((device, h.ts.div_euclid(86400), category, action))
+                    .or_default() += 1;
+            }
+            Msg::Query(q) => {
+                let device = device_id(&tx, devices, &q.device.key)?;
+                let name = intern(&tx, names, "names", "name", &q.name)?;
+                tx.prepare_cached(
+                    "INSERT INTO queries(ts, device_id, name_id, qtype, answered_from)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                )?
+                .execute(params![
+                    q.ts,
+                    device,
+                    name,
+                    q.qtype,
+                    q.answered_from as i64
+                ])?;
+            }
+            Msg::Flush(_) | Msg::Shutdown => {}
+        }
+    }
+    for ((device, day, category, action), n) in &rollups {
+        tx.prepare_cached(
+            "INSERT INTO daily_rollups(device_id, day, category_id, action, hits)
+             VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT(device_id, day, category_id, action)
+               DO UPDATE SET hits = daily_rollups.hits + excluded.hits",
+        )?
+        .execute(params![device, day, category, action, n])?;
+    }
+    for ((key, hour), t) in totals {
+        let device = touch_device(&tx, devices, key, hour * 3600)?;
+        tx.prepare_cached(
+            "INSERT INTO query_totals(device_id, hour, queries, meta, blocked)
+             VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT(device_id, hour) DO UPDATE SET
+               queries = query_totals.queries + excluded.queries,
+               meta = query_totals.meta + excluded.meta,
+               blocked = query_totals.blocked + excluded.blocked",
+        )?
+        .execute(params![device, hour, t.queries, t.meta, t.blocked])?;
+    }
+    let now = unix_now();
+    let put = |key: &str, value: &str| -> rusqlite::Result<()> {
+        tx.prepare_cached(
+            "INSERT INTO server_status(key, value) VALUES (?1, ?2)
+             ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+        )?
+        .execute([key, value])?;
+        Ok(())
+    };
+    if let Some(s) = status {
+        put("server", s)?;
+        put("server_updated", &now.to_string())?;
+    }
+    let writer = serde_json::json!({ "written": written, "dropped": dropped, "updated": now });
+    put("writer", &writer.to_string())?;
+    tx.commit()
+}
+
+fn page_counts(conn: &Connection) -> rusqlite::Result<(i64, i64, i64)> {
+    let pages: i64 = conn.pragma_query_value(None, "page_count", |r| r.get(0))?;
+    let free: i64 = conn.pragma_query_value(None, "freelist_count", |r| r.get(0))?;
+    let size: i64 = conn.pragma_query_value(None, "page_size", |r| r.get(0))?;
+    Ok((pages, free, size))
+}
+
+fn cap_bytes(max_db_size_mb: u64) -> Option<i64> {
+    (max_db_size_mb > 0).then(|| (max_db_size_mb as i64).saturating_mul(1024 * 1024))
+}
+
+fn over_cap(conn: &Connection, max_db_size_mb: u64) -> rusqlite::Result<bool> {
+    let Some(cap) = cap_bytes(max_db_size_mb) else {
+        return Ok(false);
+    };
+    let (pages, _, size) = page_counts(conn)?;
+    Ok(pages * size > cap)
+}
+
+/// One bounded piece of retention work; the phase to continue with.
+fn step(conn: &Connection, cfg: &StoreConfig, phase: Phase) -> rusqlite::Result<Option<Phase>> {
+    let now = unix_now();
+    let raw_cutoff = now - i64::from(cfg.retention_days) * 86400;
+    let rollup_cutoff = now - i64::from(cfg.rollup_retention_days) * 86400;
+    let delete_old = |table: &str| -> rusqlite::Result<bool> {
+        let n = conn
+            .prepare_cached(&format!(
+                "DELETE FROM {table} WHERE id IN
+                   (SELECT id FROM {table} WHERE ts < ?1 ORDER BY ts LIMIT ?2)"
+            ))?
+            .execute(params![raw_cutoff, DELETE_CHUNK])?;
+        Ok(n as i64 >= DELETE_CHUNK)
+    };
+    Ok(match phase {
+        // A retention of 0 days means keep forever.
+        Phase::OldHits if cfg.retention_days > 0 && delete_old("hits")? => Some(Phase::OldHits),
+        Phase::OldHits => Some(Phase::OldQueries),
+        Phase::OldQueries if cfg.retention_days > 0 && delete_old("queries")? => {
+            Some(Phase::OldQueries)
+        }
+        Phase::OldQueries => Some(Phase::OldRollups),
+        Phase::OldRollups => {
+            if cfg.rollup_retention_days > 0 {
+                conn.execute(
+                    "DELETE FROM daily_rollups WHERE day < ?1",
+                    [rollup_cutoff.div_euclid(86400)],
+                )?;
+                conn.execute(
+                    "DELETE FROM query_totals WHERE hour < ?1",
+                    [rollup_cutoff.div_euclid(3600)],
+                )?;
+            }
+            Some(Phase::SizeCap)
+        }
+        Phase::SizeCap => {
+            let Some(cap) = cap_bytes(cfg.max_db_size_mb) else {
+                return Ok(Some(Phase::Vacuum));
+            };
+            // Aim below the cap so the next few batches do not trigger it again.
+            let (pages, free, size) = page_counts(conn)?;
+            if (pages - free) * size <= cap / 10 * 9 {
+                return Ok(Some(Phase::Vacuum));
+            }
+            let mut n = 0;
+            for table in ["queries", "hits"] {
+                n += conn
+                    .prepare_cached(&format!(
+                        "DELETE FROM {table} WHERE id IN
+                           (SELECT id FROM {table} ORDER BY id LIMIT ?1)"
+                    ))?
+                    .execute([DELETE_CHUNK])?;
+            }
+            // Nothing raw left to delete: rollups and devices stay, whatever the size.
+            if n == 0 {
+                Some(Phase::Vacuum)
+            } else {
+                Some(Phase::SizeCap)
+            }
+        }
+        Phase::Vacuum => {
+            let (_, free, _) = page_counts(conn)?;
+            if free > 0 {
+                conn.pragma_query(None, "incremental_vacuum", |_| Ok(()))?;
+                // The file only shrinks once the WAL is checkpointed; a busy reader just
+                // postpones that to the next automatic checkpoint.
+                let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+            }
+            None
+        }
+    })
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub(crate) fn config(dir: &Path) -> StoreConfig {
+        StoreConfig {
+            db: dir.join("sub").join("m.db"),
+            batch_interval: Duration::from_millis(10),
+            ..StoreConfig::default()
+        }
+    }
+
+    pub(crate) fn hit(ts: i64, device: &DeviceInfo, name: &str) -> HitEvent {
+        HitEvent {
+            ts,
+            device: device.clone(),
+            name: name.to_string(),
+            qtype: 1,
+            category: "pixel".into(),
+            action: Action::Block,
+            rule: Some("||facebook.net^".into()),
+            cname_origin: None,
+        }
+    }
+
+    fn count(db: &Path, sql: &str) -> i64 {
+        let c = Connection::open(db).unwrap();
+        c.query_row(sql, [], |r| r.get(0)).unwrap()
+    }
+
+    fn tv() -> DeviceInfo {
+        DeviceInfo::from_addr("192.168.1.5".parse().unwrap())
+    }
+
+    #[test]
+    fn logger_can_be_shared_across_tasks() {
+        fn shareable<T: Clone + Send + Sync + 'static>() {}
+        shareable::<Logger>();
+    }
+
+    #[test]
+    fn n_hits_then_shutdown_writes_exactly_n_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = StoreConfig {
+            batch_size: 7,
+            ..config(dir.path())
+        };
+        let (logger, handle) = start(&cfg);
+        let now = unix_now();
+        for i in 0..1000 {
+            logger.hit(hit(now, &tv(), &format!("n{}.facebook.com", i % 37)));
+        }
+        handle.shutdown();
+        assert_eq!(logger.dropped(), 0);
+        assert_eq!(logger.written(), 1000);
+        assert_eq!(count(&cfg.db, "SELECT count(*) FROM hits"), 1000);
+        assert_eq!(count(&cfg.db, "SELECT count(*) FROM names"), 37);
+        assert_eq!(count(&cfg.db, "SELECT count(*) FROM devices"), 1);
+        assert_eq!(
+            count(&cfg.db, "SELECT sum(hits) FROM daily_rollups"),
+            1000,
+            "rollups follow the raw rows"
+        );
+        // Logging after shutdown neither panics nor blocks.
+        logger.hit(hit(now, &tv(), "late.facebook.com"));
+        assert_eq!(logger.dropped(), 1);
+    }
+
+    #[test]
+    fn mac_device_with_two_addresses_is_one_device() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = config(dir.path());
+        let (logger, handle) = start(&cfg);
+        let mut a = DeviceInfo::from_mac("AA:BB:CC:DD:EE:FF", "192.168.1.7".parse().unwrap());
+        a.name = Some("phone".into());
+        let b = DeviceInfo::from_mac("aa:bb:cc:dd:ee:ff", "fd00::7".parse().unwrap());
+        logger.hit(hit(100, &a, "graph.facebook.com"));
+        assert!(handle.flush());
+        logger.hit(hit(200, &b, "graph.facebook.com"));
+        handle.shutdown();
+        assert_eq!(count(&cfg.db, "SELECT count(*) FROM devices"), 1);
+        assert_eq!(count(&cfg.db, "SELECT count(*) FROM device_addrs"), 2);
+        let c = Connection::open(&cfg.db).unwrap();
+        let (mac, name, first, last): (String, String, i64, i64) = c
+            .query_row(
+                "SELECT mac, name, first_seen, last_seen FROM devices",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .unwrap();
+        assert_eq!(
+            (mac.as_str(), name.as_str(), first, last),
+            ("aa:bb:cc:dd:ee:ff", "phone", 100, 200),
+            "a later event without a name keeps the name"
+        );
+    }
+
+    #[test]
+    fn query_totals_are_per_device_and_hour() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = config(dir.path());
+        let (logger, handle) = start(&cfg);
+        // Recent hours: rollup retention would delete old ones at the first flush.
+        let hour = unix_now() / 3600 - 2;
+        let h = hour * 3600;
+        logger.query_at(h + 5, "ip:10.0.0.2", false, false);
+        logger.query_at(h + 60, "ip:10.0.0.2", true, true);
+        logger.query_at(h + 3599, "ip:10.0.0.2", true, false);
+        assert!(handle.flush());
+        // Totals from a later batch add to the same hour's row.
+        logger.query_at(h + 100, "ip:10.0.0.2", false, false);
+        logger.query_at(h + 3600, "ip:10.0.0.2", false, false);
+        logger.query_at(h + 10, "mac:aa:bb:cc:dd:ee:ff", true, true);
+        handle.shutdown();
+        let c = Connection::open(&cfg.db).unwrap();
+        let mut s = c
+            .prepare(
+                "SELECT d.key, t.hour, t.queries, t.meta, t.blocked
+                 FROM query_totals t JOIN devices d ON d.id = t.device_id
+                 ORDER BY d.key, t.hour",
+            )
+            .unwrap();
+        let rows: Vec<(String, i64, i64, i64, i64)> = s
+            .query_map([], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            rows,
+            vec![
+                ("ip:10.0.0.2".into(), hour, 4, 2, 1),
+                ("ip:10.0.0.2".into(), hour + 1, 1, 0, 0),
+                ("mac:aa:bb:cc:dd:ee:ff".into(), hour, 1, 1, 1),
+            ]
+        );
+        let mac: String = c
+            .query_row("SELECT mac FROM devices WHERE key LIKE 'mac:%'", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(mac, "aa:bb:cc:dd:ee:ff");
+    }
+
+    #[test]
+    fn full_channel_counts_drops_instead_of_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = StoreConfig {
+            channel_capacity: 1,
+            ..config(dir.path())
+        };
+        let (logger, handle) = start(&cfg);
+        let sent = 20_000;
+        let started = Instant::now();
+        for i in 0..sent {
+            logger.hit(hit(unix_now(), &tv(), &format!("n{i}.facebook.com")));
+        }
+        // Sending never waits for SQLite: 20k events in far less than it takes to write them.
+        assert!(started.elapsed() < Duration::from_secs(5));
+        handle.shutdown();
+        assert!(logger.dropped() > 0, "a queue of 1 must overflow");
+        assert_eq!(logger.dropped() + logger.written(), sent);
+        assert_eq!(
+            count(&cfg.db, "SELECT count(*) FROM hits") as u64,
+            logger.written()
+        );
+    }
+
+    /// The tests run as root, which ignores a read-only directory's mode, so the disk
+    /// failure is made by putting a regular file where the database's directory should
+    /// be: creating the directory fails with ENOTDIR for root too. Removing the file is
+    /// the disk "recovering".
+    #[test]
+    fn unusable_path_drops_events_and_recovers() {
+        let dir = tempfile::tempdir().unwrap();
+        let blocker = dir.path().join("blocker");
+        std::fs::write(&blocker, b"not a directory").unwrap();
+        let cfg = StoreConfig {
+            db: blocker.join("m.db"),
+            ..config(dir.path())
+        };
+        let (logger, handle) = start(&cfg);
+        for i in 0..10 {
+            logger.hit(hit(unix_now(), &tv(), &format!("n{i}.facebook.com")));
+        }
+        logger.query(&tv().key, true, true);
+        assert!(handle.flush());
+        assert_eq!(logger.dropped(), 10);
+        assert_eq!(logger.written(), 0);
+
+        std::fs::remove_file(&blocker).unwrap();
+        // flush retries opening at once instead of waiting for the retry interval.
+        assert!(handle.flush());
+        for i in 0..5 {
+            logger.hit(hit(unix_now(), &tv(), &format!("n{i}.facebook.com")));
+        }
+        handle.shutdown();
+        assert_eq!(logger.written(), 5);
+        assert_eq!(count(&cfg.db, "SELECT count(*) FROM hits"), 5);
+        assert_eq!(
+            count(&cfg.db, "SELECT sum(queries) FROM query_totals"),
+            1,
+            "totals counted while the disk failed are kept and written later"
+        );
+    }
+
+    #[test]
+    fn corrupt_database_is_moved_aside_and_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = config(dir.path());
+        std::fs::create_dir_all(cfg.db.parent().unwrap()).unwrap();
+        std::fs::write(&cfg.db, vec![0xA5u8; 8192]).unwrap();
+        let (logger, handle) = start(&cfg);
+        logger.hit(hit(unix_now(), &tv(), "graph.facebook.com"));
+        handle.shutdown();
+        assert_eq!(logger.written(), 1);
+        assert_eq!(count(&cfg.db, "SELECT count(*) FROM hits"), 1);
+        let aside: Vec<_> = std::fs::read_dir(cfg.db.parent().unwrap())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("m.db.corrupt-"))
+            .collect();
+        assert_eq!(aside.len(), 1, "{aside:?}");
+        let kept = std::fs::read(cfg.db.parent().unwrap().join(&aside[0])).unwrap();
+        assert_eq!(
+            kept,
+            vec![0xA5u8; 8192],
+            "the corrupt file is kept as it was"
+        );
+    }
+
+    #[test]
+    fn retention_deletes_old_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = StoreConfig {
+            retention_days: 90,
+            rollup_retention_days: 365,
+            log_all_queries: true,
+            ..config(dir.path())
+        };
+        let now = unix_now();
+        // Written with retention off (0 = keep forever), as retention also runs mid-way.
+        let (logger, handle) = start(&StoreConfig {
+            retention_days: 0,
+            rollup_retention_days: 0,
+            ..cfg.clone()
+        });
+        let old = now - 100 * 86400;
+        let ancient = now - 400 * 86400;
+        for i in 0..12_000 {
+            logger.hit(hit(old - i, &tv(), "old.facebook.com"));
+        }
+        logger.hit(hit(ancient, &tv(), "ancient.facebook.com"));
+        logger.hit(hit(now, &tv(), "new.facebook.com"));
+        logger.log_query(QueryEvent {
+            ts: old,
+            device: tv(),
+            name: "example.com".into(),
+            qtype: 1,
+            answered_from: AnsweredFrom::Upstream,
+        });
+        logger.query_at(ancient, &tv().key, true, false);
+        handle.shutdown();
+        assert_eq!(count(&cfg.db, "SELECT count(*) FROM hits"), 12_002);
+
+        // Retention runs when the writer starts.
+        let (_logger, handle) = start(&cfg);
+        assert!(handle.flush());
+        handle.shutdown();
+        assert_eq!(count(&cfg.db, "SELECT count(*) FROM hits"), 1);
+        assert_eq!(count(&cfg.db, "SELECT count(*) FROM queries"), 0);
+        assert_eq!(
+            count(&cfg.db, "SELECT count(*) FROM daily_rollups"),
+            2,
+            "rollups of old raw rows stay, the ancient one goes"
+        );
+        assert_eq!(count(&cfg.db, "SELECT count(*) FROM query_totals"), 0);
+    }
+
+    #[test]
+    fn size_cap_deletes_oldest_rows_and_shrinks_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = StoreConfig {
+            max_db_size_mb: 0,
+            batch_size: 5000,
+            ..config(dir.path())
+        };
+        let now = unix_now();
+        let (logger, handle) = start(&cfg);
+        for i in 0..60_000u32 {
+            let mut h = hit(now, &tv(), &format!("n{}.facebook.com", i % 3000));
+            h.rule = Some(format!("||n{}.facebook.com^", i % 3000));
+            logger.hit(h);
+            if i.is_multiple_of(5000) {
+                handle.flush();
+            }
+        }
+        handle.shutdown();
+        let before = std::fs::metadata(&cfg.db).unwrap().len();
+        assert!(
+            before > 2 * 1024 * 1024,
+            "test needs a file over the cap: {before}"
+        );
+
+        let capped = StoreConfig {
+            max_db_size_mb: 1,
+            ..cfg.clone()
+        };
+        let (_logger, handle) = start(&capped);
+        assert!(handle.flush());
+        handle.shutdown();
+        let after = std::fs::metadata(&cfg.db).unwrap().len();
+        assert!(after <= 1024 * 1024, "{before} -> {after}");
+        let left = count(&cfg.db, "SELECT count(*) FROM hits");
+        assert!(left > 0 && left < 60_000, "{left}");
+        assert_eq!(
+            count(&cfg.db, "SELECT min(id) FROM hits"),
+            60_001 - left,
+            "the oldest rows go first"
+        );
+    }
+
+    /// Measures docs/store.md's bytes per hit: 100k hits, ~2k names, 10 devices.
+    /// `cargo test --lib store::writer::tests::measure_bytes_per_hit -- --ignored --nocapture`
+    /// (set METAGUARD_MEASURE_DB=/path/x.db to keep the database).
+    #[test]
+    #[ignore]
+    fn measure_bytes_per_hit() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = std::env::var_os("METAGUARD_MEASURE_DB")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| dir.path().join("m.db"));
+        let cfg = StoreConfig {
+            db: db.clone(),
+            ..StoreConfig::default()
+        };
+        let devices: Vec<DeviceInfo> = (0..10)
+            .map(|i| {
+                let mut d = DeviceInfo::from_mac(
+                    &format!("aa:bb:cc:dd:ee:{i:02x}"),
+                    format!("192.168.1.{}", 10 + i).parse().unwrap(),
+                );
+                d.name = Some(format!("device-{i}"));
+                d
+            })
+            .collect();
+        let categories = ["pixel", "graph", "cdn", "meta-ai", "whatsapp"];
+        let make = |i: usize, now: i64| {
+            let name = format!("edge-{:04}.xx-fbcdn{}.facebook.com", i % 2000, i % 2000 % 7);
+            HitEvent {
+                ts: now - 86400 + (i as i64) % 86400,
+                device: devices[i % 10].clone(),
+                qtype: if i.is_multiple_of(3) { 28 } else { 1 },
+                category: categories[i % 5].into(),
+                action: if i.is_multiple_of(4) {
+                    Action::Block
+                } else {
+                    Action::Log
+                },
+                rule: Some(format!("||xx-fbcdn{}.facebook.com^", i % 7)),
+                cname_origin: i
+                    .is_multiple_of(10)
+                    .then(|| "star.c10r.facebook.com".to_string()),
+                name,
+            }
+        };
+        let now = unix_now();
+        // Warm up so the schema and the interned names are not counted.
+        let (logger, handle) = start(&cfg);
+        for i in 0..2000 {
+            logger.hit(make(i, now));
+        }
+        handle.shutdown();
+        let before = std::fs::metadata(&db).unwrap().len();
+        let n = 100_000;
+        let (logger, handle) = start(&cfg);
+        for i in 0..n {
+            logger.hit(make(i, now));
+            if i.is_multiple_of(10_000) {
+                handle.flush();
+            }
+        }
+        handle.shutdown();
+        assert_eq!(logger.dropped(), 0);
+        let after = std::fs::metadata(&db).unwrap().len();
+        println!(
+            "{n} hits: {before} -> {after} bytes, {:.1} bytes/hit",
+            (after - before) as f64 / n as f64
+        );
+    }
+}
