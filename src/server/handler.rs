@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use hickory_proto::op::{Header, HeaderCounts, OpCode, ResponseCode};
+use hickory_proto::op::{Header, HeaderCounts, LowerQuery, OpCode, ResponseCode};
 use hickory_proto::rr::{DNSClass, Name, RecordType};
 use hickory_server::net::runtime::Time;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
@@ -14,19 +14,30 @@ use hickory_server::zone_handler::MessageResponseBuilder;
 use super::Snapshot;
 use super::response::{self, EDE_NO_REACHABLE_AUTHORITY, EDE_NOT_SUPPORTED, Reply};
 use crate::cache::Cache;
-use crate::filter::normalize_query;
+use crate::clients::Identity;
+use crate::filter::{Verdict, normalize_query};
 use crate::policy::Action;
 use crate::stats::Stats;
+use crate::store::{DeviceInfo, HitEvent, Logger};
 
 /// The query handler. Everything it reads per query is in the current [`Snapshot`].
 pub struct Handler {
     pub(super) state: Arc<ArcSwap<Snapshot>>,
     pub(super) cache: Cache,
     pub(super) stats: Arc<Stats>,
+    pub(super) logger: Logger,
+}
+
+/// What a query matched, for the hit log.
+struct Hit {
+    verdict: Verdict,
+    /// The name the rule matched: the query name, or a CNAME target.
+    matched: String,
+    from_cname: bool,
 }
 
 impl Handler {
-    /// Decide the answer for one parsed query.
+    /// Decide the answer for one parsed query, and log it.
     pub async fn resolve(&self, snap: &Snapshot, req: &Request) -> Reply {
         Stats::inc(&self.stats.queries);
         if req.metadata.op_code != OpCode::Query {
@@ -43,21 +54,52 @@ impl Handler {
             return Reply::error(ResponseCode::Refused)
                 .with_ede(EDE_NOT_SUPPORTED, "only class IN is served");
         }
+        let device = snap.clients.identify(req.src().ip(), req.edns.as_ref());
+        let name = normalize_query(&query.name().to_string());
+        let actions = snap.policy.actions(device.group.as_deref());
+        let (reply, hit) = self.answer(snap, query, &name, actions).await;
+        let blocked = hit.as_ref().is_some_and(|h| h.verdict.is_block());
+        self.logger.query(&device.key, hit.is_some(), blocked);
+        if let Some(hit) = hit {
+            self.log_hit(snap, &device, &name, query.query_type(), hit);
+        }
+        tracing::debug!(client = %device.addr, device = %device.key, %name, qtype = %query.query_type(), rcode = %reply.rcode, blocked, "query");
+        reply
+    }
+
+    /// The answer, and the rule match to log (a `block` or `log` verdict).
+    async fn answer(
+        &self,
+        snap: &Snapshot,
+        query: &LowerQuery,
+        name: &str,
+        actions: &[Action],
+    ) -> (Reply, Option<Hit>) {
         let owner = query.original().name();
         let qtype = query.query_type();
-        let name = normalize_query(&query.name().to_string());
-        let actions = snap.policy.actions(None);
-
-        let verdict = snap.filter.check(&name, actions);
+        let verdict = snap.filter.check(name, actions);
         if verdict.is_block() {
             Stats::inc(&self.stats.blocked);
-            return self.blocked(snap, &verdict, owner, qtype);
+            let reply = self.blocked(snap, &verdict, owner, qtype);
+            return (
+                reply,
+                Some(Hit {
+                    verdict,
+                    matched: name.to_string(),
+                    from_cname: false,
+                }),
+            );
         }
+        let logged = (verdict.action == Some(Action::Log)).then(|| Hit {
+            verdict: verdict.clone(),
+            matched: name.to_string(),
+            from_cname: false,
+        });
         if qtype == RecordType::ANY {
-            return response::any_minimal(owner);
+            return (response::any_minimal(owner), logged);
         }
 
-        let answer = match self.cache.get(&name, qtype) {
+        let answer = match self.cache.get(name, qtype) {
             Some(a) => {
                 Stats::inc(&self.stats.cache_hits);
                 a
@@ -68,26 +110,30 @@ impl Handler {
                 let upstream = snap.upstreams.resolve(&lower, qtype);
                 match tokio::time::timeout(snap.deadline, upstream).await {
                     Ok(Ok(a)) => {
-                        self.cache.insert(&name, qtype, &a);
+                        self.cache.insert(name, qtype, &a);
                         a
                     }
                     Ok(Err(e)) => {
                         Stats::inc(&self.stats.upstream_failures);
                         tracing::debug!(%name, error = %e, "no upstream answer");
-                        return Reply::error(ResponseCode::ServFail)
+                        let reply = Reply::error(ResponseCode::ServFail)
                             .with_ede(EDE_NO_REACHABLE_AUTHORITY, "no upstream answered");
+                        return (reply, logged);
                     }
                     Err(_) => {
                         Stats::inc(&self.stats.upstream_failures);
                         tracing::debug!(%name, "upstream deadline passed");
-                        return Reply::error(ResponseCode::ServFail)
+                        let reply = Reply::error(ResponseCode::ServFail)
                             .with_ede(EDE_NO_REACHABLE_AUTHORITY, "no upstream answered in time");
+                        return (reply, logged);
                     }
                 }
             }
         };
 
         // CNAME uncloaking: an allowed name whose chain passes a blocked name is blocked.
+        // A chain through a logged Meta name is logged when the name itself matched nothing.
+        let mut chain_logged = None;
         if verdict.action != Some(Action::Allow) {
             for target in answer.cname_targets() {
                 let t = normalize_query(&target.to_ascii());
@@ -96,20 +142,66 @@ impl Handler {
                     Stats::inc(&self.stats.blocked);
                     Stats::inc(&self.stats.cname_blocked);
                     tracing::debug!(%name, cname = %t, "blocked by CNAME");
-                    return self.blocked(snap, &tv, owner, qtype);
+                    let reply = self.blocked(snap, &tv, owner, qtype);
+                    return (
+                        reply,
+                        Some(Hit {
+                            verdict: tv,
+                            matched: t,
+                            from_cname: true,
+                        }),
+                    );
+                }
+                if chain_logged.is_none() && tv.action == Some(Action::Log) {
+                    chain_logged = Some(Hit {
+                        verdict: tv,
+                        matched: t,
+                        from_cname: true,
+                    });
                 }
             }
         }
-        if verdict.action == Some(Action::Log) {
+        let hit = logged.or(if verdict.action.is_none() {
+            chain_logged
+        } else {
+            None
+        });
+        if hit.is_some() {
             Stats::inc(&self.stats.logged);
         }
-        response::from_answer(answer, owner)
+        (response::from_answer(answer, owner), hit)
+    }
+
+    fn log_hit(&self, snap: &Snapshot, device: &Identity, name: &str, qtype: RecordType, hit: Hit) {
+        let Some(m) = hit.verdict.matched.as_ref() else {
+            return;
+        };
+        let Some(action) = hit.verdict.action else {
+            return;
+        };
+        let event = HitEvent {
+            ts: unix_now(),
+            device: DeviceInfo {
+                key: device.key.clone(),
+                mac: device.mac.map(|m| m.to_string()),
+                addr: device.addr,
+                name: device.name.as_deref().map(str::to_string),
+                group: device.group.as_deref().map(str::to_string),
+            },
+            name: name.to_string(),
+            qtype: u16::from(qtype),
+            category: snap.filter.categories().name(m.category).to_string(),
+            action,
+            rule: hit.verdict.rule_text(&hit.matched),
+            cname_origin: hit.from_cname.then_some(hit.matched),
+        };
+        self.logger.hit(event);
     }
 
     fn blocked(
         &self,
         snap: &Snapshot,
-        verdict: &crate::filter::Verdict,
+        verdict: &Verdict,
         owner: &Name,
         qtype: RecordType,
     ) -> Reply {
@@ -125,6 +217,12 @@ impl Handler {
             category,
         )
     }
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }
 
 #[async_trait::async_trait]

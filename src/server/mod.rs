@@ -26,11 +26,13 @@ use response::{Capture, MAX_UDP_PAYLOAD};
 
 use crate::access::{Access, Admit, RateLimitConfig, default_allow_clients};
 use crate::cache::Cache;
+use crate::clients::{Clients, ClientsError};
 use crate::config::{Config, ConfigError, Overrides};
 use crate::filter::Filter;
 use crate::lists::{self, ListError};
 use crate::policy::Policy;
 use crate::stats::{self, Stats};
+use crate::store::{self, WriterHandle};
 use crate::upstream::{self, UpstreamError, Upstreams};
 
 /// `[server]` in the config.
@@ -81,6 +83,8 @@ pub enum ServeError {
     Lists(#[from] ListError),
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
+    #[error(transparent)]
+    Clients(#[from] ClientsError),
     #[error("cannot listen on {addr} ({proto}): {source}")]
     Bind {
         addr: SocketAddr,
@@ -98,6 +102,7 @@ pub struct Snapshot {
     pub policy: Policy,
     pub upstreams: Upstreams,
     pub access: Access,
+    pub clients: Arc<Clients>,
     pub deadline: Duration,
 }
 
@@ -119,7 +124,9 @@ impl Snapshot {
         };
         let upstreams = Upstreams::new(&specs, &config.upstream)?;
         let access = Access::new(&config.server.allow_clients, &config.server.rate_limit);
+        let clients = Arc::new(Clients::new(&config.devices, &config.clients)?);
         Ok(Snapshot {
+            clients,
             deadline: config.upstream.deadline,
             config,
             filter,
@@ -166,6 +173,40 @@ pub(crate) struct Shared {
     stats: Arc<Stats>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
+    /// Stops the device-table refresher of the current snapshot (replaced on reload).
+    refresher: std::sync::Mutex<CancellationToken>,
+}
+
+impl Shared {
+    /// Start refreshing the device tables of `clients`, stopping the previous refresher.
+    fn refresh_clients(&self, clients: &Arc<Clients>) {
+        let token = self.shutdown.child_token();
+        clients.spawn_refresher(token.clone());
+        if let Ok(mut old) = self.refresher.lock() {
+            std::mem::replace(&mut *old, token).cancel();
+        }
+    }
+
+    /// The counters as JSON for `metaguard status` (written to the DB by the logger).
+    fn status_json(&self, started: Instant, started_unix: i64) -> String {
+        let mut s = self.stats.snapshot();
+        s.events_dropped = self.handler.logger.dropped();
+        serde_json::json!({
+            "pid": std::process::id(),
+            "started": started_unix,
+            "uptime_s": started.elapsed().as_secs(),
+            "updated": unix_now(),
+            "cache_entries": self.handler.cache.len(),
+            "stats": s,
+        })
+        .to_string()
+    }
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }
 
 impl Shared {
@@ -238,6 +279,8 @@ pub struct Running {
     shared: Arc<Shared>,
     listeners: tokio::task::JoinSet<()>,
     started: Instant,
+    started_unix: i64,
+    writer: Option<WriterHandle>,
 }
 
 impl Running {
@@ -247,7 +290,18 @@ impl Running {
     }
 
     pub fn stats(&self) -> stats::Snapshot {
-        self.shared.stats.snapshot()
+        let mut s = self.shared.stats.snapshot();
+        s.events_dropped = self.shared.handler.logger.dropped();
+        s
+    }
+
+    /// Wait until every hit event queued so far is in the database (for tests and tools).
+    pub async fn flush_log(&self) -> bool {
+        let Some(w) = &self.writer else { return false };
+        let w = w.flusher();
+        tokio::task::spawn_blocking(move || w.flush())
+            .await
+            .unwrap_or(false)
     }
 
     pub fn uptime(&self) -> Duration {
@@ -258,6 +312,7 @@ impl Running {
     pub fn reload(&self, config: Config) -> Result<(), ServeError> {
         let snap = Snapshot::build(config, &self.addrs)?;
         snap.log_loaded("reloaded:");
+        self.shared.refresh_clients(&snap.clients);
         self.shared.handler.state.store(Arc::new(snap));
         self.shared.handler.cache.clear();
         Ok(())
@@ -273,6 +328,12 @@ impl Running {
             .is_err()
         {
             tracing::warn!("shutdown: some queries were still in flight and were dropped");
+        }
+        // Every answered query has handed its event over; write them all.
+        let status = self.shared.status_json(self.started, self.started_unix);
+        self.shared.handler.logger.status(status);
+        if let Some(w) = self.writer.take() {
+            let _ = tokio::task::spawn_blocking(move || w.shutdown()).await;
         }
     }
 }
@@ -327,17 +388,38 @@ pub async fn start(config: Config) -> Result<Running, ServeError> {
     let server_cfg = config.server.clone();
     let snap = Snapshot::build(config, &addrs)?;
     snap.log_loaded("loaded");
+    let (logger, writer) = store::start(&snap.config.store);
     let stats = Arc::new(Stats::default());
+    let shutdown = CancellationToken::new();
+    let clients = snap.clients.clone();
     let shared = Arc::new(Shared {
         handler: Handler {
             cache: Cache::new(&snap.config.cache),
             state: Arc::new(ArcSwap::from_pointee(snap)),
             stats: stats.clone(),
+            logger,
         },
         stats,
-        shutdown: CancellationToken::new(),
+        refresher: std::sync::Mutex::new(shutdown.child_token()),
+        shutdown,
         tracker: TaskTracker::new(),
     });
+    shared.refresh_clients(&clients);
+    let started = Instant::now();
+    let started_unix = unix_now();
+    {
+        // `metaguard status` reads these counters from the database.
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => shared.handler.logger.status(shared.status_json(started, started_unix)),
+                    _ = shared.shutdown.cancelled() => break,
+                }
+            }
+        });
+    }
     let limits = tcp::TcpLimits {
         max_connections: server_cfg.max_tcp_connections,
         max_per_client: server_cfg.max_tcp_connections_per_client,
@@ -359,7 +441,9 @@ pub async fn start(config: Config) -> Result<Running, ServeError> {
         addrs,
         shared,
         listeners,
-        started: Instant::now(),
+        started,
+        started_unix,
+        writer: Some(writer),
     })
 }
 

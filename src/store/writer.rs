@@ -222,15 +222,35 @@ pub struct WriterHandle {
     thread: Option<JoinHandle<()>>,
 }
 
-impl WriterHandle {
-    /// Write everything queued so far, retry opening a failed database at once and
-    /// finish pending retention work; returns when done (false if the thread is gone).
+/// A cloneable handle that can ask the writer to flush (see [`WriterHandle::flush`]).
+#[derive(Clone)]
+pub struct Flusher {
+    tx: SyncSender<Msg>,
+}
+
+impl Flusher {
+    /// Blocks until everything queued before the call is written (false if the thread is gone).
     pub fn flush(&self) -> bool {
         let (ack, done) = std::sync::mpsc::sync_channel(1);
         if self.tx.send(Msg::Flush(ack)).is_err() {
             return false;
         }
         done.recv().is_ok()
+    }
+}
+
+impl WriterHandle {
+    /// Write everything queued so far, retry opening a failed database at once and
+    /// finish pending retention work; returns when done (false if the thread is gone).
+    pub fn flush(&self) -> bool {
+        self.flusher().flush()
+    }
+
+    /// A handle for flushing from another thread.
+    pub fn flusher(&self) -> Flusher {
+        Flusher {
+            tx: self.tx.clone(),
+        }
     }
 
     /// Write everything queued and stop the thread. Events logged afterwards are dropped.

@@ -35,6 +35,8 @@ pub enum Behaviour {
 /// An in-process upstream DNS server on 127.0.0.1 (UDP and TCP, one port).
 pub struct Upstream {
     pub addr: SocketAddr,
+    /// Scratch space of the test (the hit-log database lives here).
+    pub dir: tempfile::TempDir,
     zone: Arc<Mutex<HashMap<String, Behaviour>>>,
     hits: Arc<Mutex<HashMap<String, usize>>>,
     shutdown: CancellationToken,
@@ -80,6 +82,7 @@ impl Upstream {
         let tcp = TcpListener::bind(addr).await.expect("bind upstream tcp");
         let up = Upstream {
             addr,
+            dir: tempfile::tempdir().expect("temp dir"),
             zone: Arc::default(),
             hits: Arc::default(),
             shutdown: CancellationToken::new(),
@@ -242,6 +245,9 @@ pub fn config(upstream: &Upstream) -> Config {
     c.upstream.resolv_conf = "/nonexistent/resolv.conf".into();
     c.filter.lists_dir = "/nonexistent/metaguard-lists".into();
     c.server.rate_limit.qps = 0;
+    c.store.db = upstream.dir.path().join("metaguard.db");
+    c.clients.neighbours = false;
+    c.clients.leases = Vec::new();
     c
 }
 

@@ -1,0 +1,291 @@
+//! The hit log end to end: real server, real queries, real SQLite file.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
+use hickory_proto::rr::RecordType;
+use hickory_proto::rr::rdata::opt::EdnsOption;
+use metaguard::clients::{DeviceConfig, DeviceMatch};
+use rusqlite::Connection;
+use support::*;
+
+fn count(db: &std::path::Path, sql: &str) -> i64 {
+    let c = Connection::open(db).unwrap();
+    c.query_row(sql, [], |r| r.get(0)).unwrap()
+}
+
+/// A query with dnsmasq's MAC option (`code` 65001 raw or 65073 text/base64).
+fn query_with_mac(qname: &str, code: u16, data: Vec<u8>) -> Vec<u8> {
+    let mut m = Message::new(99, MessageType::Query, OpCode::Query);
+    m.metadata.recursion_desired = true;
+    m.add_query(Query::query(name(qname), RecordType::A));
+    let mut e = Edns::new();
+    e.set_max_payload(1232);
+    e.options_mut().insert(EdnsOption::Unknown(code, data));
+    m.set_edns(e);
+    m.to_vec().unwrap()
+}
+
+async fn udp_from(src: &str, server: SocketAddr, bytes: &[u8]) -> Message {
+    let sock = tokio::net::UdpSocket::bind(src).await.unwrap();
+    sock.send_to(bytes, server).await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let (n, _) = tokio::time::timeout(Duration::from_secs(3), sock.recv_from(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    Message::from_vec(&buf[..n]).unwrap()
+}
+
+#[tokio::test]
+async fn every_meta_query_answered_is_in_sqlite_exactly_once() {
+    let up = Upstream::start().await;
+    let c = config(&up);
+    let db = c.store.db.clone();
+    let srv = serve(c).await;
+    let addr = srv.addrs()[0];
+    let mut expected = 0;
+    for i in 0..40u16 {
+        let o = Q {
+            id: i,
+            ..Q::default()
+        };
+        udp(addr, "connect.facebook.net.", RecordType::A, o).await; // block
+        tcp(addr, "www.facebook.com.", RecordType::AAAA, o).await; // log
+        udp(addr, &format!("site{i}.example."), RecordType::A, o).await; // not Meta
+        expected += 2;
+    }
+    let stats = srv.stats();
+    srv.stop().await;
+    assert_eq!(count(&db, "SELECT count(*) FROM hits"), expected);
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM hits h JOIN names n ON n.id = h.name_id WHERE n.name = 'connect.facebook.net' AND h.action = 1"
+        ),
+        40
+    );
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM hits h JOIN names n ON n.id = h.name_id WHERE n.name = 'www.facebook.com' AND h.action = 0"
+        ),
+        40
+    );
+    assert_eq!(
+        stats.blocked as i64,
+        count(&db, "SELECT count(*) FROM hits WHERE action = 1")
+    );
+    assert_eq!(stats.events_dropped, 0);
+    // Hourly totals count every query of the device, Meta or not.
+    assert_eq!(count(&db, "SELECT sum(queries) FROM query_totals"), 120);
+    assert_eq!(count(&db, "SELECT sum(meta) FROM query_totals"), 80);
+    assert_eq!(count(&db, "SELECT sum(blocked) FROM query_totals"), 40);
+}
+
+#[tokio::test]
+async fn cname_hits_record_their_origin() {
+    let up = Upstream::start().await;
+    up.set(
+        "shop.example",
+        Behaviour::Records(vec![
+            cname("shop.example.", "connect.facebook.net.", 60),
+            a("connect.facebook.net.", [1, 2, 3, 4], 60),
+        ]),
+    );
+    let c = config(&up);
+    let db = c.store.db.clone();
+    let srv = serve(c).await;
+    let m = udp(srv.addrs()[0], "shop.example.", RecordType::A, Q::default()).await;
+    assert_eq!(ips(&m), ["0.0.0.0"]);
+    srv.stop().await;
+    let c = Connection::open(&db).unwrap();
+    let (qname, origin): (String, String) = c
+        .query_row(
+            "SELECT n.name, o.name FROM hits h JOIN names n ON n.id = h.name_id JOIN names o ON o.id = h.cname_origin_id",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(
+        (qname.as_str(), origin.as_str()),
+        ("shop.example", "connect.facebook.net")
+    );
+}
+
+#[tokio::test]
+async fn mac_from_each_edns_form_and_two_addresses_make_one_device() {
+    let up = Upstream::start().await;
+    let c = config(&up);
+    let db = c.store.db.clone();
+    let srv = serve(c).await;
+    let addr = srv.addrs()[0];
+    let raw = vec![0xd2, 0x16, 0x0a, 0x0b, 0x0c, 0x0d];
+    let text = b"d2:16:0a:0b:0c:0d".to_vec();
+    let b64 = b"0hYKCwwN".to_vec();
+    udp_from(
+        "127.0.0.1:0",
+        addr,
+        &query_with_mac("pixel.facebook.com.", 65001, raw),
+    )
+    .await;
+    udp_from(
+        "127.0.0.2:0",
+        addr,
+        &query_with_mac("pixel.facebook.com.", 65073, text),
+    )
+    .await;
+    udp_from(
+        "127.0.0.3:0",
+        addr,
+        &query_with_mac("pixel.facebook.com.", 65073, b64),
+    )
+    .await;
+    // A different device without a MAC.
+    udp_from(
+        "127.0.0.4:0",
+        addr,
+        &query_bytes("pixel.facebook.com.", RecordType::A, Q::default()),
+    )
+    .await;
+    srv.stop().await;
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM devices WHERE key = 'mac:d2:16:0a:0b:0c:0d'"
+        ),
+        1
+    );
+    assert_eq!(count(&db, "SELECT count(*) FROM devices"), 2);
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM device_addrs a JOIN devices d ON d.id = a.device_id WHERE d.key = 'mac:d2:16:0a:0b:0c:0d'"
+        ),
+        3
+    );
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM hits h JOIN devices d ON d.id = h.device_id WHERE d.key = 'mac:d2:16:0a:0b:0c:0d'"
+        ),
+        3
+    );
+}
+
+#[tokio::test]
+async fn groups_change_the_verdict_per_device() {
+    let up = Upstream::start().await;
+    let mut c = config(&up);
+    c.devices = vec![DeviceConfig {
+        name: "kids tablet".into(),
+        matches: vec!["127.0.0.9".parse::<DeviceMatch>().unwrap()],
+        group: Some("kids".into()),
+    }];
+    c.groups.insert(
+        "kids".into(),
+        [("meta-ai".to_string(), metaguard::policy::Action::Block)]
+            .into_iter()
+            .collect(),
+    );
+    let db = c.store.db.clone();
+    let srv = serve(c).await;
+    let addr = srv.addrs()[0];
+    let q = query_bytes("www.meta.ai.", RecordType::A, Q::default());
+    assert_eq!(ips(&udp_from("127.0.0.9:0", addr, &q).await), ["0.0.0.0"]);
+    assert_eq!(ips(&udp_from("127.0.0.1:0", addr, &q).await), ["192.0.2.1"]);
+    srv.stop().await;
+    let c = Connection::open(&db).unwrap();
+    let (dev, grp, action): (String, String, i64) = c
+        .query_row(
+            "SELECT d.name, d.grp, h.action FROM hits h JOIN devices d ON d.id = h.device_id WHERE d.grp IS NOT NULL",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    assert_eq!(
+        (dev.as_str(), grp.as_str(), action),
+        ("kids tablet", "kids", 1)
+    );
+}
+
+#[tokio::test]
+async fn an_unusable_database_never_stops_dns() {
+    let up = Upstream::start().await;
+    let mut c = config(&up);
+    // The database's directory is a regular file: every open fails, even as root.
+    let blocker = up.dir.path().join("not-a-dir");
+    std::fs::write(&blocker, "x").unwrap();
+    c.store.db = blocker.join("metaguard.db");
+    let srv = serve(c).await;
+    let addr = srv.addrs()[0];
+    for i in 0..20u16 {
+        let m = udp(
+            addr,
+            "connect.facebook.net.",
+            RecordType::A,
+            Q {
+                id: i,
+                ..Q::default()
+            },
+        )
+        .await;
+        assert_eq!(ips(&m), ["0.0.0.0"]);
+        let m = tcp(
+            addr,
+            "www.example.org.",
+            RecordType::A,
+            Q {
+                id: i,
+                ..Q::default()
+            },
+        )
+        .await;
+        assert_eq!(ips(&m), ["192.0.2.1"]);
+    }
+    srv.flush_log().await;
+    assert!(srv.stats().events_dropped >= 20, "{:?}", srv.stats());
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn cli_readers_show_what_serve_wrote() {
+    let up = Upstream::start().await;
+    let c = config(&up);
+    let db = c.store.db.clone();
+    let srv = serve(c).await;
+    udp(
+        srv.addrs()[0],
+        "an.facebook.com.",
+        RecordType::A,
+        Q::default(),
+    )
+    .await;
+    srv.stop().await;
+    let bin = env!("CARGO_BIN_EXE_metaguard");
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(bin)
+            .args(args)
+            .arg("--db")
+            .arg(&db)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert!(run(&["devices"]).contains("127.0.0.1"));
+    let log = run(&["log"]);
+    assert!(
+        log.contains("an.facebook.com") && log.contains("audience-network"),
+        "{log}"
+    );
+    let status = run(&["status"]);
+    assert!(status.contains("blocked"), "{status}");
+}
