@@ -233,3 +233,71 @@ fn check_prints_json_verdicts() {
         }
     }
 }
+
+#[tokio::test]
+async fn kill_9_during_heavy_logging_leaves_a_sound_database() {
+    let up = Upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("metaguard.toml");
+    std::fs::write(
+        &cfg,
+        "[filter]\nlists_dir = \"/nonexistent\"\n[server.rate_limit]\nqps = 0\n[store]\nbatch_size = 500\nbatch_interval = \"100ms\"\n",
+    )
+    .unwrap();
+    let db = dir.path().join("hits.db");
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut serve = Serve::start(&[
+        "serve",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--listen",
+        &listen,
+        "--upstream",
+        &up.spec(),
+        "--db",
+        db.to_str().unwrap(),
+    ]);
+    serve.wait_for("listening on");
+    let addr: std::net::SocketAddr = listen.parse().unwrap();
+    // Waves of blocked queries; count the answers we got back.
+    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let mut answered = 0i64;
+    let mut buf = vec![0u8; 2048];
+    for wave in 0..40u16 {
+        for i in 0..100u16 {
+            let q = query_bytes(
+                "connect.facebook.net.",
+                RecordType::A,
+                Q {
+                    id: wave * 100 + i,
+                    ..Q::default()
+                },
+            );
+            sock.send_to(&q, addr).await.unwrap();
+        }
+        for _ in 0..100 {
+            match tokio::time::timeout(Duration::from_millis(500), sock.recv_from(&mut buf)).await {
+                Ok(Ok(_)) => answered += 1,
+                _ => break,
+            }
+        }
+    }
+    assert!(answered > 3000, "answered {answered}");
+    serve.child.kill().unwrap(); // SIGKILL: no flush, no clean close
+    serve.child.wait().unwrap();
+    let c = rusqlite::Connection::open(&db).unwrap();
+    let check: String = c
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(check, "ok");
+    let rows: i64 = c
+        .query_row("SELECT count(*) FROM hits", [], |r| r.get(0))
+        .unwrap();
+    assert!(rows <= answered, "{rows} rows for {answered} answers");
+    assert!(
+        answered - rows <= 500,
+        "lost {} of {answered} (more than one batch)",
+        answered - rows
+    );
+}
