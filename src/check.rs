@@ -28,7 +28,7 @@ pub fn verdicts(
     names: &[String],
     _client: Option<IpAddr>,
 ) -> Result<Vec<CheckLine>, ListError> {
-    let filter = Filter::build(lists::sources(&config.filter)?);
+    let filter = Filter::build(lists::all_sources(config)?);
     let policy = Policy::new(
         filter.categories(),
         filter.list_defaults(),

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::cache::CacheConfig;
 use crate::filter::FilterConfig;
 use crate::policy::{CategoryActions, GroupsConfig};
+use crate::remote::{RemoteConfig, RemoteListConfig};
 use crate::server::ServerConfig;
 use crate::upstream::{UpstreamConfig, UpstreamSpec};
 
@@ -44,6 +45,10 @@ pub struct Config {
     /// Per-group category actions.
     pub groups: GroupsConfig,
     pub store: StoreConfig,
+    /// `[remote]`: state directory and download limits of remote lists.
+    pub remote: RemoteConfig,
+    /// `[[lists]]`: remote lists, fetched and refreshed (see `remote`).
+    pub lists: Vec<RemoteListConfig>,
 }
 
 /// A config that could not be used.
