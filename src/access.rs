@@ -104,7 +104,10 @@ impl Access {
             return Admit::Yes;
         };
         // Keep the table bounded under a flood of distinct sources.
-        if self.checks.fetch_add(1, Ordering::Relaxed) % 1024 == 0
+        if self
+            .checks
+            .fetch_add(1, Ordering::Relaxed)
+            .is_multiple_of(1024)
             && limiter.len() > self.max_clients
         {
             limiter.retain_recent();

@@ -350,13 +350,13 @@ impl Filter {
             if let Some((_, m)) = to_match(exc) {
                 slots[0].get_or_insert(m);
             }
-        } else if let Some(f) = &r.filter {
-            if let Some((action, m)) = to_match(f) {
-                let slot = &mut slots[slot_index(action)];
-                if slot.is_none() || action == Action::Block {
-                    // An ABP block has no "more specific" position; keep the domain one if any.
-                    slot.get_or_insert(m);
-                }
+        } else if let Some(f) = &r.filter
+            && let Some((action, m)) = to_match(f)
+        {
+            let slot = &mut slots[slot_index(action)];
+            if slot.is_none() || action == Action::Block {
+                // An ABP block has no "more specific" position; keep the domain one if any.
+                slot.get_or_insert(m);
             }
         }
     }

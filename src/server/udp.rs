@@ -42,9 +42,9 @@ pub async fn serve(socket: Arc<UdpSocket>, shared: Arc<Shared>, max_in_flight: u
 }
 
 async fn answer(socket: &UdpSocket, shared: &Shared, packet: Vec<u8>, src: SocketAddr) {
-    if let Some(bytes) = shared.answer(packet, src, Protocol::Udp).await {
-        if let Err(e) = socket.send_to(&bytes, src).await {
-            tracing::debug!(%src, error = %e, "udp send failed");
-        }
+    if let Some(bytes) = shared.answer(packet, src, Protocol::Udp).await
+        && let Err(e) = socket.send_to(&bytes, src).await
+    {
+        tracing::debug!(%src, error = %e, "udp send failed");
     }
 }
