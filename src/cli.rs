@@ -149,7 +149,10 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         } => {
             let cfg = load(&config, Overrides::default())?;
             let rows = crate::remote::list_rows(&cfg)?;
-            print!("{}", crate::remote::render_rows(&rows, format == Format::Json));
+            print!(
+                "{}",
+                crate::remote::render_rows(&rows, format == Format::Json)
+            );
             Ok(0)
         }
         Command::Lists {
@@ -184,8 +187,8 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
 /// `metaguard lists update`: a progress bar on a terminal, plain lines otherwise.
 /// Exit code 0 when every remote list ends with a usable copy, else 1.
 pub async fn lists_update(cfg: &Config, force: bool) -> i32 {
-    use std::io::IsTerminal;
     use crate::remote::UpdateEvent;
+    use std::io::IsTerminal;
     let tty = std::io::stdout().is_terminal();
     let bar = if tty {
         indicatif::ProgressBar::new(0)
@@ -218,5 +221,9 @@ pub async fn lists_update(cfg: &Config, force: bool) -> i32 {
     if outcomes.is_empty() {
         println!("no remote list due ({} configured)", cfg.lists.len());
     }
-    if crate::remote::all_usable(cfg, &outcomes) { 0 } else { 1 }
+    if crate::remote::all_usable(cfg, &outcomes) {
+        0
+    } else {
+        1
+    }
 }

@@ -108,12 +108,18 @@ pub struct Sidecar {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "result", rename_all = "snake_case")]
 pub enum UpdateResult {
-    Updated { rules: usize },
+    Updated {
+        rules: usize,
+    },
     NotModified,
     /// Downloaded but failed the sanity check; the old copy stays.
-    Rejected { reason: String },
+    Rejected {
+        reason: String,
+    },
     /// Could not download; the old copy stays.
-    Failed { error: String },
+    Failed {
+        error: String,
+    },
 }
 
 /// The outcome for one list.
@@ -154,7 +160,10 @@ pub enum UpdateEvent {
         url: String,
     },
     /// Bytes of the body received so far.
-    Progress { url: String, bytes: u64 },
+    Progress {
+        url: String,
+        bytes: u64,
+    },
     Finished(UpdateOutcome),
 }
 

@@ -24,7 +24,10 @@ enum Reply {
         length: bool,
     },
     /// 304 when If-None-Match is sent, else 200 with this body.
-    Conditional { body: Vec<u8>, etag: String },
+    Conditional {
+        body: Vec<u8>,
+        etag: String,
+    },
     Status(u16),
     /// Read the request and never answer.
     Hang,
@@ -77,10 +80,8 @@ impl Server {
                             if head.contains(&format!("if-none-match: {}", etag.to_lowercase())) {
                                 ("304 Not Modified", format!("ETag: {etag}\r\n"), Vec::new())
                             } else {
-                                let h = format!(
-                                    "ETag: {etag}\r\nContent-Length: {}\r\n",
-                                    body.len()
-                                );
+                                let h =
+                                    format!("ETag: {etag}\r\nContent-Length: {}\r\n", body.len());
                                 ("200 OK", h, body)
                             }
                         }
@@ -228,7 +229,10 @@ async fn not_modified_304_keeps_copy_untouched() {
     })
     .await;
     let cfg = config(dir.path(), &server.url);
-    assert_eq!(update(&cfg).await.result, UpdateResult::Updated { rules: 10 });
+    assert_eq!(
+        update(&cfg).await.result,
+        UpdateResult::Updated { rules: 10 }
+    );
     let path = copy_path(&cfg, &server.url);
     let mtime = std::fs::metadata(&path).unwrap().modified().unwrap();
     let o = update(&cfg).await;
@@ -318,7 +322,10 @@ async fn shrunk_list_is_rejected_and_copy_kept() {
     assert_kept(&cfg, &server.url, &good);
     // Exactly half is still accepted.
     server.set(ok(body(5, "half")));
-    assert_eq!(update(&cfg).await.result, UpdateResult::Updated { rules: 5 });
+    assert_eq!(
+        update(&cfg).await.result,
+        UpdateResult::Updated { rules: 5 }
+    );
 }
 
 #[tokio::test]
@@ -383,7 +390,8 @@ async fn lists_rows_show_remote_and_embedded() {
     let r = rows.iter().find(|r| r.name == server.url).unwrap();
     assert!(r.source.contains("not fetched"));
     seed(&cfg, &server).await;
-    cfg.categories.insert("ads".into(), metaguard::policy::Action::Block);
+    cfg.categories
+        .insert("ads".into(), metaguard::policy::Action::Block);
     let rows = remote::list_rows(&cfg).unwrap();
     let r = rows.iter().find(|r| r.name == server.url).unwrap();
     assert_eq!((r.rules, r.action.as_str()), (10, "block"));

@@ -379,11 +379,7 @@ pub async fn run(config_path: Option<PathBuf>, overrides: Overrides) -> Result<(
     let refresher_stop = CancellationToken::new();
     let refresher = {
         let n = lists_changed.clone();
-        crate::remote::spawn_refresher(
-            config,
-            move || n.notify_one(),
-            refresher_stop.clone(),
-        )
+        crate::remote::spawn_refresher(config, move || n.notify_one(), refresher_stop.clone())
     };
     let sig = |kind| {
         signal(kind).map_err(|e| ServeError::Bind {
