@@ -38,7 +38,7 @@ pub fn verdicts(
     names: &[String],
     client: Option<IpAddr>,
 ) -> Result<Vec<CheckLine>, CheckError> {
-    let filter = Filter::build(lists::sources(&config.filter)?);
+    let filter = Filter::build(lists::all_sources(config)?);
     let policy = Policy::new(
         filter.categories(),
         filter.list_defaults(),

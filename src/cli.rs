@@ -96,6 +96,15 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
+    /// Show every list (embedded, files, remote), or fetch the remote ones.
+    Lists {
+        #[command(flatten)]
+        config: ConfigArgs,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+        #[command(subcommand)]
+        command: Option<ListsCommand>,
+    },
     /// Config tools.
     Config {
         #[command(subcommand)]
@@ -136,6 +145,19 @@ impl DbArgs {
             None => Ok(Config::locate(self.config.as_deref())?.0.store.db),
         }
     }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ListsCommand {
+    /// Fetch the remote lists that are due now (all with --force); exit 1 when a
+    /// list is left without a usable copy.
+    Update {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// Fetch every remote list, due or not.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -234,6 +256,27 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             );
             Ok(0)
         }
+        Command::Lists {
+            config,
+            format,
+            command: None,
+        } => {
+            let cfg = load(&config, Overrides::default())?;
+            let rows = crate::remote::list_rows(&cfg)?;
+            print!(
+                "{}",
+                crate::remote::render_rows(&rows, format == Format::Json)
+            );
+            Ok(0)
+        }
+        Command::Lists {
+            command: Some(ListsCommand::Update { config, force }),
+            ..
+        } => {
+            let cfg = load(&config, Overrides::default())?;
+            let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+            Ok(rt.block_on(lists_update(&cfg, force)))
+        }
         Command::Config {
             command: ConfigCommand::Check { path },
         } => {
@@ -252,5 +295,49 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
                 }
             }
         }
+    }
+}
+
+/// `metaguard lists update`: a progress bar on a terminal, plain lines otherwise.
+/// Exit code 0 when every remote list ends with a usable copy, else 1.
+pub async fn lists_update(cfg: &Config, force: bool) -> i32 {
+    use crate::remote::UpdateEvent;
+    use std::io::IsTerminal;
+    let tty = std::io::stdout().is_terminal();
+    let bar = if tty {
+        indicatif::ProgressBar::new(0)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("[{pos}/{len}] {wide_msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let progress = |ev: UpdateEvent| match ev {
+        UpdateEvent::Started { total, url, .. } => {
+            bar.set_length(total as u64);
+            bar.set_message(url);
+        }
+        UpdateEvent::Progress { url, bytes } => {
+            bar.set_message(format!("{url} ({} KiB)", bytes / 1024));
+        }
+        UpdateEvent::Finished(o) => {
+            if tty {
+                bar.println(o.to_string());
+            } else {
+                println!("{o}");
+            }
+            bar.inc(1);
+        }
+    };
+    let outcomes = crate::remote::update_all(cfg, force, &progress).await;
+    bar.finish_and_clear();
+    if outcomes.is_empty() {
+        println!("no remote list due ({} configured)", cfg.lists.len());
+    }
+    if crate::remote::all_usable(cfg, &outcomes) {
+        0
+    } else {
+        1
     }
 }

@@ -14,6 +14,7 @@ use crate::cache::CacheConfig;
 use crate::clients::{ClientsConfig, DeviceConfig};
 use crate::filter::FilterConfig;
 use crate::policy::{CategoryActions, GroupsConfig};
+use crate::remote::{RemoteConfig, RemoteListConfig};
 use crate::server::ServerConfig;
 pub use crate::store::StoreConfig;
 use crate::upstream::{UpstreamConfig, UpstreamSpec};
@@ -36,9 +37,13 @@ pub struct Config {
     pub store: StoreConfig,
     /// Where device names and MACs come from.
     pub clients: ClientsConfig,
-    /// `[[devices]]`: named devices, how to recognise them, their groups. Last, so
-    /// the printed config keeps the array of tables after the plain sections.
+    /// `[remote]`: state directory and download limits of remote lists.
+    pub remote: RemoteConfig,
+    /// `[[devices]]`: named devices, how to recognise them, their groups. The arrays of
+    /// tables come last so the printed config keeps them after the plain sections.
     pub devices: Vec<DeviceConfig>,
+    /// `[[lists]]`: remote lists, fetched and refreshed (see `remote`).
+    pub lists: Vec<RemoteListConfig>,
 }
 
 /// A config that could not be used.

@@ -144,6 +144,14 @@ pub fn sources(cfg: &FilterConfig) -> Result<Vec<ListSource>, ListError> {
     Ok(out)
 }
 
+/// [`sources`] plus the last good copies of the remote `[[lists]]` (never-fetched
+/// ones skipped): what `serve`, `check` and `lists` build the filter from.
+pub fn all_sources(cfg: &crate::config::Config) -> Result<Vec<ListSource>, ListError> {
+    let mut out = sources(&cfg.filter)?;
+    out.extend(crate::remote::cached_sources(cfg));
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -110,7 +110,7 @@ impl Snapshot {
     /// Build from a config: read the lists, compile the filter, set up upstreams.
     /// `own` are the addresses we listen on (never used as upstream).
     pub fn build(config: Config, own: &[SocketAddr]) -> Result<Snapshot, ServeError> {
-        let filter = Filter::build(lists::sources(&config.filter)?);
+        let filter = Filter::build(lists::all_sources(&config)?);
         let policy = Policy::new(
             filter.categories(),
             filter.list_defaults(),
@@ -455,7 +455,16 @@ pub async fn run(config_path: Option<PathBuf>, overrides: Overrides) -> Result<(
         config.apply(&overrides);
         Ok(config)
     };
-    let running = start(load()?).await?;
+    let config = load()?;
+    let running = start(config.clone()).await?;
+    // Remote lists: refreshed on their schedule; a changed copy reloads like SIGHUP.
+    // (The refresher keeps the `[[lists]]` it started with; SIGHUP does not restart it.)
+    let lists_changed = Arc::new(tokio::sync::Notify::new());
+    let refresher_stop = CancellationToken::new();
+    let refresher = {
+        let n = lists_changed.clone();
+        crate::remote::spawn_refresher(config, move || n.notify_one(), refresher_stop.clone())
+    };
     let sig = |kind| {
         signal(kind).map_err(|e| ServeError::Bind {
             addr: SocketAddr::from(([0, 0, 0, 0], 0)),
@@ -470,6 +479,12 @@ pub async fn run(config_path: Option<PathBuf>, overrides: Overrides) -> Result<(
     );
     loop {
         tokio::select! {
+            _ = lists_changed.notified() => {
+                match load().and_then(|c| running.reload(c)) {
+                    Ok(()) => {}
+                    Err(e) => tracing::error!("reload after list update failed, keeping the running config: {e}"),
+                }
+            }
             _ = hup.recv() => {
                 match load().and_then(|c| running.reload(c)) {
                     Ok(()) => {}
@@ -481,6 +496,8 @@ pub async fn run(config_path: Option<PathBuf>, overrides: Overrides) -> Result<(
         }
     }
     tracing::info!("shutting down");
+    refresher_stop.cancel();
+    let _ = refresher.await;
     running.stop().await;
     tracing::info!("stopped");
     Ok(())
