@@ -19,6 +19,9 @@ pub struct RateLimitConfig {
     pub burst: u32,
     /// Most client addresses tracked; past it idle ones are forgotten.
     pub max_clients: usize,
+    /// Never limited. Loopback by default: behind a router's dnsmasq every device of
+    /// the household arrives from 127.0.0.1, and limiting it would limit them all.
+    pub exempt: Vec<IpNet>,
 }
 
 impl Default for RateLimitConfig {
@@ -29,6 +32,10 @@ impl Default for RateLimitConfig {
             qps: 100,
             burst: 300,
             max_clients: 10_000,
+            exempt: ["127.0.0.0/8", "::1/128"]
+                .iter()
+                .filter_map(|n| n.parse().ok())
+                .collect(),
         }
     }
 }
@@ -70,6 +77,7 @@ type Limiter = RateLimiter<
 /// The allow list plus the rate limiter.
 pub struct Access {
     allow: Vec<IpNet>,
+    exempt: Vec<IpNet>,
     limiter: Option<Limiter>,
     max_clients: usize,
     checks: AtomicU64,
@@ -83,6 +91,7 @@ impl Access {
         });
         Access {
             allow: allow.to_vec(),
+            exempt: rate.exempt.clone(),
             limiter,
             max_clients: rate.max_clients.max(1),
             checks: AtomicU64::new(0),
@@ -103,6 +112,9 @@ impl Access {
         let Some(limiter) = &self.limiter else {
             return Admit::Yes;
         };
+        if self.exempt.iter().any(|n| n.contains(&ip)) {
+            return Admit::Yes;
+        }
         // Keep the table bounded under a flood of distinct sources.
         if self
             .checks
@@ -165,6 +177,7 @@ mod tests {
                 qps: 1,
                 burst: 5,
                 max_clients: 10,
+                exempt: vec![],
             },
         );
         let flood: IpAddr = "192.168.1.66".parse().unwrap();
@@ -172,5 +185,21 @@ mod tests {
         let admitted = (0..50).filter(|_| a.admit(flood) == Admit::Yes).count();
         assert!((5..=6).contains(&admitted), "admitted {admitted}");
         assert_eq!(a.admit(quiet), Admit::Yes);
+    }
+
+    #[test]
+    fn loopback_is_exempt_by_default() {
+        let a = Access::new(
+            &default_allow_clients(),
+            &RateLimitConfig {
+                qps: 1,
+                burst: 1,
+                ..Default::default()
+            },
+        );
+        let lo: IpAddr = "127.0.0.1".parse().unwrap();
+        assert!((0..100).all(|_| a.admit(lo) == Admit::Yes));
+        let lan: IpAddr = "192.168.1.5".parse().unwrap();
+        assert!((0..100).any(|_| a.admit(lan) == Admit::RateLimited));
     }
 }

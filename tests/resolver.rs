@@ -417,6 +417,7 @@ async fn rate_limit_drops_a_flooding_client() {
     let mut c = config(&up);
     c.server.rate_limit.qps = 1;
     c.server.rate_limit.burst = 5;
+    c.server.rate_limit.exempt = vec![];
     let srv = serve(c).await;
     let addr = srv.addrs()[0];
     let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();

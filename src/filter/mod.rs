@@ -425,7 +425,11 @@ fn count_abp(text: &str) -> (usize, usize) {
 pub fn normalize_query(name: &str) -> String {
     let n = name.trim_end_matches('.');
     if n.is_ascii() {
-        n.to_ascii_lowercase()
+        if n.bytes().any(|b| b.is_ascii_uppercase()) {
+            n.to_ascii_lowercase()
+        } else {
+            n.to_string()
+        }
     } else {
         idna::domain_to_ascii(n).unwrap_or_else(|_| n.to_lowercase())
     }

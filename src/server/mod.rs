@@ -310,11 +310,12 @@ impl Running {
 
     /// Swap in a new config. On error the running one stays and the error is returned.
     pub fn reload(&self, config: Config) -> Result<(), ServeError> {
-        let snap = Snapshot::build(config, &self.addrs)?;
-        snap.log_loaded("reloaded:");
+        let snap = Arc::new(Snapshot::build(config, &self.addrs)?);
         self.shared.refresh_clients(&snap.clients);
-        self.shared.handler.state.store(Arc::new(snap));
+        self.shared.handler.state.store(snap.clone());
         self.shared.handler.cache.clear();
+        // Only now: whoever reads this line may rely on the new lists being in force.
+        snap.log_loaded("reloaded:");
         Ok(())
     }
 

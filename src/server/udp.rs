@@ -1,8 +1,13 @@
-//! The UDP listener: one receive loop per socket, a task per query, with a cap on
-//! queries in flight (past it datagrams are dropped and counted, never queued).
+//! The UDP listener: one receive loop per socket and a cap on queries in flight (past
+//! it datagrams are dropped and counted, never queued). A query that needs no upstream
+//! (blocked, cached, refused) is answered inline by the loop; only the others become a
+//! task, so the common case costs no task spawn and no cross-thread wake-up.
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 
 use hickory_server::net::xfer::Protocol;
 use tokio::net::UdpSocket;
@@ -34,10 +39,16 @@ pub async fn serve(socket: Arc<UdpSocket>, shared: Arc<Shared>, max_in_flight: u
         let packet = buf[..len].to_vec();
         let socket = socket.clone();
         let task_shared = shared.clone();
-        shared.tracker.spawn(async move {
+        let mut query: Pin<Box<dyn Future<Output = ()> + Send>> = Box::pin(async move {
             let _permit = permit;
             answer(&socket, &task_shared, packet, src).await;
         });
+        // One poll with a no-op waker: answers that need nothing from the network finish
+        // here. The rest are handed to a task, which polls again at once and so
+        // registers its real waker; nothing is sent twice because it is the same future.
+        if query.as_mut().poll(&mut Context::from_waker(Waker::noop())) == Poll::Pending {
+            shared.tracker.spawn(query);
+        }
     }
 }
 
