@@ -98,6 +98,20 @@ struct Key {
     qtype: RecordType,
 }
 
+/// A borrowed [`Key`] for lookups, so a cache hit allocates no key. Hashes exactly as
+/// `Key` does (field by field, same order).
+#[derive(Hash)]
+struct KeyRef<'a> {
+    name: &'a str,
+    qtype: RecordType,
+}
+
+impl quick_cache::Equivalent<Key> for KeyRef<'_> {
+    fn equivalent(&self, key: &Key) -> bool {
+        *self.name == *key.name && self.qtype == key.qtype
+    }
+}
+
 /// A cached answer ready to serve, with TTLs already decremented.
 pub type Served = Answer;
 
@@ -124,10 +138,7 @@ impl Cache {
 
     fn get_at(&self, name: &str, qtype: RecordType, now: Instant) -> Option<Served> {
         let inner = self.inner.as_ref()?;
-        let key = Key {
-            name: name.into(),
-            qtype,
-        };
+        let key = KeyRef { name, qtype };
         let entry = inner.get(&key)?;
         if now >= entry.expires {
             inner.remove(&key);

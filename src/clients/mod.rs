@@ -152,7 +152,7 @@ pub enum ClientsError {
 pub struct Identity {
     /// Stable key of the device: `mac:aa:bb:cc:dd:ee:ff` when its MAC is known, else
     /// `ip:192.168.1.5`.
-    pub key: String,
+    pub key: Arc<str>,
     pub mac: Option<Mac>,
     /// The query's source address (IPv4-mapped IPv6 made IPv4).
     pub addr: IpAddr,
@@ -286,10 +286,7 @@ impl Clients {
                 .or_else(|| client_ip.and_then(|ip| learnt.name_by_ip.get(&ip)))
                 .cloned()
         });
-        let key = match mac {
-            Some(m) => format!("mac:{m}"),
-            None => format!("ip:{addr}"),
-        };
+        let key = device_key(mac, addr);
         Identity {
             key,
             mac,
@@ -393,3 +390,38 @@ fn read_optional(path: &Path) -> Option<String> {
 
 #[cfg(test)]
 mod tests;
+
+/// The key string of a device, reused per thread: formatting an address costs more
+/// than the rest of `identify`, and a household has a few dozen keys at most.
+fn device_key(mac: Option<Mac>, addr: IpAddr) -> Arc<str> {
+    use std::cell::RefCell;
+    thread_local! {
+        static KEYS: RefCell<rustc_hash::FxHashMap<(Option<Mac>, IpAddr), Arc<str>>> =
+            RefCell::new(Default::default());
+    }
+    // With a MAC the address is not part of the key.
+    let slot = (
+        mac,
+        if mac.is_some() {
+            IpAddr::from([0, 0, 0, 0])
+        } else {
+            addr
+        },
+    );
+    KEYS.with(|keys| {
+        let mut keys = keys.borrow_mut();
+        if let Some(k) = keys.get(&slot) {
+            return k.clone();
+        }
+        let key: Arc<str> = match mac {
+            Some(m) => format!("mac:{m}").into(),
+            None => format!("ip:{addr}").into(),
+        };
+        // Bounded under a flood of spoofed sources.
+        if keys.len() >= 4096 {
+            keys.clear();
+        }
+        keys.insert(slot, key.clone());
+        key
+    })
+}

@@ -12,6 +12,8 @@ pub mod parse;
 
 use std::collections::HashMap;
 
+use rustc_hash::FxHashMap;
+
 use adblock::lists::{FilterFormat, ParseOptions, ParsedLine, RuleTypes};
 use serde::Serialize;
 
@@ -126,8 +128,10 @@ pub struct Filter {
     list_defaults: HashMap<CategoryId, Action>,
     lists: Vec<ListStats>,
     list_categories: Vec<CategoryId>,
-    domains: HashMap<Box<str>, Entry>,
-    overflow: HashMap<Box<str>, Vec<Entry>>,
+    // Fx: the keys come from our own lists, not from the network, so no flooding risk;
+    // SipHash was a tenth of the per-query cost.
+    domains: FxHashMap<Box<str>, Entry>,
+    overflow: FxHashMap<Box<str>, Vec<Entry>>,
     abp: Option<Abp>,
 }
 
@@ -148,8 +152,8 @@ impl Filter {
         let mut list_defaults = HashMap::new();
         let mut lists = Vec::with_capacity(sources.len());
         let mut list_categories = Vec::with_capacity(sources.len());
-        let mut domains: HashMap<Box<str>, Entry> = HashMap::new();
-        let mut overflow: HashMap<Box<str>, Vec<Entry>> = HashMap::new();
+        let mut domains: FxHashMap<Box<str>, Entry> = FxHashMap::default();
+        let mut overflow: FxHashMap<Box<str>, Vec<Entry>> = FxHashMap::default();
         let mut abp_set: Option<adblock::FilterSet> = None;
         let mut abp_lists = Vec::new();
 
@@ -367,8 +371,8 @@ fn slot_index(action: Action) -> usize {
 }
 
 fn insert(
-    domains: &mut HashMap<Box<str>, Entry>,
-    overflow: &mut HashMap<Box<str>, Vec<Entry>>,
+    domains: &mut FxHashMap<Box<str>, Entry>,
+    overflow: &mut FxHashMap<Box<str>, Vec<Entry>>,
     name: String,
     entry: Entry,
 ) {
@@ -419,6 +423,27 @@ fn count_abp(text: &str) -> (usize, usize) {
         }
     }
     (rules, bad)
+}
+
+/// A wire name as the filter wants it (lowercase, no trailing dot), without going
+/// through `Display`: host names are copied byte by byte; anything unusual (escapes,
+/// dots or spaces inside a label) takes the slow, exact path.
+pub fn name_key(name: &hickory_proto::rr::Name) -> String {
+    let mut out = String::with_capacity(name.len());
+    for label in name.iter() {
+        if !out.is_empty() {
+            out.push('.');
+        }
+        for &b in label {
+            let c = b.to_ascii_lowercase();
+            if c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-' || c == b'_' || c == b'*' {
+                out.push(c as char);
+            } else {
+                return normalize_query(&name.to_ascii());
+            }
+        }
+    }
+    out
 }
 
 /// A query name as the filter wants it: lowercase, no trailing dot, ASCII.
@@ -624,6 +649,22 @@ mod tests {
         )]);
         assert_eq!(f.lists()[0].rules, 2);
         assert_eq!(f.lists()[0].bad_lines, 2);
+    }
+
+    #[test]
+    fn name_key_matches_normalize_query() {
+        use std::str::FromStr;
+        for raw in [
+            "WWW.Example.COM.",
+            "a-b_c.x.",
+            "xn--bcher-kva.example.",
+            ".",
+            "*.wild.example.",
+            "we\\.ird.example.",
+        ] {
+            let n = hickory_proto::rr::Name::from_str(raw).unwrap();
+            assert_eq!(name_key(&n), normalize_query(&n.to_ascii()), "{raw}");
+        }
     }
 
     #[test]

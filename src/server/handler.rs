@@ -15,7 +15,7 @@ use super::Snapshot;
 use super::response::{self, EDE_NO_REACHABLE_AUTHORITY, EDE_NOT_SUPPORTED, Reply};
 use crate::cache::Cache;
 use crate::clients::Identity;
-use crate::filter::{Verdict, normalize_query};
+use crate::filter::{Verdict, name_key};
 use crate::policy::Action;
 use crate::stats::Stats;
 use crate::store::{DeviceInfo, HitEvent, Logger};
@@ -55,7 +55,7 @@ impl Handler {
                 .with_ede(EDE_NOT_SUPPORTED, "only class IN is served");
         }
         let device = snap.clients.identify(req.src().ip(), req.edns.as_ref());
-        let name = normalize_query(&query.name().to_string());
+        let name = name_key(query.name());
         let actions = snap.policy.actions(device.group.as_deref());
         let (reply, hit) = self.answer(snap, query, &name, actions).await;
         let blocked = hit.as_ref().is_some_and(|h| h.verdict.is_block());
@@ -136,7 +136,7 @@ impl Handler {
         let mut chain_logged = None;
         if verdict.action != Some(Action::Allow) {
             for target in answer.cname_targets() {
-                let t = normalize_query(&target.to_ascii());
+                let t = name_key(target);
                 let tv = snap.filter.check(&t, actions);
                 if tv.is_block() {
                     Stats::inc(&self.stats.blocked);
@@ -182,7 +182,7 @@ impl Handler {
         let event = HitEvent {
             ts: unix_now(),
             device: DeviceInfo {
-                key: device.key.clone(),
+                key: device.key.to_string(),
                 mac: device.mac.map(|m| m.to_string()),
                 addr: device.addr,
                 name: device.name.as_deref().map(str::to_string),
