@@ -395,9 +395,9 @@ mod tests;
 /// than the rest of `identify`, and a household has a few dozen keys at most.
 fn device_key(mac: Option<Mac>, addr: IpAddr) -> Arc<str> {
     use std::cell::RefCell;
+    type Keys = rustc_hash::FxHashMap<(Option<Mac>, IpAddr), Arc<str>>;
     thread_local! {
-        static KEYS: RefCell<rustc_hash::FxHashMap<(Option<Mac>, IpAddr), Arc<str>>> =
-            RefCell::new(Default::default());
+        static KEYS: RefCell<Keys> = RefCell::new(Default::default());
     }
     // With a MAC the address is not part of the key.
     let slot = (
