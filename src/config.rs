@@ -13,6 +13,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use crate::cache::CacheConfig;
 use crate::clients::{ClientsConfig, DeviceConfig};
 use crate::filter::FilterConfig;
+use crate::metrics::MetricsConfig;
 use crate::policy::{CategoryActions, GroupsConfig};
 use crate::server::ServerConfig;
 pub use crate::store::StoreConfig;
@@ -36,6 +37,8 @@ pub struct Config {
     pub store: StoreConfig,
     /// Where device names and MACs come from.
     pub clients: ClientsConfig,
+    /// The optional Prometheus endpoint.
+    pub metrics: MetricsConfig,
     /// `[[devices]]`: named devices, how to recognise them, their groups. Last, so
     /// the printed config keeps the array of tables after the plain sections.
     pub devices: Vec<DeviceConfig>,

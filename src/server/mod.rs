@@ -2,6 +2,7 @@
 //! policy, upstreams), swaps it on SIGHUP and drains in-flight queries on SIGTERM.
 
 mod handler;
+mod notify;
 pub mod response;
 mod tcp;
 mod udp;
@@ -30,6 +31,7 @@ use crate::clients::{Clients, ClientsError};
 use crate::config::{Config, ConfigError, Overrides};
 use crate::filter::Filter;
 use crate::lists::{self, ListError};
+use crate::metrics::{self, Metrics, MetricsError};
 use crate::policy::Policy;
 use crate::stats::{self, Stats};
 use crate::store::{self, WriterHandle};
@@ -91,6 +93,8 @@ pub enum ServeError {
         proto: &'static str,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Metrics(#[from] MetricsError),
     #[error("no listen address configured")]
     NoListen,
 }
@@ -281,12 +285,23 @@ pub struct Running {
     started: Instant,
     started_unix: i64,
     writer: Option<WriterHandle>,
+    metrics_addr: Option<SocketAddr>,
 }
 
 impl Running {
     /// The addresses actually bound (UDP and TCP share each one).
     pub fn addrs(&self) -> &[SocketAddr] {
         &self.addrs
+    }
+
+    /// Where `/metrics` is served, when `[metrics] listen` is set.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
+    }
+
+    /// The handle the query path records metrics into.
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.shared.handler.metrics.clone()
     }
 
     pub fn stats(&self) -> stats::Snapshot {
@@ -385,6 +400,10 @@ pub async fn start(config: Config) -> Result<Running, ServeError> {
         .iter()
         .filter_map(|(u, _)| u.local_addr().ok())
         .collect();
+    let metrics_listener = match config.metrics.listen {
+        Some(addr) => Some(metrics::bind(addr).await?),
+        None => None,
+    };
     let server_cfg = config.server.clone();
     let snap = Snapshot::build(config, &addrs)?;
     snap.log_loaded("loaded");
@@ -398,6 +417,7 @@ pub async fn start(config: Config) -> Result<Running, ServeError> {
             state: Arc::new(ArcSwap::from_pointee(snap)),
             stats: stats.clone(),
             logger,
+            metrics: Arc::new(Metrics::new()),
         },
         stats,
         refresher: std::sync::Mutex::new(shutdown.child_token()),
@@ -405,6 +425,13 @@ pub async fn start(config: Config) -> Result<Running, ServeError> {
         tracker: TaskTracker::new(),
     });
     shared.refresh_clients(&clients);
+    {
+        let m = shared.handler.metrics.clone();
+        shared
+            .handler
+            .logger
+            .on_write(Arc::new(move |d| m.observe_db_write(d)));
+    }
     let started = Instant::now();
     let started_unix = unix_now();
     {
@@ -437,7 +464,30 @@ pub async fn start(config: Config) -> Result<Running, ServeError> {
         ));
         listeners.spawn(tcp::serve(tcp_listener, shared.clone(), limits));
     }
+    let metrics_addr = match metrics_listener {
+        Some(listener) => {
+            let addr = listener.local_addr().ok();
+            if let Some(a) = addr {
+                tracing::info!("metrics on http://{a}/metrics");
+            }
+            let s = shared.clone();
+            let snapshot = move || {
+                let mut snap = s.stats.snapshot();
+                snap.events_dropped = s.handler.logger.dropped();
+                snap
+            };
+            tokio::spawn(metrics::serve(
+                listener,
+                shared.handler.metrics.clone(),
+                snapshot,
+                shared.shutdown.clone(),
+            ));
+            addr
+        }
+        None => None,
+    };
     Ok(Running {
+        metrics_addr,
         addrs,
         shared,
         listeners,
@@ -468,18 +518,27 @@ pub async fn run(config_path: Option<PathBuf>, overrides: Overrides) -> Result<(
         sig(SignalKind::terminate())?,
         sig(SignalKind::interrupt())?,
     );
+    // Sockets are bound and the lists loaded: tell systemd (Type=notify).
+    notify::ready();
+    let watchdog = notify::watchdog_interval();
+    let mut ping = tokio::time::interval(watchdog.unwrap_or(Duration::from_secs(3600)));
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
+            _ = ping.tick(), if watchdog.is_some() => notify::watchdog(),
             _ = hup.recv() => {
+                notify::reloading();
                 match load().and_then(|c| running.reload(c)) {
                     Ok(()) => {}
                     Err(e) => tracing::error!("reload failed, keeping the running config: {e}"),
                 }
+                notify::ready();
             }
             _ = term.recv() => break,
             _ = int.recv() => break,
         }
     }
+    notify::stopping();
     tracing::info!("shutting down");
     running.stop().await;
     tracing::info!("stopped");
