@@ -58,6 +58,10 @@ impl Handler {
         }
         let device = snap.clients.identify(req.src().ip(), req.edns.as_ref());
         let name = normalize_query(&query.name().to_string());
+        #[cfg(test)]
+        if name == tests::PANIC_NAME {
+            panic!("test: a faulty query task");
+        }
         let actions = snap.policy.actions(device.group.as_deref());
         let (reply, hit) = self.answer(snap, query, &name, actions).await;
         let blocked = hit.as_ref().is_some_and(|h| h.verdict.is_block());
@@ -265,4 +269,10 @@ impl RequestHandler for Handler {
             }
         }
     }
+}
+
+#[cfg(test)]
+pub(super) mod tests {
+    /// Asking for this name panics inside the query task (unit tests only).
+    pub(crate) const PANIC_NAME: &str = "panic.metaguard.test";
 }

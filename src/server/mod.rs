@@ -544,3 +544,93 @@ pub async fn run(config_path: Option<PathBuf>, overrides: Overrides) -> Result<(
     tracing::info!("stopped");
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::str::FromStr;
+
+    use hickory_proto::op::{Message, Query};
+    use hickory_proto::rr::{Name, RecordType};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    fn query(name: &str, id: u16) -> Vec<u8> {
+        let mut m = Message::query();
+        m.metadata.id = id;
+        m.metadata.recursion_desired = true;
+        m.add_query(Query::query(Name::from_str(name).unwrap(), RecordType::A));
+        m.to_vec().unwrap()
+    }
+
+    async fn udp_ask(server: SocketAddr, name: &str) -> Option<Message> {
+        let s = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        s.send_to(&query(name, 7), server).await.unwrap();
+        let mut buf = vec![0u8; 4096];
+        let (n, _) = tokio::time::timeout(Duration::from_millis(500), s.recv_from(&mut buf))
+            .await
+            .ok()?
+            .ok()?;
+        Message::from_vec(&buf[..n]).ok()
+    }
+
+    async fn tcp_send(s: &mut tokio::net::TcpStream, name: &str, id: u16) {
+        let q = query(name, id);
+        s.write_u16(q.len() as u16).await.unwrap();
+        s.write_all(&q).await.unwrap();
+    }
+
+    async fn tcp_read(s: &mut tokio::net::TcpStream) -> Message {
+        let read = async {
+            let len = s.read_u16().await.unwrap();
+            let mut buf = vec![0u8; len as usize];
+            s.read_exact(&mut buf).await.unwrap();
+            Message::from_vec(&buf).unwrap()
+        };
+        tokio::time::timeout(Duration::from_secs(5), read)
+            .await
+            .expect("an answer over TCP")
+    }
+
+    /// A panic in one query task ends that task only: tokio catches it (the release
+    /// profile keeps `panic = "unwind"`), the task's in-flight permit is released by
+    /// unwinding, and the listeners and the other queries carry on.
+    #[tokio::test]
+    async fn a_panicking_query_task_does_not_stop_the_server() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = Config::default();
+        c.server.listen = vec!["127.0.0.1:0".parse().unwrap()];
+        // Blocked names are answered without an upstream; this one is never asked.
+        c.upstream.servers = vec!["127.0.0.1:9".parse().unwrap()];
+        c.filter.lists_dir = dir.path().join("no-lists");
+        c.store.db = dir.path().join("m.db");
+        c.clients.neighbours = false;
+        c.clients.leases = Vec::new();
+        // One UDP query in flight at a time: a leaked permit would drop every later query.
+        c.server.max_udp_in_flight = 1;
+        let srv = start(c).await.unwrap();
+        let addr = srv.addrs()[0];
+        let blocked = "connect.facebook.net.";
+
+        for _ in 0..3 {
+            assert!(udp_ask(addr, "panic.metaguard.test.").await.is_none());
+            let m = udp_ask(addr, blocked)
+                .await
+                .expect("answered after a panic");
+            assert_eq!(m.answers.len(), 1);
+        }
+
+        // TCP: the connection survives a panicking query and answers the next one.
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        tcp_send(&mut s, "panic.metaguard.test.", 1).await;
+        tcp_send(&mut s, blocked, 2).await;
+        let m = tcp_read(&mut s).await;
+        assert_eq!(m.metadata.id, 2);
+        assert_eq!(m.answers.len(), 1);
+
+        assert_eq!(srv.stats().blocked, 4);
+        tokio::time::timeout(Duration::from_secs(5), srv.stop())
+            .await
+            .expect("stops cleanly");
+    }
+}
