@@ -325,11 +325,12 @@ impl Running {
 
     /// Swap in a new config. On error the running one stays and the error is returned.
     pub fn reload(&self, config: Config) -> Result<(), ServeError> {
-        let snap = Snapshot::build(config, &self.addrs)?;
-        snap.log_loaded("reloaded:");
+        let snap = Arc::new(Snapshot::build(config, &self.addrs)?);
         self.shared.refresh_clients(&snap.clients);
-        self.shared.handler.state.store(Arc::new(snap));
+        self.shared.handler.state.store(snap.clone());
         self.shared.handler.cache.clear();
+        // Logged once in effect: "reloaded" means queries from now on see it.
+        snap.log_loaded("reloaded:");
         Ok(())
     }
 
