@@ -39,6 +39,16 @@ fn recv_until(sock: &UnixDatagram, want: &str, seen: &mut Vec<String>) -> bool {
     false
 }
 
+/// Kills the server if the test fails before it stops it.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn notifies_systemd_ready_watchdog_reload_and_stopping() {
     let up = Upstream::start().await;
@@ -55,7 +65,7 @@ async fn notifies_systemd_ready_watchdog_reload_and_stopping() {
     )
     .unwrap();
     // systemd sets WATCHDOG_PID to the service's pid: `exec` from a shell keeps `$$`.
-    let mut child = Command::new("sh")
+    let child = Command::new("sh")
         .args(["-c", "WATCHDOG_PID=$$ exec \"$0\" \"$@\"", BIN])
         .arg("serve")
         .arg("--config")
@@ -69,7 +79,8 @@ async fn notifies_systemd_ready_watchdog_reload_and_stopping() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let pid = child.id();
+    let mut child = KillOnDrop(child);
+    let pid = child.0.id();
     let seen = tokio::task::spawn_blocking(move || {
         let mut seen = Vec::new();
         assert!(recv_until(&sock, "READY=1", &mut seen), "{seen:?}");
@@ -84,7 +95,7 @@ async fn notifies_systemd_ready_watchdog_reload_and_stopping() {
     })
     .await
     .unwrap();
-    let status = child.wait().unwrap();
+    let status = child.0.wait().unwrap();
     assert!(status.success(), "{status:?} after {seen:?}");
 }
 
