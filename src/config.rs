@@ -13,6 +13,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use crate::cache::CacheConfig;
 use crate::clients::{ClientsConfig, DeviceConfig};
 use crate::filter::FilterConfig;
+use crate::metrics::MetricsConfig;
 use crate::policy::{CategoryActions, GroupsConfig};
 use crate::remote::{RemoteConfig, RemoteListConfig};
 use crate::server::ServerConfig;
@@ -39,6 +40,8 @@ pub struct Config {
     pub clients: ClientsConfig,
     /// `[remote]`: state directory and download limits of remote lists.
     pub remote: RemoteConfig,
+    /// The optional Prometheus endpoint.
+    pub metrics: MetricsConfig,
     /// `[[devices]]`: named devices, how to recognise them, their groups. The arrays of
     /// tables come last so the printed config keeps them after the plain sections.
     pub devices: Vec<DeviceConfig>,

@@ -12,6 +12,7 @@ pub mod clients;
 pub mod config;
 pub mod filter;
 pub mod lists;
+pub mod metrics;
 pub mod policy;
 pub mod remote;
 pub mod server;

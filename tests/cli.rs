@@ -52,13 +52,17 @@ impl Serve {
 
     /// Wait for a stderr line containing `needle`; returns it.
     fn wait_for(&self, needle: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut seen = Vec::new();
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.lines.recv_timeout(left) {
                 Ok(l) if l.contains(needle) => return l,
-                Ok(_) => {}
-                Err(e) => panic!("no line with {needle:?}: {e}"),
+                Ok(l) => seen.push(l),
+                Err(e) => panic!(
+                    "no line with {needle:?} ({e}); stderr so far:\n{}",
+                    seen.join("\n")
+                ),
             }
         }
     }

@@ -16,6 +16,7 @@ use super::response::{self, EDE_NO_REACHABLE_AUTHORITY, EDE_NOT_SUPPORTED, Reply
 use crate::cache::Cache;
 use crate::clients::Identity;
 use crate::filter::{Verdict, name_key};
+use crate::metrics::Metrics;
 use crate::policy::Action;
 use crate::stats::Stats;
 use crate::store::{DeviceInfo, HitEvent, Logger};
@@ -26,6 +27,7 @@ pub struct Handler {
     pub(super) cache: Cache,
     pub(super) stats: Arc<Stats>,
     pub(super) logger: Logger,
+    pub(super) metrics: Arc<Metrics>,
 }
 
 /// What a query matched, for the hit log.
@@ -56,6 +58,10 @@ impl Handler {
         }
         let device = snap.clients.identify(req.src().ip(), req.edns.as_ref());
         let name = name_key(query.name());
+        #[cfg(test)]
+        if name == tests::PANIC_NAME {
+            panic!("test: a faulty query task");
+        }
         let actions = snap.policy.actions(device.group.as_deref());
         let (reply, hit) = self.answer(snap, query, &name, actions).await;
         let blocked = hit.as_ref().is_some_and(|h| h.verdict.is_block());
@@ -108,7 +114,10 @@ impl Handler {
                 Stats::inc(&self.stats.cache_misses);
                 let lower = Name::from(query.name().clone());
                 let upstream = snap.upstreams.resolve(&lower, qtype);
-                match tokio::time::timeout(snap.deadline, upstream).await {
+                let asked = std::time::Instant::now();
+                let result = tokio::time::timeout(snap.deadline, upstream).await;
+                self.metrics.observe_upstream(asked.elapsed());
+                match result {
                     Ok(Ok(a)) => {
                         self.cache.insert(name, qtype, &a);
                         a
@@ -209,6 +218,7 @@ impl Handler {
             .matched
             .as_ref()
             .map_or("?", |m| snap.filter.categories().name(m.category));
+        self.metrics.blocked(category);
         response::blocked(
             snap.config.filter.block_response,
             owner,
@@ -259,4 +269,10 @@ impl RequestHandler for Handler {
             }
         }
     }
+}
+
+#[cfg(test)]
+pub(super) mod tests {
+    /// Asking for this name panics inside the query task (unit tests only).
+    pub(crate) const PANIC_NAME: &str = "panic.metaguard.test";
 }

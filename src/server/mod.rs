@@ -2,6 +2,7 @@
 //! policy, upstreams), swaps it on SIGHUP and drains in-flight queries on SIGTERM.
 
 mod handler;
+mod notify;
 pub mod response;
 mod tcp;
 mod udp;
@@ -30,6 +31,7 @@ use crate::clients::{Clients, ClientsError};
 use crate::config::{Config, ConfigError, Overrides};
 use crate::filter::Filter;
 use crate::lists::{self, ListError};
+use crate::metrics::{self, Metrics, MetricsError};
 use crate::policy::Policy;
 use crate::stats::{self, Stats};
 use crate::store::{self, WriterHandle};
@@ -91,6 +93,8 @@ pub enum ServeError {
         proto: &'static str,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Metrics(#[from] MetricsError),
     #[error("no listen address configured")]
     NoListen,
 }
@@ -281,12 +285,23 @@ pub struct Running {
     started: Instant,
     started_unix: i64,
     writer: Option<WriterHandle>,
+    metrics_addr: Option<SocketAddr>,
 }
 
 impl Running {
     /// The addresses actually bound (UDP and TCP share each one).
     pub fn addrs(&self) -> &[SocketAddr] {
         &self.addrs
+    }
+
+    /// Where `/metrics` is served, when `[metrics] listen` is set.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
+    }
+
+    /// The handle the query path records metrics into.
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.shared.handler.metrics.clone()
     }
 
     pub fn stats(&self) -> stats::Snapshot {
@@ -386,6 +401,10 @@ pub async fn start(config: Config) -> Result<Running, ServeError> {
         .iter()
         .filter_map(|(u, _)| u.local_addr().ok())
         .collect();
+    let metrics_listener = match config.metrics.listen {
+        Some(addr) => Some(metrics::bind(addr).await?),
+        None => None,
+    };
     let server_cfg = config.server.clone();
     let snap = Snapshot::build(config, &addrs)?;
     snap.log_loaded("loaded");
@@ -399,6 +418,7 @@ pub async fn start(config: Config) -> Result<Running, ServeError> {
             state: Arc::new(ArcSwap::from_pointee(snap)),
             stats: stats.clone(),
             logger,
+            metrics: Arc::new(Metrics::new()),
         },
         stats,
         refresher: std::sync::Mutex::new(shutdown.child_token()),
@@ -406,6 +426,13 @@ pub async fn start(config: Config) -> Result<Running, ServeError> {
         tracker: TaskTracker::new(),
     });
     shared.refresh_clients(&clients);
+    {
+        let m = shared.handler.metrics.clone();
+        shared
+            .handler
+            .logger
+            .on_write(Arc::new(move |d| m.observe_db_write(d)));
+    }
     let started = Instant::now();
     let started_unix = unix_now();
     {
@@ -438,7 +465,30 @@ pub async fn start(config: Config) -> Result<Running, ServeError> {
         ));
         listeners.spawn(tcp::serve(tcp_listener, shared.clone(), limits));
     }
+    let metrics_addr = match metrics_listener {
+        Some(listener) => {
+            let addr = listener.local_addr().ok();
+            if let Some(a) = addr {
+                tracing::info!("metrics on http://{a}/metrics");
+            }
+            let s = shared.clone();
+            let snapshot = move || {
+                let mut snap = s.stats.snapshot();
+                snap.events_dropped = s.handler.logger.dropped();
+                snap
+            };
+            tokio::spawn(metrics::serve(
+                listener,
+                shared.handler.metrics.clone(),
+                snapshot,
+                shared.shutdown.clone(),
+            ));
+            addr
+        }
+        None => None,
+    };
     Ok(Running {
+        metrics_addr,
         addrs,
         shared,
         listeners,
@@ -456,16 +506,7 @@ pub async fn run(config_path: Option<PathBuf>, overrides: Overrides) -> Result<(
         config.apply(&overrides);
         Ok(config)
     };
-    let config = load()?;
-    let running = start(config.clone()).await?;
-    // Remote lists: refreshed on their schedule; a changed copy reloads like SIGHUP.
-    // (The refresher keeps the `[[lists]]` it started with; SIGHUP does not restart it.)
-    let lists_changed = Arc::new(tokio::sync::Notify::new());
-    let refresher_stop = CancellationToken::new();
-    let refresher = {
-        let n = lists_changed.clone();
-        crate::remote::spawn_refresher(config, move || n.notify_one(), refresher_stop.clone())
-    };
+    // Handlers first: a SIGHUP that arrives while the lists load must not kill us.
     let sig = |kind| {
         signal(kind).map_err(|e| ServeError::Bind {
             addr: SocketAddr::from(([0, 0, 0, 0], 0)),
@@ -478,6 +519,21 @@ pub async fn run(config_path: Option<PathBuf>, overrides: Overrides) -> Result<(
         sig(SignalKind::terminate())?,
         sig(SignalKind::interrupt())?,
     );
+    let config = load()?;
+    let running = start(config.clone()).await?;
+    // Remote lists: refreshed on their schedule; a changed copy reloads like SIGHUP.
+    // (The refresher keeps the `[[lists]]` it started with; SIGHUP does not restart it.)
+    let lists_changed = Arc::new(tokio::sync::Notify::new());
+    let refresher_stop = CancellationToken::new();
+    let refresher = {
+        let n = lists_changed.clone();
+        crate::remote::spawn_refresher(config, move || n.notify_one(), refresher_stop.clone())
+    };
+    // Sockets are bound and the lists loaded: tell systemd (Type=notify).
+    notify::ready();
+    let watchdog = notify::watchdog_interval();
+    let mut ping = tokio::time::interval(watchdog.unwrap_or(Duration::from_secs(3600)));
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = lists_changed.notified() => {
@@ -486,20 +542,114 @@ pub async fn run(config_path: Option<PathBuf>, overrides: Overrides) -> Result<(
                     Err(e) => tracing::error!("reload after list update failed, keeping the running config: {e}"),
                 }
             }
+            _ = ping.tick(), if watchdog.is_some() => notify::watchdog(),
             _ = hup.recv() => {
+                notify::reloading();
                 match load().and_then(|c| running.reload(c)) {
                     Ok(()) => {}
                     Err(e) => tracing::error!("reload failed, keeping the running config: {e}"),
                 }
+                notify::ready();
             }
             _ = term.recv() => break,
             _ = int.recv() => break,
         }
     }
+    notify::stopping();
     tracing::info!("shutting down");
     refresher_stop.cancel();
     let _ = refresher.await;
     running.stop().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::str::FromStr;
+
+    use hickory_proto::op::{Message, Query};
+    use hickory_proto::rr::{Name, RecordType};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    fn query(name: &str, id: u16) -> Vec<u8> {
+        let mut m = Message::query();
+        m.metadata.id = id;
+        m.metadata.recursion_desired = true;
+        m.add_query(Query::query(Name::from_str(name).unwrap(), RecordType::A));
+        m.to_vec().unwrap()
+    }
+
+    async fn udp_ask(server: SocketAddr, name: &str) -> Option<Message> {
+        let s = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        s.send_to(&query(name, 7), server).await.unwrap();
+        let mut buf = vec![0u8; 4096];
+        let (n, _) = tokio::time::timeout(Duration::from_millis(500), s.recv_from(&mut buf))
+            .await
+            .ok()?
+            .ok()?;
+        Message::from_vec(&buf[..n]).ok()
+    }
+
+    async fn tcp_send(s: &mut tokio::net::TcpStream, name: &str, id: u16) {
+        let q = query(name, id);
+        s.write_u16(q.len() as u16).await.unwrap();
+        s.write_all(&q).await.unwrap();
+    }
+
+    async fn tcp_read(s: &mut tokio::net::TcpStream) -> Message {
+        let read = async {
+            let len = s.read_u16().await.unwrap();
+            let mut buf = vec![0u8; len as usize];
+            s.read_exact(&mut buf).await.unwrap();
+            Message::from_vec(&buf).unwrap()
+        };
+        tokio::time::timeout(Duration::from_secs(5), read)
+            .await
+            .expect("an answer over TCP")
+    }
+
+    /// A panic in one query task ends that task only: tokio catches it (the release
+    /// profile keeps `panic = "unwind"`), the task's in-flight permit is released by
+    /// unwinding, and the listeners and the other queries carry on.
+    #[tokio::test]
+    async fn a_panicking_query_task_does_not_stop_the_server() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = Config::default();
+        c.server.listen = vec!["127.0.0.1:0".parse().unwrap()];
+        // Blocked names are answered without an upstream; this one is never asked.
+        c.upstream.servers = vec!["127.0.0.1:9".parse().unwrap()];
+        c.filter.lists_dir = dir.path().join("no-lists");
+        c.store.db = dir.path().join("m.db");
+        c.clients.neighbours = false;
+        c.clients.leases = Vec::new();
+        // One UDP query in flight at a time: a leaked permit would drop every later query.
+        c.server.max_udp_in_flight = 1;
+        let srv = start(c).await.unwrap();
+        let addr = srv.addrs()[0];
+        let blocked = "connect.facebook.net.";
+
+        for _ in 0..3 {
+            assert!(udp_ask(addr, "panic.metaguard.test.").await.is_none());
+            let m = udp_ask(addr, blocked)
+                .await
+                .expect("answered after a panic");
+            assert_eq!(m.answers.len(), 1);
+        }
+
+        // TCP: the connection survives a panicking query and answers the next one.
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        tcp_send(&mut s, "panic.metaguard.test.", 1).await;
+        tcp_send(&mut s, blocked, 2).await;
+        let m = tcp_read(&mut s).await;
+        assert_eq!(m.metadata.id, 2);
+        assert_eq!(m.answers.len(), 1);
+
+        assert_eq!(srv.stats().blocked, 4);
+        tokio::time::timeout(Duration::from_secs(5), srv.stop())
+            .await
+            .expect("stops cleanly");
+    }
 }

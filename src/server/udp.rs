@@ -46,8 +46,17 @@ pub async fn serve(socket: Arc<UdpSocket>, shared: Arc<Shared>, max_in_flight: u
         // One poll with a no-op waker: answers that need nothing from the network finish
         // here. The rest are handed to a task, which polls again at once and so
         // registers its real waker; nothing is sent twice because it is the same future.
-        if query.as_mut().poll(&mut Context::from_waker(Waker::noop())) == Poll::Pending {
-            shared.tracker.spawn(query);
+        // A panic in one query must not take the receive loop with it (a spawned task
+        // would contain it the same way).
+        let polled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            query.as_mut().poll(&mut Context::from_waker(Waker::noop()))
+        }));
+        match polled {
+            Ok(Poll::Pending) => {
+                shared.tracker.spawn(query);
+            }
+            Ok(Poll::Ready(())) => {}
+            Err(_) => tracing::error!(%src, "a query panicked; it got no answer"),
         }
     }
 }

@@ -127,7 +127,12 @@ struct Shared {
     totals: Mutex<TotalsMap>,
     status: Mutex<Option<String>>,
     log_all_queries: bool,
+    /// Told how long each batch write took (the metrics endpoint's histogram).
+    on_write: Mutex<Option<WriteObserver>>,
 }
+
+/// Called with the duration of each batch write, on the writer thread.
+pub type WriteObserver = Arc<dyn Fn(Duration) + Send + Sync>;
 
 /// A poisoned lock only means another thread panicked mid-increment; the counts are
 /// still usable, and the query path must not panic over a log.
@@ -194,6 +199,11 @@ impl Logger {
     /// The server's counters as JSON, for `metaguard status`; the latest call wins.
     pub fn status(&self, json: String) {
         *lock(&self.shared.status) = Some(json);
+    }
+
+    /// Call `f` with the duration of every batch written from now on.
+    pub fn on_write(&self, f: WriteObserver) {
+        *lock(&self.shared.on_write) = Some(f);
     }
 
     /// Events lost so far: queue full or the disk failing.
@@ -285,6 +295,7 @@ pub fn start(cfg: &StoreConfig) -> (Logger, WriterHandle) {
         totals: Mutex::new(HashMap::new()),
         status: Mutex::new(None),
         log_all_queries: cfg.log_all_queries,
+        on_write: Mutex::new(None),
     });
     let writer = Writer::new(cfg.clone(), shared.clone());
     let thread = std::thread::Builder::new()
@@ -514,7 +525,11 @@ impl Writer {
         let status = self.pending_status.as_deref();
         let written = self.shared.written.load(Ordering::Relaxed) + events;
         let dropped = self.shared.dropped.load(Ordering::Relaxed);
+        let began = Instant::now();
         let result = write_batch(db, &batch, &self.pending_totals, status, written, dropped);
+        if let Some(f) = lock(&self.shared.on_write).clone() {
+            f(began.elapsed());
+        }
         match result {
             Ok(()) => {
                 self.shared.written.fetch_add(events, Ordering::Relaxed);

@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# Cross-build release binaries for a Raspberry Pi (aarch64: Pi 3/4/5 with a 64-bit OS;
+# armv7: Pi 2/3 with 32-bit Raspberry Pi OS, many ARM routers) with Debian's cross
+# toolchains, then smoke-test the aarch64 binary under qemu-user against a loopback
+# upstream (dnsmasq): one blocked and one allowed query with dig.
+#
+#   scripts/cross-build.sh                  # both targets, then the aarch64 check
+#   TARGETS=aarch64-unknown-linux-gnu scripts/cross-build.sh
+#   SKIP_CHECK=1 scripts/cross-build.sh
+#
+# Not run by CI (two release builds with LTO take many minutes).
+# musl (OpenWrt routers, whose libc is musl): the targets aarch64-unknown-linux-musl /
+# armv7-unknown-linux-musleabihf need a musl cross C compiler for SQLite and ring, which
+# Debian does not package; see docs/install.md (cargo-zigbuild or a musl.cc toolchain).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+TARGETS=${TARGETS:-"aarch64-unknown-linux-gnu armv7-unknown-linux-gnueabihf"}
+
+need_pkgs=()
+command -v aarch64-linux-gnu-gcc >/dev/null || need_pkgs+=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross)
+command -v arm-linux-gnueabihf-gcc >/dev/null || need_pkgs+=(gcc-arm-linux-gnueabihf libc6-dev-armhf-cross)
+if [ -z "${SKIP_CHECK:-}" ]; then
+    command -v qemu-aarch64-static >/dev/null || need_pkgs+=(qemu-user-static)
+    command -v dnsmasq >/dev/null || need_pkgs+=(dnsmasq-base)
+    command -v dig >/dev/null || need_pkgs+=(dnsutils)
+fi
+if [ ${#need_pkgs[@]} -gt 0 ]; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}"
+fi
+
+# Linker and C compiler (SQLite is bundled, ring has C and assembly) per target.
+export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc
+export CC_aarch64_unknown_linux_gnu=aarch64-linux-gnu-gcc
+export AR_aarch64_unknown_linux_gnu=aarch64-linux-gnu-ar
+export CARGO_TARGET_ARMV7_UNKNOWN_LINUX_GNUEABIHF_LINKER=arm-linux-gnueabihf-gcc
+export CC_armv7_unknown_linux_gnueabihf=arm-linux-gnueabihf-gcc
+export AR_armv7_unknown_linux_gnueabihf=arm-linux-gnueabihf-ar
+
+for t in $TARGETS; do
+    rustup target add "$t"
+    cargo build --release --target "$t"
+    ls -l "target/$t/release/metaguard"
+done
+
+case " $TARGETS " in *" aarch64-unknown-linux-gnu "*) ;; *) exit 0 ;; esac
+[ -n "${SKIP_CHECK:-}" ] && exit 0
+
+echo "--- aarch64 smoke test under qemu-aarch64-static"
+tmp=$(mktemp -d)
+pids=()
+cleanup() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+UPPORT=$(free_port)
+PORT=$(free_port)
+# Upstream: every name is 192.0.2.1.
+dnsmasq --keep-in-foreground --conf-file=/dev/null --no-resolv --no-hosts \
+    --listen-address=127.0.0.1 --bind-interfaces --port "$UPPORT" \
+    --address=/#/192.0.2.1 --pid-file="$tmp/dnsmasq.pid" --user="$(id -un)" 2>"$tmp/dnsmasq.log" &
+pids+=($!)
+cat >"$tmp/metaguard.toml" <<CONF
+[filter]
+lists_dir = "$tmp/no-lists"
+[clients]
+neighbours = false
+leases = []
+CONF
+qemu-aarch64-static -L /usr/aarch64-linux-gnu target/aarch64-unknown-linux-gnu/release/metaguard \
+    serve --config "$tmp/metaguard.toml" --listen "127.0.0.1:$PORT" \
+    --upstream "127.0.0.1:$UPPORT" --db "$tmp/x.db" 2>"$tmp/metaguard.log" &
+pids+=($!)
+for _ in $(seq 100); do
+    grep -q "listening on" "$tmp/metaguard.log" && break
+    sleep 0.1
+done
+cat "$tmp/metaguard.log"
+blocked=$(dig +short +time=3 +tries=1 @127.0.0.1 -p "$PORT" connect.facebook.net A)
+allowed=$(dig +short +time=3 +tries=1 @127.0.0.1 -p "$PORT" example.com A)
+echo "connect.facebook.net -> $blocked (want 0.0.0.0)"
+echo "example.com          -> $allowed (want 192.0.2.1)"
+[ "$blocked" = "0.0.0.0" ] && [ "$allowed" = "192.0.2.1" ]
+echo "aarch64 binary OK under qemu"

@@ -1,0 +1,351 @@
+//! Optional Prometheus endpoint (`[metrics] listen`): the server's counters, blocks by
+//! category, upstream and database-write latency, served as OpenMetrics text on
+//! `GET /metrics` by a minimal HTTP/1.1 responder. Off when `listen` is absent or empty.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+
+use crate::stats;
+
+/// `[metrics]` in the config.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Where to serve `/metrics`; `None` (absent or `""`) turns the endpoint off.
+    #[serde(
+        deserialize_with = "deserialize_listen",
+        serialize_with = "serialize_listen"
+    )]
+    pub listen: Option<SocketAddr>,
+}
+
+fn deserialize_listen<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
+    let s = String::deserialize(d)?;
+    let s = s.trim();
+    if s.is_empty() {
+        return Ok(None);
+    }
+    s.parse().map(Some).map_err(|_| {
+        serde::de::Error::custom(format!(
+            "{s:?} is not ADDR:PORT (e.g. \"127.0.0.1:9153\"); \"\" turns metrics off"
+        ))
+    })
+}
+
+fn serialize_listen<S: Serializer>(v: &Option<SocketAddr>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(a) => s.collect_str(a),
+        None => s.serialize_str(""),
+    }
+}
+
+/// Why the endpoint could not start.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot serve metrics on {addr}: {source}")]
+pub struct MetricsError {
+    pub addr: SocketAddr,
+    pub source: std::io::Error,
+}
+
+/// Counters copied from [`stats::Stats`] at each scrape, in declaration order.
+const STAT_COUNTERS: &[(&str, &str)] = &[
+    ("queries", "Queries answered or dropped after parsing"),
+    ("blocked", "Queries answered with the blocked response"),
+    ("logged", "Meta names answered normally and logged"),
+    (
+        "cname_blocked",
+        "Blocked because the CNAME chain passed a blocked name",
+    ),
+    ("cache_hits", "Queries answered from the cache"),
+    ("cache_misses", "Queries sent upstream"),
+    (
+        "upstream_failures",
+        "SERVFAIL because no upstream answered in time",
+    ),
+    ("refused", "REFUSED: client outside the allowed networks"),
+    ("rate_limited", "Dropped: client over its rate"),
+    ("udp_dropped", "Dropped: too many UDP queries in flight"),
+    (
+        "tcp_rejected",
+        "TCP connections closed at once: too many open",
+    ),
+    ("malformed", "Packets that were not a DNS query"),
+    (
+        "events_dropped",
+        "Hit events lost because the log writer fell behind or the disk failed",
+    ),
+];
+
+fn stat_value(s: &stats::Snapshot, name: &str) -> u64 {
+    match name {
+        "queries" => s.queries,
+        "blocked" => s.blocked,
+        "logged" => s.logged,
+        "cname_blocked" => s.cname_blocked,
+        "cache_hits" => s.cache_hits,
+        "cache_misses" => s.cache_misses,
+        "upstream_failures" => s.upstream_failures,
+        "refused" => s.refused,
+        "rate_limited" => s.rate_limited,
+        "udp_dropped" => s.udp_dropped,
+        "tcp_rejected" => s.tcp_rejected,
+        "malformed" => s.malformed,
+        "events_dropped" => s.events_dropped,
+        _ => 0,
+    }
+}
+
+type Labels = Vec<(String, String)>;
+
+/// The metrics handle the query path records into. Cheap to call whether or not the
+/// endpoint is on.
+pub struct Metrics {
+    registry: Registry,
+    stats: Vec<(&'static str, Counter)>,
+    blocked: Family<Labels, Counter>,
+    upstream: Histogram,
+    db_write: Histogram,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("metaguard");
+        let mut stats = Vec::new();
+        for (name, help) in STAT_COUNTERS {
+            let c = Counter::default();
+            registry.register(*name, *help, c.clone());
+            stats.push((*name, c));
+        }
+        let blocked = Family::<Labels, Counter>::default();
+        registry.register(
+            "blocked_by_category",
+            "Blocked answers per list category",
+            blocked.clone(),
+        );
+        // 0.5 ms .. ~4 s.
+        let upstream = Histogram::new(exponential_buckets(0.0005, 2.0, 14));
+        registry.register(
+            "upstream_latency_seconds",
+            "Time until an upstream answered (or failed), per query sent upstream",
+            upstream.clone(),
+        );
+        // 0.1 ms .. ~3 s.
+        let db_write = Histogram::new(exponential_buckets(0.0001, 2.0, 15));
+        registry.register(
+            "db_write_latency_seconds",
+            "Time to write one batch of hit-log events to SQLite",
+            db_write.clone(),
+        );
+        Metrics {
+            registry,
+            stats,
+            blocked,
+            upstream,
+            db_write,
+        }
+    }
+
+    /// One blocked answer of `category`.
+    pub fn blocked(&self, category: &str) {
+        self.blocked
+            .get_or_create(&vec![("category".to_string(), category.to_string())])
+            .inc();
+    }
+
+    /// How long one upstream resolution took.
+    pub fn observe_upstream(&self, d: Duration) {
+        self.upstream.observe(d.as_secs_f64());
+    }
+
+    /// How long one database batch write took.
+    pub fn observe_db_write(&self, d: Duration) {
+        self.db_write.observe(d.as_secs_f64());
+    }
+
+    /// The OpenMetrics text, with the server's counters as of `snapshot`.
+    pub fn render(&self, snapshot: &stats::Snapshot) -> String {
+        for (name, c) in &self.stats {
+            c.inner()
+                .store(stat_value(snapshot, name), Ordering::Relaxed);
+        }
+        let mut out = String::new();
+        if let Err(e) = encode(&mut out, &self.registry) {
+            tracing::warn!("cannot encode metrics: {e}");
+        }
+        out
+    }
+}
+
+/// Bind `addr` for the endpoint (before the server reports ready).
+pub async fn bind(addr: SocketAddr) -> Result<TcpListener, MetricsError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| MetricsError { addr, source })
+}
+
+/// Serve `GET /metrics` on `listener` until `shutdown`. `snapshot` reads the counters.
+pub async fn serve<F>(
+    listener: TcpListener,
+    metrics: Arc<Metrics>,
+    snapshot: F,
+    shutdown: CancellationToken,
+) where
+    F: Fn() -> stats::Snapshot + Send + Sync + 'static,
+{
+    let snapshot = Arc::new(snapshot);
+    loop {
+        let (stream, _) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(v) => v,
+                Err(e) => {
+                    tracing::debug!("metrics accept: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.cancelled() => break,
+        };
+        let (metrics, snapshot) = (metrics.clone(), snapshot.clone());
+        tokio::spawn(async move {
+            let reply = async {
+                let req = read_head(stream).await?;
+                respond(req, |req| route(req, || metrics.render(&snapshot()))).await
+            };
+            if let Ok(Err(e)) = tokio::time::timeout(Duration::from_secs(5), reply).await {
+                tracing::debug!("metrics request: {e}");
+            }
+        });
+    }
+}
+
+/// The request head (up to the blank line), at most 8 KiB.
+async fn read_head(mut stream: TcpStream) -> std::io::Result<(TcpStream, String)> {
+    let mut buf = Vec::with_capacity(512);
+    let mut chunk = [0u8; 1024];
+    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            break;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if buf.len() > 8192 {
+            break;
+        }
+    }
+    Ok((stream, String::from_utf8_lossy(&buf).into_owned()))
+}
+
+async fn respond<R>(req: (TcpStream, String), route: R) -> std::io::Result<()>
+where
+    R: FnOnce(&str) -> (u16, &'static str, &'static str, String),
+{
+    let (mut stream, head) = req;
+    let (code, reason, ctype, body) = route(&head);
+    let header = format!(
+        "HTTP/1.1 {code} {reason}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(header.as_bytes()).await?;
+    if !head.starts_with("HEAD ") {
+        stream.write_all(body.as_bytes()).await?;
+    }
+    stream.shutdown().await
+}
+
+/// Status, reason, content type and body for a request head.
+fn route(head: &str, render: impl FnOnce() -> String) -> (u16, &'static str, &'static str, String) {
+    const TEXT: &str = "text/plain; charset=utf-8";
+    let mut parts = head.lines().next().unwrap_or("").split_whitespace();
+    let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    let path = target.split('?').next().unwrap_or("");
+    match (method, path) {
+        ("GET" | "HEAD", "/metrics") => (
+            200,
+            "OK",
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            render(),
+        ),
+        ("GET" | "HEAD", _) => (404, "Not Found", TEXT, "not found; try /metrics\n".into()),
+        ("", _) => (400, "Bad Request", TEXT, "bad request\n".into()),
+        _ => (405, "Method Not Allowed", TEXT, "only GET\n".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listen_empty_or_absent_is_off() {
+        let off: MetricsConfig = toml::from_str("listen = \"\"").unwrap();
+        assert_eq!(off.listen, None);
+        let off: MetricsConfig = toml::from_str("").unwrap();
+        assert_eq!(off.listen, None);
+        let on: MetricsConfig = toml::from_str("listen = \"127.0.0.1:9153\"").unwrap();
+        assert_eq!(on.listen, Some("127.0.0.1:9153".parse().unwrap()));
+        assert!(toml::from_str::<MetricsConfig>("listen = \"localhost\"").is_err());
+    }
+
+    #[test]
+    fn render_has_stats_categories_and_histograms() {
+        let m = Metrics::new();
+        m.blocked("pixel");
+        m.blocked("pixel");
+        m.observe_upstream(Duration::from_millis(3));
+        m.observe_db_write(Duration::from_micros(300));
+        let snap = stats::Snapshot {
+            queries: 7,
+            cache_hits: 2,
+            ..Default::default()
+        };
+        let text = m.render(&snap);
+        assert!(text.contains("metaguard_queries_total 7"), "{text}");
+        assert!(text.contains("metaguard_cache_hits_total 2"), "{text}");
+        assert!(
+            text.contains("metaguard_blocked_by_category_total{category=\"pixel\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("metaguard_upstream_latency_seconds_count 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("metaguard_db_write_latency_seconds_count 1"),
+            "{text}"
+        );
+        assert!(text.ends_with("# EOF\n"), "{text}");
+    }
+
+    #[test]
+    fn routes() {
+        assert_eq!(route("GET /metrics HTTP/1.1\r\n", || "x".into()).0, 200);
+        assert_eq!(route("GET /metrics?x=1 HTTP/1.1\r\n", || "x".into()).0, 200);
+        assert_eq!(route("GET / HTTP/1.1\r\n", || "x".into()).0, 404);
+        assert_eq!(route("POST /metrics HTTP/1.1\r\n", || "x".into()).0, 405);
+        assert_eq!(route("", || "x".into()).0, 400);
+    }
+}

@@ -1,0 +1,160 @@
+//! Running as a service: the systemd notify protocol through the real binary, and the
+//! Prometheus endpoint of a server started in the test on 127.0.0.1.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixDatagram;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use hickory_proto::rr::RecordType;
+use support::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_metaguard");
+
+fn kill(pid: u32, sig: &str) {
+    let ok = Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .expect("kill runs")
+        .success();
+    assert!(ok, "kill {sig} {pid}");
+}
+
+/// Notifications until one contains `want` (or the time runs out), all returned.
+fn recv_until(sock: &UnixDatagram, want: &str, seen: &mut Vec<String>) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut buf = [0u8; 4096];
+    while Instant::now() < deadline {
+        if let Ok(n) = sock.recv(&mut buf) {
+            let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+            let hit = msg.lines().any(|l| l == want);
+            seen.push(msg);
+            if hit {
+                return true;
+            }
+        }
+    }
+    false
+}
+
+/// Kills the server if the test fails before it stops it.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notifies_systemd_ready_watchdog_reload_and_stopping() {
+    let up = Upstream::start().await;
+    let dir = up.dir.path().to_path_buf();
+    let sock_path = dir.join("notify.sock");
+    let sock = UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let config = dir.join("metaguard.toml");
+    std::fs::write(
+        &config,
+        "[filter]\nlists_dir = \"/nonexistent/lists\"\n\
+         [clients]\nneighbours = false\nleases = []\n",
+    )
+    .unwrap();
+    // systemd sets WATCHDOG_PID to the service's pid: `exec` from a shell keeps `$$`.
+    let child = Command::new("sh")
+        .args(["-c", "WATCHDOG_PID=$$ exec \"$0\" \"$@\"", BIN])
+        .arg("serve")
+        .arg("--config")
+        .arg(&config)
+        .args(["--listen", "127.0.0.1:0", "--upstream", &up.spec()])
+        .arg("--db")
+        .arg(dir.join("m.db"))
+        .env("NOTIFY_SOCKET", &sock_path)
+        .env("WATCHDOG_USEC", "200000")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut child = KillOnDrop(child);
+    let pid = child.0.id();
+    let seen = tokio::task::spawn_blocking(move || {
+        let mut seen = Vec::new();
+        assert!(recv_until(&sock, "READY=1", &mut seen), "{seen:?}");
+        // Watchdog every WATCHDOG_USEC / 2 = 100 ms.
+        assert!(recv_until(&sock, "WATCHDOG=1", &mut seen), "{seen:?}");
+        kill(pid, "-HUP");
+        assert!(recv_until(&sock, "RELOADING=1", &mut seen), "{seen:?}");
+        assert!(recv_until(&sock, "READY=1", &mut seen), "{seen:?}");
+        kill(pid, "-TERM");
+        assert!(recv_until(&sock, "STOPPING=1", &mut seen), "{seen:?}");
+        seen
+    })
+    .await
+    .unwrap();
+    let status = child.0.wait().unwrap();
+    assert!(status.success(), "{status:?} after {seen:?}");
+}
+
+fn http_get(addr: std::net::SocketAddr, path: &str) -> (String, String) {
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    let (head, body) = resp.split_once("\r\n\r\n").unwrap();
+    (head.to_string(), body.to_string())
+}
+
+#[tokio::test]
+async fn metrics_endpoint_serves_counters_categories_and_latency() {
+    let up = Upstream::start().await;
+    let mut cfg = config(&up);
+    cfg.metrics.listen = Some("127.0.0.1:0".parse().unwrap());
+    let srv = serve(cfg).await;
+    let addr = srv.addrs()[0];
+    udp(addr, "connect.facebook.net.", RecordType::A, Q::default()).await;
+    udp(addr, "www.example.com.", RecordType::A, Q::default()).await;
+    udp(addr, "www.example.com.", RecordType::A, Q::default()).await;
+    assert!(srv.flush_log().await);
+    let maddr = srv.metrics_addr().expect("metrics listening");
+    let (head, body) = tokio::task::spawn_blocking(move || http_get(maddr, "/metrics"))
+        .await
+        .unwrap();
+    assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
+    assert!(head.contains("application/openmetrics-text"), "{head}");
+    for want in [
+        "metaguard_queries_total 3",
+        "metaguard_blocked_total 1",
+        "metaguard_cache_hits_total 1",
+        "metaguard_events_dropped_total 0",
+        "metaguard_blocked_by_category_total{category=\"pixel\"} 1",
+        "metaguard_upstream_latency_seconds_count 1",
+    ] {
+        assert!(body.contains(want), "missing {want:?} in\n{body}");
+    }
+    assert!(
+        body.contains("metaguard_db_write_latency_seconds_count"),
+        "{body}"
+    );
+    assert!(
+        !body.contains("metaguard_db_write_latency_seconds_count 0\n"),
+        "{body}"
+    );
+    let (head, _) = tokio::task::spawn_blocking(move || http_get(maddr, "/"))
+        .await
+        .unwrap();
+    assert!(head.starts_with("HTTP/1.1 404"), "{head}");
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn metrics_off_by_default() {
+    let up = Upstream::start().await;
+    let srv = serve(config(&up)).await;
+    assert_eq!(srv.metrics_addr(), None);
+    srv.stop().await;
+}
