@@ -14,6 +14,7 @@ use crate::cache::CacheConfig;
 use crate::clients::{ClientsConfig, DeviceConfig};
 use crate::filter::FilterConfig;
 use crate::policy::{CategoryActions, GroupsConfig};
+use crate::report::ReportConfig;
 use crate::server::ServerConfig;
 pub use crate::store::StoreConfig;
 use crate::upstream::{UpstreamConfig, UpstreamSpec};
@@ -36,6 +37,8 @@ pub struct Config {
     pub store: StoreConfig,
     /// Where device names and MACs come from.
     pub clients: ClientsConfig,
+    /// `[report]`: weekly report defaults and delivery.
+    pub report: ReportConfig,
     /// `[[devices]]`: named devices, how to recognise them, their groups. Last, so
     /// the printed config keeps the array of tables after the plain sections.
     pub devices: Vec<DeviceConfig>,

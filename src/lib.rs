@@ -13,6 +13,7 @@ pub mod config;
 pub mod filter;
 pub mod lists;
 pub mod policy;
+pub mod report;
 pub mod server;
 pub mod stats;
 pub mod store;
