@@ -459,3 +459,36 @@ fn report_cli_json_for_a_week_in_berlin() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("YYYY-Www"));
     let _ = Timestamp::now();
 }
+
+/// Writes an example HTML report (for docs/report-example.png) to
+/// `$METAGUARD_EXAMPLE_HTML`: `cargo test --test report -- --ignored example`.
+#[test]
+#[ignore]
+fn report_example_html() {
+    let Some(out) = std::env::var_os("METAGUARD_EXAMPLE_HTML") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("example.db");
+    let mut s = spec(11);
+    let names = [
+        ("Living room TV", Some("02:00:00:00:00:01"), 1.2),
+        ("Anna's phone", Some("02:00:00:00:00:02"), 1.6),
+        ("Kids' tablet", Some("02:00:00:00:00:03"), 0.9),
+        ("Quest 3", Some("02:00:00:00:00:04"), 0.5),
+        ("Work laptop", None, 0.3),
+    ];
+    s.devices = names
+        .iter()
+        .map(|(n, m, w)| FixtureDevice {
+            name: Some(n.to_string()),
+            mac: m.map(str::to_string),
+            weight: *w,
+        })
+        .collect();
+    fixture::write(&db, &s).unwrap();
+    let mut r = request(vec![db], When::Week(WEEK.into()));
+    r.format = Format::Html;
+    r.out = Some(PathBuf::from(out));
+    metaguard::report::run(&r).unwrap();
+}
