@@ -33,14 +33,21 @@ fn main() {
         // 20 devices, weights 0.5..2.0 (mean 1.25) × 1100 hits a day × 365 days ≈ 10M.
         let mut spec = FixtureSpec::household(42, 20, start, end, 1100.0);
         spec.other_queries_per_hit = 3;
-        eprintln!("generating {} (about 10M hits, through the store's writer)...", db.display());
+        eprintln!(
+            "generating {} (about 10M hits, through the store's writer)...",
+            db.display()
+        );
         let t = Instant::now();
         let w = fixture::write(&tmp, &spec).expect("fixture");
         std::fs::rename(&tmp, &db).expect("rename");
         for ext in ["-wal", "-shm"] {
             let _ = std::fs::remove_file(dir.join(format!("year.db.partial{ext}")));
         }
-        eprintln!("generated {} hits in {:.1} s", w.hits, t.elapsed().as_secs_f64());
+        eprintln!(
+            "generated {} hits in {:.1} s",
+            w.hits,
+            t.elapsed().as_secs_f64()
+        );
     }
     let req = ReportRequest {
         dbs: vec![db.clone()],

@@ -87,19 +87,30 @@ fn device_bars(m: &ReportModel) -> Markup {
         svg viewBox=(format!("0 0 600 {height}")) role="img" aria-label="Meta lookups per device by category" {
             @for (i, d) in devices.iter().enumerate() {
                 @let y = 3.0 + row * i as f64;
+                @let segs = segments(label, bar / max, d.categories.iter().map(|c| c.total as f64));
                 text x=(label - 6.0) y=(y + 15.0) text-anchor="end" { (truncate(&d.name, 26)) }
-                @let mut x = label;
-                @for c in &d.categories {
-                    @let w = bar * c.total as f64 / max;
+                @for (c, (x, w)) in d.categories.iter().zip(&segs) {
                     rect x=(format!("{x:.1}")) y=(y + 3.0) width=(format!("{w:.1}")) height="16" fill=(colour(&c.category)) {
                         title { (d.name) ": " (c.category) " " (c.total) }
                     }
-                    @let _ = { x += w; };
                 }
-                text x=(format!("{:.1}", x + 4.0)) y=(y + 15.0) { (d.meta_lookups) }
+                @let end = segs.last().map_or(label, |(x, w)| x + w);
+                text x=(format!("{:.1}", end + 4.0)) y=(y + 15.0) { (d.meta_lookups) }
             }
         }
     }
+}
+
+/// Consecutive (start, length) of `values` scaled by `scale`, from `origin`.
+fn segments(origin: f64, scale: f64, values: impl Iterator<Item = f64>) -> Vec<(f64, f64)> {
+    let mut at = origin;
+    values
+        .map(|v| {
+            let seg = (at, v * scale);
+            at += v * scale;
+            seg
+        })
+        .collect()
 }
 
 fn truncate(s: &str, n: usize) -> String {
@@ -131,12 +142,10 @@ fn daily_trend(m: &ReportModel) -> Markup {
             text x=(left - 4.0) y=(top + height) text-anchor="end" { "0" }
             @for (i, d) in m.daily.iter().enumerate() {
                 @let x = left + slot * i as f64 + (slot - bw) / 2.0;
-                @let mut y = top + height;
-                @for (k, fill) in parts {
-                    @let v = match k { "blocked" => d.counts.blocked, "logged" => d.counts.logged, _ => d.counts.allowed };
-                    @let h = height * v as f64 / max;
-                    @let _ = { y -= h; };
-                    rect x=(format!("{x:.1}")) y=(format!("{y:.1}")) width=(format!("{bw:.1}")) height=(format!("{h:.1}")) fill=(fill) {
+                @let values = [d.counts.blocked, d.counts.logged, d.counts.allowed];
+                @let segs = segments(0.0, height / max, values.iter().map(|v| *v as f64));
+                @for (((k, fill), v), (off, h)) in parts.iter().zip(values).zip(&segs) {
+                    rect x=(format!("{x:.1}")) y=(format!("{:.1}", top + height - off - h)) width=(format!("{bw:.1}")) height=(format!("{h:.1}")) fill=(fill) {
                         title { (d.date) " " (k) " " (v) }
                     }
                 }
@@ -295,6 +304,7 @@ pub fn html(m: &ReportModel) -> String {
                                             }
                                         }
                                     }
+                                    p { b { "When (local time)" } }
                                     (heat_map(&d.hour_grid, &format!("{} by weekday and hour", d.name)))
                                 }
                             }
