@@ -105,11 +105,105 @@ pub enum Command {
         #[command(subcommand)]
         command: Option<ListsCommand>,
     },
+    /// Tracking-exposure report for a week (default: the last complete week, local time).
+    Report(ReportArgs),
     /// Config tools.
     Config {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+}
+
+/// `metaguard report`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ReportArgs {
+    /// ISO week YYYY-Www (default, and without a value: the last complete week).
+    #[arg(long, value_name = "YYYY-Www", num_args = 0..=1, default_missing_value = "",
+          conflicts_with_all = ["since", "until"])]
+    pub week: Option<String>,
+    /// First day, YYYY-MM-DD (with --until).
+    #[arg(long, value_name = "DATE", requires = "until")]
+    pub since: Option<String>,
+    /// Last day, YYYY-MM-DD, included (with --since).
+    #[arg(long, value_name = "DATE", requires = "since")]
+    pub until: Option<String>,
+    /// Only this device: name, MAC, key or id.
+    #[arg(long, value_name = "D")]
+    pub device: Option<String>,
+    #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+    pub format: ReportFormat,
+    /// Write the report to FILE (atomically, mode 0640) instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Database to read (repeatable: reports of several routers are merged, devices
+    /// joined by MAC, else name). Default: [store] db of the config.
+    #[arg(long, value_name = "PATH")]
+    pub db: Vec<PathBuf>,
+    /// Config file (default: /etc/metaguard/metaguard.toml when present).
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Also e-mail the report as [report.email] says.
+    #[arg(long)]
+    pub email: bool,
+    /// Also POST the JSON report to URL.
+    #[arg(long, value_name = "URL")]
+    pub webhook: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReportFormat {
+    Text,
+    Markdown,
+    Html,
+    Json,
+    Csv,
+}
+
+impl From<ReportFormat> for crate::report::Format {
+    fn from(f: ReportFormat) -> Self {
+        use crate::report::Format as F;
+        match f {
+            ReportFormat::Text => F::Text,
+            ReportFormat::Markdown => F::Markdown,
+            ReportFormat::Html => F::Html,
+            ReportFormat::Json => F::Json,
+            ReportFormat::Csv => F::Csv,
+        }
+    }
+}
+
+/// Turn `metaguard report` flags into a request (config loaded, defaults applied).
+pub fn report_request(args: &ReportArgs) -> anyhow::Result<crate::report::ReportRequest> {
+    use std::io::IsTerminal;
+
+    use crate::report::{ReportRequest, When};
+    let (config, _) = Config::locate(args.config.as_deref())?;
+    let dbs = if args.db.is_empty() {
+        vec![config.store.db.clone()]
+    } else {
+        args.db.clone()
+    };
+    let when = match (&args.week, &args.since, &args.until) {
+        (Some(w), _, _) if !w.is_empty() => When::Week(w.clone()),
+        (_, Some(s), Some(u)) => When::Range {
+            since: s.clone(),
+            until: u.clone(),
+        },
+        _ => When::LastWeek,
+    };
+    Ok(ReportRequest {
+        dbs,
+        config: config.report,
+        when,
+        tz: crate::report::local_tz(),
+        now: jiff::Timestamp::now(),
+        device: args.device.clone(),
+        format: args.format.into(),
+        out: args.out.clone(),
+        email: args.email,
+        webhook: args.webhook.clone(),
+        color: std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+    })
 }
 
 #[derive(Debug, Subcommand)]
@@ -276,6 +370,11 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             let cfg = load(&config, Overrides::default())?;
             let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
             Ok(rt.block_on(lists_update(&cfg, force)))
+        }
+        Command::Report(args) => {
+            let req = report_request(&args)?;
+            print!("{}", crate::report::run(&req)?);
+            Ok(0)
         }
         Command::Config {
             command: ConfigCommand::Check { path },

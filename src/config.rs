@@ -16,6 +16,7 @@ use crate::filter::FilterConfig;
 use crate::metrics::MetricsConfig;
 use crate::policy::{CategoryActions, GroupsConfig};
 use crate::remote::{RemoteConfig, RemoteListConfig};
+use crate::report::ReportConfig;
 use crate::server::ServerConfig;
 pub use crate::store::StoreConfig;
 use crate::upstream::{UpstreamConfig, UpstreamSpec};
@@ -42,6 +43,8 @@ pub struct Config {
     pub remote: RemoteConfig,
     /// The optional Prometheus endpoint.
     pub metrics: MetricsConfig,
+    /// `[report]`: weekly report defaults and delivery.
+    pub report: ReportConfig,
     /// `[[devices]]`: named devices, how to recognise them, their groups. The arrays of
     /// tables come last so the printed config keeps them after the plain sections.
     pub devices: Vec<DeviceConfig>,

@@ -15,6 +15,7 @@ pub mod lists;
 pub mod metrics;
 pub mod policy;
 pub mod remote;
+pub mod report;
 pub mod server;
 pub mod stats;
 pub mod store;

@@ -1,0 +1,140 @@
+//! Delivering a report: `--out` written atomically, `--email` over SMTP (lettre with
+//! rustls), `--webhook` as a JSON POST (ureq with rustls).
+
+use std::io::Write;
+use std::path::Path;
+use std::time::Duration;
+
+use lettre::message::{Mailbox, MultiPart};
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::{Message, SmtpTransport, Transport};
+
+use super::model::ReportModel;
+use super::{EmailConfig, ReportError, Security};
+
+/// How long SMTP and webhook exchanges may take.
+pub const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Write `bytes` to `path` via a temporary file in the same directory and a rename, so
+/// readers never see half a report; the file gets mode 0640.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ReportError> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "report".into());
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let result = (|| -> std::io::Result<()> {
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            opts.mode(0o640);
+        }
+        let mut f = opts.open(&tmp)?;
+        #[cfg(unix)]
+        {
+            // The umask may have taken bits away; set exactly 0640.
+            use std::os::unix::fs::PermissionsExt;
+            f.set_permissions(std::fs::Permissions::from_mode(0o640))?;
+        }
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result.map_err(ReportError::io(path))
+}
+
+/// The e-mail subject for a report.
+pub fn subject(m: &ReportModel) -> String {
+    if m.empty {
+        format!("metaguard report {}: no data", m.period.label)
+    } else {
+        format!(
+            "metaguard report {}: {} Meta lookups from {} devices",
+            m.period.label, m.household.meta_lookups, m.household.devices_seen
+        )
+    }
+}
+
+fn read_password(path: &Path) -> Result<String, ReportError> {
+    let text = std::fs::read_to_string(path).map_err(ReportError::io(path))?;
+    Ok(text.lines().next().unwrap_or("").to_string())
+}
+
+/// Send the report (plain text with an HTML alternative) as `cfg` says.
+pub fn send_email(
+    cfg: &EmailConfig,
+    subject: &str,
+    text: &str,
+    html: &str,
+) -> Result<(), ReportError> {
+    let bad = |s: &str| ReportError::EmailConfig(s.to_string());
+    if cfg.server.is_empty() {
+        return Err(bad("server is not set"));
+    }
+    if cfg.to.is_empty() {
+        return Err(bad("to is empty: give at least one recipient"));
+    }
+    let from: Mailbox = cfg
+        .from
+        .parse()
+        .map_err(|e| ReportError::EmailConfig(format!("from {:?}: {e}", cfg.from)))?;
+    let mut builder = Message::builder().from(from).subject(subject);
+    for to in &cfg.to {
+        let mb: Mailbox = to
+            .parse()
+            .map_err(|e| ReportError::EmailConfig(format!("to {to:?}: {e}")))?;
+        builder = builder.to(mb);
+    }
+    let message = builder
+        .multipart(MultiPart::alternative_plain_html(
+            text.to_string(),
+            html.to_string(),
+        ))
+        .map_err(|e| ReportError::Email(e.to_string()))?;
+
+    let transport = match cfg.security {
+        Security::Starttls => SmtpTransport::starttls_relay(&cfg.server),
+        Security::Tls => SmtpTransport::relay(&cfg.server),
+        Security::None => Ok(SmtpTransport::builder_dangerous(&cfg.server)),
+    }
+    .map_err(|e| ReportError::Email(e.to_string()))?
+    .port(cfg.port)
+    .timeout(Some(TIMEOUT));
+    let transport = match (&cfg.username, &cfg.password_file) {
+        (Some(user), Some(file)) => {
+            transport.credentials(Credentials::new(user.clone(), read_password(file)?))
+        }
+        (Some(_), None) => {
+            return Err(bad("username is set but password_file is not"));
+        }
+        _ => transport,
+    };
+    transport
+        .build()
+        .send(&message)
+        .map(|_| ())
+        .map_err(|e| ReportError::Email(e.to_string()))
+}
+
+/// POST `json` to `url` (ntfy, Gotify, Home Assistant, anything taking JSON).
+pub fn post_webhook(url: &str, json: &str) -> Result<(), ReportError> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(TIMEOUT))
+        .build()
+        .into();
+    agent
+        .post(url)
+        .header("Content-Type", "application/json")
+        .send(json)
+        .map(|_| ())
+        .map_err(|e| ReportError::Webhook(format!("{url}: {e}")))
+}

@@ -1,0 +1,234 @@
+//! Weekly tracking-exposure reports (`metaguard report`): aggregate the hit log with SQL
+//! into a [`ReportModel`] (`build`), render it as text, Markdown, HTML, JSON or CSV
+//! (`render`, `html`), and deliver it by file, e-mail or webhook (`deliver`).
+
+pub mod build;
+pub mod deliver;
+pub mod fixture;
+pub mod html;
+pub mod model;
+pub mod period;
+pub mod render;
+
+use std::path::{Path, PathBuf};
+
+use jiff::Timestamp;
+use jiff::tz::TimeZone;
+use serde::{Deserialize, Serialize};
+
+use crate::store::StoreError;
+pub use model::ReportModel;
+pub use period::Period;
+
+/// `[report]`: report defaults and delivery settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReportConfig {
+    /// Domains listed per device.
+    pub top_domains: usize,
+    /// `[report.email]`: where `metaguard report --email` sends the report.
+    pub email: EmailConfig,
+}
+
+impl Default for ReportConfig {
+    fn default() -> Self {
+        ReportConfig {
+            top_domains: 5,
+            email: EmailConfig::default(),
+        }
+    }
+}
+
+/// How the SMTP connection is secured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Security {
+    /// Plain connection upgraded with STARTTLS (port 587); fails if the server lacks it.
+    #[default]
+    Starttls,
+    /// TLS from the first byte (port 465).
+    Tls,
+    /// No encryption (a relay on localhost only).
+    None,
+}
+
+/// `[report.email]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EmailConfig {
+    /// SMTP server host name.
+    pub server: String,
+    pub port: u16,
+    pub security: Security,
+    /// Sender address, e.g. `metaguard <router@example.org>`.
+    pub from: String,
+    /// Recipients.
+    pub to: Vec<String>,
+    /// SMTP user; with it, the password is read from `password_file`.
+    pub username: Option<String>,
+    /// File holding the SMTP password (first line); never put the password itself here.
+    pub password_file: Option<PathBuf>,
+}
+
+impl Default for EmailConfig {
+    fn default() -> Self {
+        EmailConfig {
+            server: String::new(),
+            port: 587,
+            security: Security::Starttls,
+            from: String::new(),
+            to: Vec::new(),
+            username: None,
+            password_file: None,
+        }
+    }
+}
+
+/// Why a report could not be made or delivered.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot read week {0:?}: give it as YYYY-Www, like 2026-W10")]
+    BadWeek(String),
+    #[error("cannot read date {0:?}: give it as YYYY-MM-DD")]
+    BadDate(String),
+    #[error("--until {until} is before --since {since}")]
+    BadRange { since: String, until: String },
+    #[error("time: {0}")]
+    Time(String),
+    #[error("{}: {source}", .path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot write CSV: {0}")]
+    Csv(String),
+    #[error("cannot write JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("[report.email] {0}")]
+    EmailConfig(String),
+    #[error("cannot send the report by e-mail: {0}")]
+    Email(String),
+    #[error("cannot post the report to the webhook: {0}")]
+    Webhook(String),
+}
+
+impl ReportError {
+    pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ReportError + '_ {
+        move |source| ReportError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+impl From<jiff::Error> for ReportError {
+    fn from(e: jiff::Error) -> Self {
+        ReportError::Time(e.to_string())
+    }
+}
+
+/// Output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Format {
+    #[default]
+    Text,
+    Markdown,
+    Html,
+    Json,
+    Csv,
+}
+
+/// Which period a report covers.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum When {
+    /// The last complete Monday-to-Sunday week.
+    #[default]
+    LastWeek,
+    /// An ISO week, `YYYY-Www`.
+    Week(String),
+    /// Dates `YYYY-MM-DD`, both included.
+    Range { since: String, until: String },
+}
+
+/// Everything `metaguard report` was asked for.
+#[derive(Debug, Clone)]
+pub struct ReportRequest {
+    /// Databases to merge (at least one).
+    pub dbs: Vec<PathBuf>,
+    pub config: ReportConfig,
+    pub when: When,
+    /// The local time zone (weeks, days and hours are local).
+    pub tz: TimeZone,
+    /// The present, for "last week" and the report's date.
+    pub now: Timestamp,
+    /// Only this device: name, MAC, key or id.
+    pub device: Option<String>,
+    pub format: Format,
+    /// Write here (atomically, mode 0640) instead of returning it for stdout.
+    pub out: Option<PathBuf>,
+    pub email: bool,
+    pub webhook: Option<String>,
+    /// ANSI colour in text output.
+    pub color: bool,
+}
+
+/// The local time zone: `TZ`, else /etc/localtime, else UTC.
+pub fn local_tz() -> TimeZone {
+    TimeZone::try_system().unwrap_or(TimeZone::UTC)
+}
+
+/// Resolve the period of a request.
+pub fn period_of(when: &When, tz: &TimeZone, now: Timestamp) -> Result<Period, ReportError> {
+    match when {
+        When::LastWeek => Period::last_complete_week(now, tz),
+        When::Week(w) => Period::parse_week(w, tz),
+        When::Range { since, until } => Period::parse_range(since, until, tz),
+    }
+}
+
+/// Build the model for a request.
+pub fn model(req: &ReportRequest) -> Result<ReportModel, ReportError> {
+    let period = period_of(&req.when, &req.tz, req.now)?;
+    build::build(&build::BuildOptions {
+        dbs: req.dbs.clone(),
+        period,
+        device: req.device.clone(),
+        top_domains: req.config.top_domains,
+        now: req.now,
+    })
+}
+
+/// Render `model` in `format`.
+pub fn render(model: &ReportModel, format: Format, color: bool) -> Result<String, ReportError> {
+    Ok(match format {
+        Format::Text => render::text(model, color),
+        Format::Markdown => render::markdown(model),
+        Format::Html => html::html(model),
+        Format::Json => render::json(model)?,
+        Format::Csv => render::csv(model)?,
+    })
+}
+
+/// Run `metaguard report`: build, render, write `--out`, send e-mail and webhook.
+/// Returns what goes to stdout (empty when `--out` is given).
+pub fn run(req: &ReportRequest) -> Result<String, ReportError> {
+    let model = model(req)?;
+    let body = render(&model, req.format, req.color && req.out.is_none())?;
+    if req.email {
+        let text = render::text(&model, false);
+        let html = html::html(&model);
+        deliver::send_email(&req.config.email, &deliver::subject(&model), &text, &html)?;
+    }
+    if let Some(url) = &req.webhook {
+        deliver::post_webhook(url, &render::json(&model)?)?;
+    }
+    match &req.out {
+        Some(path) => {
+            deliver::write_atomic(path, body.as_bytes())?;
+            Ok(String::new())
+        }
+        None => Ok(body),
+    }
+}

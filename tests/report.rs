@@ -1,0 +1,494 @@
+//! `metaguard report` on fixture databases written through the real store: totals
+//! against the generator's own counts, escaping in HTML/CSV, formats, merging, errors,
+//! `--out`, e-mail and webhook delivery to sinks on 127.0.0.1.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use jiff::Timestamp;
+use jiff::tz::TimeZone;
+use metaguard::policy::Action;
+use metaguard::report::fixture::{self, FixtureDevice, FixtureSpec};
+use metaguard::report::{
+    EmailConfig, Format, Period, ReportConfig, ReportRequest, Security, When, model, render,
+};
+
+const BIN: &str = env!("CARGO_BIN_EXE_metaguard");
+const XSS: &str = "<script>alert(1)</script>";
+const FORMULA: &str = "=HYPERLINK(\"x\")";
+/// ISO week 13 of 2025: Berlin moves its clocks forward on Sunday 30 March.
+const WEEK: &str = "2025-W13";
+
+fn berlin() -> TimeZone {
+    TimeZone::get("Europe/Berlin").unwrap()
+}
+
+fn spec(seed: u64) -> FixtureSpec {
+    let tz = berlin();
+    let week = Period::parse_week(WEEK, &tz).unwrap();
+    let prev = week.previous().unwrap();
+    let dev = |name: &str, mac: Option<&str>, weight: f64| FixtureDevice {
+        name: Some(name.to_string()),
+        mac: mac.map(str::to_string),
+        weight,
+    };
+    FixtureSpec {
+        seed,
+        devices: vec![
+            dev("living-room-tv", Some("02:00:00:00:00:01"), 1.0),
+            dev(XSS, Some("02:00:00:00:00:02"), 0.7),
+            dev(FORMULA, None, 0.4),
+            dev("kids-tablet", Some("02:00:00:00:00:04"), 1.5),
+        ],
+        start: prev.start().unwrap(),
+        end: week.end().unwrap(),
+        hits_per_day: 60.0,
+        other_queries_per_hit: 4,
+    }
+}
+
+fn request(dbs: Vec<PathBuf>, when: When) -> ReportRequest {
+    ReportRequest {
+        dbs,
+        config: ReportConfig::default(),
+        when,
+        tz: berlin(),
+        now: "2025-04-02T10:00:00Z".parse().unwrap(),
+        device: None,
+        format: Format::Text,
+        out: None,
+        email: false,
+        webhook: None,
+        color: false,
+    }
+}
+
+fn fixture_db(dir: &Path, seed: u64) -> PathBuf {
+    let db = dir.join(format!("f{seed}.db"));
+    let w = fixture::write(&db, &spec(seed)).unwrap();
+    assert!(w.hits > 1000, "{w:?}");
+    db
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Count {
+    total: i64,
+    blocked: i64,
+    logged: i64,
+    ai: i64,
+}
+
+/// The generator's own counts per device name within `[start, end)`.
+fn expected(spec: &FixtureSpec, start: i64, end: i64) -> BTreeMap<String, Count> {
+    let mut m: BTreeMap<String, Count> = BTreeMap::new();
+    for h in fixture::events(spec).filter(|h| h.ts >= start && h.ts < end) {
+        let c = m.entry(h.device.name.clone().unwrap()).or_default();
+        c.total += 1;
+        match h.action {
+            Action::Block => c.blocked += 1,
+            Action::Log => c.logged += 1,
+            Action::Allow => {}
+        }
+        if h.category == "meta-ai" {
+            c.ai += 1;
+        }
+    }
+    m
+}
+
+#[test]
+fn report_totals_match_the_generator_across_a_dst_week() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = fixture_db(dir.path(), 1);
+    let s = spec(1);
+    let m = model(&request(vec![db], When::Week(WEEK.into()))).unwrap();
+    assert_eq!(m.period.hours, 167, "DST week");
+    assert_eq!(m.period.days.len(), 7);
+    assert_eq!(m.period.start, "2025-03-24T00:00:00+01:00");
+    let week = Period::parse_week(WEEK, &berlin()).unwrap();
+    let prev = week.previous().unwrap();
+    let want = expected(&s, week.start().unwrap(), week.end().unwrap());
+    let want_prev = expected(&s, prev.start().unwrap(), prev.end().unwrap());
+    let total: i64 = want.values().map(|c| c.total).sum();
+    assert_eq!(m.household.meta_lookups, total);
+    assert_eq!(
+        m.household.counts.blocked,
+        want.values().map(|c| c.blocked).sum::<i64>()
+    );
+    assert_eq!(
+        m.household.counts.logged,
+        want.values().map(|c| c.logged).sum::<i64>()
+    );
+    assert_eq!(m.household.devices_seen, 4);
+    // Every hit came with 4 other queries; Berlin's offsets are whole hours, so the
+    // hourly totals split exactly at local midnight.
+    assert_eq!(m.household.all_lookups, total * 5);
+    assert_eq!(m.household.meta_share_pct, Some(20.0));
+    let prev_total: i64 = want_prev.values().map(|c| c.total).sum();
+    assert_eq!(m.household.previous_meta_lookups, prev_total);
+    for d in &m.devices {
+        let w = want[&d.name];
+        assert_eq!(
+            (d.meta_lookups, d.counts.blocked, d.counts.logged),
+            (w.total, w.blocked, w.logged),
+            "{}",
+            d.name
+        );
+        assert_eq!(d.previous_meta_lookups, want_prev[&d.name].total);
+        let grid: i64 = d.hour_grid.iter().flatten().sum();
+        assert_eq!(grid, w.total, "grid of {}", d.name);
+        let days: i64 = d.days.iter().map(|x| x.counts.total()).sum();
+        assert_eq!(days, w.total);
+        assert!(d.top_domains.len() <= 5 && !d.top_domains.is_empty());
+    }
+    let daily: i64 = m.daily.iter().map(|d| d.total).sum();
+    assert_eq!(daily, total);
+    let ai: i64 = want.values().map(|c| c.ai).sum();
+    assert_eq!(m.meta_ai.lookups, ai);
+    assert!(m.meta_ai.note.contains("16 December 2025"));
+    // Only one device.
+    let mut r = request(vec![dir.path().join("f1.db")], When::Week(WEEK.into()));
+    r.device = Some("02:00:00:00:00:04".into());
+    let one = model(&r).unwrap();
+    assert_eq!(one.devices.len(), 1);
+    assert_eq!(one.household.meta_lookups, want["kids-tablet"].total);
+}
+
+#[test]
+fn report_html_is_escaped_self_contained_and_has_the_sections() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = fixture_db(dir.path(), 2);
+    let m = model(&request(vec![db], When::Week(WEEK.into()))).unwrap();
+    let html = render(&m, Format::Html, false).unwrap();
+    assert!(!html.contains(XSS), "raw tag in HTML");
+    assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+    let doc = scraper::Html::parse_document(&html);
+    let sel = |s: &str| scraper::Selector::parse(s).unwrap();
+    assert_eq!(doc.select(&sel("script")).count(), 0, "no <script> element");
+    for id in ["#summary", "#devices", "#meta-ai", "#dns-limits"] {
+        assert_eq!(doc.select(&sel(id)).count(), 1, "section {id}");
+    }
+    assert!(doc.select(&sel("meta[name=viewport]")).count() == 1);
+    assert!(doc.select(&sel("svg")).count() >= 3, "charts");
+    // The device name is text, in the table and in the SVG chart.
+    let names: Vec<String> = doc
+        .select(&sel("td"))
+        .map(|e| e.text().collect::<String>())
+        .collect();
+    assert!(names.iter().any(|n| n == XSS));
+    assert!(
+        doc.select(&sel("svg text"))
+            .any(|e| e.text().collect::<String>().contains("<script>"))
+    );
+    for bad in ["src=", "href=\"http", "url(", "@import"] {
+        assert!(!html.contains(bad), "external asset: {bad}");
+    }
+}
+
+#[test]
+fn report_csv_neutralises_formulas_and_has_a_row_per_device_category_day() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = fixture_db(dir.path(), 3);
+    let m = model(&request(vec![db], When::Week(WEEK.into()))).unwrap();
+    let out = render(&m, Format::Csv, false).unwrap();
+    let mut r = csv::Reader::from_reader(out.as_bytes());
+    let rows: Vec<csv::StringRecord> = r.records().map(|x| x.unwrap()).collect();
+    let expect: usize = m.devices.iter().map(|d| d.categories.len() * 7).sum();
+    assert_eq!(rows.len(), expect);
+    for row in &rows {
+        for cell in row.iter() {
+            assert!(
+                !cell.starts_with(['=', '+', '-', '@', '\t', '\r']),
+                "{cell}"
+            );
+        }
+    }
+    assert!(rows.iter().any(|r| &r[1] == "'=HYPERLINK(\"x\")"));
+    let total: i64 = rows.iter().map(|r| r[8].parse::<i64>().unwrap()).sum();
+    assert_eq!(total, m.household.meta_lookups);
+}
+
+#[test]
+fn report_json_text_and_markdown() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = fixture_db(dir.path(), 4);
+    let m = model(&request(vec![db], When::Week(WEEK.into()))).unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str(&render(&m, Format::Json, false).unwrap()).unwrap();
+    assert_eq!(v["schema_version"], 1);
+    assert_eq!(v["period"]["label"], WEEK);
+    assert_eq!(v["household"]["meta_lookups"], m.household.meta_lookups);
+    assert_eq!(v["devices"][0]["hour_grid"].as_array().unwrap().len(), 7);
+    let text = render(&m, Format::Text, false).unwrap();
+    assert!(text.contains("Household") && text.contains("What DNS cannot see"));
+    assert!(!text.contains('\x1b'), "no colour when not asked");
+    assert!(render(&m, Format::Text, true).unwrap().contains('\x1b'));
+    let md = render(&m, Format::Markdown, false).unwrap();
+    assert!(md.contains("## Meta AI"));
+    assert!(!md.contains(XSS));
+}
+
+#[test]
+fn report_empty_week_says_no_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = fixture_db(dir.path(), 5);
+    let m = model(&request(vec![db], When::Week("2024-W10".into()))).unwrap();
+    assert!(m.empty);
+    assert_eq!(m.household.meta_lookups, 0);
+    for f in [Format::Text, Format::Markdown, Format::Html] {
+        let out = render(&m, f, false).unwrap();
+        assert!(out.contains("No data"), "{f:?}");
+    }
+    let v: serde_json::Value =
+        serde_json::from_str(&render(&m, Format::Json, false).unwrap()).unwrap();
+    assert_eq!(v["empty"], true);
+}
+
+#[test]
+fn report_refuses_newer_schema_and_names_a_missing_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nowhere.db");
+    let e = model(&request(vec![missing.clone()], When::LastWeek))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains(&missing.display().to_string()), "{e}");
+    let newer = dir.path().join("newer.db");
+    let c = rusqlite::Connection::open(&newer).unwrap();
+    c.pragma_update(None, "user_version", 99).unwrap();
+    drop(c);
+    let e = model(&request(vec![newer], When::LastWeek))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("newer"), "{e}");
+}
+
+#[test]
+fn report_merges_databases_joining_devices_by_mac_else_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = fixture_db(dir.path(), 6);
+    let b = fixture_db(dir.path(), 7);
+    let one = |db: &PathBuf| model(&request(vec![db.clone()], When::Week(WEEK.into()))).unwrap();
+    let (ma, mb) = (one(&a), one(&b));
+    let m = model(&request(vec![a, b], When::Week(WEEK.into()))).unwrap();
+    assert_eq!(m.devices.len(), 4, "same MACs and names join");
+    assert_eq!(
+        m.household.meta_lookups,
+        ma.household.meta_lookups + mb.household.meta_lookups
+    );
+    let f = m.devices.iter().find(|d| d.name == FORMULA).unwrap();
+    let fa = ma.devices.iter().find(|d| d.name == FORMULA).unwrap();
+    let fb = mb.devices.iter().find(|d| d.name == FORMULA).unwrap();
+    assert_eq!(f.meta_lookups, fa.meta_lookups + fb.meta_lookups);
+    assert_eq!(m.sources.len(), 2);
+}
+
+#[test]
+fn report_out_is_written_atomically_with_mode_0640() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let db = fixture_db(dir.path(), 8);
+    let out = dir.path().join("week.html");
+    std::fs::write(&out, "old").unwrap();
+    let mut r = request(vec![db], When::Week(WEEK.into()));
+    r.format = Format::Html;
+    r.out = Some(out.clone());
+    assert_eq!(metaguard::report::run(&r).unwrap(), "");
+    let html = std::fs::read_to_string(&out).unwrap();
+    assert!(html.starts_with("<!DOCTYPE html>"));
+    let mode = std::fs::metadata(&out).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o640);
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().contains(".tmp-"))
+        .collect();
+    assert!(left.is_empty(), "temporary file left behind");
+}
+
+/// A tiny SMTP server: enough of RFC 5321 for lettre without TLS. Returns the DATA.
+fn smtp_sink() -> (u16, std::thread::JoinHandle<String>) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let t = std::thread::spawn(move || {
+        let (s, _) = l.accept().unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+            .unwrap();
+        let mut w = s.try_clone().unwrap();
+        let mut r = BufReader::new(s);
+        let mut data = String::new();
+        w.write_all(b"220 sink ESMTP\r\n").unwrap();
+        let mut line = String::new();
+        loop {
+            line.clear();
+            if r.read_line(&mut line).unwrap() == 0 {
+                break;
+            }
+            let cmd = line.to_ascii_uppercase();
+            if cmd.starts_with("EHLO") || cmd.starts_with("HELO") {
+                w.write_all(b"250-sink\r\n250 8BITMIME\r\n").unwrap();
+            } else if cmd.starts_with("DATA") {
+                w.write_all(b"354 go on\r\n").unwrap();
+                loop {
+                    line.clear();
+                    r.read_line(&mut line).unwrap();
+                    if line == ".\r\n" {
+                        break;
+                    }
+                    data.push_str(&line);
+                }
+                w.write_all(b"250 queued\r\n").unwrap();
+            } else if cmd.starts_with("QUIT") {
+                w.write_all(b"221 bye\r\n").unwrap();
+                break;
+            } else {
+                w.write_all(b"250 ok\r\n").unwrap();
+            }
+        }
+        data
+    });
+    (port, t)
+}
+
+/// A tiny HTTP server taking one POST; returns (request head, body).
+fn http_sink() -> (u16, std::thread::JoinHandle<(String, String)>) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let t = std::thread::spawn(move || {
+        let (s, _) = l.accept().unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+            .unwrap();
+        let mut w = s.try_clone().unwrap();
+        let mut r = BufReader::new(s);
+        let mut head = String::new();
+        let mut len = 0usize;
+        loop {
+            let mut line = String::new();
+            r.read_line(&mut line).unwrap();
+            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                len = v.trim().parse().unwrap();
+            }
+            head.push_str(&line);
+            if line == "\r\n" {
+                break;
+            }
+        }
+        let mut body = vec![0; len];
+        r.read_exact(&mut body).unwrap();
+        w.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+            .unwrap();
+        (head, String::from_utf8(body).unwrap())
+    });
+    (port, t)
+}
+
+#[test]
+fn report_is_emailed_and_posted_to_local_sinks() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = fixture_db(dir.path(), 9);
+    let pw = dir.path().join("pw");
+    std::fs::write(&pw, "s3cret\n").unwrap();
+    let (smtp, smtp_t) = smtp_sink();
+    let (http, http_t) = http_sink();
+    let mut r = request(vec![db], When::Week(WEEK.into()));
+    r.config.email = EmailConfig {
+        server: "127.0.0.1".into(),
+        port: smtp,
+        security: Security::None,
+        from: "metaguard <router@example.org>".into(),
+        to: vec!["me@example.org".into(), "you@example.org".into()],
+        username: None,
+        password_file: None,
+    };
+    r.email = true;
+    r.webhook = Some(format!("http://127.0.0.1:{http}/hook"));
+    let out = metaguard::report::run(&r).unwrap();
+    assert!(out.contains("Household"));
+    let data = smtp_t.join().unwrap();
+    assert!(
+        data.contains("Subject: metaguard report 2025-W13"),
+        "{data}"
+    );
+    assert!(data.contains("text/html") && data.contains("text/plain"));
+    assert!(
+        data.contains("To: me@example.org, you@example.org"),
+        "{data}"
+    );
+    let (head, body) = http_t.join().unwrap();
+    assert!(head.starts_with("POST /hook HTTP/1.1"), "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: application/json")
+    );
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["schema_version"], 1);
+    // A username without a password file is refused before connecting.
+    r.webhook = None;
+    r.config.email.username = Some("me".into());
+    let e = metaguard::report::run(&r).unwrap_err().to_string();
+    assert!(e.contains("password_file"), "{e}");
+    let _ = pw;
+}
+
+#[test]
+fn report_cli_json_for_a_week_in_berlin() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = fixture_db(dir.path(), 10);
+    let out = Command::new(BIN)
+        .env("TZ", "Europe/Berlin")
+        .args(["report", "--week", WEEK, "--format", "json", "--db"])
+        .arg(&db)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["period"]["hours"], 167);
+    assert_eq!(v["period"]["time_zone"], "Europe/Berlin");
+    let out = Command::new(BIN)
+        .args(["report", "--week", "2025-W99", "--db"])
+        .arg(&db)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("YYYY-Www"));
+    let _ = Timestamp::now();
+}
+
+/// Writes an example HTML report (for docs/report-example.png) to
+/// `$METAGUARD_EXAMPLE_HTML`: `cargo test --test report -- --ignored example`.
+#[test]
+#[ignore]
+fn report_example_html() {
+    let Some(out) = std::env::var_os("METAGUARD_EXAMPLE_HTML") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("example.db");
+    let mut s = spec(11);
+    let names = [
+        ("Living room TV", Some("02:00:00:00:00:01"), 1.2),
+        ("Anna's phone", Some("02:00:00:00:00:02"), 1.6),
+        ("Kids' tablet", Some("02:00:00:00:00:03"), 0.9),
+        ("Quest 3", Some("02:00:00:00:00:04"), 0.5),
+        ("Work laptop", None, 0.3),
+    ];
+    s.devices = names
+        .iter()
+        .map(|(n, m, w)| FixtureDevice {
+            name: Some(n.to_string()),
+            mac: m.map(str::to_string),
+            weight: *w,
+        })
+        .collect();
+    fixture::write(&db, &s).unwrap();
+    let mut r = request(vec![db], When::Week(WEEK.into()));
+    r.format = Format::Html;
+    r.out = Some(PathBuf::from(out));
+    metaguard::report::run(&r).unwrap();
+}
