@@ -53,3 +53,39 @@ fn examples_say_what_they_are_for() {
         vec!["127.0.0.1:5335".parse::<std::net::SocketAddr>().unwrap()]
     );
 }
+
+/// Every key the built-in defaults have is written out in `config/metaguard.toml`
+/// (equal values alone would pass with keys left out).
+#[test]
+fn shipped_config_names_every_option() {
+    fn keys(prefix: &str, v: &toml::Value, out: &mut Vec<String>) {
+        if let toml::Value::Table(t) = v {
+            for (k, v) in t {
+                let path = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                out.push(path.clone());
+                keys(&path, v, out);
+            }
+        }
+    }
+    let defaults: toml::Value =
+        toml::from_str(&metaguard::config::Config::default().to_toml()).unwrap();
+    let shipped: toml::Value = toml::from_str(include_str!("../config/metaguard.toml")).unwrap();
+    let (mut want, mut have) = (Vec::new(), Vec::new());
+    keys("", &defaults, &mut want);
+    keys("", &shipped, &mut have);
+    let text = include_str!("../config/metaguard.toml");
+    let missing: Vec<_> = want
+        .iter()
+        .filter(|k| !have.contains(k))
+        // Empty arrays of tables cannot be written out empty; a commented example will do.
+        .filter(|k| !text.contains(&format!("# [[{k}]]")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "config/metaguard.toml lacks: {missing:?}"
+    );
+}
