@@ -640,3 +640,31 @@ async fn stop_finishes_in_flight_queries() {
     assert!(t.elapsed() < Duration::from_secs(2));
     assert_eq!(ips(&pending.await.unwrap()), ["192.0.2.1"]);
 }
+
+#[tokio::test]
+async fn an_answer_that_fits_only_compressed_is_sent_whole() {
+    let up = Upstream::start().await;
+    let owner = "a-rather-long-host-name.cdn.example.";
+    let records = (0..25).map(|i| a(owner, [10, 0, 1, i], 300)).collect();
+    up.set(owner, Behaviour::Records(records));
+    let srv = serve(config(&up)).await;
+    // Uncompressed this is ~1.2 kB; compressed it fits a 512-byte client.
+    let raw = udp_raw(
+        srv.addrs()[0],
+        &query_bytes(
+            owner,
+            RecordType::A,
+            Q {
+                edns: false,
+                ..Q::default()
+            },
+        ),
+    )
+    .await
+    .unwrap();
+    assert!(raw.len() <= 512, "{} bytes", raw.len());
+    let m = Message::from_vec(&raw).unwrap();
+    assert!(!m.metadata.truncation);
+    assert_eq!(m.answers.len(), 25);
+    srv.stop().await;
+}

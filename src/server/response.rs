@@ -5,11 +5,12 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 
-use hickory_proto::op::{Edns, Header, HeaderCounts, Metadata, ResponseCode};
+use hickory_proto::ProtoError;
+use hickory_proto::op::{Edns, Header, HeaderCounts, Message, Metadata, ResponseCode};
 use hickory_proto::rr::rdata::opt::{EdnsCode, EdnsOption};
 use hickory_proto::rr::rdata::{A, AAAA, HINFO, SOA};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
-use hickory_proto::serialize::binary::{BinEncodable, BinEncoder};
+use hickory_proto::serialize::binary::{BinDecodable, BinEncodable, BinEncoder, NameEncoding};
 use hickory_server::net::NetError;
 use hickory_server::server::{ResponseHandler, ResponseInfo};
 use hickory_server::zone_handler::MessageResponse;
@@ -192,30 +193,58 @@ impl ResponseHandler for Capture {
         >,
     ) -> Result<ResponseInfo, NetError> {
         let metadata = *response.metadata();
+        // Names uncompressed first: hickory's compression keeps a heap copy of every
+        // label written, and was the largest single cost of a cached answer. Only an
+        // answer that does not fit the client's size is re-encoded compressed (and
+        // truncated if still too big).
         let mut bytes = Vec::with_capacity(512);
         let mut encoder = BinEncoder::new(&mut bytes);
-        encoder.set_max_size(self.max_size);
+        encoder.set_name_encoding(NameEncoding::Uncompressed);
         let info = match response.destructive_emit(&mut encoder) {
-            Ok(info) => info,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot encode answer; sending SERVFAIL");
-                bytes.clear();
-                let mut meta = metadata;
-                meta.response_code = ResponseCode::ServFail;
-                let header = Header {
-                    metadata: meta,
-                    counts: HeaderCounts::default(),
-                };
-                let mut encoder = BinEncoder::new(&mut bytes);
-                header.emit(&mut encoder)?;
-                ResponseInfo::from(header)
-            }
+            Ok(info) if bytes.len() <= usize::from(self.max_size) => info,
+            Ok(_) => match recompress(&bytes, self.max_size) {
+                Ok((info, out)) => {
+                    bytes = out;
+                    info
+                }
+                Err(e) => servfail(&mut bytes, metadata, &e)?,
+            },
+            Err(e) => servfail(&mut bytes, metadata, &e)?,
         };
         if let Ok(mut slot) = self.out.lock() {
             *slot = Some(bytes);
         }
         Ok(info)
     }
+}
+
+/// Re-encode an answer with name compression, truncated to `max_size` (TC set).
+fn recompress(bytes: &[u8], max_size: u16) -> Result<(ResponseInfo, Vec<u8>), ProtoError> {
+    let msg = Message::from_vec(bytes)?;
+    let mut out = Vec::with_capacity(usize::from(max_size));
+    let mut encoder = BinEncoder::new(&mut out);
+    encoder.set_max_size(max_size);
+    msg.emit(&mut encoder)?;
+    let header = Header::read(&mut hickory_proto::serialize::binary::BinDecoder::new(&out))?;
+    Ok((ResponseInfo::from(header), out))
+}
+
+/// Replace `bytes` with a bare SERVFAIL header for an answer we could not encode.
+fn servfail(
+    bytes: &mut Vec<u8>,
+    metadata: Metadata,
+    error: &dyn std::fmt::Display,
+) -> Result<ResponseInfo, ProtoError> {
+    tracing::warn!(%error, "cannot encode answer; sending SERVFAIL");
+    bytes.clear();
+    let mut meta = metadata;
+    meta.response_code = ResponseCode::ServFail;
+    let header = Header {
+        metadata: meta,
+        counts: HeaderCounts::default(),
+    };
+    header.emit(&mut BinEncoder::new(bytes))?;
+    Ok(ResponseInfo::from(header))
 }
 
 /// The metadata of an answer to `req`.
