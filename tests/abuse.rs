@@ -325,3 +325,61 @@ async fn forged_upstream_answers_are_not_accepted() {
     assert!(up.hits("other-port.example") > before);
     srv.stop().await;
 }
+
+#[tokio::test]
+async fn rebinding_protection_refuses_private_addresses_for_public_names() {
+    let up = Upstream::start().await;
+    up.set(
+        "evil.example",
+        Behaviour::Records(vec![a("evil.example.", [192, 168, 1, 1], 60)]),
+    );
+    up.set(
+        "loop.example",
+        Behaviour::Records(vec![
+            cname("loop.example.", "target.example.", 60),
+            a("target.example.", [127, 0, 0, 1], 60),
+        ]),
+    );
+    up.set(
+        "nas.home.arpa",
+        Behaviour::Records(vec![a("nas.home.arpa.", [192, 168, 1, 5], 60)]),
+    );
+    up.set(
+        "printer.lan",
+        Behaviour::Records(vec![a("printer.lan.", [10, 0, 0, 9], 60)]),
+    );
+    up.set(
+        "public.example",
+        Behaviour::Records(vec![a("public.example.", [203, 0, 113, 5], 60)]),
+    );
+    // Off by default: answers pass as they are.
+    let srv = serve(config(&up)).await;
+    let addr = srv.addrs()[0];
+    let m = udp(addr, "evil.example.", RecordType::A, q(1)).await;
+    assert_eq!(ips(&m), ["192.168.1.1"]);
+    srv.stop().await;
+
+    let mut c = config(&up);
+    c.server.rebind_protection = true;
+    let srv = serve(c).await;
+    let addr = srv.addrs()[0];
+    for (n, i) in [("evil.example.", 2u16), ("loop.example.", 3)] {
+        let m = udp(addr, n, RecordType::A, q(i)).await;
+        assert_eq!(m.metadata.response_code, ResponseCode::NXDomain, "{n}");
+        assert!(m.answers.is_empty(), "{n}");
+        assert!(ede(&m).unwrap().1.contains("rebinding"), "{n}");
+        // From the cache too, and over TCP.
+        let m = tcp(addr, n, RecordType::A, q(i)).await;
+        assert_eq!(m.metadata.response_code, ResponseCode::NXDomain, "{n}");
+    }
+    let m = udp(addr, "nas.home.arpa.", RecordType::A, q(4)).await;
+    assert_eq!(ips(&m), ["192.168.1.5"]);
+    let m = udp(addr, "printer.lan.", RecordType::A, q(5)).await;
+    assert_eq!(ips(&m), ["10.0.0.9"]);
+    let m = udp(addr, "public.example.", RecordType::A, q(6)).await;
+    assert_eq!(ips(&m), ["203.0.113.5"]);
+    // Blocked names still get 0.0.0.0: the blocked answer is ours, not upstream's.
+    let m = udp(addr, "connect.facebook.net.", RecordType::A, q(7)).await;
+    assert_eq!(ips(&m), ["0.0.0.0"]);
+    srv.stop().await;
+}

@@ -57,6 +57,11 @@ pub struct ServerConfig {
     pub tcp_idle_timeout: Duration,
     /// Queries on one TCP connection before it is closed.
     pub max_tcp_queries_per_connection: usize,
+    /// DNS-rebinding protection: an upstream answer for a name outside `rebind_allow`
+    /// that holds a private, loopback or link-local address is answered NXDOMAIN.
+    pub rebind_protection: bool,
+    /// Domains (and their subdomains) whose answers may hold private addresses.
+    pub rebind_allow: Vec<String>,
 }
 
 impl Default for ServerConfig {
@@ -73,6 +78,11 @@ impl Default for ServerConfig {
             max_tcp_connections_per_client: 32,
             tcp_idle_timeout: Duration::from_secs(10),
             max_tcp_queries_per_connection: 1000,
+            rebind_protection: false,
+            rebind_allow: ["local", "lan", "home.arpa"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
         }
     }
 }
