@@ -245,7 +245,7 @@ impl Handler {
 
 /// Whether `answer` for the public name `name` holds an address of the local network
 /// (a DNS-rebinding attempt). Names under `allow` and single-label names are local.
-pub(crate) fn rebinds(answer: &crate::cache::Answer, name: &str, allow: &[String]) -> bool {
+fn rebinds(answer: &crate::cache::Answer, name: &str, allow: &[String]) -> bool {
     use hickory_proto::rr::RData;
     let local_name = !name.contains('.')
         || allow.iter().any(|d| {
