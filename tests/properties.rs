@@ -82,10 +82,10 @@ proptest! {
     #[test]
     fn request_parsing_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..600)) {
         let src: SocketAddr = "127.0.0.1:5353".parse().unwrap();
-        if let Ok(r) = Request::from_bytes(bytes.clone(), src, Protocol::Udp) {
-            if let Some(e) = r.edns.as_ref() {
-                let _ = mac_from_edns(e);
-            }
+        if let Ok(r) = Request::from_bytes(bytes.clone(), src, Protocol::Udp)
+            && let Some(e) = r.edns.as_ref()
+        {
+            let _ = mac_from_edns(e);
         }
         if let Ok(m) = Message::from_vec(&bytes) && let Some(e) = m.edns.as_ref() {
             let _ = mac_from_edns(e);
