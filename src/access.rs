@@ -78,21 +78,25 @@ type Limiter = RateLimiter<
 pub struct Access {
     allow: Vec<IpNet>,
     exempt: Vec<IpNet>,
-    limiter: Option<Limiter>,
+    /// Swapped for an empty one when a flood of distinct sources outgrows `max_clients`.
+    limiter: Option<arc_swap::ArcSwap<Limiter>>,
+    quota: Option<Quota>,
     max_clients: usize,
     checks: AtomicU64,
 }
 
 impl Access {
     pub fn new(allow: &[IpNet], rate: &RateLimitConfig) -> Access {
-        let limiter = NonZeroU32::new(rate.qps).map(|qps| {
+        let quota = NonZeroU32::new(rate.qps).map(|qps| {
             let burst = NonZeroU32::new(rate.burst.max(rate.qps)).unwrap_or(qps);
-            RateLimiter::keyed(Quota::per_second(qps).allow_burst(burst))
+            Quota::per_second(qps).allow_burst(burst)
         });
+        let limiter = quota.map(|q| arc_swap::ArcSwap::from_pointee(RateLimiter::keyed(q)));
         Access {
             allow: allow.to_vec(),
             exempt: rate.exempt.clone(),
             limiter,
+            quota,
             max_clients: rate.max_clients.max(1),
             checks: AtomicU64::new(0),
         }
@@ -109,13 +113,16 @@ impl Access {
         if !self.is_allowed(ip) {
             return Admit::Refused;
         }
-        let Some(limiter) = &self.limiter else {
+        let (Some(swap), Some(quota)) = (&self.limiter, self.quota) else {
             return Admit::Yes;
         };
         if self.exempt.iter().any(|n| n.contains(&ip)) {
             return Admit::Yes;
         }
-        // Keep the table bounded under a flood of distinct sources.
+        let limiter = swap.load();
+        // Keep the table bounded under a flood of distinct sources: forget the idle
+        // ones, and if every one is recent (a spoofed flood), forget them all. The table
+        // never holds more than `max_clients` + 1024 addresses.
         if self
             .checks
             .fetch_add(1, Ordering::Relaxed)
@@ -124,6 +131,13 @@ impl Access {
         {
             limiter.retain_recent();
             limiter.shrink_to_fit();
+            if limiter.len() > self.max_clients {
+                tracing::debug!(
+                    tracked = limiter.len(),
+                    "rate limiter table full of recent sources; starting afresh"
+                );
+                swap.store(std::sync::Arc::new(RateLimiter::keyed(quota)));
+            }
         }
         match limiter.check_key(&ip) {
             Ok(()) => Admit::Yes,
@@ -133,7 +147,7 @@ impl Access {
 
     /// Client addresses the limiter currently tracks.
     pub fn tracked_clients(&self) -> usize {
-        self.limiter.as_ref().map_or(0, |l| l.len())
+        self.limiter.as_ref().map_or(0, |l| l.load().len())
     }
 }
 

@@ -492,3 +492,70 @@ fn report_example_html() {
     r.out = Some(PathBuf::from(out));
     metaguard::report::run(&r).unwrap();
 }
+
+/// An SMTP server that offers AUTH, records the AUTH exchange and rejects it.
+fn smtp_auth_sink() -> (u16, std::thread::JoinHandle<String>) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let t = std::thread::spawn(move || {
+        let (s, _) = l.accept().unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+            .unwrap();
+        let mut w = s.try_clone().unwrap();
+        let mut r = BufReader::new(s);
+        let mut auth = String::new();
+        w.write_all(b"220 sink ESMTP\r\n").unwrap();
+        let mut line = String::new();
+        loop {
+            line.clear();
+            if r.read_line(&mut line).unwrap_or(0) == 0 {
+                break;
+            }
+            let cmd = line.to_ascii_uppercase();
+            if cmd.starts_with("EHLO") || cmd.starts_with("HELO") {
+                w.write_all(b"250-sink\r\n250 AUTH PLAIN\r\n").unwrap();
+            } else if cmd.starts_with("AUTH") {
+                auth.push_str(&line);
+                w.write_all(b"535 5.7.8 authentication failed\r\n").unwrap();
+            } else if cmd.starts_with("QUIT") {
+                w.write_all(b"221 bye\r\n").unwrap();
+                break;
+            } else {
+                w.write_all(b"250 ok\r\n").unwrap();
+            }
+        }
+        auth
+    });
+    (port, t)
+}
+
+#[test]
+fn smtp_password_comes_from_its_file_and_never_shows_in_errors() {
+    use base64::Engine;
+    let dir = tempfile::tempdir().unwrap();
+    let db = fixture_db(dir.path(), 9);
+    let pw = dir.path().join("pw");
+    // Only the first line is the password.
+    std::fs::write(&pw, "s3cret-Pa55\nnot-the-password\n").unwrap();
+    let (smtp, smtp_t) = smtp_auth_sink();
+    let mut r = request(vec![db], When::Week(WEEK.into()));
+    r.config.email = EmailConfig {
+        server: "127.0.0.1".into(),
+        port: smtp,
+        security: Security::None,
+        from: "metaguard <router@example.org>".into(),
+        to: vec!["me@example.org".into()],
+        username: Some("router".into()),
+        password_file: Some(pw),
+    };
+    r.email = true;
+    let e = metaguard::report::run(&r).unwrap_err();
+    let shown = format!("{e} / {e:?}");
+    assert!(!shown.contains("s3cret"), "{shown}");
+    let auth = smtp_t.join().unwrap();
+    let b64 = auth.split_whitespace().last().unwrap_or("");
+    let plain = base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .unwrap_or_default();
+    assert_eq!(plain, b"\0router\0s3cret-Pa55", "{auth}");
+}

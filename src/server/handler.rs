@@ -170,6 +170,20 @@ impl Handler {
                 }
             }
         }
+        if snap.config.server.rebind_protection
+            && rebinds(&answer, name, &snap.config.server.rebind_allow)
+        {
+            tracing::debug!(%name, "private address in a public answer (DNS rebinding)");
+            let reply = Reply {
+                rcode: ResponseCode::NXDomain,
+                ..Default::default()
+            }
+            .with_ede(
+                response::EDE_BLOCKED,
+                "blocked by metaguard (DNS rebinding protection)",
+            );
+            return (reply, logged);
+        }
         let hit = logged.or(if verdict.action.is_none() {
             chain_logged
         } else {
@@ -226,6 +240,48 @@ impl Handler {
             snap.config.filter.blocked_ttl,
             category,
         )
+    }
+}
+
+/// Whether `answer` for the public name `name` holds an address of the local network
+/// (a DNS-rebinding attempt). Names under `allow` and single-label names are local.
+fn rebinds(answer: &crate::cache::Answer, name: &str, allow: &[String]) -> bool {
+    use hickory_proto::rr::RData;
+    let local_name = !name.contains('.')
+        || allow.iter().any(|d| {
+            let d = d.trim_matches('.').to_ascii_lowercase();
+            name.strip_suffix(d.as_str())
+                .is_some_and(|rest| rest.is_empty() || rest.ends_with('.'))
+        });
+    if local_name {
+        return false;
+    }
+    answer.answers.iter().any(|r| match &r.data {
+        RData::A(a) => private_ip(std::net::IpAddr::V4(a.0)),
+        RData::AAAA(a) => private_ip(std::net::IpAddr::V6(a.0)),
+        _ => false,
+    })
+}
+
+/// Loopback, RFC 1918, CGNAT, link-local, unspecified, ULA (and IPv4-mapped forms).
+fn private_ip(ip: std::net::IpAddr) -> bool {
+    match ip.to_canonical() {
+        std::net::IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || a == 0
+                || (a == 100 && (64..128).contains(&b))
+        }
+        std::net::IpAddr::V6(v6) => {
+            let first = v6.segments()[0];
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || (first & 0xfe00) == 0xfc00
+                || (first & 0xffc0) == 0xfe80
+        }
     }
 }
 

@@ -48,7 +48,8 @@ pub struct ServerConfig {
     pub rate_limit: RateLimitConfig,
     /// UDP queries being answered at once; past it new ones are dropped and counted.
     pub max_udp_in_flight: usize,
-    /// Open TCP connections, in total and from one client address.
+    /// Open TCP connections, in total and from one client address (the latter is held
+    /// to at most half the total).
     pub max_tcp_connections: usize,
     pub max_tcp_connections_per_client: usize,
     /// A TCP connection that sends no query for this long is closed.
@@ -56,6 +57,11 @@ pub struct ServerConfig {
     pub tcp_idle_timeout: Duration,
     /// Queries on one TCP connection before it is closed.
     pub max_tcp_queries_per_connection: usize,
+    /// DNS-rebinding protection: an upstream answer for a name outside `rebind_allow`
+    /// that holds a private, loopback or link-local address is answered NXDOMAIN.
+    pub rebind_protection: bool,
+    /// Domains (and their subdomains) whose answers may hold private addresses.
+    pub rebind_allow: Vec<String>,
 }
 
 impl Default for ServerConfig {
@@ -72,6 +78,11 @@ impl Default for ServerConfig {
             max_tcp_connections_per_client: 32,
             tcp_idle_timeout: Duration::from_secs(10),
             max_tcp_queries_per_connection: 1000,
+            rebind_protection: false,
+            rebind_allow: ["local", "lan", "home.arpa"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
         }
     }
 }
@@ -319,6 +330,16 @@ impl Running {
             .unwrap_or(false)
     }
 
+    /// Answers in the cache now (bounded by `[cache] size`).
+    pub fn cache_len(&self) -> usize {
+        self.shared.handler.cache.len()
+    }
+
+    /// Client addresses the rate limiter tracks now (bounded by `max_clients` + 1024).
+    pub fn rate_limited_clients(&self) -> usize {
+        self.shared.handler.state.load().access.tracked_clients()
+    }
+
     pub fn uptime(&self) -> Duration {
         self.started.elapsed()
     }
@@ -450,7 +471,11 @@ pub async fn start(config: Config) -> Result<Running, ServeError> {
     }
     let limits = tcp::TcpLimits {
         max_connections: server_cfg.max_tcp_connections,
-        max_per_client: server_cfg.max_tcp_connections_per_client,
+        // One address never holds more than half the slots, whatever the config says:
+        // a client that opens connections and sits on them cannot lock the others out.
+        max_per_client: server_cfg
+            .max_tcp_connections_per_client
+            .min((server_cfg.max_tcp_connections / 2).max(1)),
         idle_timeout: server_cfg.tcp_idle_timeout,
         max_queries_per_connection: server_cfg.max_tcp_queries_per_connection.max(1),
         pipeline: 16,

@@ -30,6 +30,52 @@ pub enum Behaviour {
     Silent,
     /// Answers as the default after a delay.
     Slow(Duration),
+    /// The query's ID followed by random bytes (not a DNS message).
+    Garbage,
+    /// A correct answer under another ID.
+    WrongId,
+    /// A correct answer for another name (the question does not match).
+    WrongQuestion,
+    /// A correct answer, sent from another socket (another source port).
+    OtherSocket,
+    /// TC=1 over UDP; over TCP the length prefix and half the answer, then close.
+    TruncatedTcp,
+    /// TC=1 over UDP; over TCP the connection is reset (RST) without an answer.
+    ResetTcp,
+}
+
+/// What the TCP side does for one name, besides answering normally.
+fn tcp_fault(zone: &Mutex<HashMap<String, Behaviour>>, packet: &[u8]) -> Option<Behaviour> {
+    let req = Message::from_vec(packet).ok()?;
+    let q = req.queries.first()?;
+    let qname = q
+        .name()
+        .to_ascii()
+        .trim_end_matches('.')
+        .to_ascii_lowercase();
+    match zone.lock().unwrap().get(&qname) {
+        Some(b @ (Behaviour::TruncatedTcp | Behaviour::ResetTcp)) => Some(b.clone()),
+        _ => None,
+    }
+}
+
+/// Whether `packet` asks for a name that must be answered from another socket.
+fn other_socket(zone: &Mutex<HashMap<String, Behaviour>>, packet: &[u8]) -> bool {
+    let Ok(req) = Message::from_vec(packet) else {
+        return false;
+    };
+    let Some(q) = req.queries.first() else {
+        return false;
+    };
+    let qname = q
+        .name()
+        .to_ascii()
+        .trim_end_matches('.')
+        .to_ascii_lowercase();
+    matches!(
+        zone.lock().unwrap().get(&qname),
+        Some(Behaviour::OtherSocket)
+    )
 }
 
 /// An in-process upstream DNS server on 127.0.0.1 (UDP and TCP, one port).
@@ -100,7 +146,13 @@ impl Upstream {
                 let (zone, hits, udp) = (zone.clone(), hits.clone(), udp.clone());
                 tokio::spawn(async move {
                     if let Some(bytes) = answer(&zone, &hits, &packet, true).await {
-                        let _ = udp.send_to(&bytes, src).await;
+                        if other_socket(&zone, &packet) {
+                            if let Ok(other) = UdpSocket::bind("127.0.0.1:0").await {
+                                let _ = other.send_to(&bytes, src).await;
+                            }
+                        } else {
+                            let _ = udp.send_to(&bytes, src).await;
+                        }
                     }
                 });
             }
@@ -119,7 +171,22 @@ impl Upstream {
                         if s.read_exact(&mut msg).await.is_err() {
                             break;
                         }
+                        let fault = tcp_fault(&zone, &msg);
+                        if let Some(Behaviour::ResetTcp) = fault {
+                            // SO_LINGER 0: close sends RST instead of FIN (and, with a
+                            // zero timeout, never blocks the thread, which is what the
+                            // deprecation warns about).
+                            #[allow(deprecated)]
+                            let _ = s.set_linger(Some(Duration::ZERO));
+                            break;
+                        }
                         if let Some(bytes) = answer(&zone, &hits, &msg, false).await {
+                            if let Some(Behaviour::TruncatedTcp) = fault {
+                                let mut frame = (bytes.len() as u16).to_be_bytes().to_vec();
+                                frame.extend_from_slice(&bytes[..bytes.len() / 2]);
+                                let _ = s.write_all(&frame).await;
+                                break;
+                            }
                             let mut frame = (bytes.len() as u16).to_be_bytes().to_vec();
                             frame.extend_from_slice(&bytes);
                             if s.write_all(&frame).await.is_err() {
@@ -206,6 +273,38 @@ async fn answer(
             default(&mut resp);
         }
         Some(Behaviour::Silent) => return None,
+        Some(Behaviour::Garbage) => {
+            use rand::RngCore;
+            let mut junk = vec![0u8; 64];
+            rand::rng().fill_bytes(&mut junk);
+            junk[..2].copy_from_slice(&req.metadata.id.to_be_bytes());
+            // Not a response bit pattern we could parse: QR set, every count huge.
+            junk[2] |= 0x80;
+            junk[4..12].fill(0xff);
+            return Some(junk);
+        }
+        Some(Behaviour::WrongId) => {
+            resp.metadata.id = req.metadata.id.wrapping_add(1);
+            default(&mut resp);
+        }
+        Some(Behaviour::WrongQuestion) => {
+            let other = Query::query(name("elsewhere.example."), q.query_type());
+            resp.queries.clear();
+            resp.add_query(other.clone());
+            resp.add_answer(Record::from_rdata(
+                other.name().clone(),
+                300,
+                RData::A(A(Ipv4Addr::new(192, 0, 2, 66))),
+            ));
+        }
+        Some(Behaviour::OtherSocket) => default(&mut resp),
+        Some(Behaviour::TruncatedTcp | Behaviour::ResetTcp) => {
+            if udp {
+                resp.metadata.truncation = true;
+            } else {
+                default(&mut resp);
+            }
+        }
         Some(Behaviour::ServFail) => resp.metadata.response_code = ResponseCode::ServFail,
         Some(Behaviour::NxDomain { soa: with_soa }) => {
             resp.metadata.response_code = ResponseCode::NXDomain;
