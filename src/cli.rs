@@ -286,7 +286,19 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
                 blocklist: config.blocklist.clone(),
                 db,
             };
-            let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+            // The thread count comes from the config, so read it before the runtime
+            // exists; `run` reads the config again (errors are reported there).
+            let threads = Config::locate(config.config.as_deref())
+                .map(|(c, _)| c.server.threads)
+                .unwrap_or(1);
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            if threads > 0 {
+                builder.worker_threads(threads);
+            }
+            let rt = builder
+                .enable_all()
+                .build()
+                .context("cannot start the async runtime")?;
             rt.block_on(crate::server::run(config.config.clone(), overrides))?;
             Ok(0)
         }
