@@ -5,11 +5,10 @@
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use hickory_proto::op::{Header, HeaderCounts, LowerQuery, OpCode, ResponseCode};
+use hickory_proto::op::{LowerQuery, OpCode, ResponseCode};
 use hickory_proto::rr::{DNSClass, Name, RecordType};
 use hickory_server::net::runtime::Time;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
-use hickory_server::zone_handler::MessageResponseBuilder;
 
 use super::Snapshot;
 use super::response::{self, EDE_NO_REACHABLE_AUTHORITY, EDE_NOT_SUPPORTED, Reply};
@@ -296,34 +295,12 @@ impl RequestHandler for Handler {
     async fn handle_request<R: ResponseHandler, T: Time>(
         &self,
         request: &Request,
-        mut response_handle: R,
+        response_handle: R,
     ) -> ResponseInfo {
         // An owned snapshot: a reload during the upstream wait does not disturb this query.
         let snap = self.state.load_full();
         let reply = self.resolve(&snap, request).await;
-        let meta = response::metadata(&request.metadata, reply.rcode);
-        let edns = request.edns.as_ref().map(|_| reply.edns());
-        let mut builder = MessageResponseBuilder::from_message_request(request);
-        if let Some(e) = &edns {
-            builder.edns(e);
-        }
-        let resp = builder.build(
-            meta,
-            reply.answers.iter(),
-            reply.authorities.iter(),
-            [].iter(),
-            [].iter(),
-        );
-        match response_handle.send_response(resp).await {
-            Ok(info) => info,
-            Err(e) => {
-                tracing::debug!(error = %e, "answer not sent");
-                ResponseInfo::from(Header {
-                    metadata: meta,
-                    counts: HeaderCounts::default(),
-                })
-            }
-        }
+        response::send(request, &reply, response_handle).await
     }
 }
 

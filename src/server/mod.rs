@@ -264,7 +264,7 @@ impl Shared {
         if admit == Admit::Refused {
             Stats::inc(&self.stats.refused);
             let reply = response::Reply::error(hickory_proto::op::ResponseCode::Refused);
-            send_reply(&request, reply, capture.clone()).await;
+            response::send(&request, &reply, capture.clone()).await;
         } else {
             self.handler
                 .handle_request::<Capture, TokioTime>(&request, capture.clone())
@@ -272,25 +272,6 @@ impl Shared {
         }
         capture.take()
     }
-}
-
-async fn send_reply(request: &Request, reply: response::Reply, mut capture: Capture) {
-    use hickory_server::server::ResponseHandler;
-    let meta = response::metadata(&request.metadata, reply.rcode);
-    let edns = request.edns.as_ref().map(|_| reply.edns());
-    let mut builder =
-        hickory_server::zone_handler::MessageResponseBuilder::from_message_request(request);
-    if let Some(e) = &edns {
-        builder.edns(e);
-    }
-    let resp = builder.build(
-        meta,
-        reply.answers.iter(),
-        reply.authorities.iter(),
-        [].iter(),
-        [].iter(),
-    );
-    let _ = capture.send_response(resp).await;
 }
 
 /// A running server: its bound addresses, live counters, reload and stop.

@@ -247,6 +247,39 @@ fn servfail(
     Ok(ResponseInfo::from(header))
 }
 
+/// Build the answer to `request` from `reply` and hand it to `handle` (EDNS echoed
+/// when the client sent it). The one place answers are put together.
+pub async fn send<R: ResponseHandler>(
+    request: &hickory_server::server::Request,
+    reply: &Reply,
+    mut handle: R,
+) -> ResponseInfo {
+    let meta = metadata(&request.metadata, reply.rcode);
+    let edns = request.edns.as_ref().map(|_| reply.edns());
+    let mut builder =
+        hickory_server::zone_handler::MessageResponseBuilder::from_message_request(request);
+    if let Some(e) = &edns {
+        builder.edns(e);
+    }
+    let resp = builder.build(
+        meta,
+        reply.answers.iter(),
+        reply.authorities.iter(),
+        [].iter(),
+        [].iter(),
+    );
+    match handle.send_response(resp).await {
+        Ok(info) => info,
+        Err(e) => {
+            tracing::debug!(error = %e, "answer not sent");
+            ResponseInfo::from(Header {
+                metadata: meta,
+                counts: HeaderCounts::default(),
+            })
+        }
+    }
+}
+
 /// The metadata of an answer to `req`.
 pub fn metadata(req: &Metadata, rcode: ResponseCode) -> Metadata {
     let mut meta = Metadata::response_from_request(req);
