@@ -121,11 +121,24 @@ pub fn soa(owner: &str, ttl: u32, minimum: u32) -> Record {
 
 impl Upstream {
     pub async fn start() -> Upstream {
-        let udp = UdpSocket::bind("127.0.0.1:0")
-            .await
-            .expect("bind upstream udp");
-        let addr = udp.local_addr().unwrap();
-        let tcp = TcpListener::bind(addr).await.expect("bind upstream tcp");
+        // UDP and TCP on one port: a port free for UDP may be taken for TCP, so retry.
+        let (udp, tcp, addr) = {
+            let mut tries = 0;
+            loop {
+                let udp = UdpSocket::bind("127.0.0.1:0")
+                    .await
+                    .expect("bind upstream udp");
+                let addr = udp.local_addr().unwrap();
+                match TcpListener::bind(addr).await {
+                    Ok(tcp) => break (udp, tcp, addr),
+                    Err(e) if tries < 50 => {
+                        tries += 1;
+                        let _ = e;
+                    }
+                    Err(e) => panic!("bind upstream tcp: {e}"),
+                }
+            }
+        };
         let up = Upstream {
             addr,
             dir: tempfile::tempdir().expect("temp dir"),
