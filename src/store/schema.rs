@@ -81,30 +81,21 @@ pub fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
 
 /// Open an existing database read-only, refusing one from a newer metaguard.
 pub fn open_ro(path: &Path) -> Result<Connection, StoreError> {
-    if !path.exists() {
-        return Err(StoreError::Missing(path.to_path_buf()));
-    }
-    let conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(StoreError::sqlite(path))?;
-    conn.busy_timeout(BUSY_TIMEOUT)
-        .map_err(StoreError::sqlite(path))?;
-    check_version(&conn, path)?;
-    Ok(conn)
+    open_existing(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
 }
 
 /// Open an existing database for a small edit (`devices rename`), never creating one.
 pub fn open_existing_rw(path: &Path) -> Result<Connection, StoreError> {
+    open_existing(path, OpenFlags::SQLITE_OPEN_READ_WRITE)
+}
+
+/// Open a database that must already exist, with `mode`, and check its schema version.
+fn open_existing(path: &Path, mode: OpenFlags) -> Result<Connection, StoreError> {
     if !path.exists() {
         return Err(StoreError::Missing(path.to_path_buf()));
     }
-    let conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(StoreError::sqlite(path))?;
+    let conn = Connection::open_with_flags(path, mode | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+        .map_err(StoreError::sqlite(path))?;
     conn.busy_timeout(BUSY_TIMEOUT)
         .map_err(StoreError::sqlite(path))?;
     check_version(&conn, path)?;
