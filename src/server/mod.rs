@@ -237,8 +237,9 @@ impl Shared {
             Stats::inc(&self.stats.malformed);
             return None;
         }
-        let snap = self.handler.state.load_full();
-        let admit = snap.access.admit(src.ip());
+        // A borrowed look at the snapshot: the handler takes its own owned copy, so
+        // this check needs no second Arc clone per query.
+        let admit = self.handler.state.load().access.admit(src.ip());
         if admit == Admit::RateLimited {
             Stats::inc(&self.stats.rate_limited);
             return None;
