@@ -8,6 +8,8 @@ use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{RData, Record, RecordType};
 use serde::{Deserialize, Serialize};
 
+use crate::wire::Encoded;
+
 /// `[cache]` in the config.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -88,8 +90,40 @@ impl Answer {
 #[derive(Debug)]
 struct Entry {
     answer: Answer,
+    /// The same records on the wire, for the listener's fast path.
+    wire: Option<Encoded>,
+    /// The CNAME targets, normalized, for the filter.
+    cname_keys: Box<[String]>,
     stored: Instant,
     expires: Instant,
+}
+
+/// A live cache entry, borrowed for one answer: read it, don't keep it.
+pub struct Cached {
+    entry: Arc<Entry>,
+    elapsed: u32,
+}
+
+impl Cached {
+    /// The answer as cached (TTLs not counted down).
+    pub fn answer(&self) -> &Answer {
+        &self.entry.answer
+    }
+
+    /// The pre-encoded records, when the answer could be encoded.
+    pub fn wire(&self) -> Option<&Encoded> {
+        self.entry.wire.as_ref()
+    }
+
+    /// The answer's CNAME targets as the filter checks them.
+    pub fn cname_keys(&self) -> &[String] {
+        &self.entry.cname_keys
+    }
+
+    /// Whole seconds since it was cached (to count TTLs down by).
+    pub fn elapsed(&self) -> u32 {
+        self.elapsed
+    }
 }
 
 #[derive(Clone, PartialEq, Eq, Hash, Debug)]
@@ -137,14 +171,7 @@ impl Cache {
     }
 
     fn get_at(&self, name: &str, qtype: RecordType, now: Instant) -> Option<Served> {
-        let inner = self.inner.as_ref()?;
-        let key = KeyRef { name, qtype };
-        let entry = inner.get(&key)?;
-        if now >= entry.expires {
-            inner.remove(&key);
-            return None;
-        }
-        let elapsed = now.duration_since(entry.stored).as_secs() as u32;
+        let Cached { entry, elapsed } = self.lookup_at(name, qtype, now)?;
         let mut answer = entry.answer.clone();
         for r in answer
             .answers
@@ -154,6 +181,23 @@ impl Cache {
             r.ttl = r.ttl.saturating_sub(elapsed);
         }
         Some(answer)
+    }
+
+    /// The live entry for `name` (normalized) and `qtype`, without copying it.
+    pub fn lookup(&self, name: &str, qtype: RecordType) -> Option<Cached> {
+        self.lookup_at(name, qtype, Instant::now())
+    }
+
+    fn lookup_at(&self, name: &str, qtype: RecordType, now: Instant) -> Option<Cached> {
+        let inner = self.inner.as_ref()?;
+        let key = KeyRef { name, qtype };
+        let entry = inner.get(&key)?;
+        if now >= entry.expires {
+            inner.remove(&key);
+            return None;
+        }
+        let elapsed = now.duration_since(entry.stored).as_secs() as u32;
+        Some(Cached { entry, elapsed })
     }
 
     /// Keep `answer` for as long as its TTLs allow.
@@ -181,6 +225,11 @@ impl Cache {
             r.ttl = r.ttl.min(secs);
         }
         let entry = Entry {
+            wire: Encoded::new(&answer, name),
+            cname_keys: answer
+                .cname_targets()
+                .map(crate::filter::name_key)
+                .collect(),
             answer,
             stored: now,
             expires: now + ttl,

@@ -20,3 +20,4 @@ pub mod server;
 pub mod stats;
 pub mod store;
 pub mod upstream;
+pub mod wire;

@@ -289,3 +289,36 @@ async fn cli_readers_show_what_serve_wrote() {
     let status = run(&["status"]);
     assert!(status.contains("blocked"), "{status}");
 }
+
+/// `[store] log_all_queries`: every answered query lands in `queries` with where its
+/// answer came from, whichever path (inline UDP or full) answered it.
+#[tokio::test]
+async fn log_all_queries_records_every_answer_and_its_source() {
+    let up = Upstream::start().await;
+    let mut c = config(&up);
+    c.store.log_all_queries = true;
+    let db = c.store.db.clone();
+    let srv = serve(c).await;
+    let addr = srv.addrs()[0];
+    udp(addr, "connect.facebook.net.", RecordType::A, Q::default()).await; // blocked
+    udp(addr, "www.example.com.", RecordType::A, Q::default()).await; // upstream
+    udp(addr, "www.example.com.", RecordType::A, Q::default()).await; // cache (inline)
+    tcp(addr, "www.example.com.", RecordType::A, Q::default()).await; // cache (full)
+    srv.stop().await;
+    let c = Connection::open(&db).unwrap();
+    let rows: Vec<(String, i64)> = c
+        .prepare("SELECT n.name, q.answered_from FROM queries q JOIN names n ON n.id = q.name_id ORDER BY q.id")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let want = [
+        ("connect.facebook.net", 2),
+        ("www.example.com", 0),
+        ("www.example.com", 1),
+        ("www.example.com", 1),
+    ];
+    let want: Vec<(String, i64)> = want.iter().map(|(n, f)| (n.to_string(), *f)).collect();
+    assert_eq!(rows, want);
+}

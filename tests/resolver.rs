@@ -151,13 +151,17 @@ async fn cname_chain_through_a_blocked_name_is_blocked() {
     let m = udp(addr, "cloaked.shop.test.", RecordType::A, Q::default()).await;
     assert_eq!(ips(&m), ["0.0.0.0"]);
     assert!(ede(&m).unwrap().1.contains("custom"));
-    // From the cache too.
+    // From the cache too, over both protocols (UDP's inline path must not skip the chain).
     let m = tcp(addr, "cloaked.shop.test.", RecordType::A, Q::default()).await;
     assert_eq!(ips(&m), ["0.0.0.0"]);
-    let m = udp(addr, "www.facebook.com.", RecordType::A, Q::default()).await;
-    assert_eq!(ips(&m), ["157.240.1.35"]);
-    assert_eq!(m.answers.len(), 2);
-    assert_eq!(srv.stats().cname_blocked, 2);
+    let m = udp(addr, "cloaked.shop.test.", RecordType::A, Q::default()).await;
+    assert_eq!(ips(&m), ["0.0.0.0"]);
+    for _ in 0..2 {
+        let m = udp(addr, "www.facebook.com.", RecordType::A, Q::default()).await;
+        assert_eq!(ips(&m), ["157.240.1.35"]);
+        assert_eq!(m.answers.len(), 2);
+    }
+    assert_eq!(srv.stats().cname_blocked, 3);
     srv.stop().await;
 }
 
@@ -667,4 +671,110 @@ async fn an_answer_that_fits_only_compressed_is_sent_whole() {
     assert!(!m.metadata.truncation);
     assert_eq!(m.answers.len(), 25);
     srv.stop().await;
+}
+
+/// The parts of an answer a client sees, names in their exact spelling.
+fn shape(m: &Message) -> Vec<String> {
+    let mut out = vec![format!(
+        "id={} rcode={} rd={} ra={} aa={} tc={} cd={} ad={}",
+        m.metadata.id,
+        m.metadata.response_code,
+        m.metadata.recursion_desired,
+        m.metadata.recursion_available,
+        m.metadata.authoritative,
+        m.metadata.truncation,
+        m.metadata.checking_disabled,
+        m.metadata.authentic_data,
+    )];
+    out.extend(
+        m.queries
+            .iter()
+            .map(|q| format!("q {} {}", q.name().to_ascii(), q.query_type())),
+    );
+    for (section, records) in [("an", &m.answers), ("ns", &m.authorities)] {
+        // TTLs may tick down by a second between the two queries.
+        out.extend(records.iter().map(|r| {
+            format!(
+                "{section} {} {} {}",
+                r.name.to_ascii(),
+                r.record_type(),
+                r.data
+            )
+        }));
+    }
+    out.push(format!(
+        "edns={:?} ede={:?}",
+        m.edns.as_ref().map(|e| (e.max_payload(), e.version())),
+        ede(m)
+    ));
+    out
+}
+
+/// UDP answers blocked and cached names inline from the raw packet (owner names point
+/// to the question); TCP takes the full path through hickory. Both must say the same.
+#[tokio::test]
+async fn the_inline_udp_answers_equal_the_full_paths() {
+    let up = Upstream::start().await;
+    up.set(
+        "chain.example",
+        Behaviour::Records(vec![
+            cname("chain.example.", "edge.cdn.example.", 300),
+            a("edge.cdn.example.", [198, 51, 100, 9], 60),
+        ]),
+    );
+    up.set("gone.example", Behaviour::NxDomain { soa: true });
+    up.set("bare.example", Behaviour::NxDomain { soa: false });
+    let mut inline = 0;
+    for mode in [
+        BlockResponse::Null,
+        BlockResponse::Nxdomain,
+        BlockResponse::Refused,
+    ] {
+        let mut c = config(&up);
+        c.filter.block_response = mode;
+        let srv = serve(c).await;
+        let addr = srv.addrs()[0];
+        for spelled in [
+            "CoNNect.FaceBook.NET.",
+            "pixel.facebook.com.",
+            "WwW.ExAmple.COM.",
+            "Chain.Example.",
+            "gone.example.",
+            "bare.example.",
+            "www.meta.ai.",
+        ] {
+            for qtype in [RecordType::A, RecordType::AAAA, RecordType::HTTPS] {
+                for edns in [true, false] {
+                    let mut q = mixed_case_query(spelled, qtype);
+                    if !edns {
+                        q = mixed_case_query_without_edns(spelled, qtype);
+                    }
+                    // The first answer fills the cache; then one of each path.
+                    let _ = tcp_many(addr, std::slice::from_ref(&q)).await;
+                    let raw = udp_raw(addr, &q).await.expect("a UDP answer");
+                    let fast = Message::from_vec(&raw).unwrap();
+                    let full = tcp_many(addr, std::slice::from_ref(&q)).await.remove(0);
+                    let what = format!("{spelled} {qtype} edns={edns} {mode:?}");
+                    assert_eq!(shape(&fast), shape(&full), "{what}");
+                    let first = fast.answers.iter().chain(&fast.authorities).next();
+                    if first.is_some_and(|r| r.name == *fast.queries[0].name()) {
+                        // Its owner is a pointer to the question: the inline path answered.
+                        let at = q.len() - if edns { 11 } else { 0 };
+                        assert_eq!(raw[at..at + 2], [0xc0, 12], "{what}");
+                        inline += 1;
+                    }
+                }
+            }
+        }
+        srv.stop().await;
+    }
+    assert!(inline >= 60, "only {inline} answers came inline");
+}
+
+fn mixed_case_query_without_edns(spelled: &str, qtype: RecordType) -> Vec<u8> {
+    let mut q = mixed_case_query(spelled, qtype);
+    // Drop the OPT record (11 bytes, no options) and its count.
+    q.truncate(q.len() - 11);
+    q[11] = 0;
+    q
 }

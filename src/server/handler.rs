@@ -2,6 +2,7 @@
 //! protocol checks -> filter verdict -> blocked answer, or cache -> upstream (deadline)
 //! -> CNAME chain checked by the same filter -> answer.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -18,7 +19,8 @@ use crate::filter::{Verdict, name_key};
 use crate::metrics::Metrics;
 use crate::policy::Action;
 use crate::stats::Stats;
-use crate::store::{DeviceInfo, HitEvent, Logger};
+use crate::store::{AnsweredFrom, DeviceInfo, HitEvent, Logger, QueryEvent};
+use crate::wire;
 
 /// The query handler. Everything it reads per query is in the current [`Snapshot`].
 pub struct Handler {
@@ -35,6 +37,17 @@ struct Hit {
     /// The name the rule matched: the query name, or a CNAME target.
     matched: String,
     from_cname: bool,
+}
+
+impl Hit {
+    /// A match on the query name itself.
+    fn of(verdict: Verdict, name: &str) -> Hit {
+        Hit {
+            verdict,
+            matched: name.to_string(),
+            from_cname: false,
+        }
+    }
 }
 
 impl Handler {
@@ -62,14 +75,95 @@ impl Handler {
             panic!("test: a faulty query task");
         }
         let actions = snap.policy.actions(device.group.as_deref());
-        let (reply, hit) = self.answer(snap, query, &name, actions).await;
+        let (reply, hit, from) = self.answer(snap, query, &name, actions).await;
+        self.record(snap, &device, &name, query.query_type(), hit, from);
+        reply
+    }
+
+    /// Count the query in the hourly totals, log its rule match and, when asked for,
+    /// the query itself.
+    fn record(
+        &self,
+        snap: &Snapshot,
+        device: &Identity,
+        name: &str,
+        qtype: RecordType,
+        hit: Option<Hit>,
+        from: AnsweredFrom,
+    ) {
         let blocked = hit.as_ref().is_some_and(|h| h.verdict.is_block());
         self.logger.query(&device.key, hit.is_some(), blocked);
+        self.log_query(device, name, qtype, from);
+        tracing::debug!(client = %device.addr, device = %device.key, %name, %qtype, ?from, blocked, "query");
         if let Some(hit) = hit {
-            self.log_hit(snap, &device, &name, query.query_type(), hit);
+            self.log_hit(snap, device, name, qtype, hit);
         }
-        tracing::debug!(client = %device.addr, device = %device.key, %name, qtype = %query.query_type(), rcode = %reply.rcode, blocked, "query");
-        reply
+    }
+
+    /// Answer a common query (see [`crate::wire`]) into `out` when that needs neither
+    /// the upstream nor hickory: a blocked name, or a cache hit whose CNAME chain matches
+    /// no rule. Counted and logged exactly as [`Handler::resolve`] would; `false` leaves
+    /// the query untouched (nothing counted) for the full path.
+    pub fn fast(
+        &self,
+        snap: &Snapshot,
+        q: &wire::Query<'_>,
+        name: &str,
+        src: IpAddr,
+        out: &mut Vec<u8>,
+    ) -> bool {
+        let device = snap.clients.identify(src, None);
+        let actions = snap.policy.actions(device.group.as_deref());
+        let verdict = snap.filter.check(name, actions);
+        let qtype = RecordType::from(q.qtype);
+        if verdict.is_block() {
+            let category = verdict
+                .matched
+                .as_ref()
+                .map_or("?", |m| snap.filter.categories().name(m.category));
+            let filter = &snap.config.filter;
+            wire::blocked(out, q, filter.block_response, filter.blocked_ttl, category);
+            if out.len() > q.max_udp() {
+                return false;
+            }
+            Stats::inc(&self.stats.queries);
+            Stats::inc(&self.stats.blocked);
+            self.metrics.blocked(category);
+            let hit = Hit::of(verdict, name);
+            self.record(snap, &device, name, qtype, Some(hit), AnsweredFrom::Blocked);
+            return true;
+        }
+        let Some(cached) = self.cache.lookup(name, qtype) else {
+            return false;
+        };
+        let Some(encoded) = cached.wire() else {
+            return false;
+        };
+        // A chain through a listed name is the full path's to block or log.
+        if verdict.action != Some(Action::Allow)
+            && cached
+                .cname_keys()
+                .iter()
+                .any(|t| snap.filter.check(t, actions).action.is_some())
+        {
+            return false;
+        }
+        let server = &snap.config.server;
+        if server.rebind_protection && rebinds(cached.answer(), name, &server.rebind_allow) {
+            return false;
+        }
+        wire::cached(out, q, encoded, cached.elapsed());
+        if out.len() > q.max_udp() {
+            return false;
+        }
+        Stats::inc(&self.stats.queries);
+        Stats::inc(&self.stats.cache_hits);
+        let hit = (verdict.action == Some(Action::Log)).then(|| {
+            Stats::inc(&self.stats.logged);
+            Hit::of(verdict, name)
+        });
+        self.record(snap, &device, name, qtype, hit, AnsweredFrom::Cache);
+        true
     }
 
     /// The answer, and the rule match to log (a `block` or `log` verdict).
@@ -79,31 +173,21 @@ impl Handler {
         query: &LowerQuery,
         name: &str,
         actions: &[Action],
-    ) -> (Reply, Option<Hit>) {
+    ) -> (Reply, Option<Hit>, AnsweredFrom) {
         let owner = query.original().name();
         let qtype = query.query_type();
         let verdict = snap.filter.check(name, actions);
         if verdict.is_block() {
             Stats::inc(&self.stats.blocked);
             let reply = self.blocked(snap, &verdict, owner, qtype);
-            return (
-                reply,
-                Some(Hit {
-                    verdict,
-                    matched: name.to_string(),
-                    from_cname: false,
-                }),
-            );
+            return (reply, Some(Hit::of(verdict, name)), AnsweredFrom::Blocked);
         }
-        let logged = (verdict.action == Some(Action::Log)).then(|| Hit {
-            verdict: verdict.clone(),
-            matched: name.to_string(),
-            from_cname: false,
-        });
+        let logged = (verdict.action == Some(Action::Log)).then(|| Hit::of(verdict.clone(), name));
         if qtype == RecordType::ANY {
-            return (response::any_minimal(owner), logged);
+            return (response::any_minimal(owner), logged, AnsweredFrom::Cache);
         }
 
+        let mut from = AnsweredFrom::Cache;
         let answer = match self.cache.get(name, qtype) {
             Some(a) => {
                 Stats::inc(&self.stats.cache_hits);
@@ -119,6 +203,7 @@ impl Handler {
                 match result {
                     Ok(Ok(a)) => {
                         self.cache.insert(name, qtype, &a);
+                        from = AnsweredFrom::Upstream;
                         a
                     }
                     Ok(Err(e)) => {
@@ -126,14 +211,14 @@ impl Handler {
                         tracing::debug!(%name, error = %e, "no upstream answer");
                         let reply = Reply::error(ResponseCode::ServFail)
                             .with_ede(EDE_NO_REACHABLE_AUTHORITY, "no upstream answered");
-                        return (reply, logged);
+                        return (reply, logged, AnsweredFrom::Error);
                     }
                     Err(_) => {
                         Stats::inc(&self.stats.upstream_failures);
                         tracing::debug!(%name, "upstream deadline passed");
                         let reply = Reply::error(ResponseCode::ServFail)
                             .with_ede(EDE_NO_REACHABLE_AUTHORITY, "no upstream answered in time");
-                        return (reply, logged);
+                        return (reply, logged, AnsweredFrom::Error);
                     }
                 }
             }
@@ -151,14 +236,12 @@ impl Handler {
                     Stats::inc(&self.stats.cname_blocked);
                     tracing::debug!(%name, cname = %t, "blocked by CNAME");
                     let reply = self.blocked(snap, &tv, owner, qtype);
-                    return (
-                        reply,
-                        Some(Hit {
-                            verdict: tv,
-                            matched: t,
-                            from_cname: true,
-                        }),
-                    );
+                    let hit = Hit {
+                        verdict: tv,
+                        matched: t,
+                        from_cname: true,
+                    };
+                    return (reply, Some(hit), AnsweredFrom::Blocked);
                 }
                 if chain_logged.is_none() && tv.action == Some(Action::Log) {
                     chain_logged = Some(Hit {
@@ -181,7 +264,7 @@ impl Handler {
                 response::EDE_BLOCKED,
                 "blocked by metaguard (DNS rebinding protection)",
             );
-            return (reply, logged);
+            return (reply, logged, AnsweredFrom::Blocked);
         }
         let hit = logged.or(if verdict.action.is_none() {
             chain_logged
@@ -191,7 +274,21 @@ impl Handler {
         if hit.is_some() {
             Stats::inc(&self.stats.logged);
         }
-        (response::from_answer(answer, owner), hit)
+        (response::from_answer(answer, owner), hit, from)
+    }
+
+    /// Record the query in the full query log, when `[store] log_all_queries` is on.
+    fn log_query(&self, device: &Identity, name: &str, qtype: RecordType, from: AnsweredFrom) {
+        if !self.logger.logs_all_queries() {
+            return;
+        }
+        self.logger.log_query(QueryEvent {
+            ts: unix_now(),
+            device: device_info(device),
+            name: name.to_string(),
+            qtype: u16::from(qtype),
+            answered_from: from,
+        });
     }
 
     fn log_hit(&self, snap: &Snapshot, device: &Identity, name: &str, qtype: RecordType, hit: Hit) {
@@ -203,13 +300,7 @@ impl Handler {
         };
         let event = HitEvent {
             ts: unix_now(),
-            device: DeviceInfo {
-                key: device.key.to_string(),
-                mac: device.mac.map(|m| m.to_string()),
-                addr: device.addr,
-                name: device.name.as_deref().map(str::to_string),
-                group: device.group.as_deref().map(str::to_string),
-            },
+            device: device_info(device),
             name: name.to_string(),
             qtype: u16::from(qtype),
             category: snap.filter.categories().name(m.category).to_string(),
@@ -281,6 +372,17 @@ fn private_ip(ip: std::net::IpAddr) -> bool {
                 || (first & 0xfe00) == 0xfc00
                 || (first & 0xffc0) == 0xfe80
         }
+    }
+}
+
+/// A device as the hit log stores it.
+fn device_info(device: &Identity) -> DeviceInfo {
+    DeviceInfo {
+        key: device.key.to_string(),
+        mac: device.mac.map(|m| m.to_string()),
+        addr: device.addr,
+        name: device.name.as_deref().map(str::to_string),
+        group: device.group.as_deref().map(str::to_string),
     }
 }
 

@@ -36,6 +36,7 @@ use crate::policy::Policy;
 use crate::stats::{self, Stats};
 use crate::store::{self, WriterHandle};
 use crate::upstream::{self, UpstreamError, Upstreams};
+use crate::wire;
 
 /// `[server]` in the config.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -244,6 +245,17 @@ impl Shared {
             Stats::inc(&self.stats.rate_limited);
             return None;
         }
+        self.answer_admitted(packet, src, proto, admit).await
+    }
+
+    /// [`Shared::answer`] once access was decided.
+    async fn answer_admitted(
+        &self,
+        packet: Vec<u8>,
+        src: SocketAddr,
+        proto: Protocol,
+        admit: Admit,
+    ) -> Option<Vec<u8>> {
         let header: [u8; 12] = packet[..12].try_into().ok()?;
         let request = match Request::from_bytes(packet, src, proto) {
             Ok(r) => r,
@@ -272,6 +284,44 @@ impl Shared {
                 .await;
         }
         capture.take()
+    }
+}
+
+/// What [`Shared::answer_fast`] did with a packet.
+pub(crate) enum Fast {
+    /// The answer is in `out`.
+    Answered,
+    /// Nothing to send (rate limited).
+    Silent,
+    /// The full path must answer it; access was already decided.
+    Full(Admit),
+    /// Not a common query: the full path must answer it from the start.
+    NotCommon,
+}
+
+impl Shared {
+    /// Answer a common query (see [`crate::wire`]) inline into `out`, without a task,
+    /// hickory or allocations when it is blocked or cached. `name` is scratch space.
+    fn answer_fast(
+        &self,
+        packet: &[u8],
+        src: SocketAddr,
+        name: &mut String,
+        out: &mut Vec<u8>,
+    ) -> Fast {
+        let Some(q) = wire::Query::parse(packet, name) else {
+            return Fast::NotCommon;
+        };
+        let snap = self.handler.state.load();
+        let admit = snap.access.admit(src.ip());
+        match admit {
+            Admit::Yes if self.handler.fast(&snap, &q, name, src.ip(), out) => Fast::Answered,
+            Admit::RateLimited => {
+                Stats::inc(&self.stats.rate_limited);
+                Fast::Silent
+            }
+            _ => Fast::Full(admit),
+        }
     }
 }
 

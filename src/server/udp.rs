@@ -1,7 +1,8 @@
 //! The UDP listener: one receive loop per socket and a cap on queries in flight (past
-//! it datagrams are dropped and counted, never queued). A query that needs no upstream
-//! (blocked, cached, refused) is answered inline by the loop; only the others become a
-//! task, so the common case costs no task spawn and no cross-thread wake-up.
+//! it datagrams are dropped and counted, never queued). A common query that is blocked
+//! or cached is answered from the raw packet by the loop itself ([`crate::wire`]): no
+//! copy, no task, no hickory message. The rest get one poll inline (refused, ANY, ...)
+//! and become a task only when they wait on the upstream.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -13,13 +14,17 @@ use hickory_server::net::xfer::Protocol;
 use tokio::net::UdpSocket;
 use tokio::sync::Semaphore;
 
-use super::Shared;
+use super::response::MAX_UDP_PAYLOAD;
+use super::{Fast, Shared};
+use crate::access::Admit;
 use crate::stats::Stats;
 
 /// Serve `socket` until the shared shutdown token is cancelled.
 pub async fn serve(socket: Arc<UdpSocket>, shared: Arc<Shared>, max_in_flight: usize) {
     let in_flight = Arc::new(Semaphore::new(max_in_flight.max(1)));
     let mut buf = vec![0u8; 65_535];
+    let mut name = String::with_capacity(256);
+    let mut out = Vec::with_capacity(usize::from(MAX_UDP_PAYLOAD));
     loop {
         let (len, src) = tokio::select! {
             r = socket.recv_from(&mut buf) => match r {
@@ -32,6 +37,24 @@ pub async fn serve(socket: Arc<UdpSocket>, shared: Arc<Shared>, max_in_flight: u
             },
             _ = shared.shutdown.cancelled() => break,
         };
+        // Blocked and cached answers to common queries: answered and sent right here.
+        // A panic in one query must not take the receive loop with it.
+        let fast = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            shared.answer_fast(&buf[..len], src, &mut name, &mut out)
+        }));
+        let admit = match fast {
+            Ok(Fast::Answered) => {
+                send_now(&socket, &shared, &out, src);
+                continue;
+            }
+            Ok(Fast::Silent) => continue,
+            Ok(Fast::Full(admit)) => Some(admit),
+            Ok(Fast::NotCommon) => None,
+            Err(_) => {
+                tracing::error!(%src, "a query panicked; it got no answer");
+                continue;
+            }
+        };
         let Ok(permit) = in_flight.clone().try_acquire_owned() else {
             Stats::inc(&shared.stats.udp_dropped);
             continue;
@@ -41,7 +64,7 @@ pub async fn serve(socket: Arc<UdpSocket>, shared: Arc<Shared>, max_in_flight: u
         let task_shared = shared.clone();
         let mut query: Pin<Box<dyn Future<Output = ()> + Send>> = Box::pin(async move {
             let _permit = permit;
-            answer(&socket, &task_shared, packet, src).await;
+            answer(&socket, &task_shared, packet, src, admit).await;
         });
         // One poll with a no-op waker: answers that need nothing from the network finish
         // here. The rest are handed to a task, which polls again at once and so
@@ -61,10 +84,41 @@ pub async fn serve(socket: Arc<UdpSocket>, shared: Arc<Shared>, max_in_flight: u
     }
 }
 
-async fn answer(socket: &UdpSocket, shared: &Shared, packet: Vec<u8>, src: SocketAddr) {
-    if let Some(bytes) = shared.answer(packet, src, Protocol::Udp).await
+async fn answer(
+    socket: &UdpSocket,
+    shared: &Shared,
+    packet: Vec<u8>,
+    src: SocketAddr,
+    admit: Option<Admit>,
+) {
+    let bytes = match admit {
+        Some(admit) => {
+            shared
+                .answer_admitted(packet, src, Protocol::Udp, admit)
+                .await
+        }
+        None => shared.answer(packet, src, Protocol::Udp).await,
+    };
+    if let Some(bytes) = bytes
         && let Err(e) = socket.send_to(&bytes, src).await
     {
         tracing::debug!(%src, error = %e, "udp send failed");
+    }
+}
+
+/// Send `bytes` without waiting; if the socket buffer is full, a task sends a copy.
+fn send_now(socket: &Arc<UdpSocket>, shared: &Shared, bytes: &[u8], src: SocketAddr) {
+    match socket.try_send_to(bytes, src) {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+            let socket = socket.clone();
+            let bytes = bytes.to_vec();
+            shared.tracker.spawn(async move {
+                if let Err(e) = socket.send_to(&bytes, src).await {
+                    tracing::debug!(%src, error = %e, "udp send failed");
+                }
+            });
+        }
+        Err(e) => tracing::debug!(%src, error = %e, "udp send failed"),
     }
 }
