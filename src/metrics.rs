@@ -115,6 +115,8 @@ pub struct Metrics {
     registry: Registry,
     stats: Vec<(&'static str, Counter)>,
     blocked: Family<Labels, Counter>,
+    /// Handles into `blocked` by category, so counting a block allocates no labels.
+    blocked_by: std::sync::RwLock<Vec<(Box<str>, Counter)>>,
     upstream: Histogram,
     db_write: Histogram,
 }
@@ -164,6 +166,7 @@ impl Metrics {
             registry,
             stats,
             blocked,
+            blocked_by: Default::default(),
             upstream,
             db_write,
         }
@@ -171,9 +174,22 @@ impl Metrics {
 
     /// One blocked answer of `category`.
     pub fn blocked(&self, category: &str) {
-        self.blocked
+        if let Ok(known) = self.blocked_by.read()
+            && let Some((_, c)) = known.iter().find(|(k, _)| **k == *category)
+        {
+            c.inc();
+            return;
+        }
+        let counter = self
+            .blocked
             .get_or_create(&vec![("category".to_string(), category.to_string())])
-            .inc();
+            .clone();
+        counter.inc();
+        if let Ok(mut known) = self.blocked_by.write()
+            && known.len() < 64
+        {
+            known.push((category.into(), counter));
+        }
     }
 
     /// How long one upstream resolution took.
