@@ -331,6 +331,12 @@ impl Filter {
         slots: &mut [Option<Match>; 3],
         action_of: &dyn Fn(u16) -> (CategoryId, Action),
     ) {
+        // Names on the wire reach us as ASCII (IDNs as punycode, odd bytes escaped); a
+        // non-ASCII name (`metaguard check` with an unconvertible IDN) makes adblock
+        // 0.13 slice inside a character and panic, and no hostname rule could match it.
+        if !name.is_ascii() {
+            return;
+        }
         let url = format!("https://{name}/");
         let req = adblock::request::Request::preparsed(&url, name, "", "other", true, "GET");
         let r = abp.engine.check_network_request_subset(&req, false, true);
