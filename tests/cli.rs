@@ -299,8 +299,9 @@ async fn kill_9_during_heavy_logging_leaves_a_sound_database() {
         .query_row("SELECT count(*) FROM hits", [], |r| r.get(0))
         .unwrap();
     assert!(rows <= answered, "{rows} rows for {answered} answers");
+    // At most the batch being gathered and what arrived during the writer's last nap.
     assert!(
-        answered - rows <= 500,
+        answered - rows <= 500 + 100,
         "lost {} of {answered} (more than one batch)",
         answered - rows
     );

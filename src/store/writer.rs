@@ -321,9 +321,11 @@ pub fn start(cfg: &StoreConfig) -> (Logger, WriterHandle) {
 }
 
 /// How often a database that failed to open or write is tried again.
-/// How long the writer naps between looks at the channel while it gathers a batch
-/// (the most a flush waits for it, too).
-const GATHER_NAP: Duration = Duration::from_millis(20);
+/// How long the writer naps between looks at the channel while it gathers a batch:
+/// the shortest while events arrive, growing to the longest (also the most a flush
+/// waits) while none do.
+const GATHER_NAP_MIN: Duration = Duration::from_millis(1);
+const GATHER_NAP_MAX: Duration = Duration::from_millis(32);
 const RETRY_INTERVAL: Duration = Duration::from_secs(10);
 /// At most one warning per this interval while the disk fails.
 const WARN_INTERVAL: Duration = Duration::from_secs(60);
@@ -410,9 +412,13 @@ impl Writer {
             // Gather the batch by draining the channel between short naps rather than
             // waiting on it: a waiting receiver costs every sender a futex wake-up (one
             // syscall per event on the query path), a napping one costs nobody.
+            // The nap is short while events keep coming (the queue stays near empty, so
+            // a kill -9 loses little beyond the batch at hand) and grows while none do.
             if matches!(control, Control::More) && !batch.is_empty() {
                 let deadline = Instant::now() + interval;
+                let mut nap = GATHER_NAP_MIN;
                 'gather: loop {
+                    let before = batch.len();
                     loop {
                         match rx.try_recv() {
                             Ok(m) => control = take(m, &mut batch),
@@ -427,7 +433,12 @@ impl Writer {
                     if left.is_zero() {
                         break;
                     }
-                    std::thread::sleep(left.min(GATHER_NAP));
+                    nap = if batch.len() > before {
+                        GATHER_NAP_MIN
+                    } else {
+                        (nap * 2).min(GATHER_NAP_MAX)
+                    };
+                    std::thread::sleep(left.min(nap));
                 }
             }
             let urgent = !matches!(control, Control::More);
