@@ -469,6 +469,12 @@ async fn malformed_packets_never_stop_the_server() {
     let m = Message::from_vec(&udp_raw(addr, &looped).await.unwrap()).unwrap();
     assert_eq!(m.metadata.response_code, ResponseCode::FormErr);
     assert_eq!(m.metadata.id, 0xabcd);
+    // A datagram far longer than any query: dropped and counted, nothing else lost.
+    let before = srv.stats().malformed;
+    let mut huge = query_bytes("x.example.", RecordType::A, Q::default());
+    huge.resize(20_000, 0);
+    assert!(udp_raw(addr, &huge).await.is_none());
+    assert_eq!(srv.stats().malformed, before + 1);
     // Random bytes, over UDP and TCP.
     let mut seed = 0x2545_f491_4f6c_dd1du64;
     for _ in 0..200 {
@@ -777,4 +783,57 @@ fn mixed_case_query_without_edns(spelled: &str, qtype: RecordType) -> Vec<u8> {
     q.truncate(q.len() - 11);
     q[11] = 0;
     q
+}
+
+/// Many queries sent back to back reach the server together and are read and answered
+/// in batches: every one must be answered, once, with its own answer.
+#[tokio::test]
+async fn a_burst_of_queries_is_answered_in_full() {
+    let up = Upstream::start().await;
+    let srv = serve(config(&up)).await;
+    let addr = srv.addrs()[0];
+    // Warm the cache for the names that will be answered from it.
+    for i in 0..10 {
+        udp(
+            addr,
+            &format!("warm{i}.example."),
+            RecordType::A,
+            Q::default(),
+        )
+        .await;
+    }
+    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let names: Vec<String> = (0..300u16)
+        .map(|i| match i % 3 {
+            0 => "connect.facebook.net.".to_string(),
+            1 => format!("warm{}.example.", i % 10),
+            _ => format!("new{i}.example."),
+        })
+        .collect();
+    for (i, n) in names.iter().enumerate() {
+        let o = Q {
+            id: i as u16,
+            ..Q::default()
+        };
+        sock.send_to(&query_bytes(n, RecordType::A, o), addr)
+            .await
+            .unwrap();
+    }
+    let mut seen = vec![false; names.len()];
+    let mut buf = vec![0u8; 4096];
+    for _ in 0..names.len() {
+        let (len, _) = tokio::time::timeout(Duration::from_secs(5), sock.recv_from(&mut buf))
+            .await
+            .expect("every query answered")
+            .unwrap();
+        let m = Message::from_vec(&buf[..len]).unwrap();
+        let i = usize::from(m.metadata.id);
+        assert!(!seen[i], "query {i} answered twice");
+        seen[i] = true;
+        let want = if i % 3 == 0 { "0.0.0.0" } else { "192.0.2.1" };
+        assert_eq!(ips(&m), [want], "{}", names[i]);
+        assert_eq!(m.queries[0].name().to_ascii(), names[i]);
+    }
+    assert_eq!(srv.stats().blocked, 100);
+    srv.stop().await;
 }

@@ -2,6 +2,7 @@
 //! policy, upstreams), swaps it on SIGHUP and drains in-flight queries on SIGTERM.
 
 mod handler;
+mod mmsg;
 mod notify;
 pub mod response;
 mod tcp;

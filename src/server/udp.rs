@@ -14,7 +14,7 @@ use hickory_server::net::xfer::Protocol;
 use tokio::net::UdpSocket;
 use tokio::sync::Semaphore;
 
-use super::response::MAX_UDP_PAYLOAD;
+use super::mmsg::{self, Inbox, Outbox};
 use super::{Fast, Shared};
 use crate::access::Admit;
 use crate::stats::Stats;
@@ -22,66 +22,117 @@ use crate::stats::Stats;
 /// Serve `socket` until the shared shutdown token is cancelled.
 pub async fn serve(socket: Arc<UdpSocket>, shared: Arc<Shared>, max_in_flight: usize) {
     let in_flight = Arc::new(Semaphore::new(max_in_flight.max(1)));
-    let mut buf = vec![0u8; 65_535];
+    let mut inbox = Inbox::default();
+    let mut outbox = Outbox::default();
     let mut name = String::with_capacity(256);
-    let mut out = Vec::with_capacity(usize::from(MAX_UDP_PAYLOAD));
     loop {
-        let (len, src) = tokio::select! {
-            r = socket.recv_from(&mut buf) => match r {
-                Ok(v) => v,
-                Err(e) => {
-                    // ICMP errors from earlier sends surface here on Linux: not fatal.
-                    tracing::debug!(error = %e, "udp receive error");
-                    continue;
-                }
+        // Waiting for readiness each batch also gives tokio's budget a say, so a flood
+        // cannot starve the tasks waiting on the upstream.
+        tokio::select! {
+            r = socket.readable() => if let Err(e) = r {
+                tracing::warn!(error = %e, "udp socket failed");
+                break;
             },
             _ = shared.shutdown.cancelled() => break,
-        };
-        // Blocked and cached answers to common queries: answered and sent right here.
-        // A panic in one query must not take the receive loop with it.
-        let fast = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            shared.answer_fast(&buf[..len], src, &mut name, &mut out)
-        }));
-        let admit = match fast {
-            Ok(Fast::Answered) => {
-                send_now(&socket, &shared, &out, src);
-                continue;
-            }
-            Ok(Fast::Silent) => continue,
-            Ok(Fast::Full(admit)) => Some(admit),
-            Ok(Fast::NotCommon) => None,
-            Err(_) => {
-                tracing::error!(%src, "a query panicked; it got no answer");
-                continue;
-            }
-        };
-        let Ok(permit) = in_flight.clone().try_acquire_owned() else {
-            Stats::inc(&shared.stats.udp_dropped);
-            continue;
-        };
-        let packet = buf[..len].to_vec();
-        let socket = socket.clone();
-        let task_shared = shared.clone();
-        let mut query: Pin<Box<dyn Future<Output = ()> + Send>> = Box::pin(async move {
-            let _permit = permit;
-            answer(&socket, &task_shared, packet, src, admit).await;
-        });
-        // One poll with a no-op waker: answers that need nothing from the network finish
-        // here. The rest are handed to a task, which polls again at once and so
-        // registers its real waker; nothing is sent twice because it is the same future.
-        // A panic in one query must not take the receive loop with it (a spawned task
-        // would contain it the same way).
-        let polled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            query.as_mut().poll(&mut Context::from_waker(Waker::noop()))
-        }));
-        match polled {
-            Ok(Poll::Pending) => {
-                shared.tracker.spawn(query);
-            }
-            Ok(Poll::Ready(())) => {}
-            Err(_) => tracing::error!(%src, "a query panicked; it got no answer"),
         }
+        match mmsg::recv(&socket, &mut inbox) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(e) => {
+                // ICMP errors from earlier sends surface here on Linux: not fatal.
+                tracing::debug!(error = %e, "udp receive error");
+                continue;
+            }
+        }
+        for i in 0..inbox.len() {
+            let Some((packet, src)) = inbox.get(i) else {
+                Stats::inc(&shared.stats.malformed);
+                continue;
+            };
+            query(
+                &socket,
+                &shared,
+                &in_flight,
+                packet,
+                src,
+                &mut name,
+                &mut outbox,
+            );
+            if outbox.is_full() {
+                flush(&socket, &shared, &mut outbox);
+            }
+        }
+        flush(&socket, &shared, &mut outbox);
     }
+}
+
+/// One datagram: answered into `outbox` when blocked or cached, else by the full path
+/// (inline when it needs no upstream, otherwise in a task).
+fn query(
+    socket: &Arc<UdpSocket>,
+    shared: &Arc<Shared>,
+    in_flight: &Arc<Semaphore>,
+    packet: &[u8],
+    src: SocketAddr,
+    name: &mut String,
+    outbox: &mut Outbox,
+) {
+    // A panic in one query must not take the receive loop with it.
+    let fast = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        shared.answer_fast(packet, src, name, outbox.next())
+    }));
+    let admit = match fast {
+        Ok(Fast::Answered) => {
+            outbox.push(src);
+            return;
+        }
+        Ok(Fast::Silent) => return,
+        Ok(Fast::Full(admit)) => Some(admit),
+        Ok(Fast::NotCommon) => None,
+        Err(_) => {
+            tracing::error!(%src, "a query panicked; it got no answer");
+            return;
+        }
+    };
+    let Ok(permit) = in_flight.clone().try_acquire_owned() else {
+        Stats::inc(&shared.stats.udp_dropped);
+        return;
+    };
+    let packet = packet.to_vec();
+    let socket = socket.clone();
+    let task_shared = shared.clone();
+    let mut query: Pin<Box<dyn Future<Output = ()> + Send>> = Box::pin(async move {
+        let _permit = permit;
+        answer(&socket, &task_shared, packet, src, admit).await;
+    });
+    // One poll with a no-op waker: answers that need nothing from the network finish
+    // here. The rest are handed to a task, which polls again at once and so registers
+    // its real waker; nothing is sent twice because it is the same future. A panic in
+    // one query must not take the receive loop with it (a spawned task would contain it
+    // the same way).
+    let polled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        query.as_mut().poll(&mut Context::from_waker(Waker::noop()))
+    }));
+    match polled {
+        Ok(Poll::Pending) => {
+            shared.tracker.spawn(query);
+        }
+        Ok(Poll::Ready(())) => {}
+        Err(_) => tracing::error!(%src, "a query panicked; it got no answer"),
+    }
+}
+
+/// Send the queued answers; those the socket cannot take now go out from a task.
+fn flush(socket: &Arc<UdpSocket>, shared: &Shared, outbox: &mut Outbox) {
+    outbox.flush(socket, |bytes, to| {
+        let socket = socket.clone();
+        let bytes = bytes.to_vec();
+        shared.tracker.spawn(async move {
+            if let Err(e) = socket.send_to(&bytes, to).await {
+                tracing::debug!(%to, error = %e, "udp send failed");
+            }
+        });
+    });
 }
 
 async fn answer(
@@ -103,22 +154,5 @@ async fn answer(
         && let Err(e) = socket.send_to(&bytes, src).await
     {
         tracing::debug!(%src, error = %e, "udp send failed");
-    }
-}
-
-/// Send `bytes` without waiting; if the socket buffer is full, a task sends a copy.
-fn send_now(socket: &Arc<UdpSocket>, shared: &Shared, bytes: &[u8], src: SocketAddr) {
-    match socket.try_send_to(bytes, src) {
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-            let socket = socket.clone();
-            let bytes = bytes.to_vec();
-            shared.tracker.spawn(async move {
-                if let Err(e) = socket.send_to(&bytes, src).await {
-                    tracing::debug!(%src, error = %e, "udp send failed");
-                }
-            });
-        }
-        Err(e) => tracing::debug!(%src, error = %e, "udp send failed"),
     }
 }

@@ -1,0 +1,291 @@
+//! Batched datagram I/O for the UDP listener: on Linux `recvmmsg(2)` and `sendmmsg(2)`
+//! move up to [`BATCH`] queries or answers per system call (under load the system
+//! calls, not our code, were most of the CPU per query); elsewhere one datagram per
+//! call through tokio.
+
+use std::io;
+use std::net::SocketAddr;
+
+use tokio::net::UdpSocket;
+
+/// Datagrams moved per system call at most.
+pub const BATCH: usize = 32;
+
+/// Bytes read per query. DNS queries are a few hundred bytes at most; a longer datagram
+/// is cut and then dropped as malformed.
+const SLOT: usize = 4096;
+
+/// Queries received by one call.
+pub struct Inbox {
+    bufs: Box<[u8]>,
+    lens: [usize; BATCH],
+    from: [Option<SocketAddr>; BATCH],
+    n: usize,
+}
+
+impl Default for Inbox {
+    fn default() -> Self {
+        Inbox {
+            bufs: vec![0; BATCH * SLOT].into_boxed_slice(),
+            lens: [0; BATCH],
+            from: [None; BATCH],
+            n: 0,
+        }
+    }
+}
+
+impl Inbox {
+    /// How many datagrams the last [`recv`] got.
+    pub fn len(&self) -> usize {
+        self.n
+    }
+
+    /// Datagram `i` and its sender; `None` when it was cut short or its sender is not
+    /// an IP address.
+    pub fn get(&self, i: usize) -> Option<(&[u8], SocketAddr)> {
+        if i >= self.n || self.lens[i] > SLOT {
+            return None;
+        }
+        let len = self.lens[i];
+        Some((&self.bufs[i * SLOT..i * SLOT + len], self.from[i]?))
+    }
+}
+
+/// Answers to send with one call.
+pub struct Outbox {
+    bufs: Vec<Vec<u8>>,
+    to: [Option<SocketAddr>; BATCH],
+    n: usize,
+}
+
+impl Default for Outbox {
+    fn default() -> Self {
+        Outbox {
+            bufs: (0..BATCH).map(|_| Vec::with_capacity(512)).collect(),
+            to: [None; BATCH],
+            n: 0,
+        }
+    }
+}
+
+impl Outbox {
+    /// The buffer for the next answer (write it, then [`Outbox::push`]).
+    pub fn next(&mut self) -> &mut Vec<u8> {
+        &mut self.bufs[self.n]
+    }
+
+    /// Queue the answer written into [`Outbox::next`] for `to`.
+    pub fn push(&mut self, to: SocketAddr) {
+        self.to[self.n] = Some(to);
+        self.n += 1;
+    }
+
+    pub fn is_full(&self) -> bool {
+        self.n == BATCH
+    }
+
+    /// Answers queued, with their destination.
+    fn queued(&self) -> impl Iterator<Item = (&[u8], SocketAddr)> {
+        self.bufs[..self.n]
+            .iter()
+            .zip(&self.to)
+            .filter_map(|(b, to)| Some((b.as_slice(), (*to)?)))
+    }
+
+    /// Send every queued answer and empty the box. An answer the socket cannot take now
+    /// is handed back to `later` (to be sent by a task); one that fails is logged.
+    pub fn flush(&mut self, socket: &UdpSocket, mut later: impl FnMut(&[u8], SocketAddr)) {
+        let mut sent = 0;
+        while sent < self.n {
+            match send(socket, self, sent) {
+                Ok(k) => sent += k.max(1),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    for (bytes, to) in self.queued().skip(sent) {
+                        later(bytes, to);
+                    }
+                    break;
+                }
+                Err(e) => {
+                    // The first unsent answer failed (an unroutable client, ...): skip it.
+                    tracing::debug!(to = ?self.to[sent], error = %e, "udp send failed");
+                    sent += 1;
+                }
+            }
+        }
+        self.n = 0;
+    }
+}
+
+#[cfg(target_os = "linux")]
+mod sys {
+    use std::io;
+    use std::mem::{size_of, zeroed};
+    use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+    use std::os::fd::AsRawFd;
+
+    use tokio::io::Interest;
+    use tokio::net::UdpSocket;
+
+    use super::{BATCH, Inbox, Outbox, SLOT};
+
+    /// Receive up to [`BATCH`] datagrams; `WouldBlock` when there are none.
+    pub fn recv(socket: &UdpSocket, inbox: &mut Inbox) -> io::Result<usize> {
+        inbox.n = 0;
+        let fd = socket.as_raw_fd();
+        socket.try_io(Interest::READABLE, || {
+            // SAFETY: every pointer handed to the kernel points into `inbox.bufs` (one
+            // SLOT each), `names` or `iovs`/`hdrs`, all alive and unmoved until
+            // recvmmsg returns; the kernel writes at most the lengths given.
+            unsafe {
+                let mut names: [libc::sockaddr_storage; BATCH] = zeroed();
+                let mut iovs: [libc::iovec; BATCH] = zeroed();
+                let mut hdrs: [libc::mmsghdr; BATCH] = zeroed();
+                let base = inbox.bufs.as_mut_ptr();
+                for i in 0..BATCH {
+                    iovs[i].iov_base = base.add(i * SLOT).cast();
+                    iovs[i].iov_len = SLOT;
+                    let h = &mut hdrs[i].msg_hdr;
+                    h.msg_name = (&raw mut names[i]).cast();
+                    h.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+                    h.msg_iov = &raw mut iovs[i];
+                    h.msg_iovlen = 1;
+                }
+                let n = libc::recvmmsg(
+                    fd,
+                    hdrs.as_mut_ptr(),
+                    BATCH as _,
+                    libc::MSG_DONTWAIT,
+                    std::ptr::null_mut(),
+                );
+                if n < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                let n = n as usize;
+                for i in 0..n {
+                    let cut = hdrs[i].msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
+                    inbox.lens[i] = if cut {
+                        SLOT + 1
+                    } else {
+                        hdrs[i].msg_len as usize
+                    };
+                    inbox.from[i] = from_storage(&names[i]);
+                }
+                inbox.n = n;
+                Ok(n)
+            }
+        })
+    }
+
+    /// Send the queued answers from `first` on with one call; how many went.
+    pub fn send(socket: &UdpSocket, outbox: &Outbox, first: usize) -> io::Result<usize> {
+        let fd = socket.as_raw_fd();
+        socket.try_io(Interest::WRITABLE, || {
+            // SAFETY: the pointers point into `outbox.bufs` (read only by the kernel, for
+            // the lengths given), `names`, `iovs` and `hdrs`, all alive until sendmmsg
+            // returns.
+            unsafe {
+                let mut names: [libc::sockaddr_storage; BATCH] = zeroed();
+                let mut iovs: [libc::iovec; BATCH] = zeroed();
+                let mut hdrs: [libc::mmsghdr; BATCH] = zeroed();
+                let mut m = 0;
+                for i in first..outbox.n {
+                    let Some(to) = outbox.to[i] else { continue };
+                    let buf = &outbox.bufs[i];
+                    iovs[m].iov_base = buf.as_ptr() as *mut libc::c_void;
+                    iovs[m].iov_len = buf.len();
+                    let h = &mut hdrs[m].msg_hdr;
+                    h.msg_namelen = to_storage(to, &mut names[m]);
+                    h.msg_name = (&raw mut names[m]).cast();
+                    h.msg_iov = &raw mut iovs[m];
+                    h.msg_iovlen = 1;
+                    m += 1;
+                }
+                if m == 0 {
+                    return Ok(outbox.n - first);
+                }
+                let n = libc::sendmmsg(fd, hdrs.as_mut_ptr(), m as _, libc::MSG_DONTWAIT);
+                if n < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                Ok(n as usize)
+            }
+        })
+    }
+
+    fn from_storage(s: &libc::sockaddr_storage) -> Option<SocketAddr> {
+        match i32::from(s.ss_family) {
+            libc::AF_INET => {
+                // SAFETY: the family says the storage holds a sockaddr_in.
+                let a =
+                    unsafe { &*(s as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+                let ip = Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr));
+                Some(SocketAddrV4::new(ip, u16::from_be(a.sin_port)).into())
+            }
+            libc::AF_INET6 => {
+                // SAFETY: the family says the storage holds a sockaddr_in6.
+                let a =
+                    unsafe { &*(s as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
+                let ip = Ipv6Addr::from(a.sin6_addr.s6_addr);
+                let port = u16::from_be(a.sin6_port);
+                Some(SocketAddrV6::new(ip, port, a.sin6_flowinfo, a.sin6_scope_id).into())
+            }
+            _ => None,
+        }
+    }
+
+    fn to_storage(to: SocketAddr, s: &mut libc::sockaddr_storage) -> libc::socklen_t {
+        match to {
+            SocketAddr::V4(a) => {
+                // SAFETY: sockaddr_storage is large and aligned enough for sockaddr_in.
+                let sin =
+                    unsafe { &mut *(s as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+                sin.sin_family = libc::AF_INET as libc::sa_family_t;
+                sin.sin_port = a.port().to_be();
+                sin.sin_addr.s_addr = u32::from(*a.ip()).to_be();
+                size_of::<libc::sockaddr_in>() as libc::socklen_t
+            }
+            SocketAddr::V6(a) => {
+                // SAFETY: sockaddr_storage is large and aligned enough for sockaddr_in6.
+                let sin6 = unsafe {
+                    &mut *(s as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in6>()
+                };
+                sin6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+                sin6.sin6_port = a.port().to_be();
+                sin6.sin6_flowinfo = a.flowinfo();
+                sin6.sin6_addr.s6_addr = a.ip().octets();
+                sin6.sin6_scope_id = a.scope_id();
+                size_of::<libc::sockaddr_in6>() as libc::socklen_t
+            }
+        }
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+mod sys {
+    use std::io;
+
+    use tokio::net::UdpSocket;
+
+    use super::{Inbox, Outbox, SLOT};
+
+    /// Receive one datagram; `WouldBlock` when there is none.
+    pub fn recv(socket: &UdpSocket, inbox: &mut Inbox) -> io::Result<usize> {
+        inbox.n = 0;
+        let (len, from) = socket.try_recv_from(&mut inbox.bufs[..SLOT])?;
+        inbox.lens[0] = len;
+        inbox.from[0] = Some(from);
+        inbox.n = 1;
+        Ok(1)
+    }
+
+    /// Send the answer at `first`.
+    pub fn send(socket: &UdpSocket, outbox: &Outbox, first: usize) -> io::Result<usize> {
+        if let Some(to) = outbox.to[first] {
+            socket.try_send_to(&outbox.bufs[first], to)?;
+        }
+        Ok(1)
+    }
+}
+
+pub use sys::recv;
+use sys::send;
