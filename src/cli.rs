@@ -409,40 +409,51 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
     }
 }
 
-/// `metaguard lists update`: a progress bar on a terminal, plain lines otherwise.
+/// `metaguard lists update`: a one-line status (`[done/total] url (KiB)`) on stderr when
+/// both stdout and stderr are a terminal, plain lines otherwise.
 /// Exit code 0 when every remote list ends with a usable copy, else 1.
 pub async fn lists_update(cfg: &Config, force: bool) -> i32 {
     use crate::remote::UpdateEvent;
-    use std::io::IsTerminal;
-    let tty = std::io::stdout().is_terminal();
-    let bar = if tty {
-        indicatif::ProgressBar::new(0)
-    } else {
-        indicatif::ProgressBar::hidden()
+    use std::io::{IsTerminal, Write};
+    let tty = std::io::stdout().is_terminal() && std::io::stderr().is_terminal();
+    // (lists finished, lists due)
+    let counts = std::sync::Mutex::new((0usize, 0usize));
+    let status = |msg: Option<&str>| {
+        if !tty {
+            return;
+        }
+        let (pos, len) = *counts.lock().unwrap_or_else(|e| e.into_inner());
+        let mut err = std::io::stderr().lock();
+        // Clear the line; then the status, cut to the terminal width (COLUMNS, else 80).
+        let _ = write!(err, "\r\x1b[2K");
+        if let Some(msg) = msg {
+            let width = std::env::var("COLUMNS")
+                .ok()
+                .and_then(|c| c.parse::<usize>().ok())
+                .unwrap_or(80);
+            let line: String = format!("[{pos}/{len}] {msg}")
+                .chars()
+                .take(width.saturating_sub(1))
+                .collect();
+            let _ = write!(err, "{line}");
+        }
+        let _ = err.flush();
     };
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("[{pos}/{len}] {wide_msg}")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
     let progress = |ev: UpdateEvent| match ev {
         UpdateEvent::Started { total, url, .. } => {
-            bar.set_length(total as u64);
-            bar.set_message(url);
+            counts.lock().unwrap_or_else(|e| e.into_inner()).1 = total;
+            status(Some(&url));
         }
         UpdateEvent::Progress { url, bytes } => {
-            bar.set_message(format!("{url} ({} KiB)", bytes / 1024));
+            status(Some(&format!("{url} ({} KiB)", bytes / 1024)));
         }
         UpdateEvent::Finished(o) => {
-            if tty {
-                bar.println(o.to_string());
-            } else {
-                println!("{o}");
-            }
-            bar.inc(1);
+            status(None);
+            println!("{o}");
+            counts.lock().unwrap_or_else(|e| e.into_inner()).0 += 1;
         }
     };
     let outcomes = crate::remote::update_all(cfg, force, &progress).await;
-    bar.finish_and_clear();
     if outcomes.is_empty() {
         println!("no remote list due ({} configured)", cfg.lists.len());
     }

@@ -57,7 +57,7 @@ fn default_refresh() -> Duration {
 
 fn http_url<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     let s = String::deserialize(d)?;
-    match reqwest::Url::parse(&s) {
+    match url::Url::parse(&s) {
         Ok(u) if (u.scheme() == "https" || u.scheme() == "http") && u.host().is_some() => Ok(s),
         Ok(_) => Err(serde::de::Error::custom(
             "list url must be http:// or https:// with a host",
@@ -178,8 +178,6 @@ pub enum RemoteError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("cannot set up the HTTP client: {0}")]
-    Client(#[from] reqwest::Error),
 }
 
 /// File stem of a list's copy: the URL without scheme, made file-safe, plus a hash.
@@ -338,43 +336,74 @@ enum FetchError {
     Other(String),
 }
 
-fn client(cfg: &Config) -> Result<reqwest::Client, RemoteError> {
-    Ok(reqwest::Client::builder()
-        .timeout(cfg.remote.timeout)
-        .connect_timeout(cfg.remote.timeout.min(Duration::from_secs(15)))
+/// The download agent: blocking ureq (the binary's only HTTP client; the webhook uses it
+/// too), run on tokio's blocking pool by [`fetch`]. No proxy from the environment.
+fn agent(cfg: &Config) -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .timeout_global(Some(cfg.remote.timeout))
+        .timeout_connect(Some(cfg.remote.timeout.min(Duration::from_secs(15))))
         .user_agent(concat!("metaguard/", env!("CARGO_PKG_VERSION")))
-        .no_proxy()
-        .build()?)
+        .proxy(None)
+        .http_status_as_error(false)
+        .build()
+        .into()
 }
 
+/// Download `url` on the blocking pool; progress (bytes so far) comes back over a
+/// channel so the callback runs on the caller's task.
 async fn fetch(
-    client: &reqwest::Client,
+    agent: &ureq::Agent,
     cfg: &Config,
     url: &str,
     prev: Option<&Sidecar>,
     progress: Progress<'_>,
 ) -> Result<Fetched, FetchError> {
-    use reqwest::header::{ETAG, IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED};
-    let mut req = client.get(url);
-    if let Some(p) = prev {
-        if let Some(e) = &p.etag {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<u64>();
+    let agent = agent.clone();
+    let owned_url = url.to_string();
+    let cond = prev.map(|p| (p.etag.clone(), p.last_modified.clone()));
+    let max = cfg.remote.max_size;
+    let task =
+        tokio::task::spawn_blocking(move || fetch_blocking(&agent, &owned_url, cond, max, &tx));
+    while let Some(bytes) = rx.recv().await {
+        progress(UpdateEvent::Progress {
+            url: url.to_string(),
+            bytes,
+        });
+    }
+    task.await
+        .map_err(|e| FetchError::Other(format!("download task failed: {e}")))?
+}
+
+fn fetch_blocking(
+    agent: &ureq::Agent,
+    url: &str,
+    cond: Option<(Option<String>, Option<String>)>,
+    max: u64,
+    progress: &tokio::sync::mpsc::UnboundedSender<u64>,
+) -> Result<Fetched, FetchError> {
+    use std::io::Read;
+    use ureq::http::header::{ETAG, IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED};
+    use ureq::http::{HeaderValue, StatusCode};
+    let mut req = agent.get(url);
+    if let Some((etag, last_modified)) = cond {
+        if let Some(e) = etag {
             req = req.header(IF_NONE_MATCH, e);
         }
-        if let Some(l) = &p.last_modified {
+        if let Some(l) = last_modified {
             req = req.header(IF_MODIFIED_SINCE, l);
         }
     }
-    let other = |e: reqwest::Error| FetchError::Other(error_chain(&e));
-    let mut resp = req.send().await.map_err(other)?;
+    let other = |e: ureq::Error| FetchError::Other(error_chain(&e));
+    let mut resp = req.call().map_err(other)?;
     let status = resp.status();
-    if status == reqwest::StatusCode::NOT_MODIFIED {
+    if status == StatusCode::NOT_MODIFIED {
         return Ok(Fetched::NotModified);
     }
     if !status.is_success() {
         return Err(FetchError::Other(format!("HTTP {status}")));
     }
-    let max = cfg.remote.max_size;
-    if let Some(len) = resp.content_length()
+    if let Some(len) = resp.body().content_length()
         && len > max
     {
         return Err(FetchError::TooLarge(len));
@@ -382,21 +411,26 @@ async fn fetch(
     let header = |name| {
         resp.headers()
             .get(name)
-            .and_then(|v: &reqwest::header::HeaderValue| v.to_str().ok())
+            .and_then(|v: &HeaderValue| v.to_str().ok())
             .map(str::to_string)
     };
     let etag = header(ETAG);
     let last_modified = header(LAST_MODIFIED);
+    let mut reader = resp.body_mut().as_reader();
     let mut body = Vec::new();
-    while let Some(chunk) = resp.chunk().await.map_err(other)? {
-        if body.len() as u64 + chunk.len() as u64 > max {
-            return Err(FetchError::TooLarge(body.len() as u64 + chunk.len() as u64));
+    let mut chunk = vec![0u8; 64 * 1024];
+    loop {
+        let n = match reader.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(FetchError::Other(error_chain(&e))),
+        };
+        if body.len() as u64 + n as u64 > max {
+            return Err(FetchError::TooLarge(body.len() as u64 + n as u64));
         }
-        body.extend_from_slice(&chunk);
-        progress(UpdateEvent::Progress {
-            url: url.to_string(),
-            bytes: body.len() as u64,
-        });
+        body.extend_from_slice(&chunk[..n]);
+        let _ = progress.send(body.len() as u64);
     }
     Ok(Fetched::Body {
         text: String::from_utf8_lossy(&body).into_owned(),
@@ -418,7 +452,7 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 
 /// Fetch one list and store it when it passes the checks.
 async fn update_one(
-    client: &reqwest::Client,
+    agent: &ureq::Agent,
     cfg: &Config,
     list: &RemoteListConfig,
     progress: Progress<'_>,
@@ -427,7 +461,7 @@ async fn update_one(
     let had_copy = copy_path(cfg, &list.url).is_file();
     // Conditional headers only make sense when the copy they describe is there.
     let cond = prev.as_ref().filter(|_| had_copy);
-    let result = match fetch(client, cfg, &list.url, cond, progress).await {
+    let result = match fetch(agent, cfg, &list.url, cond, progress).await {
         Ok(Fetched::NotModified) => {
             if let Some(mut sc) = prev.clone() {
                 sc.checked_at = Some(now_rfc3339());
@@ -499,21 +533,7 @@ async fn update_lists(
     lists: &[&RemoteListConfig],
     progress: Progress<'_>,
 ) -> Vec<UpdateOutcome> {
-    let client = match client(cfg) {
-        Ok(c) => c,
-        Err(e) => {
-            return lists
-                .iter()
-                .map(|l| UpdateOutcome {
-                    url: l.url.clone(),
-                    result: UpdateResult::Failed {
-                        error: e.to_string(),
-                    },
-                    has_copy: copy_path(cfg, &l.url).is_file(),
-                })
-                .collect();
-        }
-    };
+    let agent = agent(cfg);
     let mut out = Vec::with_capacity(lists.len());
     for (index, list) in lists.iter().enumerate() {
         progress(UpdateEvent::Started {
@@ -521,7 +541,7 @@ async fn update_lists(
             total: lists.len(),
             url: list.url.clone(),
         });
-        let o = update_one(&client, cfg, list, progress).await;
+        let o = update_one(&agent, cfg, list, progress).await;
         progress(UpdateEvent::Finished(o.clone()));
         out.push(o);
     }

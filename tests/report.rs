@@ -460,6 +460,27 @@ fn report_cli_json_for_a_week_in_berlin() {
     let _ = Timestamp::now();
 }
 
+/// A time zone the system tz database does not know (the binary bundles none): the
+/// report still runs, in UTC, and says so on stderr.
+#[test]
+fn report_cli_falls_back_to_utc_for_an_unknown_time_zone() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = fixture_db(dir.path(), 10);
+    let out = Command::new(BIN)
+        .env("TZ", "Nowhere/Atlantis")
+        .env("TZDIR", dir.path())
+        .args(["report", "--week", WEEK, "--format", "json", "--db"])
+        .arg(&db)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("the report uses UTC"), "{stderr}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["period"]["time_zone"], "UTC");
+    assert_eq!(v["period"]["hours"], 168);
+}
+
 /// Writes an example HTML report (for docs/report-example.png) to
 /// `$METAGUARD_EXAMPLE_HTML`: `cargo test --test report -- --ignored example`.
 #[test]

@@ -174,9 +174,20 @@ pub struct ReportRequest {
     pub color: bool,
 }
 
-/// The local time zone: `TZ`, else /etc/localtime, else UTC.
+/// The local time zone: `TZ`, else /etc/localtime, else UTC (with a warning). Names
+/// are looked up in the system tz database (/usr/share/zoneinfo, or `TZDIR`); the
+/// binary bundles none.
 pub fn local_tz() -> TimeZone {
-    TimeZone::try_system().unwrap_or(TimeZone::UTC)
+    match TimeZone::try_system() {
+        Ok(tz) => tz,
+        Err(e) => {
+            tracing::warn!(
+                "cannot determine the local time zone ({e}); the report uses UTC \
+                 (install tzdata, or set TZ to a name in /usr/share/zoneinfo)"
+            );
+            TimeZone::UTC
+        }
+    }
 }
 
 /// Resolve the period of a request.
