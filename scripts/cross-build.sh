@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Cross-build release binaries for a Raspberry Pi (aarch64: Pi 3/4/5 with a 64-bit OS;
 # armv7: Pi 2/3 with 32-bit Raspberry Pi OS, many ARM routers) with Debian's cross
-# toolchains, then smoke-test the aarch64 binary under qemu-user against a loopback
-# upstream (dnsmasq): one blocked and one allowed query with dig.
+# toolchains, then smoke-test each binary under qemu-user (qemu-aarch64-static,
+# qemu-arm-static) against a loopback upstream (dnsmasq): one blocked and one allowed
+# query with dig.
 #
-#   scripts/cross-build.sh                  # both targets, then the aarch64 check
+#   scripts/cross-build.sh                  # both targets, then both checks
 #   TARGETS=aarch64-unknown-linux-gnu scripts/cross-build.sh
 #   SKIP_CHECK=1 scripts/cross-build.sh
 #
@@ -21,7 +22,8 @@ need_pkgs=()
 command -v aarch64-linux-gnu-gcc >/dev/null || need_pkgs+=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross)
 command -v arm-linux-gnueabihf-gcc >/dev/null || need_pkgs+=(gcc-arm-linux-gnueabihf libc6-dev-armhf-cross)
 if [ -z "${SKIP_CHECK:-}" ]; then
-    command -v qemu-aarch64-static >/dev/null || need_pkgs+=(qemu-user-static)
+    { command -v qemu-aarch64-static && command -v qemu-arm-static; } >/dev/null ||
+        need_pkgs+=(qemu-user-static)
     command -v dnsmasq >/dev/null || need_pkgs+=(dnsmasq-base)
     command -v dig >/dev/null || need_pkgs+=(dnsutils)
 fi
@@ -44,10 +46,10 @@ for t in $TARGETS; do
     ls -l "target/$t/release/metaguard"
 done
 
-case " $TARGETS " in *" aarch64-unknown-linux-gnu "*) ;; *) exit 0 ;; esac
 [ -n "${SKIP_CHECK:-}" ] && exit 0
 
-echo "--- aarch64 smoke test under qemu-aarch64-static"
+# Smoke test of each built binary under qemu-user: one blocked and one allowed query
+# against a loopback dnsmasq upstream. Every packet stays on 127.0.0.1.
 tmp=$(mktemp -d)
 pids=()
 cleanup() {
@@ -57,7 +59,6 @@ cleanup() {
 trap cleanup EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 UPPORT=$(free_port)
-PORT=$(free_port)
 # Upstream: every name is 192.0.2.1.
 dnsmasq --keep-in-foreground --conf-file=/dev/null --no-resolv --no-hosts \
     --listen-address=127.0.0.1 --bind-interfaces --port "$UPPORT" \
@@ -70,18 +71,39 @@ lists_dir = "$tmp/no-lists"
 neighbours = false
 leases = []
 CONF
-qemu-aarch64-static -L /usr/aarch64-linux-gnu target/aarch64-unknown-linux-gnu/release/metaguard \
-    serve --config "$tmp/metaguard.toml" --listen "127.0.0.1:$PORT" \
-    --upstream "127.0.0.1:$UPPORT" --db "$tmp/x.db" 2>"$tmp/metaguard.log" &
-pids+=($!)
-for _ in $(seq 100); do
-    grep -q "listening on" "$tmp/metaguard.log" && break
-    sleep 0.1
+
+check() { # target qemu sysroot
+    local t=$1 qemu=$2 sysroot=$3 port log
+    echo "--- $t smoke test under $qemu"
+    port=$(free_port)
+    log="$tmp/metaguard-$t.log"
+    "$qemu" -L "$sysroot" "target/$t/release/metaguard" \
+        serve --config "$tmp/metaguard.toml" --listen "127.0.0.1:$port" \
+        --upstream "127.0.0.1:$UPPORT" --db "$tmp/$t.db" 2>"$log" &
+    local pid=$!
+    pids+=("$pid")
+    for _ in $(seq 100); do
+        grep -q "listening on" "$log" && break
+        sleep 0.1
+    done
+    cat "$log"
+    local blocked allowed
+    blocked=$(dig +short +time=3 +tries=1 @127.0.0.1 -p "$port" connect.facebook.net A)
+    allowed=$(dig +short +time=3 +tries=1 @127.0.0.1 -p "$port" example.com A)
+    kill "$pid" 2>/dev/null || true
+    echo "connect.facebook.net -> $blocked (want 0.0.0.0)"
+    echo "example.com          -> $allowed (want 192.0.2.1)"
+    if [ "$blocked" != "0.0.0.0" ] || [ "$allowed" != "192.0.2.1" ]; then
+        echo "$t binary FAILED under qemu"
+        return 1
+    fi
+    echo "$t binary OK under qemu"
+}
+
+for t in $TARGETS; do
+    case $t in
+    aarch64-unknown-linux-gnu) check "$t" qemu-aarch64-static /usr/aarch64-linux-gnu ;;
+    armv7-unknown-linux-gnueabihf) check "$t" qemu-arm-static /usr/arm-linux-gnueabihf ;;
+    *) echo "no smoke test for $t" ;;
+    esac
 done
-cat "$tmp/metaguard.log"
-blocked=$(dig +short +time=3 +tries=1 @127.0.0.1 -p "$PORT" connect.facebook.net A)
-allowed=$(dig +short +time=3 +tries=1 @127.0.0.1 -p "$PORT" example.com A)
-echo "connect.facebook.net -> $blocked (want 0.0.0.0)"
-echo "example.com          -> $allowed (want 192.0.2.1)"
-[ "$blocked" = "0.0.0.0" ] && [ "$allowed" = "192.0.2.1" ]
-echo "aarch64 binary OK under qemu"
