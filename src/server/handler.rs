@@ -117,10 +117,7 @@ impl Handler {
         let verdict = snap.filter.check(name, actions);
         let qtype = RecordType::from(q.qtype);
         if verdict.is_block() {
-            let category = verdict
-                .matched
-                .as_ref()
-                .map_or("?", |m| snap.filter.categories().name(m.category));
+            let category = category(snap, &verdict);
             let filter = &snap.config.filter;
             wire::blocked(out, q, filter.block_response, filter.blocked_ttl, category);
             if out.len() > q.max_udp() {
@@ -318,10 +315,7 @@ impl Handler {
         owner: &Name,
         qtype: RecordType,
     ) -> Reply {
-        let category = verdict
-            .matched
-            .as_ref()
-            .map_or("?", |m| snap.filter.categories().name(m.category));
+        let category = category(snap, verdict);
         self.metrics.blocked(category);
         response::blocked(
             snap.config.filter.block_response,
@@ -331,6 +325,14 @@ impl Handler {
             category,
         )
     }
+}
+
+/// The name of the category whose rule gave `verdict` (for the EDE and the metrics).
+fn category<'s>(snap: &'s Snapshot, verdict: &Verdict) -> &'s str {
+    verdict
+        .matched
+        .as_ref()
+        .map_or("?", |m| snap.filter.categories().name(m.category))
 }
 
 /// Whether `answer` for the public name `name` holds an address of the local network
