@@ -8,7 +8,7 @@ use hickory_proto::serialize::binary::{BinEncodable, BinEncoder, NameEncoding};
 
 use crate::cache::Answer;
 use crate::filter::BlockResponse;
-use crate::server::response::{EDE_BLOCKED, MAX_UDP_PAYLOAD};
+use crate::server::response::{EDE_BLOCKED, MAX_UDP_PAYLOAD, udp_limit};
 
 /// EDNS options that carry a client MAC (dnsmasq `--add-mac`): those queries need the
 /// full path, which reads them.
@@ -92,7 +92,7 @@ impl<'a> Query<'a> {
 
     /// The largest answer the client takes over UDP.
     pub fn max_udp(&self) -> usize {
-        usize::from(self.edns.map_or(512, |p| p.clamp(512, MAX_UDP_PAYLOAD)))
+        usize::from(udp_limit(self.edns))
     }
 }
 

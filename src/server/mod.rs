@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use handler::Handler;
-use response::{Capture, MAX_UDP_PAYLOAD};
+use response::Capture;
 
 use crate::access::{Access, Admit, RateLimitConfig, default_allow_clients};
 use crate::cache::Cache;
@@ -242,12 +242,18 @@ impl Shared {
         }
         // A borrowed look at the snapshot: the handler takes its own owned copy, so
         // this check needs no second Arc clone per query.
-        let admit = self.handler.state.load().access.admit(src.ip());
+        let admit = self.admit(&self.handler.state.load(), src)?;
+        self.answer_admitted(packet, src, proto, admit).await
+    }
+
+    /// Whether `src` gets an answer; `None` (counted) when it is over its rate.
+    fn admit(&self, snap: &Snapshot, src: SocketAddr) -> Option<Admit> {
+        let admit = snap.access.admit(src.ip());
         if admit == Admit::RateLimited {
             Stats::inc(&self.stats.rate_limited);
             return None;
         }
-        self.answer_admitted(packet, src, proto, admit).await
+        Some(admit)
     }
 
     /// [`Shared::answer`] once access was decided.
@@ -272,7 +278,7 @@ impl Shared {
             }
         };
         let max = match proto {
-            Protocol::Udp => request.max_payload().clamp(512, MAX_UDP_PAYLOAD),
+            Protocol::Udp => response::udp_limit(request.edns.as_ref().map(|e| e.max_payload())),
             _ => u16::MAX,
         };
         let capture = Capture::new(max);
@@ -315,14 +321,10 @@ impl Shared {
             return Fast::NotCommon;
         };
         let snap = self.handler.state.load();
-        let admit = snap.access.admit(src.ip());
-        match admit {
-            Admit::Yes if self.handler.fast(&snap, &q, name, src.ip(), out) => Fast::Answered,
-            Admit::RateLimited => {
-                Stats::inc(&self.stats.rate_limited);
-                Fast::Silent
-            }
-            _ => Fast::Full(admit),
+        match self.admit(&snap, src) {
+            None => Fast::Silent,
+            Some(Admit::Yes) if self.handler.fast(&snap, &q, name, src.ip(), out) => Fast::Answered,
+            Some(admit) => Fast::Full(admit),
         }
     }
 }

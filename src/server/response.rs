@@ -26,6 +26,12 @@ pub const EDE_NOT_SUPPORTED: u16 = 21;
 /// Largest UDP answer we send, whatever the client offers (DNS flag day 2020).
 pub const MAX_UDP_PAYLOAD: u16 = 1232;
 
+/// The largest answer a UDP client gets: what its OPT record offers (512 without
+/// one), at least 512 and at most [`MAX_UDP_PAYLOAD`].
+pub fn udp_limit(offered: Option<u16>) -> u16 {
+    offered.unwrap_or(512).clamp(512, MAX_UDP_PAYLOAD)
+}
+
 /// What the handler decided to answer, before it is encoded.
 #[derive(Debug, Default)]
 pub struct Reply {
