@@ -61,7 +61,8 @@ impl Inbox {
 /// Answers to send with one call.
 pub struct Outbox {
     bufs: Vec<Vec<u8>>,
-    to: [Option<SocketAddr>; BATCH],
+    /// Where each queued answer goes (entries from `n` on are stale).
+    to: [SocketAddr; BATCH],
     n: usize,
     #[cfg(target_os = "linux")]
     headers: sys::Headers,
@@ -71,7 +72,7 @@ impl Default for Outbox {
     fn default() -> Self {
         Outbox {
             bufs: (0..BATCH).map(|_| Vec::with_capacity(512)).collect(),
-            to: [None; BATCH],
+            to: [SocketAddr::from(([0, 0, 0, 0], 0)); BATCH],
             n: 0,
             #[cfg(target_os = "linux")]
             headers: sys::Headers::new(None),
@@ -87,7 +88,7 @@ impl Outbox {
 
     /// Queue the answer written into [`Outbox::next`] for `to`.
     pub fn push(&mut self, to: SocketAddr) {
-        self.to[self.n] = Some(to);
+        self.to[self.n] = to;
         self.n += 1;
     }
 
@@ -99,8 +100,8 @@ impl Outbox {
     fn queued(&self) -> impl Iterator<Item = (&[u8], SocketAddr)> {
         self.bufs[..self.n]
             .iter()
-            .zip(&self.to)
-            .filter_map(|(b, to)| Some((b.as_slice(), (*to)?)))
+            .zip(self.to)
+            .map(|(b, to)| (b.as_slice(), to))
     }
 
     /// Send every queued answer and empty the box. An answer the socket cannot take now
@@ -118,7 +119,7 @@ impl Outbox {
                 }
                 Err(e) => {
                     // The first unsent answer failed (an unroutable client, ...): skip it.
-                    tracing::debug!(to = ?self.to[sent], error = %e, "udp send failed");
+                    tracing::debug!(to = %self.to[sent], error = %e, "udp send failed");
                     sent += 1;
                 }
             }
@@ -218,17 +219,12 @@ mod sys {
     pub fn send(socket: &UdpSocket, outbox: &mut Outbox, first: usize) -> io::Result<usize> {
         let fd = socket.as_raw_fd();
         let h = &mut outbox.headers;
-        let mut m = 0;
-        for i in first..outbox.n {
-            let Some(to) = outbox.to[i] else { continue };
+        let m = outbox.n - first;
+        for (j, i) in (first..outbox.n).enumerate() {
             let buf = &outbox.bufs[i];
-            h.iovs[m].iov_base = buf.as_ptr() as *mut libc::c_void;
-            h.iovs[m].iov_len = buf.len();
-            h.hdrs[m].msg_hdr.msg_namelen = to_storage(to, &mut h.names[m]);
-            m += 1;
-        }
-        if m == 0 {
-            return Ok(outbox.n - first);
+            h.iovs[j].iov_base = buf.as_ptr() as *mut libc::c_void;
+            h.iovs[j].iov_len = buf.len();
+            h.hdrs[j].msg_hdr.msg_namelen = to_storage(outbox.to[i], &mut h.names[j]);
         }
         socket.try_io(Interest::WRITABLE, || {
             // SAFETY: the headers point into `outbox.bufs` (the kernel only reads them,
@@ -313,9 +309,7 @@ mod sys {
 
     /// Send the answer at `first`.
     pub fn send(socket: &UdpSocket, outbox: &mut Outbox, first: usize) -> io::Result<usize> {
-        if let Some(to) = outbox.to[first] {
-            socket.try_send_to(&outbox.bufs[first], to)?;
-        }
+        socket.try_send_to(&outbox.bufs[first], outbox.to[first])?;
         Ok(1)
     }
 }
