@@ -50,20 +50,8 @@ done
 
 # Smoke test of each built binary under qemu-user: one blocked and one allowed query
 # against a loopback dnsmasq upstream. Every packet stays on 127.0.0.1.
-tmp=$(mktemp -d)
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-UPPORT=$(free_port)
-# Upstream: every name is 192.0.2.1.
-dnsmasq --keep-in-foreground --conf-file=/dev/null --no-resolv --no-hosts \
-    --listen-address=127.0.0.1 --bind-interfaces --port "$UPPORT" \
-    --address=/#/192.0.2.1 --pid-file="$tmp/dnsmasq.pid" --user="$(id -un)" 2>"$tmp/dnsmasq.log" &
-pids+=($!)
+. scripts/loopback-upstream.sh
+start_upstream # every name is 192.0.2.1
 cat >"$tmp/metaguard.toml" <<CONF
 [filter]
 lists_dir = "$tmp/no-lists"

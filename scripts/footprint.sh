@@ -5,20 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${1:-target/release/metaguard}
-tmp=$(mktemp -d)
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-UPPORT=$(free_port)
+. scripts/loopback-upstream.sh
+start_upstream
 PORT=$(free_port)
-dnsmasq --keep-in-foreground --conf-file=/dev/null --no-resolv --no-hosts \
-    --listen-address=127.0.0.1 --bind-interfaces --port "$UPPORT" \
-    --address=/#/192.0.2.1 --pid-file="$tmp/dnsmasq.pid" --user="$(id -un)" 2>/dev/null &
-pids+=($!)
 sleep 0.3
 
 echo "size: $(stat -c %s "$BIN") bytes ($(ls -l "$BIN"))"
