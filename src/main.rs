@@ -1,19 +1,28 @@
 //! The `metaguard` binary: parse the command line, set up logging, dispatch.
 
 use clap::Parser;
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::prelude::*;
 
 fn main() {
     let cli = metaguard::cli::Cli::parse();
     // INFO for our own start/reload/shutdown lines; hickory logs every query at INFO.
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        EnvFilter::new(
-            "info,hickory_server=warn,hickory_net=warn,hickory_resolver=warn,hickory_proto=warn",
-        )
-    });
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+    // RUST_LOG takes `level` and `target=level` directives (e.g. `metaguard=debug`); a
+    // `Targets` filter reads them without the regex engine `EnvFilter` would link in.
+    let default: Targets =
+        "info,hickory_server=warn,hickory_net=warn,hickory_resolver=warn,hickory_proto=warn"
+            .parse()
+            .expect("the built-in log filter parses");
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(spec) => spec.parse::<Targets>().unwrap_or_else(|e| {
+            eprintln!("warning: ignoring RUST_LOG={spec:?}: {e}");
+            default
+        }),
+        Err(_) => default,
+    };
+    tracing_subscriber::registry()
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .with(filter)
         .init();
     match metaguard::cli::dispatch(cli) {
         Ok(code) => std::process::exit(code),
