@@ -25,6 +25,19 @@ pub struct Query<'a> {
     pub edns: Option<u16>,
 }
 
+/// The bytes a label may hold for the inline path: ASCII letters, digits, '-' and '_'.
+/// Anything else (IDN bytes, spaces, dots inside a label) takes the full path.
+const HOSTNAME_BYTE: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = c.is_ascii_alphanumeric() || c == b'-' || c == b'_';
+        b += 1;
+    }
+    t
+};
+
 impl<'a> Query<'a> {
     /// Parse `packet` when it is a common query, writing its name as the filter wants it
     /// (lowercase, no trailing dot) into `name`. `None` for anything else.
@@ -51,18 +64,19 @@ impl<'a> Query<'a> {
             if len > 63 || pos + len > p.len() {
                 return None;
             }
+            let label = &p[pos..pos + len];
+            if !label.iter().all(|&b| HOSTNAME_BYTE[usize::from(b)]) {
+                return None;
+            }
             if !name.is_empty() {
                 name.push('.');
             }
-            for &b in &p[pos..pos + len] {
-                let c = b.to_ascii_lowercase();
-                if !(c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-' || c == b'_') {
-                    return None;
-                }
-                name.push(char::from(c));
-            }
+            // SAFETY: `label` holds only ASCII letters, digits, '-' and '_' (checked above),
+            // so `name` stays valid UTF-8.
+            unsafe { name.as_mut_vec() }.extend_from_slice(label);
             pos += len;
         }
+        name.make_ascii_lowercase();
         // The root, or a name longer than DNS allows.
         if name.is_empty() || pos - 12 > 255 {
             return None;
@@ -127,16 +141,23 @@ fn parse_opt(p: &[u8], pos: usize) -> Option<u16> {
 fn begin(out: &mut Vec<u8>, q: &Query<'_>, rcode: u8, answers: u16, authorities: u16) {
     let p = q.packet;
     out.clear();
-    // QR=1, OPCODE=QUERY, RD copied; RA=1, CD copied.
+    let [an0, an1] = answers.to_be_bytes();
+    let [ns0, ns1] = authorities.to_be_bytes();
+    // QR=1, OPCODE=QUERY, RD copied; RA=1, CD copied; one question; counts.
     out.extend_from_slice(&[
         p[0],
         p[1],
         0x80 | (p[2] & 0x01),
         0x80 | (p[3] & 0x10) | rcode,
+        0,
+        1,
+        an0,
+        an1,
+        ns0,
+        ns1,
+        0,
+        u8::from(q.edns.is_some()),
     ]);
-    for n in [1, answers, authorities, u16::from(q.edns.is_some())] {
-        out.extend_from_slice(&n.to_be_bytes());
-    }
     out.extend_from_slice(&p[12..q.question_end]);
 }
 
