@@ -59,6 +59,7 @@ fn main() {
         format: Format::Html,
         out: None,
         email: false,
+        deliver: false,
         webhook: None,
         color: false,
     };

@@ -145,6 +145,11 @@ pub struct ReportArgs {
     /// Also e-mail the report as [report.email] says.
     #[arg(long)]
     pub email: bool,
+    /// Deliver the report as configured, as the weekly unit does: write it as HTML to
+    /// [report] dir (LABEL.html) and, when [report.email] server is set, e-mail it.
+    /// Prints what it delivered instead of the report.
+    #[arg(long)]
+    pub deliver: bool,
     /// Also POST the JSON report to URL.
     #[arg(long, value_name = "URL")]
     pub webhook: Option<String>,
@@ -201,6 +206,7 @@ pub fn report_request(args: &ReportArgs) -> anyhow::Result<crate::report::Report
         format: args.format.into(),
         out: args.out.clone(),
         email: args.email,
+        deliver: args.deliver,
         webhook: args.webhook.clone(),
         color: std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
     })

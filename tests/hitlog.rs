@@ -267,18 +267,12 @@ async fn cli_readers_show_what_serve_wrote() {
     srv.stop().await;
     let bin = env!("CARGO_BIN_EXE_metaguard");
     let run = |args: &[&str]| {
-        let out = std::process::Command::new(bin)
-            .args(args)
-            .arg("--db")
-            .arg(&db)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        support::stdout_ok(
+            std::process::Command::new(bin)
+                .args(args)
+                .arg("--db")
+                .arg(&db),
+        )
     };
     assert!(run(&["devices"]).contains("127.0.0.1"));
     let log = run(&["log"]);

@@ -1,6 +1,8 @@
 //! `metaguard report` on fixture databases written through the real store: totals
 //! against the generator's own counts, escaping in HTML/CSV, formats, merging, errors,
-//! `--out`, e-mail and webhook delivery to sinks on 127.0.0.1.
+//! `--out`, `--deliver`, e-mail and webhook delivery to sinks on 127.0.0.1.
+
+mod support;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -61,6 +63,7 @@ fn request(dbs: Vec<PathBuf>, when: When) -> ReportRequest {
         format: Format::Text,
         out: None,
         email: false,
+        deliver: false,
         webhook: None,
         color: false,
     }
@@ -308,6 +311,79 @@ fn report_out_is_written_atomically_with_mode_0640() {
     assert!(left.is_empty(), "temporary file left behind");
 }
 
+/// What the weekly unit runs (`report --deliver`): the week's HTML file in `[report] dir`
+/// (made if missing), a line saying so instead of the report, and e-mail only when a
+/// server is set; with neither a dir nor a server it refuses, naming both settings.
+#[test]
+fn report_deliver_writes_the_week_to_the_dir_and_mails_only_when_configured() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = fixture_db(dir.path(), 11);
+    let reports = dir.path().join("state").join("reports");
+    let mut r = request(vec![db.clone()], When::LastWeek);
+    r.config.dir = reports.clone();
+    r.deliver = true;
+    let said = metaguard::report::run(&r).unwrap();
+    let file = reports.join(format!("{WEEK}.html"));
+    assert_eq!(said, format!("wrote {}\n", file.display()));
+    let html = std::fs::read_to_string(&file).unwrap();
+    assert!(html.starts_with("<!DOCTYPE html>") && html.contains(WEEK));
+
+    // No dir and no mail server: nowhere to deliver.
+    r.config.dir = PathBuf::new();
+    let e = metaguard::report::run(&r).unwrap_err().to_string();
+    assert!(
+        e.contains("[report] dir") && e.contains("[report.email] server"),
+        "{e}"
+    );
+
+    // No dir, a mail server: e-mailed only.
+    let (smtp, smtp_t) = smtp_sink();
+    r.config.email = local_smtp(smtp, &["me@example.org"]);
+    let said = metaguard::report::run(&r).unwrap();
+    assert_eq!(said, "e-mailed to me@example.org\n");
+    assert!(
+        smtp_t
+            .join()
+            .unwrap()
+            .contains("Subject: metaguard report 2025-W13")
+    );
+
+    // The CLI: the config's dir, the last complete week, one line on stdout.
+    let config = dir.path().join("metaguard.toml");
+    let cli_reports = dir.path().join("cli-reports");
+    std::fs::write(
+        &config,
+        format!("[report]\ndir = {:?}\n", cli_reports.display().to_string()),
+    )
+    .unwrap();
+    let stdout = support::stdout_ok(
+        Command::new(BIN)
+            .env("TZ", "Europe/Berlin")
+            .args(["report", "--deliver", "--week", WEEK, "--config"])
+            .arg(&config)
+            .arg("--db")
+            .arg(&db),
+    );
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    assert!(
+        cli_reports.join(format!("{WEEK}.html")).is_file(),
+        "{stdout}"
+    );
+}
+
+/// `[report.email]` for a sink on 127.0.0.1:`port`, without TLS or login.
+fn local_smtp(port: u16, to: &[&str]) -> EmailConfig {
+    EmailConfig {
+        server: "127.0.0.1".into(),
+        port,
+        security: Security::None,
+        from: "metaguard <router@example.org>".into(),
+        to: to.iter().map(|t| t.to_string()).collect(),
+        username: None,
+        password_file: None,
+    }
+}
+
 /// A tiny SMTP server: enough of RFC 5321 for lettre without TLS. Returns the DATA.
 fn smtp_sink() -> (u16, std::thread::JoinHandle<String>) {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -393,15 +469,7 @@ fn report_is_emailed_and_posted_to_local_sinks() {
     let (smtp, smtp_t) = smtp_sink();
     let (http, http_t) = http_sink();
     let mut r = request(vec![db], When::Week(WEEK.into()));
-    r.config.email = EmailConfig {
-        server: "127.0.0.1".into(),
-        port: smtp,
-        security: Security::None,
-        from: "metaguard <router@example.org>".into(),
-        to: vec!["me@example.org".into(), "you@example.org".into()],
-        username: None,
-        password_file: None,
-    };
+    r.config.email = local_smtp(smtp, &["me@example.org", "you@example.org"]);
     r.email = true;
     r.webhook = Some(format!("http://127.0.0.1:{http}/hook"));
     let out = metaguard::report::run(&r).unwrap();
@@ -436,18 +504,13 @@ fn report_is_emailed_and_posted_to_local_sinks() {
 fn report_cli_json_for_a_week_in_berlin() {
     let dir = tempfile::tempdir().unwrap();
     let db = fixture_db(dir.path(), 10);
-    let out = Command::new(BIN)
-        .env("TZ", "Europe/Berlin")
-        .args(["report", "--week", WEEK, "--format", "json", "--db"])
-        .arg(&db)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = support::stdout_ok(
+        Command::new(BIN)
+            .env("TZ", "Europe/Berlin")
+            .args(["report", "--week", WEEK, "--format", "json", "--db"])
+            .arg(&db),
     );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["period"]["hours"], 167);
     assert_eq!(v["period"]["time_zone"], "Europe/Berlin");
     let out = Command::new(BIN)
@@ -561,13 +624,9 @@ fn smtp_password_comes_from_its_file_and_never_shows_in_errors() {
     let (smtp, smtp_t) = smtp_auth_sink();
     let mut r = request(vec![db], When::Week(WEEK.into()));
     r.config.email = EmailConfig {
-        server: "127.0.0.1".into(),
-        port: smtp,
-        security: Security::None,
-        from: "metaguard <router@example.org>".into(),
-        to: vec!["me@example.org".into()],
         username: Some("router".into()),
         password_file: Some(pw),
+        ..local_smtp(smtp, &["me@example.org"])
     };
     r.email = true;
     let e = metaguard::report::run(&r).unwrap_err();

@@ -2,7 +2,7 @@
 //! rustls), `--webhook` as a JSON POST (ureq with rustls).
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use lettre::message::{Mailbox, MultiPart};
@@ -14,6 +14,25 @@ use super::{EmailConfig, ReportError, Security};
 
 /// How long SMTP and webhook exchanges may take.
 pub const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Write the HTML report for the period `label` into `dir` (made if missing) as
+/// `LABEL.html`, atomically. Returns the path.
+pub fn write_to_dir(dir: &Path, label: &str, html: &str) -> Result<PathBuf, ReportError> {
+    std::fs::create_dir_all(dir).map_err(ReportError::io(dir))?;
+    let stem: String = label
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let path = dir.join(format!("{stem}.html"));
+    write_atomic(&path, html.as_bytes())?;
+    Ok(path)
+}
 
 /// Write `bytes` to `path` via a temporary file in the same directory and a rename, so
 /// readers never see half a report; the file gets mode 0640.

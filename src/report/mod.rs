@@ -26,6 +26,9 @@ pub use period::Period;
 pub struct ReportConfig {
     /// Domains listed per device.
     pub top_domains: usize,
+    /// `metaguard report --deliver` (the weekly unit) writes each report here as HTML,
+    /// named for its period (`2026-W47.html`). Empty: no file.
+    pub dir: PathBuf,
     /// `[report.email]`: where `metaguard report --email` sends the report.
     pub email: EmailConfig,
 }
@@ -34,6 +37,7 @@ impl Default for ReportConfig {
     fn default() -> Self {
         ReportConfig {
             top_domains: 5,
+            dir: PathBuf::from("/var/lib/metaguard/reports"),
             email: EmailConfig::default(),
         }
     }
@@ -112,6 +116,10 @@ pub enum ReportError {
     Email(String),
     #[error("cannot post the report to the webhook: {0}")]
     Webhook(String),
+    #[error(
+        "--deliver has nowhere to deliver the report: set [report] dir or [report.email] server"
+    )]
+    NowhereToDeliver,
 }
 
 impl ReportError {
@@ -169,6 +177,9 @@ pub struct ReportRequest {
     /// Write here (atomically, mode 0640) instead of returning it for stdout.
     pub out: Option<PathBuf>,
     pub email: bool,
+    /// Deliver as configured (the weekly unit): HTML to `[report] dir`, and e-mail when
+    /// `[report.email] server` is set.
+    pub deliver: bool,
     pub webhook: Option<String>,
     /// ANSI colour in text output.
     pub color: bool,
@@ -222,15 +233,31 @@ pub fn render(model: &ReportModel, format: Format, color: bool) -> Result<String
     })
 }
 
-/// Run `metaguard report`: build, render, write `--out`, send e-mail and webhook.
-/// Returns what goes to stdout (empty when `--out` is given).
+/// Run `metaguard report`: build, render, write `--out`, deliver to `[report] dir`, send
+/// e-mail and webhook. Returns what goes to stdout: the report, or with `--out` nothing,
+/// or with `--deliver` a line per delivery (the weekly unit's journal gets no report).
 pub fn run(req: &ReportRequest) -> Result<String, ReportError> {
     let model = model(req)?;
     let body = render(&model, req.format, req.color && req.out.is_none())?;
-    if req.email {
+    let to_dir = req.deliver && !req.config.dir.as_os_str().is_empty();
+    let email = req.email || (req.deliver && !req.config.email.server.is_empty());
+    if req.deliver && !to_dir && !email {
+        return Err(ReportError::NowhereToDeliver);
+    }
+    let mut said = String::new();
+    // The file first: it is local and cannot be lost to a mail server being down.
+    if to_dir {
+        let path =
+            deliver::write_to_dir(&req.config.dir, &model.period.label, &html::html(&model))?;
+        said += &format!("wrote {}\n", path.display());
+    }
+    if email {
         let text = render::text(&model, false);
         let html = html::html(&model);
         deliver::send_email(&req.config.email, &deliver::subject(&model), &text, &html)?;
+        if req.deliver {
+            said += &format!("e-mailed to {}\n", req.config.email.to.join(", "));
+        }
     }
     if let Some(url) = &req.webhook {
         deliver::post_webhook(url, &render::json(&model)?)?;
@@ -238,8 +265,9 @@ pub fn run(req: &ReportRequest) -> Result<String, ReportError> {
     match &req.out {
         Some(path) => {
             deliver::write_atomic(path, body.as_bytes())?;
-            Ok(String::new())
+            Ok(said)
         }
+        None if req.deliver => Ok(said),
         None => Ok(body),
     }
 }

@@ -470,3 +470,16 @@ pub fn ips(m: &Message) -> Vec<String> {
         })
         .collect()
 }
+
+/// Run a `metaguard` command line to completion; its stdout, after asserting it exited 0
+/// (the assertion shows the arguments and stderr).
+pub fn stdout_ok(cmd: &mut std::process::Command) -> String {
+    let out = cmd.output().expect("the metaguard binary runs");
+    assert!(
+        out.status.success(),
+        "{:?}: {}",
+        cmd.get_args().collect::<Vec<_>>(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
