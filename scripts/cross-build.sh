@@ -10,9 +10,12 @@
 #   SKIP_CHECK=1 scripts/cross-build.sh
 #
 # Not run by CI (two release builds with LTO take many minutes).
-# musl (OpenWrt routers, whose libc is musl): the targets aarch64-unknown-linux-musl /
-# armv7-unknown-linux-musleabihf need a musl cross C compiler for SQLite and ring, which
-# Debian does not package; see docs/install.md (cargo-zigbuild or a musl.cc toolchain).
+#
+# musl (OpenWrt and other routers, whose libc is musl): name the targets, e.g.
+#   TARGETS="aarch64-unknown-linux-musl armv7-unknown-linux-musleabihf" scripts/cross-build.sh
+# Debian packages no musl cross C compiler (SQLite and ring need one), so these build
+# with cargo-zigbuild, zig acting as the C compiler and linker; the script installs both
+# (zig from PyPI's ziglang package). The binaries are static and run under qemu-user as is.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -40,9 +43,19 @@ export CARGO_TARGET_ARMV7_UNKNOWN_LINUX_GNUEABIHF_LINKER=arm-linux-gnueabihf-gcc
 export CC_armv7_unknown_linux_gnueabihf=arm-linux-gnueabihf-gcc
 export AR_armv7_unknown_linux_gnueabihf=arm-linux-gnueabihf-ar
 
+case " $TARGETS " in
+*-musl*)
+    python3 -m ziglang version >/dev/null 2>&1 || pip3 install --quiet ziglang
+    cargo zigbuild --help >/dev/null 2>&1 || cargo install --locked cargo-zigbuild
+    ;;
+esac
+
 for t in $TARGETS; do
     rustup target add "$t"
-    cargo build --release --target "$t"
+    case $t in
+    *-musl*) cargo zigbuild --release --target "$t" ;;
+    *) cargo build --release --target "$t" ;;
+    esac
     ls -l "target/$t/release/metaguard"
 done
 
@@ -92,6 +105,8 @@ for t in $TARGETS; do
     case $t in
     aarch64-unknown-linux-gnu) check "$t" qemu-aarch64-static /usr/aarch64-linux-gnu ;;
     armv7-unknown-linux-gnueabihf) check "$t" qemu-arm-static /usr/arm-linux-gnueabihf ;;
+    aarch64-unknown-linux-musl) check "$t" qemu-aarch64-static / ;;
+    armv7-unknown-linux-musleabihf) check "$t" qemu-arm-static / ;;
     *) echo "no smoke test for $t" ;;
     esac
 done

@@ -195,7 +195,7 @@ mod sys {
                     fd,
                     h.hdrs.as_mut_ptr(),
                     BATCH as _,
-                    libc::MSG_DONTWAIT,
+                    libc::MSG_DONTWAIT as _, // c_int on glibc, c_uint on musl
                     std::ptr::null_mut(),
                 )
             };
@@ -229,7 +229,8 @@ mod sys {
         socket.try_io(Interest::WRITABLE, || {
             // SAFETY: the headers point into `outbox.bufs` (the kernel only reads them,
             // for the lengths given) and into `h`, all alive until sendmmsg returns.
-            let n = unsafe { libc::sendmmsg(fd, h.hdrs.as_mut_ptr(), m as _, libc::MSG_DONTWAIT) };
+            let n =
+                unsafe { libc::sendmmsg(fd, h.hdrs.as_mut_ptr(), m as _, libc::MSG_DONTWAIT as _) };
             if n < 0 {
                 Err(io::Error::last_os_error())
             } else {
