@@ -158,3 +158,61 @@ async fn metrics_off_by_default() {
     assert_eq!(srv.metrics_addr(), None);
     srv.stop().await;
 }
+
+/// On a host without IPv6 (a Pi with IPv6 turned off, a router built without it) the
+/// default listen addresses still start the resolver: `[::1]` is skipped with a warning
+/// and 127.0.0.1 is served. The binary runs in a network namespace of its own whose
+/// loopback has IPv6 disabled; where namespaces cannot be made (not root) it is skipped.
+#[test]
+fn starts_on_ipv4_alone_when_the_host_has_no_ipv6() {
+    let can = Command::new("unshare")
+        .args(["--net", "sh", "-c", "ip link set lo up"])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !can {
+        eprintln!("skipping: cannot make a network namespace here (needs root and iproute2)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let sock_path = dir.path().join("notify.sock");
+    let sock = UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let config = dir.path().join("metaguard.toml");
+    // The defaults' addresses, on a free port; the upstream is never asked.
+    std::fs::write(
+        &config,
+        "[server]\nlisten = [\"127.0.0.1:5335\", \"[::1]:5335\"]\n\
+         [upstream]\nservers = [\"127.0.0.1:9\"]\n\
+         [clients]\nneighbours = false\nleases = []\n",
+    )
+    .unwrap();
+    let err = dir.path().join("stderr");
+    let script = "ip link set lo up && echo 1 >/proc/sys/net/ipv6/conf/all/disable_ipv6 \
+                  && echo 1 >/proc/sys/net/ipv6/conf/lo/disable_ipv6 && exec \"$@\"";
+    let child = Command::new("unshare")
+        .args(["--net", "sh", "-c", script, "sh", BIN, "serve", "--config"])
+        .arg(&config)
+        .arg("--db")
+        .arg(dir.path().join("m.db"))
+        .env("NOTIFY_SOCKET", &sock_path)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&err).unwrap())
+        .spawn()
+        .unwrap();
+    let mut child = KillOnDrop(child);
+    let mut seen = Vec::new();
+    let ready = recv_until(&sock, "READY=1", &mut seen);
+    let log = std::fs::read_to_string(&err).unwrap();
+    assert!(ready, "no READY=1: {seen:?}\n{log}");
+    assert!(
+        log.contains("IPv6 is off on this host: not listening on [::1]:5335"),
+        "{log}"
+    );
+    assert!(
+        log.contains("listening on 127.0.0.1:5335 (udp, tcp)"),
+        "{log}"
+    );
+    assert!(child.0.try_wait().unwrap().is_none(), "it exited: {log}");
+}

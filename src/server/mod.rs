@@ -450,14 +450,43 @@ async fn bind(addr: SocketAddr) -> Result<(UdpSocket, TcpListener), ServeError> 
     })
 }
 
+/// Whether a failed bind on `addr` only says that this host runs without IPv6 (the
+/// kernel has no IPv6, or it is disabled and `::1` does not exist). For the IPv6
+/// loopback and wildcard, which the default config lists next to 127.0.0.1, that skips
+/// the address with a warning, as dnsmasq and Pi-hole start on IPv4-only hosts; any
+/// other address that cannot be bound stops the start.
+fn ipv6_missing(addr: SocketAddr, e: &std::io::Error) -> bool {
+    let std::net::IpAddr::V6(ip) = addr.ip() else {
+        return false;
+    };
+    (ip.is_loopback() || ip.is_unspecified())
+        && (e.kind() == std::io::ErrorKind::AddrNotAvailable
+            || e.raw_os_error() == Some(libc::EAFNOSUPPORT))
+}
+
 /// Build the snapshot, bind every listen address and start answering.
 pub async fn start(config: Config) -> Result<Running, ServeError> {
     if config.server.listen.is_empty() {
         return Err(ServeError::NoListen);
     }
     let mut bound = Vec::new();
+    let mut no_ipv6 = None;
     for addr in &config.server.listen {
-        bound.push(bind(*addr).await?);
+        match bind(*addr).await {
+            Ok(b) => bound.push(b),
+            Err(ServeError::Bind { source, .. }) if ipv6_missing(*addr, &source) => {
+                tracing::warn!("IPv6 is off on this host: not listening on {addr} ({source})");
+                no_ipv6.get_or_insert(ServeError::Bind {
+                    addr: *addr,
+                    proto: "udp",
+                    source,
+                });
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    if let (true, Some(e)) = (bound.is_empty(), no_ipv6) {
+        return Err(e);
     }
     let addrs: Vec<SocketAddr> = bound
         .iter()
@@ -675,6 +704,29 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(5), read)
             .await
             .expect("an answer over TCP")
+    }
+
+    #[test]
+    fn only_the_ipv6_loopback_and_wildcard_are_skipped_when_ipv6_is_off() {
+        use std::io::{Error, ErrorKind};
+        let gone = || Error::from(ErrorKind::AddrNotAvailable);
+        let no_family = || Error::from_raw_os_error(libc::EAFNOSUPPORT);
+        let a = |s: &str| s.parse::<SocketAddr>().unwrap();
+        assert!(ipv6_missing(a("[::1]:53"), &gone()));
+        assert!(ipv6_missing(a("[::]:53"), &no_family()));
+        assert!(ipv6_missing(a("[::1]:5335"), &no_family()));
+        // An address the household named is not silently dropped.
+        assert!(!ipv6_missing(a("[fd00::2]:53"), &gone()));
+        assert!(!ipv6_missing(a("127.0.0.1:53"), &gone()));
+        // Nor is a port another program holds, or one we may not bind.
+        assert!(!ipv6_missing(
+            a("[::1]:53"),
+            &Error::from(ErrorKind::AddrInUse)
+        ));
+        assert!(!ipv6_missing(
+            a("[::1]:53"),
+            &Error::from(ErrorKind::PermissionDenied)
+        ));
     }
 
     /// A panic in one query task ends that task only: tokio catches it (the release
