@@ -278,6 +278,23 @@ fn load(args: &ConfigArgs, overrides: Overrides) -> anyhow::Result<Config> {
 }
 
 /// Run the parsed command; the process exit code.
+/// The one line printed for an error: each cause in turn, except one whose text the
+/// message before it already shows (`cannot listen on ...: <io error>` names its source).
+pub fn error_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
+}
+
 pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Command::Serve {
@@ -467,5 +484,28 @@ pub async fn lists_update(cfg: &Config, force: bool) -> i32 {
         0
     } else {
         1
+    }
+}
+
+#[cfg(test)]
+mod error_line_tests {
+    use super::error_line;
+
+    #[test]
+    fn a_cause_the_message_already_names_is_not_repeated() {
+        let io = std::io::Error::from(std::io::ErrorKind::AddrInUse);
+        let e = crate::server::ServeError::Bind {
+            addr: "127.0.0.1:53".parse().unwrap(),
+            proto: "udp",
+            source: io,
+        };
+        let e = anyhow::Error::new(e);
+        assert_eq!(
+            error_line(&e),
+            "cannot listen on 127.0.0.1:53 (udp): address in use"
+        );
+        // Context that does not name its cause keeps it.
+        let e = anyhow::Error::new(std::io::Error::other("disk full")).context("writing report");
+        assert_eq!(error_line(&e), "writing report: disk full");
     }
 }

@@ -27,7 +27,7 @@ fn main() {
     match metaguard::cli::dispatch(cli) {
         Ok(code) => std::process::exit(code),
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", metaguard::cli::error_line(&e));
             std::process::exit(1);
         }
     }
