@@ -6,6 +6,7 @@ mod support;
 use std::io::{Read, Write};
 use std::os::unix::net::UnixDatagram;
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hickory_proto::rr::RecordType;
@@ -49,14 +50,20 @@ impl Drop for KillOnDrop {
     }
 }
 
+/// A socket standing in for systemd's NOTIFY_SOCKET, in `dir`.
+fn notify_socket(dir: &std::path::Path) -> (std::path::PathBuf, UnixDatagram) {
+    let path = dir.join("notify.sock");
+    let sock = UnixDatagram::bind(&path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    (path, sock)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn notifies_systemd_ready_watchdog_reload_and_stopping() {
     let up = Upstream::start().await;
     let dir = up.dir.path().to_path_buf();
-    let sock_path = dir.join("notify.sock");
-    let sock = UnixDatagram::bind(&sock_path).unwrap();
-    sock.set_read_timeout(Some(Duration::from_millis(200)))
-        .unwrap();
+    let (sock_path, sock) = notify_socket(&dir);
     let config = dir.join("metaguard.toml");
     std::fs::write(
         &config,
@@ -175,10 +182,7 @@ fn starts_on_ipv4_alone_when_the_host_has_no_ipv6() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let sock_path = dir.path().join("notify.sock");
-    let sock = UnixDatagram::bind(&sock_path).unwrap();
-    sock.set_read_timeout(Some(Duration::from_millis(200)))
-        .unwrap();
+    let (sock_path, sock) = notify_socket(dir.path());
     let config = dir.path().join("metaguard.toml");
     // The defaults' addresses, on a free port; the upstream is never asked.
     std::fs::write(
@@ -215,4 +219,90 @@ fn starts_on_ipv4_alone_when_the_host_has_no_ipv6() {
         "{log}"
     );
     assert!(child.0.try_wait().unwrap().is_none(), "it exited: {log}");
+}
+
+/// At boot a Pi's resolv.conf may name no nameserver yet (DHCP has not run) or only
+/// the Pi itself. `serve` starts anyway, as dnsmasq does: blocked names are answered,
+/// the rest get SERVFAIL, and once DHCP writes a nameserver the upstream follows the
+/// file without a restart. (Port 53 of a 127/8 address: root only, else skipped.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn starts_without_a_nameserver_and_follows_resolv_conf() {
+    let pid = std::process::id();
+    let ip = std::net::Ipv4Addr::new(127, 53, (pid >> 8) as u8, pid as u8 | 1);
+    let Some(up) = Upstream::start_on_port_53(ip).await else {
+        eprintln!("skipping: cannot bind {ip}:53 here (needs root)");
+        return;
+    };
+    let dir = up.dir.path().to_path_buf();
+    let resolv = dir.join("resolv.conf");
+    std::fs::write(&resolv, "# written by DHCP once it has a lease\n").unwrap();
+    let (sock_path, sock) = notify_socket(&dir);
+    let config = dir.join("metaguard.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = [\"127.0.0.1:0\"]\n\
+             [upstream]\nresolv_conf = {:?}\n\
+             [clients]\nneighbours = false\nleases = []\n",
+            resolv.display().to_string()
+        ),
+    )
+    .unwrap();
+    let err = dir.join("stderr");
+    let child = Command::new(BIN)
+        .arg("serve")
+        .arg("--config")
+        .arg(&config)
+        .arg("--db")
+        .arg(dir.join("m.db"))
+        .env("NOTIFY_SOCKET", &sock_path)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&err).unwrap())
+        .spawn()
+        .unwrap();
+    let _child = KillOnDrop(child);
+    let sock = Arc::new(sock);
+    let wait_for = |want: &'static [&'static str]| {
+        let sock = sock.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut seen = Vec::new();
+            want.iter().all(|w| recv_until(&sock, w, &mut seen))
+        })
+    };
+    let ready = wait_for(&["READY=1"]).await.unwrap();
+    let log = std::fs::read_to_string(&err).unwrap();
+    assert!(ready, "{log}");
+    assert!(log.contains("lists no usable nameserver"), "{log}");
+    let line = log
+        .lines()
+        .find(|l| l.contains("listening on 127.0.0.1:"))
+        .unwrap_or_else(|| panic!("{log}"));
+    let addr: std::net::SocketAddr = line
+        .split("listening on ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("an address in {line:?}"));
+
+    let m = udp(addr, "connect.facebook.net.", RecordType::A, Q::default()).await;
+    assert_eq!(ips(&m), ["0.0.0.0"], "blocked names need no upstream");
+    let m = udp(addr, "www.example.com.", RecordType::A, Q::default()).await;
+    assert_eq!(
+        m.metadata.response_code,
+        hickory_proto::op::ResponseCode::ServFail
+    );
+
+    // DHCP writes the router's address: the next look at the file reloads.
+    std::fs::write(&resolv, format!("nameserver {ip}\n")).unwrap();
+    let reloaded = wait_for(&["RELOADING=1", "READY=1"]).await.unwrap();
+    let log = std::fs::read_to_string(&err).unwrap();
+    assert!(reloaded, "{log}");
+    let line = log.lines().find(|l| l.contains("reloaded:"));
+    assert!(
+        line.is_some_and(|l| l.contains(&format!("upstream {ip}:53"))),
+        "{log}"
+    );
+    let m = udp(addr, "www.example.com.", RecordType::A, Q::default()).await;
+    assert_eq!(ips(&m), ["192.0.2.1"]);
+    assert_eq!(up.hits("www.example.com"), 1);
 }

@@ -132,7 +132,14 @@ pub struct Snapshot {
 impl Snapshot {
     /// Build from a config: read the lists, compile the filter, set up upstreams.
     /// `own` are the addresses we listen on (never used as upstream).
-    pub fn build(config: Config, own: &[SocketAddr]) -> Result<Snapshot, ServeError> {
+    /// `starting`: a resolv.conf with no usable nameserver (not written yet at boot, or
+    /// naming only ourselves) gives no upstream instead of an error, as dnsmasq starts
+    /// and waits for one; on reload it is an error and the running snapshot stays.
+    pub fn build(
+        config: Config,
+        own: &[SocketAddr],
+        starting: bool,
+    ) -> Result<Snapshot, ServeError> {
         let filter = Filter::build(lists::all_sources(&config)?);
         let policy = Policy::new(
             filter.categories(),
@@ -141,7 +148,19 @@ impl Snapshot {
             &config.groups,
         );
         let specs = if config.upstream.servers.is_empty() {
-            upstream::from_resolv_conf(&config.upstream.resolv_conf, own)?
+            match upstream::from_resolv_conf(&config.upstream.resolv_conf, own) {
+                Ok(specs) => specs,
+                Err(e @ (UpstreamError::NoneUsable { .. } | UpstreamError::ResolvConf { .. }))
+                    if starting =>
+                {
+                    tracing::warn!(
+                        "{e}. Until it has one, blocked names are answered and the rest get \
+                         SERVFAIL; the file is read again when it changes"
+                    );
+                    Vec::new()
+                }
+                Err(e) => return Err(e.into()),
+            }
         } else {
             config.upstream.servers.clone()
         };
@@ -182,6 +201,7 @@ impl Snapshot {
             .map(|s| s.to_string())
             .collect::<Vec<_>>()
             .join(", ");
+        let ups = if ups.is_empty() { "none".into() } else { ups };
         tracing::info!(
             "{what} {} rules from {} lists ({detail}); upstream {ups}",
             self.filter.rule_count(),
@@ -385,9 +405,16 @@ impl Running {
         self.started.elapsed()
     }
 
+    /// The resolv.conf the upstreams come from, when `[upstream] servers` is empty.
+    pub fn resolv_conf(&self) -> Option<PathBuf> {
+        let snap = self.shared.handler.state.load();
+        let up = &snap.config.upstream;
+        up.servers.is_empty().then(|| up.resolv_conf.clone())
+    }
+
     /// Swap in a new config. On error the running one stays and the error is returned.
     pub fn reload(&self, config: Config) -> Result<(), ServeError> {
-        let snap = Arc::new(Snapshot::build(config, &self.addrs)?);
+        let snap = Arc::new(Snapshot::build(config, &self.addrs, false)?);
         self.shared.refresh_clients(&snap.clients);
         self.shared.handler.state.store(snap.clone());
         self.shared.handler.cache.clear();
@@ -497,7 +524,7 @@ pub async fn start(config: Config) -> Result<Running, ServeError> {
         None => None,
     };
     let server_cfg = config.server.clone();
-    let snap = Snapshot::build(config, &addrs)?;
+    let snap = Snapshot::build(config, &addrs, true)?;
     snap.log_loaded("loaded");
     let (logger, writer) = store::start(&snap.config.store);
     let stats = Arc::new(Stats::default());
@@ -593,6 +620,64 @@ pub async fn start(config: Config) -> Result<Running, ServeError> {
     })
 }
 
+/// How often `serve` looks at resolv.conf (a stat; a read only when it changed).
+const RESOLV_CONF_POLL: Duration = Duration::from_secs(2);
+
+/// What resolv.conf looked like when last read: its path, modification time and text.
+struct ResolvWatch {
+    seen: Option<(PathBuf, Option<std::time::SystemTime>, Option<String>)>,
+}
+
+impl ResolvWatch {
+    fn new(path: Option<PathBuf>) -> ResolvWatch {
+        let seen = path.map(|p| {
+            let (m, t) = Self::look(&p, true);
+            (p, m, t)
+        });
+        ResolvWatch { seen }
+    }
+
+    /// The file's modification time and, when asked, its text (`None` if unreadable).
+    fn look(path: &std::path::Path, read: bool) -> (Option<std::time::SystemTime>, Option<String>) {
+        let mtime = std::fs::metadata(path).and_then(|m| m.modified()).ok();
+        let text = if read {
+            std::fs::read_to_string(path).ok()
+        } else {
+            None
+        };
+        (mtime, text)
+    }
+
+    /// Whether the upstreams must be read again: the file `path` (the running config's,
+    /// `None` when `[upstream] servers` is set) has other text than last time.
+    fn changed(&mut self, path: Option<PathBuf>) -> bool {
+        let Some(path) = path else {
+            self.seen = None;
+            return false;
+        };
+        match &mut self.seen {
+            Some((p, mtime, text)) if *p == path => {
+                let (now, _) = Self::look(&path, false);
+                if now == *mtime && now.is_some() {
+                    return false;
+                }
+                let (now, new_text) = Self::look(&path, true);
+                *mtime = now;
+                if new_text == *text {
+                    return false;
+                }
+                *text = new_text;
+                true
+            }
+            _ => {
+                // A config reload switched to resolv.conf (or to another one): it was read.
+                *self = ResolvWatch::new(Some(path));
+                false
+            }
+        }
+    }
+}
+
 /// The `serve` command: start, reload on SIGHUP, stop on SIGTERM/SIGINT.
 pub async fn run(config_path: Option<PathBuf>, overrides: Overrides) -> Result<(), ServeError> {
     use tokio::signal::unix::{SignalKind, signal};
@@ -629,8 +714,23 @@ pub async fn run(config_path: Option<PathBuf>, overrides: Overrides) -> Result<(
     let watchdog = notify::watchdog_interval();
     let mut ping = tokio::time::interval(watchdog.unwrap_or(Duration::from_secs(3600)));
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Upstreams from resolv.conf follow it, as dnsmasq does: DHCP rewrites it after
+    // boot, or when the household changes router.
+    let mut resolv = ResolvWatch::new(running.resolv_conf());
+    let mut resolv_tick = tokio::time::interval(RESOLV_CONF_POLL);
+    resolv_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
+            _ = resolv_tick.tick() => {
+                if resolv.changed(running.resolv_conf()) {
+                    tracing::info!("resolv.conf changed: reloading the upstreams");
+                    notify::reloading();
+                    if let Err(e) = load().and_then(|c| running.reload(c)) {
+                        tracing::error!("reload after a resolv.conf change failed, keeping the running upstreams: {e}");
+                    }
+                    notify::ready();
+                }
+            }
             _ = lists_changed.notified() => {
                 match load().and_then(|c| running.reload(c)) {
                     Ok(()) => {}
@@ -704,6 +804,29 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(5), read)
             .await
             .expect("an answer over TCP")
+    }
+
+    #[test]
+    fn resolv_conf_watch_reloads_on_new_text_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("resolv.conf");
+        std::fs::write(&p, "nameserver 192.0.2.53\n").unwrap();
+        let mut w = ResolvWatch::new(Some(p.clone()));
+        assert!(!w.changed(Some(p.clone())), "nothing happened");
+        // DHCP rewrites the same text (a new mtime): nothing to reload.
+        std::fs::write(&p, "nameserver 192.0.2.53\n").unwrap();
+        assert!(!w.changed(Some(p.clone())));
+        std::fs::write(&p, "nameserver 192.0.2.54\n").unwrap();
+        assert!(w.changed(Some(p.clone())));
+        assert!(!w.changed(Some(p.clone())), "seen once");
+        // Gone (a link into a /run not mounted yet) is a change too; back again as well.
+        std::fs::remove_file(&p).unwrap();
+        assert!(w.changed(Some(p.clone())));
+        std::fs::write(&p, "nameserver 192.0.2.54\n").unwrap();
+        assert!(w.changed(Some(p.clone())));
+        // `[upstream] servers` set by a reload: resolv.conf no longer matters.
+        std::fs::write(&p, "nameserver 192.0.2.99\n").unwrap();
+        assert!(!w.changed(None));
     }
 
     #[test]

@@ -122,7 +122,7 @@ pub fn soa(owner: &str, ttl: u32, minimum: u32) -> Record {
 impl Upstream {
     pub async fn start() -> Upstream {
         // UDP and TCP on one port: a port free for UDP may be taken for TCP, so retry.
-        let (udp, tcp, addr) = {
+        let (udp, tcp) = {
             let mut tries = 0;
             loop {
                 let udp = UdpSocket::bind("127.0.0.1:0")
@@ -130,7 +130,7 @@ impl Upstream {
                     .expect("bind upstream udp");
                 let addr = udp.local_addr().unwrap();
                 match TcpListener::bind(addr).await {
-                    Ok(tcp) => break (udp, tcp, addr),
+                    Ok(tcp) => break (udp, tcp),
                     Err(e) if tries < 50 => {
                         tries += 1;
                         let _ = e;
@@ -139,6 +139,21 @@ impl Upstream {
                 }
             }
         };
+        Self::serve(udp, tcp)
+    }
+
+    /// An upstream on port 53 of `ip` (a loopback address), as a resolv.conf line can
+    /// name it; `None` where port 53 cannot be bound (not root).
+    #[allow(dead_code)]
+    pub async fn start_on_port_53(ip: std::net::Ipv4Addr) -> Option<Upstream> {
+        let addr = SocketAddr::from((ip, 53));
+        let udp = UdpSocket::bind(addr).await.ok()?;
+        let tcp = TcpListener::bind(addr).await.ok()?;
+        Some(Self::serve(udp, tcp))
+    }
+
+    fn serve(udp: UdpSocket, tcp: TcpListener) -> Upstream {
+        let addr = udp.local_addr().expect("bound");
         let up = Upstream {
             addr,
             dir: tempfile::tempdir().expect("temp dir"),
