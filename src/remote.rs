@@ -637,6 +637,58 @@ pub fn spawn_refresher(
     })
 }
 
+/// The refresher of a running server, restarted when a reload changes what it refreshes
+/// (`[[lists]]` or `[remote]`): a list added by SIGHUP is fetched without a restart,
+/// and a removed one is no longer fetched.
+pub struct Refresher {
+    lists: Vec<RemoteListConfig>,
+    remote: RemoteConfig,
+    on_change: Arc<dyn Fn() + Send + Sync>,
+    stop: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+impl Refresher {
+    pub fn start(cfg: &Config, on_change: impl Fn() + Send + Sync + 'static) -> Refresher {
+        Self::spawn(cfg, Arc::new(on_change))
+    }
+
+    fn spawn(cfg: &Config, on_change: Arc<dyn Fn() + Send + Sync>) -> Refresher {
+        let stop = CancellationToken::new();
+        let call = on_change.clone();
+        let task = spawn_refresher(cfg.clone(), move || call(), stop.clone());
+        Refresher {
+            lists: cfg.lists.clone(),
+            remote: cfg.remote.clone(),
+            on_change,
+            stop,
+            task,
+        }
+    }
+
+    /// Take up the config a reload put in force; `true` when that restarted the
+    /// refresher (the lists or `[remote]` changed). An update under way is abandoned
+    /// (its copy is written whole or not at all) and tried again when next due.
+    pub async fn follow(&mut self, cfg: &Config) -> bool {
+        if cfg.lists == self.lists && cfg.remote == self.remote {
+            return false;
+        }
+        let next = Self::spawn(cfg, self.on_change.clone());
+        std::mem::replace(self, next).stop().await;
+        tracing::info!(
+            "[[lists]] changed: {} remote lists refreshed now",
+            cfg.lists.len()
+        );
+        true
+    }
+
+    /// Stop and wait for the task to end.
+    pub async fn stop(self) {
+        self.stop.cancel();
+        let _ = self.task.await;
+    }
+}
+
 /// One row of `metaguard lists`.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct ListRow {

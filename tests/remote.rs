@@ -380,6 +380,36 @@ async fn refresher_calls_on_change_after_scheduled_refresh() {
         .unwrap();
 }
 
+/// `serve` hands every reloaded config to its `Refresher`: a `[[lists]]` entry added by
+/// SIGHUP is fetched then (it used to wait for a restart), and the same config again
+/// leaves the running refresher alone.
+#[tokio::test]
+async fn refresher_follows_a_reload_that_adds_a_list() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = body(10, "good");
+    let server = Server::start(ok(good.clone())).await;
+    let with = config(dir.path(), &server.url);
+    let mut without = with.clone();
+    without.lists.clear();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut r = remote::Refresher::start(&without, move || {
+        let _ = tx.send(());
+    });
+    assert!(!r.follow(&without).await, "nothing changed: no restart");
+    assert!(r.follow(&with).await, "a list was added");
+    tokio::time::timeout(Duration::from_secs(10), rx.recv())
+        .await
+        .expect("the new list fetched and on_change called within 10 s")
+        .expect("refresher alive");
+    assert_eq!(std::fs::read(copy_path(&with, &server.url)).unwrap(), good);
+    assert_eq!(server.requests().len(), 1);
+    assert!(!r.follow(&with).await);
+    assert!(r.follow(&without).await, "a list was removed");
+    tokio::time::timeout(Duration::from_secs(5), r.stop())
+        .await
+        .expect("refresher stops");
+}
+
 #[tokio::test]
 async fn lists_rows_show_remote_and_embedded() {
     let dir = tempfile::tempdir().unwrap();

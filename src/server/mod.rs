@@ -702,12 +702,17 @@ pub async fn run(config_path: Option<PathBuf>, overrides: Overrides) -> Result<(
     let config = load()?;
     let running = start(config.clone()).await?;
     // Remote lists: refreshed on their schedule; a changed copy reloads like SIGHUP.
-    // (The refresher keeps the `[[lists]]` it started with; SIGHUP does not restart it.)
+    // A reload that changes `[[lists]]` or `[remote]` restarts the refresher.
     let lists_changed = Arc::new(tokio::sync::Notify::new());
-    let refresher_stop = CancellationToken::new();
-    let refresher = {
+    let mut refresher = {
         let n = lists_changed.clone();
-        crate::remote::spawn_refresher(config, move || n.notify_one(), refresher_stop.clone())
+        crate::remote::Refresher::start(&config, move || n.notify_one())
+    };
+    // Re-read the config and swap it in; the running one stays on error.
+    let reload = |running: &Running| -> Result<Config, ServeError> {
+        let config = load()?;
+        running.reload(config.clone())?;
+        Ok(config)
     };
     // Sockets are bound and the lists loaded: tell systemd (Type=notify).
     notify::ready();
@@ -725,23 +730,24 @@ pub async fn run(config_path: Option<PathBuf>, overrides: Overrides) -> Result<(
                 if resolv.changed(running.resolv_conf()) {
                     tracing::info!("resolv.conf changed: reloading the upstreams");
                     notify::reloading();
-                    if let Err(e) = load().and_then(|c| running.reload(c)) {
-                        tracing::error!("reload after a resolv.conf change failed, keeping the running upstreams: {e}");
+                    match reload(&running) {
+                        Ok(c) => _ = refresher.follow(&c).await,
+                        Err(e) => tracing::error!("reload after a resolv.conf change failed, keeping the running upstreams: {e}"),
                     }
                     notify::ready();
                 }
             }
             _ = lists_changed.notified() => {
-                match load().and_then(|c| running.reload(c)) {
-                    Ok(()) => {}
+                match reload(&running) {
+                    Ok(c) => _ = refresher.follow(&c).await,
                     Err(e) => tracing::error!("reload after list update failed, keeping the running config: {e}"),
                 }
             }
             _ = ping.tick(), if watchdog.is_some() => notify::watchdog(),
             _ = hup.recv() => {
                 notify::reloading();
-                match load().and_then(|c| running.reload(c)) {
-                    Ok(()) => {}
+                match reload(&running) {
+                    Ok(c) => _ = refresher.follow(&c).await,
                     Err(e) => tracing::error!("reload failed, keeping the running config: {e}"),
                 }
                 notify::ready();
@@ -752,8 +758,7 @@ pub async fn run(config_path: Option<PathBuf>, overrides: Overrides) -> Result<(
     }
     notify::stopping();
     tracing::info!("shutting down");
-    refresher_stop.cancel();
-    let _ = refresher.await;
+    refresher.stop().await;
     running.stop().await;
     tracing::info!("stopped");
     Ok(())
