@@ -204,6 +204,9 @@ else
     check "no IPv6 here: [::1]:53 skipped with a warning" \
         journal_has 'IPv6 is off on this host: not listening on \[::1\]:53'
 fi
+line=$(in_ns journalctl -u metaguard.service -o cat | grep -m1 'listening on')
+check "journal lines: no colour codes, no timestamp of their own ($line)" \
+    test "${line#*INFO }" != "$line" -a "${line%%INFO*}" = " "
 wd=$(prop metaguard.service WatchdogUSec)
 check "watchdog armed ($wd)" test "$wd" = 30s
 ts0=$(prop metaguard.service WatchdogTimestampMonotonic)

@@ -278,6 +278,24 @@ fn load(args: &ConfigArgs, overrides: Overrides) -> anyhow::Result<Config> {
 }
 
 /// Run the parsed command; the process exit code.
+/// Whether stderr is the systemd journal: `JOURNAL_STREAM` names the device and inode
+/// of the stream systemd connected, and they are stderr's (not inherited by a child
+/// whose stderr went elsewhere).
+pub fn stderr_is_journal() -> bool {
+    use std::os::fd::AsFd;
+    use std::os::unix::fs::MetadataExt;
+    let Some(var) = std::env::var_os("JOURNAL_STREAM") else {
+        return false;
+    };
+    let Ok(fd) = std::io::stderr().as_fd().try_clone_to_owned() else {
+        return false;
+    };
+    let Ok(meta) = std::fs::File::from(fd).metadata() else {
+        return false;
+    };
+    var.to_str() == Some(&format!("{}:{}", meta.dev(), meta.ino()))
+}
+
 /// The one line printed for an error: each cause in turn, except one whose text the
 /// message before it already shows (`cannot listen on ...: <io error>` names its source).
 pub fn error_line(e: &anyhow::Error) -> String {

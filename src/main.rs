@@ -20,10 +20,16 @@ fn main() {
         }),
         Err(_) => default,
     };
-    tracing_subscriber::registry()
-        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
-        .with(filter)
-        .init();
+    // Colour only on a terminal; under systemd the journal stamps each line itself.
+    let layer = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    let registry = tracing_subscriber::registry().with(filter);
+    if metaguard::cli::stderr_is_journal() {
+        registry.with(layer.without_time()).init();
+    } else {
+        registry.with(layer).init();
+    }
     match metaguard::cli::dispatch(cli) {
         Ok(code) => std::process::exit(code),
         Err(e) => {

@@ -306,3 +306,56 @@ async fn starts_without_a_nameserver_and_follows_resolv_conf() {
     assert_eq!(ips(&m), ["192.0.2.1"]);
     assert_eq!(up.hits("www.example.com"), 1);
 }
+
+/// Under systemd (stderr is the stream `JOURNAL_STREAM` names) log lines carry no
+/// timestamp of their own, the journal adds one; elsewhere they do. Never colour codes
+/// when stderr is not a terminal.
+#[test]
+fn log_lines_suit_the_journal_when_stderr_is_the_journal() {
+    use std::os::unix::fs::MetadataExt;
+    let first_line = |journal: bool| {
+        let dir = tempfile::tempdir().unwrap();
+        let (sock_path, sock) = notify_socket(dir.path());
+        let err = dir.path().join("stderr");
+        let file = std::fs::File::create(&err).unwrap();
+        let meta = file.metadata().unwrap();
+        let stream = if journal {
+            format!("{}:{}", meta.dev(), meta.ino())
+        } else {
+            format!("{}:{}", meta.dev(), meta.ino() + 1)
+        };
+        let child = Command::new(BIN)
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--upstream",
+                "127.0.0.1:9",
+            ])
+            .arg("--db")
+            .arg(dir.path().join("m.db"))
+            .env("NOTIFY_SOCKET", &sock_path)
+            .env("JOURNAL_STREAM", stream)
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .unwrap();
+        let _child = KillOnDrop(child);
+        let mut seen = Vec::new();
+        assert!(recv_until(&sock, "READY=1", &mut seen), "{seen:?}");
+        let log = std::fs::read_to_string(&err).unwrap();
+        log.lines().next().unwrap_or_default().to_string()
+    };
+    let journal = first_line(true);
+    assert!(
+        journal.starts_with(" INFO metaguard::server: loaded"),
+        "{journal:?}"
+    );
+    let plain = first_line(false);
+    assert!(plain.starts_with("20"), "a timestamp first: {plain:?}");
+    assert!(
+        plain.contains(" INFO metaguard::server: loaded"),
+        "{plain:?}"
+    );
+    assert!(!journal.contains('\x1b') && !plain.contains('\x1b'));
+}
