@@ -700,6 +700,12 @@ pub async fn run(config_path: Option<PathBuf>, overrides: Overrides) -> Result<(
         sig(SignalKind::interrupt())?,
     );
     let config = load()?;
+    // Upstreams from resolv.conf follow it, as dnsmasq does: DHCP rewrites it after
+    // boot, or when the household changes router. Its text is taken before the start
+    // reads it, so a change in between is seen at the first look.
+    let mut resolv = ResolvWatch::new(
+        (config.upstream.servers.is_empty()).then(|| config.upstream.resolv_conf.clone()),
+    );
     let running = start(config.clone()).await?;
     // Remote lists: refreshed on their schedule; a changed copy reloads like SIGHUP.
     // A reload that changes `[[lists]]` or `[remote]` restarts the refresher.
@@ -719,9 +725,6 @@ pub async fn run(config_path: Option<PathBuf>, overrides: Overrides) -> Result<(
     let watchdog = notify::watchdog_interval();
     let mut ping = tokio::time::interval(watchdog.unwrap_or(Duration::from_secs(3600)));
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    // Upstreams from resolv.conf follow it, as dnsmasq does: DHCP rewrites it after
-    // boot, or when the household changes router.
-    let mut resolv = ResolvWatch::new(running.resolv_conf());
     let mut resolv_tick = tokio::time::interval(RESOLV_CONF_POLL);
     resolv_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
