@@ -277,7 +277,6 @@ fn load(args: &ConfigArgs, overrides: Overrides) -> anyhow::Result<Config> {
     Ok(config)
 }
 
-/// Run the parsed command; the process exit code.
 /// Whether stderr is the systemd journal: `JOURNAL_STREAM` names the device and inode
 /// of the stream systemd connected, and they are stderr's (not inherited by a child
 /// whose stderr went elsewhere).
@@ -313,6 +312,7 @@ pub fn error_line(e: &anyhow::Error) -> String {
     line
 }
 
+/// Run the parsed command; the process exit code.
 pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Command::Serve {
