@@ -38,6 +38,15 @@ pub struct UpstreamConfig {
     pub resolv_conf: PathBuf,
 }
 
+impl UpstreamConfig {
+    /// The resolv.conf the upstreams come from: `resolv_conf` when `servers` is empty.
+    pub fn resolv_conf_in_use(&self) -> Option<&Path> {
+        self.servers
+            .is_empty()
+            .then_some(self.resolv_conf.as_path())
+    }
+}
+
 impl Default for UpstreamConfig {
     fn default() -> Self {
         UpstreamConfig {

@@ -147,8 +147,8 @@ impl Snapshot {
             &config.categories,
             &config.groups,
         );
-        let specs = if config.upstream.servers.is_empty() {
-            match upstream::from_resolv_conf(&config.upstream.resolv_conf, own) {
+        let specs = if let Some(resolv_conf) = config.upstream.resolv_conf_in_use() {
+            match upstream::from_resolv_conf(resolv_conf, own) {
                 Ok(specs) => specs,
                 Err(e @ (UpstreamError::NoneUsable { .. } | UpstreamError::ResolvConf { .. }))
                     if starting =>
@@ -408,8 +408,7 @@ impl Running {
     /// The resolv.conf the upstreams come from, when `[upstream] servers` is empty.
     pub fn resolv_conf(&self) -> Option<PathBuf> {
         let snap = self.shared.handler.state.load();
-        let up = &snap.config.upstream;
-        up.servers.is_empty().then(|| up.resolv_conf.clone())
+        snap.config.upstream.resolv_conf_in_use().map(PathBuf::from)
     }
 
     /// Swap in a new config. On error the running one stays and the error is returned.
@@ -628,53 +627,45 @@ struct ResolvWatch {
     seen: Option<(PathBuf, Option<std::time::SystemTime>, Option<String>)>,
 }
 
+/// A file's modification time, `None` when it cannot be read.
+fn mtime(path: &std::path::Path) -> Option<std::time::SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
 impl ResolvWatch {
     fn new(path: Option<PathBuf>) -> ResolvWatch {
         let seen = path.map(|p| {
-            let (m, t) = Self::look(&p, true);
+            let (m, t) = (mtime(&p), std::fs::read_to_string(&p).ok());
             (p, m, t)
         });
         ResolvWatch { seen }
     }
 
-    /// The file's modification time and, when asked, its text (`None` if unreadable).
-    fn look(path: &std::path::Path, read: bool) -> (Option<std::time::SystemTime>, Option<String>) {
-        let mtime = std::fs::metadata(path).and_then(|m| m.modified()).ok();
-        let text = if read {
-            std::fs::read_to_string(path).ok()
-        } else {
-            None
-        };
-        (mtime, text)
-    }
-
     /// Whether the upstreams must be read again: the file `path` (the running config's,
-    /// `None` when `[upstream] servers` is set) has other text than last time.
+    /// `None` when `[upstream] servers` is set) has other text than last time. A stat
+    /// each time; the file is read only when its modification time moved.
     fn changed(&mut self, path: Option<PathBuf>) -> bool {
         let Some(path) = path else {
             self.seen = None;
             return false;
         };
-        match &mut self.seen {
-            Some((p, mtime, text)) if *p == path => {
-                let (now, _) = Self::look(&path, false);
-                if now == *mtime && now.is_some() {
-                    return false;
-                }
-                let (now, new_text) = Self::look(&path, true);
-                *mtime = now;
-                if new_text == *text {
-                    return false;
-                }
-                *text = new_text;
-                true
-            }
-            _ => {
-                // A config reload switched to resolv.conf (or to another one): it was read.
-                *self = ResolvWatch::new(Some(path));
-                false
-            }
+        let Some((_, seen_mtime, seen_text)) = self.seen.as_mut().filter(|(p, ..)| *p == path)
+        else {
+            // A config reload switched to resolv.conf (or to another one): it was read.
+            *self = ResolvWatch::new(Some(path));
+            return false;
+        };
+        let now = mtime(&path);
+        if now.is_some() && now == *seen_mtime {
+            return false;
         }
+        *seen_mtime = now;
+        let text = std::fs::read_to_string(&path).ok();
+        if text == *seen_text {
+            return false;
+        }
+        *seen_text = text;
+        true
     }
 }
 
@@ -703,9 +694,7 @@ pub async fn run(config_path: Option<PathBuf>, overrides: Overrides) -> Result<(
     // Upstreams from resolv.conf follow it, as dnsmasq does: DHCP rewrites it after
     // boot, or when the household changes router. Its text is taken before the start
     // reads it, so a change in between is seen at the first look.
-    let mut resolv = ResolvWatch::new(
-        (config.upstream.servers.is_empty()).then(|| config.upstream.resolv_conf.clone()),
-    );
+    let mut resolv = ResolvWatch::new(config.upstream.resolv_conf_in_use().map(PathBuf::from));
     let running = start(config.clone()).await?;
     // Remote lists: refreshed on their schedule; a changed copy reloads like SIGHUP.
     // A reload that changes `[[lists]]` or `[remote]` restarts the refresher.
