@@ -500,18 +500,25 @@ pub async fn start(config: Config) -> Result<Running, ServeError> {
     for addr in &config.server.listen {
         match bind(*addr).await {
             Ok(b) => bound.push(b),
-            Err(ServeError::Bind { source, .. }) if ipv6_missing(*addr, &source) => {
+            Err(ServeError::Bind {
+                addr,
+                proto,
+                source,
+            }) if ipv6_missing(addr, &source) => {
                 tracing::warn!("IPv6 is off on this host: not listening on {addr} ({source})");
                 no_ipv6.get_or_insert(ServeError::Bind {
-                    addr: *addr,
-                    proto: "udp",
+                    addr,
+                    proto,
                     source,
                 });
             }
             Err(e) => return Err(e),
         }
     }
-    if let (true, Some(e)) = (bound.is_empty(), no_ipv6) {
+    // Nothing bound at all: that is an error even when IPv6 is why.
+    if bound.is_empty()
+        && let Some(e) = no_ipv6
+    {
         return Err(e);
     }
     let addrs: Vec<SocketAddr> = bound
