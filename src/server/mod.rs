@@ -710,12 +710,6 @@ pub async fn run(config_path: Option<PathBuf>, overrides: Overrides) -> Result<(
         let n = lists_changed.clone();
         crate::remote::Refresher::start(&config, move || n.notify_one())
     };
-    // Re-read the config and swap it in; the running one stays on error.
-    let reload = |running: &Running| -> Result<Config, ServeError> {
-        let config = load()?;
-        running.reload(config.clone())?;
-        Ok(config)
-    };
     // Sockets are bound and the lists loaded: tell systemd (Type=notify).
     notify::ready();
     let watchdog = notify::watchdog_interval();
@@ -724,35 +718,34 @@ pub async fn run(config_path: Option<PathBuf>, overrides: Overrides) -> Result<(
     let mut resolv_tick = tokio::time::interval(RESOLV_CONF_POLL);
     resolv_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tokio::select! {
+        // Why to reload, and whether systemd hears of it (RELOADING=1, then READY=1).
+        let (why, tell_systemd) = tokio::select! {
             _ = resolv_tick.tick() => {
-                if resolv.changed(running.resolv_conf()) {
-                    tracing::info!("resolv.conf changed: reloading the upstreams");
-                    notify::reloading();
-                    match reload(&running) {
-                        Ok(c) => _ = refresher.follow(&c).await,
-                        Err(e) => tracing::error!("reload after a resolv.conf change failed, keeping the running upstreams: {e}"),
-                    }
-                    notify::ready();
+                if !resolv.changed(running.resolv_conf()) {
+                    continue;
                 }
+                tracing::info!("resolv.conf changed: reloading the upstreams");
+                (" after a resolv.conf change", true)
             }
-            _ = lists_changed.notified() => {
-                match reload(&running) {
-                    Ok(c) => _ = refresher.follow(&c).await,
-                    Err(e) => tracing::error!("reload after list update failed, keeping the running config: {e}"),
-                }
+            _ = lists_changed.notified() => (" after list update", false),
+            _ = ping.tick(), if watchdog.is_some() => {
+                notify::watchdog();
+                continue;
             }
-            _ = ping.tick(), if watchdog.is_some() => notify::watchdog(),
-            _ = hup.recv() => {
-                notify::reloading();
-                match reload(&running) {
-                    Ok(c) => _ = refresher.follow(&c).await,
-                    Err(e) => tracing::error!("reload failed, keeping the running config: {e}"),
-                }
-                notify::ready();
-            }
+            _ = hup.recv() => ("", true),
             _ = term.recv() => break,
             _ = int.recv() => break,
+        };
+        if tell_systemd {
+            notify::reloading();
+        }
+        // Re-read the config and swap it in; the running one stays on error.
+        match load().and_then(|c| running.reload(c.clone()).map(|()| c)) {
+            Ok(c) => _ = refresher.follow(&c).await,
+            Err(e) => tracing::error!("reload{why} failed, keeping the running config: {e}"),
+        }
+        if tell_systemd {
+            notify::ready();
         }
     }
     notify::stopping();
