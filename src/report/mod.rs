@@ -238,22 +238,31 @@ pub fn render(model: &ReportModel, format: Format, color: bool) -> Result<String
 /// or with `--deliver` a line per delivery (the weekly unit's journal gets no report).
 pub fn run(req: &ReportRequest) -> Result<String, ReportError> {
     let model = model(req)?;
-    let body = render(&model, req.format, req.color && req.out.is_none())?;
+    // With --deliver and no --out, stdout gets what was delivered, not the report.
+    let body = if req.deliver && req.out.is_none() {
+        String::new()
+    } else {
+        render(&model, req.format, req.color && req.out.is_none())?
+    };
     let to_dir = req.deliver && !req.config.dir.as_os_str().is_empty();
     let email = req.email || (req.deliver && !req.config.email.server.is_empty());
     if req.deliver && !to_dir && !email {
         return Err(ReportError::NowhereToDeliver);
     }
+    // The file and the mail carry the same HTML: render it once.
+    let html = if to_dir || email {
+        html::html(&model)
+    } else {
+        String::new()
+    };
     let mut said = String::new();
     // The file first: it is local and cannot be lost to a mail server being down.
     if to_dir {
-        let path =
-            deliver::write_to_dir(&req.config.dir, &model.period.label, &html::html(&model))?;
+        let path = deliver::write_to_dir(&req.config.dir, &model.period.label, &html)?;
         said += &format!("wrote {}\n", path.display());
     }
     if email {
         let text = render::text(&model, false);
-        let html = html::html(&model);
         deliver::send_email(&req.config.email, &deliver::subject(&model), &text, &html)?;
         if req.deliver {
             said += &format!("e-mailed to {}\n", req.config.email.to.join(", "));
