@@ -6,7 +6,6 @@ mod support;
 use std::io::{Read, Write};
 use std::os::unix::net::UnixDatagram;
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hickory_proto::rr::RecordType;
@@ -57,6 +56,29 @@ fn notify_socket(dir: &std::path::Path) -> (std::path::PathBuf, UnixDatagram) {
     sock.set_read_timeout(Some(Duration::from_millis(200)))
         .unwrap();
     (path, sock)
+}
+
+/// Start `cmd` (a `metaguard serve` line) as systemd would: NOTIFY_SOCKET in `dir`,
+/// stderr into the file `stderr`. Returns once READY=1 came (asserted, with the log),
+/// with the process (killed on drop) and the notify socket for what follows.
+fn start_until_ready(
+    mut cmd: Command,
+    dir: &std::path::Path,
+    stderr: &std::path::Path,
+) -> (KillOnDrop, UnixDatagram) {
+    let (sock_path, sock) = notify_socket(dir);
+    let child = cmd
+        .env("NOTIFY_SOCKET", &sock_path)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(stderr).unwrap())
+        .spawn()
+        .unwrap();
+    let child = KillOnDrop(child);
+    let mut seen = Vec::new();
+    let ready = recv_until(&sock, "READY=1", &mut seen);
+    let log = std::fs::read_to_string(stderr).unwrap_or_default();
+    assert!(ready, "no READY=1: {seen:?}\n{log}");
+    (child, sock)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -182,7 +204,6 @@ fn starts_on_ipv4_alone_when_the_host_has_no_ipv6() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let (sock_path, sock) = notify_socket(dir.path());
     let config = dir.path().join("metaguard.toml");
     // The defaults' addresses, on a free port; the upstream is never asked.
     std::fs::write(
@@ -195,21 +216,13 @@ fn starts_on_ipv4_alone_when_the_host_has_no_ipv6() {
     let err = dir.path().join("stderr");
     let script = "ip link set lo up && echo 1 >/proc/sys/net/ipv6/conf/all/disable_ipv6 \
                   && echo 1 >/proc/sys/net/ipv6/conf/lo/disable_ipv6 && exec \"$@\"";
-    let child = Command::new("unshare")
-        .args(["--net", "sh", "-c", script, "sh", BIN, "serve", "--config"])
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--net", "sh", "-c", script, "sh", BIN, "serve", "--config"])
         .arg(&config)
         .arg("--db")
-        .arg(dir.path().join("m.db"))
-        .env("NOTIFY_SOCKET", &sock_path)
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&err).unwrap())
-        .spawn()
-        .unwrap();
-    let mut child = KillOnDrop(child);
-    let mut seen = Vec::new();
-    let ready = recv_until(&sock, "READY=1", &mut seen);
+        .arg(dir.path().join("m.db"));
+    let (mut child, _sock) = start_until_ready(cmd, dir.path(), &err);
     let log = std::fs::read_to_string(&err).unwrap();
-    assert!(ready, "no READY=1: {seen:?}\n{log}");
     assert!(
         log.contains("IPv6 is off on this host: not listening on [::1]:5335"),
         "{log}"
@@ -236,7 +249,6 @@ async fn starts_without_a_nameserver_and_follows_resolv_conf() {
     let dir = up.dir.path().to_path_buf();
     let resolv = dir.join("resolv.conf");
     std::fs::write(&resolv, "# written by DHCP once it has a lease\n").unwrap();
-    let (sock_path, sock) = notify_socket(&dir);
     let config = dir.join("metaguard.toml");
     std::fs::write(
         &config,
@@ -249,29 +261,17 @@ async fn starts_without_a_nameserver_and_follows_resolv_conf() {
     )
     .unwrap();
     let err = dir.join("stderr");
-    let child = Command::new(BIN)
-        .arg("serve")
+    let mut cmd = Command::new(BIN);
+    cmd.arg("serve")
         .arg("--config")
         .arg(&config)
         .arg("--db")
-        .arg(dir.join("m.db"))
-        .env("NOTIFY_SOCKET", &sock_path)
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&err).unwrap())
-        .spawn()
+        .arg(dir.join("m.db"));
+    let (d, e) = (dir.clone(), err.clone());
+    let (_child, sock) = tokio::task::spawn_blocking(move || start_until_ready(cmd, &d, &e))
+        .await
         .unwrap();
-    let _child = KillOnDrop(child);
-    let sock = Arc::new(sock);
-    let wait_for = |want: &'static [&'static str]| {
-        let sock = sock.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut seen = Vec::new();
-            want.iter().all(|w| recv_until(&sock, w, &mut seen))
-        })
-    };
-    let ready = wait_for(&["READY=1"]).await.unwrap();
     let log = std::fs::read_to_string(&err).unwrap();
-    assert!(ready, "{log}");
     assert!(log.contains("lists no usable nameserver"), "{log}");
     let line = log
         .lines()
@@ -294,7 +294,12 @@ async fn starts_without_a_nameserver_and_follows_resolv_conf() {
 
     // DHCP writes the router's address: the next look at the file reloads.
     std::fs::write(&resolv, format!("nameserver {ip}\n")).unwrap();
-    let reloaded = wait_for(&["RELOADING=1", "READY=1"]).await.unwrap();
+    let reloaded = tokio::task::spawn_blocking(move || {
+        let mut seen = Vec::new();
+        recv_until(&sock, "RELOADING=1", &mut seen) && recv_until(&sock, "READY=1", &mut seen)
+    })
+    .await
+    .unwrap();
     let log = std::fs::read_to_string(&err).unwrap();
     assert!(reloaded, "{log}");
     let line = log.lines().find(|l| l.contains("reloaded:"));
@@ -315,34 +320,26 @@ fn log_lines_suit_the_journal_when_stderr_is_the_journal() {
     use std::os::unix::fs::MetadataExt;
     let first_line = |journal: bool| {
         let dir = tempfile::tempdir().unwrap();
-        let (sock_path, sock) = notify_socket(dir.path());
         let err = dir.path().join("stderr");
-        let file = std::fs::File::create(&err).unwrap();
-        let meta = file.metadata().unwrap();
+        // start_until_ready truncates this file: the same inode.
+        let meta = std::fs::File::create(&err).unwrap().metadata().unwrap();
         let stream = if journal {
             format!("{}:{}", meta.dev(), meta.ino())
         } else {
             format!("{}:{}", meta.dev(), meta.ino() + 1)
         };
-        let child = Command::new(BIN)
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--upstream",
-                "127.0.0.1:9",
-            ])
-            .arg("--db")
-            .arg(dir.path().join("m.db"))
-            .env("NOTIFY_SOCKET", &sock_path)
-            .env("JOURNAL_STREAM", stream)
-            .stdout(Stdio::null())
-            .stderr(file)
-            .spawn()
-            .unwrap();
-        let _child = KillOnDrop(child);
-        let mut seen = Vec::new();
-        assert!(recv_until(&sock, "READY=1", &mut seen), "{seen:?}");
+        let mut cmd = Command::new(BIN);
+        cmd.args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--upstream",
+            "127.0.0.1:9",
+        ])
+        .arg("--db")
+        .arg(dir.path().join("m.db"))
+        .env("JOURNAL_STREAM", stream);
+        let _served = start_until_ready(cmd, dir.path(), &err);
         let log = std::fs::read_to_string(&err).unwrap();
         log.lines().next().unwrap_or_default().to_string()
     };
