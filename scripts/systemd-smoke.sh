@@ -160,9 +160,12 @@ wait_active() {
     done
     return 1
 }
-answer() { # name proto -> first answer line
-    in_ns dig +short +time=2 +tries=1 "+$2" @127.0.0.1 -p 53 "$1" A | head -1
+ask() { # server port name [dig options] -> the first A in the answer
+    local server=$1 port=$2 name=$3
+    shift 3
+    in_ns dig +short +time=2 +tries=1 "$@" "@$server" -p "$port" "$name" A | head -1
 }
+answer() { ask 127.0.0.1 53 "$1" "+$2"; } # name notcp|tcp, on the household's port 53
 
 # The household's router, as /etc/resolv.conf names it (the shipped config forwards to
 # resolv.conf's nameservers): a dnsmasq on the namespace's 127.0.0.2 that answers every
@@ -174,7 +177,7 @@ in_ns sh -c 'rm -f /etc/resolv.conf && echo "nameserver 127.0.0.2" >/etc/resolv.
 in_ns dpkg -i /root/metaguard.deb >"$work/dpkg.log" 2>&1 || { cat "$work/dpkg.log"; exit 1; }
 check "dpkg -i enables and starts metaguard.service" wait_active
 check "  and it answers on 127.0.0.1:5335 (the shipped config)" \
-    test "$(in_ns dig +short +time=2 +tries=1 @127.0.0.1 -p 5335 example.org A)" = 192.0.2.1
+    test "$(ask 127.0.0.1 5335 example.org)" = 192.0.2.1
 check "  and the weekly report timer" test "$(prop metaguard-report.timer ActiveState)" = active
 check "  the timer is enabled" test "$(in_ns systemctl is-enabled metaguard-report.timer)" = enabled
 
@@ -199,7 +202,7 @@ check "blocked over TCP" test "$(answer connect.facebook.net tcp)" = 0.0.0.0
 check "allowed over UDP: example.com -> 192.0.2.1" test "$(answer example.com notcp)" = 192.0.2.1
 check "allowed over TCP" test "$(answer www.example.com tcp)" = 192.0.2.1
 if in_ns grep -q '^0\{31\}1 ' /proc/net/if_inet6 2>/dev/null; then
-    check "answers on [::1]:53" test "$(in_ns dig +short +time=2 +tries=1 @::1 -p 53 pixel.facebook.com A)" = 0.0.0.0
+    check "answers on [::1]:53" test "$(ask ::1 53 pixel.facebook.com)" = 0.0.0.0
 else
     check "no IPv6 here: [::1]:53 skipped with a warning" \
         journal_has 'IPv6 is off on this host: not listening on \[::1\]:53'
