@@ -23,7 +23,6 @@
 //! at least one rule, and not less than half the rules of the previous copy.
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -183,17 +182,7 @@ pub enum RemoteError {
 /// File stem of a list's copy: the URL without scheme, made file-safe, plus a hash.
 pub fn file_stem(url: &str) -> String {
     let rest = url.split_once("://").map_or(url, |(_, r)| r);
-    let mut s: String = rest
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .take(80)
-        .collect();
+    let mut s: String = crate::files::safe_name(rest).chars().take(80).collect();
     // FNV-1a, so two URLs that sanitize alike still get two files.
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in url.bytes() {
@@ -257,30 +246,16 @@ pub fn cached_sources(cfg: &Config) -> Vec<ListSource> {
     out
 }
 
-/// Write `data` to `path` atomically (temp file in the same directory + rename), 0644.
+/// Write `data` to `path` atomically (temp file in the same directory + rename), 0644,
+/// making the directory first.
 fn write_atomic(path: &Path, data: &[u8]) -> Result<(), RemoteError> {
-    let err = |source| RemoteError::Write {
-        path: path.to_path_buf(),
-        source,
-    };
     let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(err)?;
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            f.set_permissions(std::fs::Permissions::from_mode(0o644))?;
-        }
-        f.write_all(data)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result.map_err(err)
+    std::fs::create_dir_all(dir)
+        .and_then(|()| crate::files::write_atomic(path, data, 0o644))
+        .map_err(|source| RemoteError::Write {
+            path: path.to_path_buf(),
+            source,
+        })
 }
 
 fn write_sidecar(cfg: &Config, sc: &Sidecar) -> Result<(), RemoteError> {

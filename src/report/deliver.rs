@@ -1,7 +1,6 @@
 //! Delivering a report: `--out` written atomically, `--email` over SMTP (lettre with
 //! rustls), `--webhook` as a JSON POST (ureq with rustls).
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -19,17 +18,7 @@ pub const TIMEOUT: Duration = Duration::from_secs(30);
 /// `LABEL.html`, atomically. Returns the path.
 pub fn write_to_dir(dir: &Path, label: &str, html: &str) -> Result<PathBuf, ReportError> {
     std::fs::create_dir_all(dir).map_err(ReportError::io(dir))?;
-    let stem: String = label
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    let path = dir.join(format!("{stem}.html"));
+    let path = dir.join(format!("{}.html", crate::files::safe_name(label)));
     write_atomic(&path, html.as_bytes())?;
     Ok(path)
 }
@@ -37,38 +26,7 @@ pub fn write_to_dir(dir: &Path, label: &str, html: &str) -> Result<PathBuf, Repo
 /// Write `bytes` to `path` via a temporary file in the same directory and a rename, so
 /// readers never see half a report; the file gets mode 0640.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ReportError> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "report".into());
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let result = (|| -> std::io::Result<()> {
-        let mut opts = std::fs::OpenOptions::new();
-        opts.write(true).create(true).truncate(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            opts.mode(0o640);
-        }
-        let mut f = opts.open(&tmp)?;
-        #[cfg(unix)]
-        {
-            // The umask may have taken bits away; set exactly 0640.
-            use std::os::unix::fs::PermissionsExt;
-            f.set_permissions(std::fs::Permissions::from_mode(0o640))?;
-        }
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result.map_err(ReportError::io(path))
+    crate::files::write_atomic(path, bytes, 0o640).map_err(ReportError::io(path))
 }
 
 /// The e-mail subject for a report.
