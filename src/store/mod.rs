@@ -1,8 +1,11 @@
 //! The hit log: a SQLite database written by one background thread (`writer`), read by
 //! the `devices`, `log` and `status` commands (`read`, `cli`). See docs/store.md.
 
+mod batch;
 pub mod cli;
 pub mod read;
+mod retention;
+mod retry;
 pub mod schema;
 pub mod writer;
 
@@ -31,12 +34,36 @@ pub struct StoreConfig {
     /// Past this size the oldest raw rows are deleted and the file shrunk (SD cards).
     pub max_db_size_mb: u64,
     /// Events written per transaction at most.
+    #[serde(deserialize_with = "at_least_one")]
     pub batch_size: usize,
     /// Events wait at most this long before they are written.
     #[serde(with = "humantime_serde")]
     pub batch_interval: Duration,
-    /// Events queued for the writer; past it they are dropped and counted.
+    /// Events waiting to be written at most, also while the disk fails or another
+    /// process holds the lock; past it they are dropped and counted.
+    #[serde(deserialize_with = "queue_size")]
     pub channel_capacity: usize,
+}
+
+/// The most events `channel_capacity` may hold: about 400 MB of events when full.
+pub const MAX_CHANNEL_CAPACITY: usize = 1 << 20;
+
+fn at_least_one<'de, D: serde::Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    let n = usize::deserialize(d)?;
+    if n == 0 {
+        return Err(serde::de::Error::custom("must be at least 1"));
+    }
+    Ok(n)
+}
+
+fn queue_size<'de, D: serde::Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    let n = at_least_one(d)?;
+    if n > MAX_CHANNEL_CAPACITY {
+        return Err(serde::de::Error::custom(format_args!(
+            "must be at most {MAX_CHANNEL_CAPACITY} (each waiting event takes memory)"
+        )));
+    }
+    Ok(n)
 }
 
 impl Default for StoreConfig {
@@ -125,4 +152,40 @@ pub(crate) fn unix_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{Config, ConfigError};
+    use std::path::Path;
+
+    #[test]
+    fn queue_and_batch_sizes_that_cannot_work_are_refused_with_their_location() {
+        let cases = [
+            ("[store]\nchannel_capacity = 0\n", 2, 20, "at least 1"),
+            (
+                "[store]\nchannel_capacity = 2000000\n",
+                2,
+                20,
+                "at most 1048576",
+            ),
+            ("[store]\n\nbatch_size = 0\n", 3, 14, "at least 1"),
+        ];
+        for (text, line, col, says) in cases {
+            match Config::parse(text, Path::new("/etc/m.toml")).unwrap_err() {
+                ConfigError::Invalid {
+                    line: l,
+                    column: c,
+                    message,
+                    ..
+                } => {
+                    assert_eq!((l, c), (line, col), "{text}: {message}");
+                    assert!(message.contains(says), "{text}: {message}");
+                }
+                other => panic!("{other}"),
+            }
+        }
+        let ok = Config::parse("[store]\nchannel_capacity = 1\n", Path::new("c")).unwrap();
+        assert_eq!(ok.store.channel_capacity, 1);
+    }
 }

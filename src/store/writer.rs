@@ -5,17 +5,21 @@
 // FxHash: the keys are ours (device keys, names we already answered), and SipHash was
 // a tenth of the writer's time.
 use rustc_hash::FxHashMap as HashMap;
+use std::collections::VecDeque;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError, TrySendError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use rusqlite::{Connection, ErrorCode, Transaction, params};
+use rusqlite::{Connection, ErrorCode};
 
-use super::{StoreConfig, StoreError, action_code, schema, unix_now};
+use super::batch::{Counters, Db, write_batch};
+use super::retention::Maintenance;
+use super::retry::{Failure, Retry};
+use super::{StoreConfig, StoreError, schema, unix_now};
 use crate::policy::Action;
 
 /// A device's identity in the log: `mac:aa:bb:cc:dd:ee:ff` when its MAC is known, else
@@ -59,7 +63,7 @@ impl DeviceInfo {
     }
 
     /// The MAC column: taken from the key so two keys can never claim one MAC.
-    fn mac_column(&self) -> Option<&str> {
+    pub(super) fn mac_column(&self) -> Option<&str> {
         self.key.strip_prefix("mac:")
     }
 }
@@ -101,7 +105,7 @@ pub struct QueryEvent {
 /// Events are boxed: the queue's ring holds `channel_capacity` slots and every slot gets
 /// touched as it turns, so a slot the size of an event cost 16 MiB of RSS at the default
 /// capacity; a pointer costs 1 MiB.
-enum Msg {
+pub(super) enum Msg {
     Hit(Box<HitEvent>),
     Query(Box<QueryEvent>),
     Flush(SyncSender<()>),
@@ -109,10 +113,10 @@ enum Msg {
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-struct Totals {
-    queries: i64,
-    meta: i64,
-    blocked: i64,
+pub(super) struct Totals {
+    pub(super) queries: i64,
+    pub(super) meta: i64,
+    pub(super) blocked: i64,
 }
 
 impl Totals {
@@ -129,6 +133,10 @@ type TotalsMap = HashMap<DeviceKey, HashMap<i64, Totals>>;
 struct Shared {
     dropped: AtomicU64,
     written: AtomicU64,
+    /// Events accepted and neither written nor dropped yet, in the channel or held by
+    /// the writer; never more than `capacity`, so only overflow is ever dropped.
+    queued: AtomicU64,
+    capacity: u64,
     totals: Mutex<TotalsMap>,
     status: Mutex<Option<String>>,
     log_all_queries: bool,
@@ -161,7 +169,7 @@ impl std::fmt::Debug for Logger {
 }
 
 impl Logger {
-    /// Queue a hit; when the writer is behind it is dropped and counted.
+    /// Queue a hit; when the queue is full it is dropped and counted.
     pub fn hit(&self, event: HitEvent) {
         self.send(Msg::Hit(Box::new(event)));
     }
@@ -211,9 +219,15 @@ impl Logger {
         *lock(&self.shared.on_write) = Some(f);
     }
 
-    /// Events lost so far: queue full or the disk failing.
+    /// Events lost so far: the queue was full (while the disk failed or the writer fell
+    /// behind), or the writer was gone.
     pub fn dropped(&self) -> u64 {
         self.shared.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Events waiting to be written now (at most `channel_capacity`).
+    pub fn queued(&self) -> u64 {
+        self.shared.queued.load(Ordering::Relaxed)
     }
 
     /// Events committed to the database so far.
@@ -221,12 +235,14 @@ impl Logger {
         self.shared.written.load(Ordering::Relaxed)
     }
 
+    /// A slot in the queue first, then the channel: the count of slots, not the
+    /// channel's room, is the bound, since the writer holds events it could not write.
     fn send(&self, msg: Msg) {
-        match self.tx.try_send(msg) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
-                self.shared.dropped.fetch_add(1, Ordering::Relaxed);
-            }
+        let s = &self.shared;
+        if s.queued.fetch_add(1, Ordering::Relaxed) >= s.capacity || self.tx.try_send(msg).is_err()
+        {
+            s.queued.fetch_sub(1, Ordering::Relaxed);
+            s.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
 }
@@ -291,12 +307,15 @@ impl Drop for WriterHandle {
 }
 
 /// Start the writer thread for `cfg.db`. Never fails: a database that cannot be opened
-/// is retried in the background while the logger counts drops.
+/// is retried in the background while events wait in the queue.
 pub fn start(cfg: &StoreConfig) -> (Logger, WriterHandle) {
-    let (tx, rx) = std::sync::mpsc::sync_channel(cfg.channel_capacity.max(1));
+    let capacity = cfg.channel_capacity.max(1);
+    let (tx, rx) = std::sync::mpsc::sync_channel(capacity + CONTROL_SLOTS);
     let shared = Arc::new(Shared {
         dropped: AtomicU64::new(0),
         written: AtomicU64::new(0),
+        queued: AtomicU64::new(0),
+        capacity: capacity as u64,
         totals: Mutex::new(HashMap::default()),
         status: Mutex::new(None),
         log_all_queries: cfg.log_all_queries,
@@ -309,7 +328,7 @@ pub fn start(cfg: &StoreConfig) -> (Logger, WriterHandle) {
     let thread = match thread {
         Ok(t) => Some(t),
         Err(e) => {
-            // Without the thread the queue fills and every event counts as dropped.
+            // Without the thread the queue fills and every later event counts as dropped.
             tracing::error!("cannot start the hit log writer: {e}");
             None
         }
@@ -323,58 +342,30 @@ pub fn start(cfg: &StoreConfig) -> (Logger, WriterHandle) {
     )
 }
 
-/// How often a database that failed to open or write is tried again.
 /// How long the writer naps between looks at the channel while it gathers a batch:
 /// the shortest while events arrive, growing to the longest (also the most a flush
 /// waits) while none do.
 const GATHER_NAP_MIN: Duration = Duration::from_millis(1);
 const GATHER_NAP_MAX: Duration = Duration::from_millis(32);
-const RETRY_INTERVAL: Duration = Duration::from_secs(10);
-/// At most one warning per this interval while the disk fails.
-const WARN_INTERVAL: Duration = Duration::from_secs(60);
-/// How often old rows are deleted.
-const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(600);
-/// Rows per DELETE, so retention never holds the write lock for long.
-const DELETE_CHUNK: i64 = 5000;
-/// Retention work per writer loop turn, so hits keep flowing while it catches up.
-const MAINTENANCE_BUDGET: Duration = Duration::from_millis(100);
-/// Interned ids kept in memory; past it the cache starts over.
-const CACHE_LIMIT: usize = 100_000;
 /// Hourly totals held while the disk fails; past it they are discarded.
 const PENDING_TOTALS_LIMIT: usize = 100_000;
-
-/// The open database and its interned ids, valid only for this connection (a fresh
-/// database after corruption numbers everything anew).
-struct Db {
-    conn: Connection,
-    names: HashMap<String, i64>,
-    categories: HashMap<String, i64>,
-    rules: HashMap<String, i64>,
-    devices: HashMap<String, i64>,
-}
-
-/// Retention work in progress, one step per call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Phase {
-    OldHits,
-    OldQueries,
-    OldRollups,
-    SizeCap,
-    Vacuum,
-}
+/// Room in the channel beyond the queue's capacity, for flush and shutdown requests.
+const CONTROL_SLOTS: usize = 64;
 
 struct Writer {
     cfg: StoreConfig,
     shared: Arc<Shared>,
     db: Option<Db>,
-    next_open: Instant,
-    last_warn: Option<Instant>,
-    dropped_since_warn: u64,
-    failing: bool,
+    /// Events taken from the channel and not yet written, oldest first: a batch that
+    /// failed stays here and is tried again. Counted in `Shared::queued`.
+    pending: VecDeque<Msg>,
+    retry: Retry,
+    /// Whether the file passed `quick_check` since the writer started; a reopen after a
+    /// failed write does not read the whole file again.
+    checked: bool,
     pending_totals: HashMap<(DeviceKey, i64), Totals>,
     pending_status: Option<String>,
-    next_maintenance: Instant,
-    phase: Option<Phase>,
+    maintenance: Maintenance,
 }
 
 enum Control {
@@ -390,67 +381,25 @@ impl Writer {
             cfg,
             shared,
             db: None,
-            next_open: now,
-            last_warn: None,
-            dropped_since_warn: 0,
-            failing: false,
+            pending: VecDeque::new(),
+            retry: Retry::new(now),
+            checked: false,
             pending_totals: HashMap::default(),
             pending_status: None,
-            next_maintenance: now,
-            phase: None,
+            maintenance: Maintenance::new(now),
         }
     }
 
     fn run(mut self, rx: Receiver<Msg>) {
         self.try_open();
-        let interval = self.cfg.batch_interval.max(Duration::from_millis(1));
-        let batch_size = self.cfg.batch_size.max(1);
         loop {
-            let mut batch = Vec::new();
-            let mut control = match rx.recv_timeout(interval) {
-                Ok(m) => take(m, &mut batch),
-                Err(RecvTimeoutError::Timeout) => Control::More,
-                Err(RecvTimeoutError::Disconnected) => Control::Stop,
-            };
-            // Gather the batch by draining the channel between short naps rather than
-            // waiting on it: a waiting receiver costs every sender a futex wake-up (one
-            // syscall per event on the query path), a napping one costs nobody.
-            // The nap is short while events keep coming (the queue stays near empty, so
-            // a kill -9 loses little beyond the batch at hand) and grows while none do.
-            if matches!(control, Control::More) && !batch.is_empty() {
-                let deadline = Instant::now() + interval;
-                let mut nap = GATHER_NAP_MIN;
-                'gather: loop {
-                    let before = batch.len();
-                    loop {
-                        match rx.try_recv() {
-                            Ok(m) => control = take(m, &mut batch),
-                            Err(TryRecvError::Empty) => break,
-                            Err(TryRecvError::Disconnected) => control = Control::Stop,
-                        }
-                        if !matches!(control, Control::More) || batch.len() >= batch_size {
-                            break 'gather;
-                        }
-                    }
-                    let left = deadline.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
-                        break;
-                    }
-                    nap = if batch.len() > before {
-                        GATHER_NAP_MIN
-                    } else {
-                        (nap * 2).min(GATHER_NAP_MAX)
-                    };
-                    std::thread::sleep(left.min(nap));
-                }
-            }
+            let control = self.gather(&rx);
             let urgent = !matches!(control, Control::More);
-            if urgent && self.db.is_none() {
-                self.next_open = Instant::now();
-                self.try_open();
+            self.write_pending(urgent);
+            // Not while failing: retention would only wait on the same lock or disk.
+            if let Some(db) = self.db.as_ref().filter(|_| !self.retry.failing()) {
+                self.maintenance.run(&db.conn, &self.cfg, urgent);
             }
-            self.write(batch);
-            self.maintain(urgent);
             match control {
                 Control::More => {}
                 Control::Flush(ack) => {
@@ -458,68 +407,117 @@ impl Writer {
                 }
                 Control::Stop => {
                     // Whatever arrived between the last batch and Shutdown is written too.
-                    let rest: Vec<Msg> = rx.try_iter().collect();
-                    let mut batch = Vec::new();
-                    for m in rest {
-                        if let Control::Flush(ack) = take(m, &mut batch) {
+                    for m in rx.try_iter().collect::<Vec<_>>() {
+                        if let Control::Flush(ack) = self.take(m) {
                             let _ = ack.send(());
                         }
                     }
-                    self.write(batch);
+                    self.write_pending(true);
+                    self.give_up();
                     return;
                 }
             }
         }
     }
 
-    /// Open the database, moving a corrupt one aside; on failure retry later.
-    fn try_open(&mut self) {
-        if self.db.is_some() || Instant::now() < self.next_open {
-            return;
+    /// Move a message into `pending`, or say what it asks for.
+    fn take(&mut self, m: Msg) -> Control {
+        match m {
+            Msg::Flush(ack) => Control::Flush(ack),
+            Msg::Shutdown => Control::Stop,
+            m => {
+                self.pending.push_back(m);
+                Control::More
+            }
         }
-        match open_db(&self.cfg.db) {
-            Ok(conn) => {
-                if self.failing {
-                    tracing::info!(db = %self.cfg.db.display(), "hit log writable again");
-                    self.failing = false;
+    }
+
+    /// Gather events until a batch is full, the batch interval is over, or (while the
+    /// disk fails) the next retry is due; a flush or shutdown ends it at once.
+    ///
+    /// The channel is drained between short naps rather than waited on: a waiting
+    /// receiver costs every sender a futex wake-up (one syscall per event on the query
+    /// path), a napping one costs nobody. The nap is short while events keep coming (the
+    /// queue stays near empty, so a kill -9 loses little beyond the batch at hand) and
+    /// grows while none do. Only an empty writer waits on the channel.
+    fn gather(&mut self, rx: &Receiver<Msg>) -> Control {
+        let interval = self.cfg.batch_interval.max(Duration::from_millis(1));
+        let batch_size = self.cfg.batch_size.max(1);
+        if self.pending.is_empty() {
+            match rx.recv_timeout(interval) {
+                Ok(m) => match self.take(m) {
+                    Control::More => {}
+                    c => return c,
+                },
+                Err(RecvTimeoutError::Timeout) => return Control::More,
+                Err(RecvTimeoutError::Disconnected) => return Control::Stop,
+            }
+        }
+        let deadline = if self.retry.failing() {
+            self.retry.next()
+        } else {
+            Instant::now() + interval
+        };
+        let mut nap = GATHER_NAP_MIN;
+        loop {
+            let before = self.pending.len();
+            loop {
+                if !self.retry.failing() && self.pending.len() >= batch_size {
+                    return Control::More;
                 }
-                self.db = Some(Db {
-                    conn,
-                    names: HashMap::default(),
-                    categories: HashMap::default(),
-                    rules: HashMap::default(),
-                    devices: HashMap::default(),
-                });
-                self.next_maintenance = Instant::now();
+                match rx.try_recv() {
+                    Ok(m) => match self.take(m) {
+                        Control::More => {}
+                        c => return c,
+                    },
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => return Control::Stop,
+                }
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Control::More;
+            }
+            nap = if self.pending.len() > before {
+                GATHER_NAP_MIN
+            } else {
+                (nap * 2).min(GATHER_NAP_MAX)
+            };
+            std::thread::sleep(left.min(nap));
+        }
+    }
+
+    /// Open the database (moving a corrupt one aside); true when it is open.
+    fn try_open(&mut self) -> bool {
+        if self.db.is_some() {
+            return true;
+        }
+        match open_db(&self.cfg.db, !self.checked) {
+            Ok(conn) => {
+                self.checked = true;
+                self.db = Some(Db::new(conn));
+                self.maintenance.due_now();
+                true
             }
             Err(e) => {
-                self.next_open = Instant::now() + RETRY_INTERVAL;
-                self.fail(0, &e.to_string());
+                let failure = match &e {
+                    StoreError::Sqlite { source, .. } => Failure::of(source),
+                    _ => Failure::Other,
+                };
+                self.failed(failure, &e.to_string());
+                false
             }
         }
     }
 
-    /// Count `lost` events as dropped and warn, at most once a minute.
-    fn fail(&mut self, lost: u64, why: &str) {
-        self.failing = true;
-        self.shared.dropped.fetch_add(lost, Ordering::Relaxed);
-        self.dropped_since_warn += lost;
-        let now = Instant::now();
-        if self
-            .last_warn
-            .is_none_or(|t| now.duration_since(t) >= WARN_INTERVAL)
-        {
-            tracing::warn!(
-                db = %self.cfg.db.display(),
-                dropped = self.dropped_since_warn,
-                "hit log unavailable, events are dropped (DNS unaffected), retrying: {why}"
-            );
-            self.last_warn = Some(now);
-            self.dropped_since_warn = 0;
-        }
+    fn failed(&mut self, failure: Failure, why: &str) {
+        let queued = self.shared.queued.load(Ordering::Relaxed);
+        self.retry
+            .failed(Instant::now(), failure, &self.cfg.db, queued, why);
     }
 
-    fn write(&mut self, batch: Vec<Msg>) {
+    /// Take the hourly totals and the status the query path left for the writer.
+    fn collect_totals(&mut self) {
         let drained = std::mem::take(&mut *lock(&self.shared.totals));
         for (key, hours) in drained {
             for (hour, t) in hours {
@@ -532,83 +530,90 @@ impl Writer {
         if let Some(s) = lock(&self.shared.status).take() {
             self.pending_status = Some(s);
         }
-        if batch.is_empty() && self.pending_totals.is_empty() && self.pending_status.is_none() {
-            return;
-        }
-        let events = batch
-            .iter()
-            .filter(|m| matches!(m, Msg::Hit(_) | Msg::Query(_)))
-            .count() as u64;
-        self.try_open();
-        let Some(db) = self.db.as_mut() else {
-            if self.pending_totals.len() > PENDING_TOTALS_LIMIT {
-                self.pending_totals.clear();
-            }
-            self.fail(events, "database not open");
-            return;
-        };
-        let status = self.pending_status.as_deref();
-        let written = self.shared.written.load(Ordering::Relaxed) + events;
-        let dropped = self.shared.dropped.load(Ordering::Relaxed);
-        let began = Instant::now();
-        let result = write_batch(db, &batch, &self.pending_totals, status, written, dropped);
-        if let Some(f) = lock(&self.shared.on_write).clone() {
-            f(began.elapsed());
-        }
-        match result {
-            Ok(()) => {
-                self.shared.written.fetch_add(events, Ordering::Relaxed);
-                self.pending_totals.clear();
-                self.pending_status = None;
-            }
-            Err(e) => {
-                // Drop the connection: its id caches may name rows the rollback undid,
-                // and reopening is what recovers from a vanished or replaced file.
-                self.db = None;
-                self.next_open = Instant::now() + RETRY_INTERVAL;
-                self.fail(events, &e.to_string());
-            }
-        }
     }
 
-    /// Retention and the size cap, a little at a time (all of it when `urgent`).
-    fn maintain(&mut self, urgent: bool) {
-        let Some(db) = self.db.as_mut() else {
-            return;
-        };
-        let now = Instant::now();
-        if self.phase.is_none() && now >= self.next_maintenance {
-            self.next_maintenance = now + MAINTENANCE_INTERVAL;
-            self.phase = Some(Phase::OldHits);
-        }
-        if self.phase.is_none() && over_cap(&db.conn, self.cfg.max_db_size_mb).unwrap_or(false) {
-            self.phase = Some(Phase::SizeCap);
-        }
-        let start = Instant::now();
-        while let Some(phase) = self.phase {
-            match step(&db.conn, &self.cfg, phase) {
-                Ok(next) => self.phase = next,
+    /// Write what is pending, one batch per transaction, until it is all written or a
+    /// try fails. Not before the next retry is due unless `urgent` (flush, shutdown),
+    /// and then one failed try ends it.
+    fn write_pending(&mut self, urgent: bool) {
+        self.collect_totals();
+        let batch_size = self.cfg.batch_size.max(1);
+        loop {
+            if self.pending.is_empty()
+                && self.pending_totals.is_empty()
+                && self.pending_status.is_none()
+            {
+                return;
+            }
+            if !urgent && !self.retry.due(Instant::now()) {
+                return;
+            }
+            if !self.try_open() {
+                if self.pending_totals.len() > PENDING_TOTALS_LIMIT {
+                    self.pending_totals.clear();
+                }
+                return;
+            }
+            let Some(db) = self.db.as_mut() else { return };
+            let n = self.pending.len().min(batch_size);
+            let batch = &self.pending.make_contiguous()[..n];
+            let status = self.pending_status.as_deref();
+            let written = self.shared.written.load(Ordering::Relaxed) + n as u64;
+            let dropped = self.shared.dropped.load(Ordering::Relaxed);
+            let queued = (self.shared.queued.load(Ordering::Relaxed)).saturating_sub(n as u64);
+            let counters = Counters {
+                written,
+                dropped,
+                queued,
+            };
+            let began = Instant::now();
+            let result = write_batch(db, batch, &self.pending_totals, status, counters);
+            if let Some(f) = lock(&self.shared.on_write).clone() {
+                f(began.elapsed());
+            }
+            match result {
+                Ok(()) => {
+                    self.pending.drain(..n);
+                    self.shared.written.fetch_add(n as u64, Ordering::Relaxed);
+                    self.shared.queued.fetch_sub(n as u64, Ordering::Relaxed);
+                    self.pending_totals.clear();
+                    self.pending_status = None;
+                    self.retry.succeeded(Instant::now(), &self.cfg.db);
+                }
                 Err(e) => {
-                    self.phase = None;
-                    tracing::warn!("hit log retention failed: {e}");
-                    break;
+                    let failure = Failure::of(&e);
+                    db.forget_ids();
+                    // A lock or a full disk leaves the file as it was; anything else
+                    // (read-only, vanished, replaced) is recovered by opening it again.
+                    if failure != Failure::Locked
+                        && e.sqlite_error_code() != Some(ErrorCode::DiskFull)
+                    {
+                        self.db = None;
+                    }
+                    if is_corruption(&e) {
+                        self.checked = false;
+                    }
+                    self.failed(failure, &e.to_string());
+                    return;
                 }
             }
-            if !urgent && start.elapsed() >= MAINTENANCE_BUDGET {
-                break;
-            }
         }
     }
-}
 
-fn take(m: Msg, batch: &mut Vec<Msg>) -> Control {
-    match m {
-        Msg::Flush(ack) => Control::Flush(ack),
-        Msg::Shutdown => Control::Stop,
-        m => {
-            batch.push(m);
-            Control::More
+    /// At shutdown: what could not be written is lost, and counted.
+    fn give_up(&mut self) {
+        let lost = self.pending.len() as u64;
+        if lost == 0 {
+            return;
         }
+        self.pending.clear();
+        self.shared.queued.fetch_sub(lost, Ordering::Relaxed);
+        self.shared.dropped.fetch_add(lost, Ordering::Relaxed);
+        tracing::warn!(
+            db = %self.cfg.db.display(),
+            lost,
+            "hit log events could not be written before shutdown"
+        );
     }
 }
 
@@ -620,14 +625,14 @@ fn is_corruption(e: &rusqlite::Error) -> bool {
 }
 
 /// Open for writing: create the directory, check integrity, move a corrupt file aside.
-fn open_db(path: &Path) -> Result<Connection, StoreError> {
+fn open_db(path: &Path, check: bool) -> Result<Connection, StoreError> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
             path: dir.to_path_buf(),
             source,
         })?;
     }
-    if path.exists() && !intact(path)? {
+    if check && path.exists() && !intact(path)? {
         move_aside(path)?;
     }
     match schema::open_rw(path) {
@@ -677,347 +682,6 @@ fn move_aside(path: &Path) -> Result<(), StoreError> {
         "hit log database is corrupt; moved it aside and started a new one"
     );
     Ok(())
-}
-
-fn intern(
-    tx: &Transaction<'_>,
-    cache: &mut HashMap<String, i64>,
-    table: &str,
-    column: &str,
-    value: &str,
-) -> rusqlite::Result<i64> {
-    if let Some(&id) = cache.get(value) {
-        return Ok(id);
-    }
-    tx.prepare_cached(&format!(
-        "INSERT INTO {table}({column}) VALUES (?1) ON CONFLICT({column}) DO NOTHING"
-    ))?
-    .execute([value])?;
-    let id: i64 = tx
-        .prepare_cached(&format!("SELECT id FROM {table} WHERE {column} = ?1"))?
-        .query_row([value], |r| r.get(0))?;
-    if cache.len() >= CACHE_LIMIT {
-        cache.clear();
-    }
-    cache.insert(value.to_string(), id);
-    Ok(id)
-}
-
-/// Upsert a device seen in a hit or query; returns its id.
-fn upsert_device(
-    tx: &Transaction<'_>,
-    cache: &mut HashMap<String, i64>,
-    d: &DeviceInfo,
-    first: i64,
-    last: i64,
-) -> rusqlite::Result<i64> {
-    tx.prepare_cached(
-        "INSERT INTO devices(key, mac, name, grp, first_seen, last_seen)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-         ON CONFLICT(key) DO UPDATE SET
-           name = coalesce(devices.name, excluded.name),
-           grp = excluded.grp,
-           first_seen = min(devices.first_seen, excluded.first_seen),
-           last_seen = max(devices.last_seen, excluded.last_seen)",
-    )?
-    .execute(params![d.key, d.mac_column(), d.name, d.group, first, last])?;
-    device_id(tx, cache, &d.key)
-}
-
-/// A device known only from the totals: create it if new, never change its details.
-fn touch_device(
-    tx: &Transaction<'_>,
-    cache: &mut HashMap<String, i64>,
-    key: &str,
-    ts: i64,
-) -> rusqlite::Result<i64> {
-    tx.prepare_cached(
-        "INSERT INTO devices(key, mac, first_seen, last_seen) VALUES (?1, ?2, ?3, ?3)
-         ON CONFLICT(key) DO UPDATE SET last_seen = max(devices.last_seen, excluded.last_seen)",
-    )?
-    .execute(params![key, key.strip_prefix("mac:"), ts])?;
-    device_id(tx, cache, key)
-}
-
-fn device_id(
-    tx: &Transaction<'_>,
-    cache: &mut HashMap<String, i64>,
-    key: &str,
-) -> rusqlite::Result<i64> {
-    if let Some(&id) = cache.get(key) {
-        return Ok(id);
-    }
-    let id: i64 = tx
-        .prepare_cached("SELECT id FROM devices WHERE key = ?1")?
-        .query_row([key], |r| r.get(0))?;
-    if cache.len() >= CACHE_LIMIT {
-        cache.clear();
-    }
-    cache.insert(key.to_string(), id);
-    Ok(id)
-}
-
-/// A `hits` row: ts, device_id, name_id, qtype, category_id, action, rule_id,
-/// cname_origin_id.
-type HitRow = [Option<i64>; 8];
-
-/// Rows per multi-row INSERT: one statement step for many rows.
-const HITS_PER_INSERT: usize = 32;
-
-const INSERT_HITS: &str = "INSERT INTO hits(ts, device_id, name_id, qtype, category_id, action, rule_id, cname_origin_id) VALUES ";
-
-/// Insert `rows` into `hits`, [`HITS_PER_INSERT`] at a time.
-fn insert_hits(tx: &Transaction<'_>, rows: &[HitRow]) -> rusqlite::Result<()> {
-    const ROW: &str = "(?, ?, ?, ?, ?, ?, ?, ?)";
-    static MANY: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-        format!("{INSERT_HITS}{}", vec![ROW; HITS_PER_INSERT].join(", "))
-    });
-    static ONE: std::sync::LazyLock<String> =
-        std::sync::LazyLock::new(|| format!("{INSERT_HITS}{ROW}"));
-    let mut chunks = rows.chunks_exact(HITS_PER_INSERT);
-    for chunk in &mut chunks {
-        let mut stmt = tx.prepare_cached(&MANY)?;
-        for (i, v) in chunk.iter().flatten().enumerate() {
-            stmt.raw_bind_parameter(i + 1, v)?;
-        }
-        stmt.raw_execute()?;
-    }
-    for row in chunks.remainder() {
-        tx.prepare_cached(&ONE)?
-            .execute(rusqlite::params_from_iter(row))?;
-    }
-    Ok(())
-}
-
-/// One transaction: devices and addresses once per batch, the rows, the rollups, the
-/// hourly totals and the status.
-fn write_batch(
-    db: &mut Db,
-    batch: &[Msg],
-    totals: &HashMap<(DeviceKey, i64), Totals>,
-    status: Option<&str>,
-    written: u64,
-    dropped: u64,
-) -> rusqlite::Result<()> {
-    let Db {
-        conn,
-        names,
-        categories,
-        rules,
-        devices,
-    } = db;
-    let tx = conn.transaction()?;
-
-    // Latest details, first/last time and addresses per device in this batch.
-    let mut seen: HashMap<&str, (&DeviceInfo, i64, i64)> = HashMap::default();
-    let mut addrs: HashMap<(&str, IpAddr), i64> = HashMap::default();
-    for m in batch {
-        let (d, ts) = match m {
-            Msg::Hit(h) => (&h.device, h.ts),
-            Msg::Query(q) => (&q.device, q.ts),
-            _ => continue,
-        };
-        let e = seen.entry(&d.key).or_insert((d, ts, ts));
-        if ts >= e.2 {
-            e.0 = d;
-        }
-        e.1 = e.1.min(ts);
-        e.2 = e.2.max(ts);
-        let a = addrs.entry((&d.key, d.addr)).or_insert(ts);
-        *a = (*a).max(ts);
-    }
-    for (d, first, last) in seen.values() {
-        upsert_device(&tx, devices, d, *first, *last)?;
-    }
-    for ((key, addr), ts) in &addrs {
-        let id = device_id(&tx, devices, key)?;
-        tx.prepare_cached(
-            "INSERT INTO device_addrs(device_id, addr, last_seen) VALUES (?1, ?2, ?3)
-             ON CONFLICT(device_id, addr) DO UPDATE
-               SET last_seen = max(device_addrs.last_seen, excluded.last_seen)",
-        )?
-        .execute(params![id, addr.to_string(), ts])?;
-    }
-
-    let mut rollups: HashMap<(i64, i64, i64, i64), i64> = HashMap::default();
-    let mut hits: Vec<HitRow> = Vec::with_capacity(batch.len());
-    for m in batch {
-        match m {
-            Msg::Hit(h) => {
-                let device = device_id(&tx, devices, &h.device.key)?;
-                let name = intern(&tx, names, "names", "name", &h.name)?;
-                let category = intern(&tx, categories, "categories", "name", &h.category)?;
-                let rule = match &h.rule {
-                    Some(r) => Some(intern(&tx, rules, "rules", "text", r)?),
-                    None => None,
-                };
-                let origin = match &h.cname_origin {
-                    Some(o) => Some(intern(&tx, names, "names", "name", o)?),
-                    None => None,
-                };
-                let action = action_code(h.action);
-                hits.push([
-                    Some(h.ts),
-                    Some(device),
-                    Some(name),
-                    Some(i64::from(h.qtype)),
-                    Some(category),
-                    Some(action),
-                    rule,
-                    origin,
-                ]);
-                *rollups
-                    .entry((device, h.ts.div_euclid(86400), category, action))
-                    .or_default() += 1;
-            }
-            Msg::Query(q) => {
-                let device = device_id(&tx, devices, &q.device.key)?;
-                let name = intern(&tx, names, "names", "name", &q.name)?;
-                tx.prepare_cached(
-                    "INSERT INTO queries(ts, device_id, name_id, qtype, answered_from)
-                     VALUES (?1, ?2, ?3, ?4, ?5)",
-                )?
-                .execute(params![
-                    q.ts,
-                    device,
-                    name,
-                    q.qtype,
-                    q.answered_from as i64
-                ])?;
-            }
-            Msg::Flush(_) | Msg::Shutdown => {}
-        }
-    }
-    insert_hits(&tx, &hits)?;
-    for ((device, day, category, action), n) in &rollups {
-        tx.prepare_cached(
-            "INSERT INTO daily_rollups(device_id, day, category_id, action, hits)
-             VALUES (?1, ?2, ?3, ?4, ?5)
-             ON CONFLICT(device_id, day, category_id, action)
-               DO UPDATE SET hits = daily_rollups.hits + excluded.hits",
-        )?
-        .execute(params![device, day, category, action, n])?;
-    }
-    for ((key, hour), t) in totals {
-        let device = touch_device(&tx, devices, key, hour * 3600)?;
-        tx.prepare_cached(
-            "INSERT INTO query_totals(device_id, hour, queries, meta, blocked)
-             VALUES (?1, ?2, ?3, ?4, ?5)
-             ON CONFLICT(device_id, hour) DO UPDATE SET
-               queries = query_totals.queries + excluded.queries,
-               meta = query_totals.meta + excluded.meta,
-               blocked = query_totals.blocked + excluded.blocked",
-        )?
-        .execute(params![device, hour, t.queries, t.meta, t.blocked])?;
-    }
-    let now = unix_now();
-    let put = |key: &str, value: &str| -> rusqlite::Result<()> {
-        tx.prepare_cached(
-            "INSERT INTO server_status(key, value) VALUES (?1, ?2)
-             ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-        )?
-        .execute([key, value])?;
-        Ok(())
-    };
-    if let Some(s) = status {
-        put("server", s)?;
-        put("server_updated", &now.to_string())?;
-    }
-    let writer = serde_json::json!({ "written": written, "dropped": dropped, "updated": now });
-    put("writer", &writer.to_string())?;
-    tx.commit()
-}
-
-fn page_counts(conn: &Connection) -> rusqlite::Result<(i64, i64, i64)> {
-    let pages: i64 = conn.pragma_query_value(None, "page_count", |r| r.get(0))?;
-    let free: i64 = conn.pragma_query_value(None, "freelist_count", |r| r.get(0))?;
-    let size: i64 = conn.pragma_query_value(None, "page_size", |r| r.get(0))?;
-    Ok((pages, free, size))
-}
-
-fn cap_bytes(max_db_size_mb: u64) -> Option<i64> {
-    (max_db_size_mb > 0).then(|| (max_db_size_mb as i64).saturating_mul(1024 * 1024))
-}
-
-fn over_cap(conn: &Connection, max_db_size_mb: u64) -> rusqlite::Result<bool> {
-    let Some(cap) = cap_bytes(max_db_size_mb) else {
-        return Ok(false);
-    };
-    let (pages, _, size) = page_counts(conn)?;
-    Ok(pages * size > cap)
-}
-
-/// One bounded piece of retention work; the phase to continue with.
-fn step(conn: &Connection, cfg: &StoreConfig, phase: Phase) -> rusqlite::Result<Option<Phase>> {
-    let now = unix_now();
-    let raw_cutoff = now - i64::from(cfg.retention_days) * 86400;
-    let rollup_cutoff = now - i64::from(cfg.rollup_retention_days) * 86400;
-    let delete_old = |table: &str| -> rusqlite::Result<bool> {
-        let n = conn
-            .prepare_cached(&format!(
-                "DELETE FROM {table} WHERE id IN
-                   (SELECT id FROM {table} WHERE ts < ?1 ORDER BY ts LIMIT ?2)"
-            ))?
-            .execute(params![raw_cutoff, DELETE_CHUNK])?;
-        Ok(n as i64 >= DELETE_CHUNK)
-    };
-    Ok(match phase {
-        // A retention of 0 days means keep forever.
-        Phase::OldHits if cfg.retention_days > 0 && delete_old("hits")? => Some(Phase::OldHits),
-        Phase::OldHits => Some(Phase::OldQueries),
-        Phase::OldQueries if cfg.retention_days > 0 && delete_old("queries")? => {
-            Some(Phase::OldQueries)
-        }
-        Phase::OldQueries => Some(Phase::OldRollups),
-        Phase::OldRollups => {
-            if cfg.rollup_retention_days > 0 {
-                conn.execute(
-                    "DELETE FROM daily_rollups WHERE day < ?1",
-                    [rollup_cutoff.div_euclid(86400)],
-                )?;
-                conn.execute(
-                    "DELETE FROM query_totals WHERE hour < ?1",
-                    [rollup_cutoff.div_euclid(3600)],
-                )?;
-            }
-            Some(Phase::SizeCap)
-        }
-        Phase::SizeCap => {
-            let Some(cap) = cap_bytes(cfg.max_db_size_mb) else {
-                return Ok(Some(Phase::Vacuum));
-            };
-            // Aim below the cap so the next few batches do not trigger it again.
-            let (pages, free, size) = page_counts(conn)?;
-            if (pages - free) * size <= cap / 10 * 9 {
-                return Ok(Some(Phase::Vacuum));
-            }
-            let mut n = 0;
-            for table in ["queries", "hits"] {
-                n += conn
-                    .prepare_cached(&format!(
-                        "DELETE FROM {table} WHERE id IN
-                           (SELECT id FROM {table} ORDER BY id LIMIT ?1)"
-                    ))?
-                    .execute([DELETE_CHUNK])?;
-            }
-            // Nothing raw left to delete: rollups and devices stay, whatever the size.
-            if n == 0 {
-                Some(Phase::Vacuum)
-            } else {
-                Some(Phase::SizeCap)
-            }
-        }
-        Phase::Vacuum => {
-            let (_, free, _) = page_counts(conn)?;
-            if free > 0 {
-                conn.pragma_query(None, "incremental_vacuum", |_| Ok(()))?;
-                // The file only shrinks once the WAL is checkpointed; a busy reader just
-                // postpones that to the next automatic checkpoint.
-                let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
-            }
-            None
-        }
-    })
 }
 
 #[cfg(test)]
@@ -1234,7 +898,7 @@ pub(crate) mod tests {
     /// be: creating the directory fails with ENOTDIR for root too. Removing the file is
     /// the disk "recovering".
     #[test]
-    fn unusable_path_drops_events_and_recovers() {
+    fn unusable_path_delays_events_and_recovers() {
         let dir = tempfile::tempdir().unwrap();
         let blocker = dir.path().join("blocker");
         std::fs::write(&blocker, b"not a directory").unwrap();
@@ -1248,22 +912,84 @@ pub(crate) mod tests {
         }
         logger.query(&tv().key, true, true);
         assert!(handle.flush());
-        assert_eq!(logger.dropped(), 10);
+        assert_eq!(
+            logger.dropped(),
+            0,
+            "a failing disk delays, it does not drop"
+        );
         assert_eq!(logger.written(), 0);
+        assert_eq!(logger.queued(), 10);
 
         std::fs::remove_file(&blocker).unwrap();
-        // flush retries opening at once instead of waiting for the retry interval.
-        assert!(handle.flush());
-        for i in 0..5 {
+        for i in 10..15 {
             logger.hit(hit(unix_now(), &tv(), &format!("n{i}.facebook.com")));
         }
+        // flush retries at once instead of waiting for the backoff.
+        assert!(handle.flush());
+        assert_eq!(logger.written(), 15);
+        assert_eq!(logger.queued(), 0);
         handle.shutdown();
-        assert_eq!(logger.written(), 5);
-        assert_eq!(count(&cfg.db, "SELECT count(*) FROM hits"), 5);
+        assert_eq!(logger.dropped(), 0);
+        assert_eq!(count(&cfg.db, "SELECT count(*) FROM hits"), 15);
         assert_eq!(
             count(&cfg.db, "SELECT sum(queries) FROM query_totals"),
             1,
             "totals counted while the disk failed are kept and written later"
+        );
+    }
+
+    /// A queue of 8 while the disk fails: exactly the events past 8 are dropped, the 8
+    /// are written once it works again, and the status row says so.
+    #[test]
+    fn only_the_overflow_of_a_full_queue_is_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let blocker = dir.path().join("blocker");
+        std::fs::write(&blocker, b"not a directory").unwrap();
+        let cfg = StoreConfig {
+            db: blocker.join("m.db"),
+            channel_capacity: 8,
+            batch_size: 3,
+            ..config(dir.path())
+        };
+        let (logger, handle) = start(&cfg);
+        for i in 0..30 {
+            logger.hit(hit(unix_now(), &tv(), &format!("n{i}.facebook.com")));
+            if i % 5 == 0 {
+                assert!(handle.flush());
+            }
+        }
+        assert_eq!((logger.queued(), logger.dropped()), (8, 22));
+        std::fs::remove_file(&blocker).unwrap();
+        assert!(handle.flush());
+        handle.shutdown();
+        assert_eq!((logger.written(), logger.dropped()), (8, 22));
+        assert_eq!(count(&cfg.db, "SELECT count(*) FROM hits"), 8);
+        let c = Connection::open(&cfg.db).unwrap();
+        let kept: String = c
+            .query_row(
+                "SELECT group_concat(name, ' ') FROM
+                   (SELECT n.name FROM hits h JOIN names n ON n.id = h.name_id ORDER BY h.id)",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        let first8: Vec<String> = (0..8).map(|i| format!("n{i}.facebook.com")).collect();
+        assert_eq!(
+            kept,
+            first8.join(" "),
+            "the oldest events are kept, in order"
+        );
+        let status: String = c
+            .query_row(
+                "SELECT value FROM server_status WHERE key = 'writer'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+        assert_eq!(
+            (&status["written"], &status["dropped"], &status["queued"]),
+            (&8.into(), &22.into(), &0.into())
         );
     }
 

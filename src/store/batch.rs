@@ -1,0 +1,308 @@
+//! One batch of the hit log in one SQLite transaction: the devices and their addresses,
+//! the interned names, categories and rules, the hit rows, the daily rollups, the hourly
+//! totals and the status row.
+
+// FxHash: the keys are ours (device keys, names we already answered).
+use rustc_hash::FxHashMap as HashMap;
+use std::net::IpAddr;
+
+use rusqlite::{Connection, Transaction, params};
+
+use super::writer::{DeviceInfo, DeviceKey, Msg, Totals};
+use super::{action_code, unix_now};
+
+/// The writer's counters as the status row records them.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Counters {
+    pub written: u64,
+    pub dropped: u64,
+    pub queued: u64,
+}
+
+/// Interned ids kept in memory; past it the cache starts over.
+const CACHE_LIMIT: usize = 100_000;
+
+/// The open database and its interned ids, valid only for this connection (a fresh
+/// database after corruption numbers everything anew).
+pub(super) struct Db {
+    pub(super) conn: Connection,
+    names: HashMap<String, i64>,
+    categories: HashMap<String, i64>,
+    rules: HashMap<String, i64>,
+    devices: HashMap<String, i64>,
+}
+
+impl Db {
+    pub(super) fn new(conn: Connection) -> Db {
+        Db {
+            conn,
+            names: HashMap::default(),
+            categories: HashMap::default(),
+            rules: HashMap::default(),
+            devices: HashMap::default(),
+        }
+    }
+
+    /// After a rollback the cached ids may name rows that are gone.
+    pub(super) fn forget_ids(&mut self) {
+        self.names.clear();
+        self.categories.clear();
+        self.rules.clear();
+        self.devices.clear();
+    }
+}
+
+fn intern(
+    tx: &Transaction<'_>,
+    cache: &mut HashMap<String, i64>,
+    table: &str,
+    column: &str,
+    value: &str,
+) -> rusqlite::Result<i64> {
+    if let Some(&id) = cache.get(value) {
+        return Ok(id);
+    }
+    tx.prepare_cached(&format!(
+        "INSERT INTO {table}({column}) VALUES (?1) ON CONFLICT({column}) DO NOTHING"
+    ))?
+    .execute([value])?;
+    let id: i64 = tx
+        .prepare_cached(&format!("SELECT id FROM {table} WHERE {column} = ?1"))?
+        .query_row([value], |r| r.get(0))?;
+    if cache.len() >= CACHE_LIMIT {
+        cache.clear();
+    }
+    cache.insert(value.to_string(), id);
+    Ok(id)
+}
+
+/// Upsert a device seen in a hit or query; returns its id.
+fn upsert_device(
+    tx: &Transaction<'_>,
+    cache: &mut HashMap<String, i64>,
+    d: &DeviceInfo,
+    first: i64,
+    last: i64,
+) -> rusqlite::Result<i64> {
+    tx.prepare_cached(
+        "INSERT INTO devices(key, mac, name, grp, first_seen, last_seen)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT(key) DO UPDATE SET
+           name = coalesce(devices.name, excluded.name),
+           grp = excluded.grp,
+           first_seen = min(devices.first_seen, excluded.first_seen),
+           last_seen = max(devices.last_seen, excluded.last_seen)",
+    )?
+    .execute(params![d.key, d.mac_column(), d.name, d.group, first, last])?;
+    device_id(tx, cache, &d.key)
+}
+
+/// A device known only from the totals: create it if new, never change its details.
+fn touch_device(
+    tx: &Transaction<'_>,
+    cache: &mut HashMap<String, i64>,
+    key: &str,
+    ts: i64,
+) -> rusqlite::Result<i64> {
+    tx.prepare_cached(
+        "INSERT INTO devices(key, mac, first_seen, last_seen) VALUES (?1, ?2, ?3, ?3)
+         ON CONFLICT(key) DO UPDATE SET last_seen = max(devices.last_seen, excluded.last_seen)",
+    )?
+    .execute(params![key, key.strip_prefix("mac:"), ts])?;
+    device_id(tx, cache, key)
+}
+
+fn device_id(
+    tx: &Transaction<'_>,
+    cache: &mut HashMap<String, i64>,
+    key: &str,
+) -> rusqlite::Result<i64> {
+    if let Some(&id) = cache.get(key) {
+        return Ok(id);
+    }
+    let id: i64 = tx
+        .prepare_cached("SELECT id FROM devices WHERE key = ?1")?
+        .query_row([key], |r| r.get(0))?;
+    if cache.len() >= CACHE_LIMIT {
+        cache.clear();
+    }
+    cache.insert(key.to_string(), id);
+    Ok(id)
+}
+
+/// A `hits` row: ts, device_id, name_id, qtype, category_id, action, rule_id,
+/// cname_origin_id.
+type HitRow = [Option<i64>; 8];
+
+/// Rows per multi-row INSERT: one statement step for many rows.
+const HITS_PER_INSERT: usize = 32;
+
+const INSERT_HITS: &str = "INSERT INTO hits(ts, device_id, name_id, qtype, category_id, action, rule_id, cname_origin_id) VALUES ";
+
+/// Insert `rows` into `hits`, [`HITS_PER_INSERT`] at a time.
+fn insert_hits(tx: &Transaction<'_>, rows: &[HitRow]) -> rusqlite::Result<()> {
+    const ROW: &str = "(?, ?, ?, ?, ?, ?, ?, ?)";
+    static MANY: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!("{INSERT_HITS}{}", vec![ROW; HITS_PER_INSERT].join(", "))
+    });
+    static ONE: std::sync::LazyLock<String> =
+        std::sync::LazyLock::new(|| format!("{INSERT_HITS}{ROW}"));
+    let mut chunks = rows.chunks_exact(HITS_PER_INSERT);
+    for chunk in &mut chunks {
+        let mut stmt = tx.prepare_cached(&MANY)?;
+        for (i, v) in chunk.iter().flatten().enumerate() {
+            stmt.raw_bind_parameter(i + 1, v)?;
+        }
+        stmt.raw_execute()?;
+    }
+    for row in chunks.remainder() {
+        tx.prepare_cached(&ONE)?
+            .execute(rusqlite::params_from_iter(row))?;
+    }
+    Ok(())
+}
+
+/// One transaction: devices and addresses once per batch, the rows, the rollups, the
+/// hourly totals and the status.
+pub(super) fn write_batch(
+    db: &mut Db,
+    batch: &[Msg],
+    totals: &HashMap<(DeviceKey, i64), Totals>,
+    status: Option<&str>,
+    counters: Counters,
+) -> rusqlite::Result<()> {
+    let Db {
+        conn,
+        names,
+        categories,
+        rules,
+        devices,
+    } = db;
+    let tx = conn.transaction()?;
+
+    // Latest details, first/last time and addresses per device in this batch.
+    let mut seen: HashMap<&str, (&DeviceInfo, i64, i64)> = HashMap::default();
+    let mut addrs: HashMap<(&str, IpAddr), i64> = HashMap::default();
+    for m in batch {
+        let (d, ts) = match m {
+            Msg::Hit(h) => (&h.device, h.ts),
+            Msg::Query(q) => (&q.device, q.ts),
+            _ => continue,
+        };
+        let e = seen.entry(&d.key).or_insert((d, ts, ts));
+        if ts >= e.2 {
+            e.0 = d;
+        }
+        e.1 = e.1.min(ts);
+        e.2 = e.2.max(ts);
+        let a = addrs.entry((&d.key, d.addr)).or_insert(ts);
+        *a = (*a).max(ts);
+    }
+    for (d, first, last) in seen.values() {
+        upsert_device(&tx, devices, d, *first, *last)?;
+    }
+    for ((key, addr), ts) in &addrs {
+        let id = device_id(&tx, devices, key)?;
+        tx.prepare_cached(
+            "INSERT INTO device_addrs(device_id, addr, last_seen) VALUES (?1, ?2, ?3)
+             ON CONFLICT(device_id, addr) DO UPDATE
+               SET last_seen = max(device_addrs.last_seen, excluded.last_seen)",
+        )?
+        .execute(params![id, addr.to_string(), ts])?;
+    }
+
+    let mut rollups: HashMap<(i64, i64, i64, i64), i64> = HashMap::default();
+    let mut hits: Vec<HitRow> = Vec::with_capacity(batch.len());
+    for m in batch {
+        match m {
+            Msg::Hit(h) => {
+                let device = device_id(&tx, devices, &h.device.key)?;
+                let name = intern(&tx, names, "names", "name", &h.name)?;
+                let category = intern(&tx, categories, "categories", "name", &h.category)?;
+                let rule = match &h.rule {
+                    Some(r) => Some(intern(&tx, rules, "rules", "text", r)?),
+                    None => None,
+                };
+                let origin = match &h.cname_origin {
+                    Some(o) => Some(intern(&tx, names, "names", "name", o)?),
+                    None => None,
+                };
+                let action = action_code(h.action);
+                hits.push([
+                    Some(h.ts),
+                    Some(device),
+                    Some(name),
+                    Some(i64::from(h.qtype)),
+                    Some(category),
+                    Some(action),
+                    rule,
+                    origin,
+                ]);
+                *rollups
+                    .entry((device, h.ts.div_euclid(86400), category, action))
+                    .or_default() += 1;
+            }
+            Msg::Query(q) => {
+                let device = device_id(&tx, devices, &q.device.key)?;
+                let name = intern(&tx, names, "names", "name", &q.name)?;
+                tx.prepare_cached(
+                    "INSERT INTO queries(ts, device_id, name_id, qtype, answered_from)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                )?
+                .execute(params![
+                    q.ts,
+                    device,
+                    name,
+                    q.qtype,
+                    q.answered_from as i64
+                ])?;
+            }
+            Msg::Flush(_) | Msg::Shutdown => {}
+        }
+    }
+    insert_hits(&tx, &hits)?;
+    for ((device, day, category, action), n) in &rollups {
+        tx.prepare_cached(
+            "INSERT INTO daily_rollups(device_id, day, category_id, action, hits)
+             VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT(device_id, day, category_id, action)
+               DO UPDATE SET hits = daily_rollups.hits + excluded.hits",
+        )?
+        .execute(params![device, day, category, action, n])?;
+    }
+    for ((key, hour), t) in totals {
+        let device = touch_device(&tx, devices, key, hour * 3600)?;
+        tx.prepare_cached(
+            "INSERT INTO query_totals(device_id, hour, queries, meta, blocked)
+             VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT(device_id, hour) DO UPDATE SET
+               queries = query_totals.queries + excluded.queries,
+               meta = query_totals.meta + excluded.meta,
+               blocked = query_totals.blocked + excluded.blocked",
+        )?
+        .execute(params![device, hour, t.queries, t.meta, t.blocked])?;
+    }
+    let now = unix_now();
+    let put = |key: &str, value: &str| -> rusqlite::Result<()> {
+        tx.prepare_cached(
+            "INSERT INTO server_status(key, value) VALUES (?1, ?2)
+             ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+        )?
+        .execute([key, value])?;
+        Ok(())
+    };
+    if let Some(s) = status {
+        put("server", s)?;
+        put("server_updated", &now.to_string())?;
+    }
+    let Counters {
+        written,
+        dropped,
+        queued,
+    } = counters;
+    let writer = serde_json::json!({
+        "written": written, "dropped": dropped, "queued": queued, "updated": now
+    });
+    put("writer", &writer.to_string())?;
+    tx.commit()
+}
