@@ -1,5 +1,6 @@
 //! Faults around the resolver, on real loopback sockets: upstreams that answer garbage,
-//! wrong IDs, cut or reset TCP, one slow name; a locked and a corrupt hit-log database.
+//! wrong IDs, cut or reset TCP, one slow name; a locked and a corrupt hit-log database
+//! (a full disk, a read-only one and a 30 s lock: tests/hitlog_outage.rs).
 
 mod support;
 
@@ -209,96 +210,4 @@ async fn a_corrupt_database_at_start_is_moved_aside_and_dns_answers() {
     assert_eq!(aside.len(), 1, "{aside:?}");
     let kept = std::fs::read(db.parent().unwrap().join(&aside[0])).unwrap();
     assert_eq!(kept, junk, "the corrupt file is kept as it was");
-}
-
-/// A tmpfs of `size` mounted on a fresh temp dir, unmounted on drop; `None` (with a
-/// message) where mounting is not allowed (no root, a container without CAP_SYS_ADMIN).
-struct SmallDisk {
-    dir: tempfile::TempDir,
-}
-
-impl SmallDisk {
-    fn mount(size: &str) -> Option<SmallDisk> {
-        let dir = tempfile::tempdir().ok()?;
-        let out = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir.path())
-            .output();
-        match out {
-            Ok(o) if o.status.success() => Some(SmallDisk { dir }),
-            Ok(o) => {
-                eprintln!(
-                    "SKIPPED: cannot mount a small tmpfs to fill ({})",
-                    String::from_utf8_lossy(&o.stderr).trim()
-                );
-                None
-            }
-            Err(e) => {
-                eprintln!("SKIPPED: cannot run mount to make a small disk: {e}");
-                None
-            }
-        }
-    }
-}
-
-impl Drop for SmallDisk {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount")
-            .arg("-l")
-            .arg(self.dir.path())
-            .status();
-    }
-}
-
-#[tokio::test]
-async fn a_full_disk_drops_log_events_but_not_dns_and_recovers() {
-    use std::io::Write;
-    let Some(disk) = SmallDisk::mount("4m") else {
-        return;
-    };
-    let up = Upstream::start().await;
-    let mut c = config(&up);
-    c.store.db = disk.dir.path().join("metaguard.db");
-    let db = c.store.db.clone();
-    let srv = serve(c).await;
-    let addr = srv.addrs()[0];
-    udp(addr, "connect.facebook.net.", RecordType::A, q(1)).await;
-    assert!(srv.flush_log().await);
-    // Fill the disk to the last byte.
-    let filler = disk.dir.path().join("filler");
-    {
-        let mut f = std::fs::File::create(&filler).unwrap();
-        let chunk = vec![0u8; 64 * 1024];
-        while f.write_all(&chunk).is_ok() {}
-        let _ = f.write_all(&[0u8; 1]);
-        let _ = f.sync_all();
-    }
-    // DNS is unaffected while the log cannot grow.
-    for i in 0..300u16 {
-        let n = format!("n{i}.connect.facebook.net.");
-        let m = udp(addr, &n, RecordType::A, q(10 + i)).await;
-        assert_eq!(ips(&m), ["0.0.0.0"]);
-    }
-    let m = tcp(addr, "fine.example.", RecordType::A, q(2)).await;
-    assert_eq!(ips(&m), ["192.0.2.1"]);
-    srv.flush_log().await;
-    let full = srv.stats();
-    assert!(full.events_dropped > 0, "the disk was not full: {full:?}");
-    // Space again: the next events are written.
-    std::fs::remove_file(&filler).unwrap();
-    for i in 0..5u16 {
-        udp(addr, "graph.facebook.com.", RecordType::A, q(500 + i)).await;
-    }
-    assert!(srv.flush_log().await, "the writer recovers");
-    let written = count(
-        &db,
-        "SELECT count(*) FROM hits h JOIN names n ON n.id = h.name_id WHERE n.name = 'graph.facebook.com'",
-    );
-    assert_eq!(written, 5, "events after the disk had space again");
-    eprintln!(
-        "disk full: {} of 300 events dropped while full",
-        full.events_dropped
-    );
-    srv.stop().await;
-    drop(disk);
 }
