@@ -84,7 +84,7 @@ const STAT_COUNTERS: &[(&str, &str)] = &[
     ("malformed", "Packets that were not a DNS query"),
     (
         "events_dropped",
-        "Hit events lost because the log writer fell behind or the disk failed",
+        "Hit events lost because the hit log queue was full (the writer behind, or the disk failing longer than the queue lasts)",
     ),
 ];
 

@@ -39,7 +39,7 @@ counters! {
     udp_dropped: "Dropped: too many UDP queries in flight.",
     tcp_rejected: "TCP connections closed at once: too many open.",
     malformed: "Packets that were not a DNS query (dropped or FORMERR).",
-    events_dropped: "Hit events lost because the log writer fell behind or the disk failed.",
+    events_dropped: "Hit events lost because the hit log queue was full (the writer behind, or the disk failing longer than the queue lasts).",
 }
 
 impl Stats {
