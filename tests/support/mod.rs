@@ -49,7 +49,10 @@ pub enum Behaviour {
 /// A test's own answer: called with the query and the answer so far (ID, question, RD,
 /// RA, and an OPT record when the query had one).
 #[derive(Clone)]
-pub struct Responder(pub Arc<dyn Fn(&Message, &mut Message) + Send + Sync>);
+pub struct Responder(pub Arc<Respond>);
+
+/// The function of a [`Responder`].
+pub type Respond = dyn Fn(&Message, &mut Message) + Send + Sync;
 
 impl std::fmt::Debug for Responder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
