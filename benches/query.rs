@@ -47,9 +47,14 @@ fn bench(c: &mut Criterion) {
             3600,
             RData::A(A(Ipv4Addr::new(192, 0, 2, 1))),
         )],
-        authorities: vec![],
+        ..Default::default()
     };
-    cache.insert("www.example.com", RecordType::A, &answer);
+    cache.insert(
+        "www.example.com",
+        RecordType::A,
+        Default::default(),
+        &answer,
+    );
 
     let mut name = String::with_capacity(256);
     let mut out = Vec::with_capacity(1232);
@@ -58,7 +63,9 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             let q = wire::Query::parse(black_box(&hit), &mut name).unwrap();
             let v = filter.check(&name, &actions);
-            let cached = cache.lookup(&name, RecordType::from(q.qtype)).unwrap();
+            let cached = cache
+                .lookup(&name, RecordType::from(q.qtype), q.dnssec_bits())
+                .unwrap();
             wire::cached(&mut out, &q, cached.wire().unwrap(), cached.elapsed());
             black_box((v, out.len()))
         })

@@ -1,5 +1,5 @@
-//! The answer cache: bounded, keyed by (name, type), honours and decrements TTLs and
-//! keeps negative answers (RFC 2308) for their SOA's negative TTL.
+//! The answer cache: bounded, keyed by (name, type, DO, CD), honours and decrements TTLs
+//! and keeps negative answers (RFC 2308) for their SOA's negative TTL.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -42,12 +42,28 @@ impl Default for CacheConfig {
     }
 }
 
-/// An upstream answer as we keep it: the sections that matter to a stub resolver.
-#[derive(Debug, Clone)]
+/// An upstream answer as we keep it: its rcode, AD bit and three sections as they came.
+#[derive(Debug, Clone, Default)]
 pub struct Answer {
     pub rcode: ResponseCode,
     pub answers: Vec<Record>,
     pub authorities: Vec<Record>,
+    /// Glue, SRV/MX targets' addresses, DNSSEC records: relayed as the upstream sent them.
+    pub additionals: Vec<Record>,
+    /// The upstream's AD bit (RFC 4035 §3.2.3): its word that it validated the answer.
+    pub authentic: bool,
+}
+
+/// The query bits an upstream answer depends on, so they are part of the cache key:
+/// DO (RFC 3225: RRSIG, NSEC and NSEC3 records only when asked for) and CD (RFC 4035
+/// §3.2.2: an answer the upstream did not validate is never served to a client that
+/// wants it validated).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Default)]
+pub struct DnssecBits {
+    /// DO, from the client's OPT record.
+    pub dnssec_ok: bool,
+    /// CD, from the client's header.
+    pub checking_disabled: bool,
 }
 
 impl Answer {
@@ -130,6 +146,7 @@ impl Cached {
 struct Key {
     name: Box<str>,
     qtype: RecordType,
+    bits: DnssecBits,
 }
 
 /// A borrowed [`Key`] for lookups, so a cache hit allocates no key. Hashes exactly as
@@ -138,11 +155,12 @@ struct Key {
 struct KeyRef<'a> {
     name: &'a str,
     qtype: RecordType,
+    bits: DnssecBits,
 }
 
 impl quick_cache::Equivalent<Key> for KeyRef<'_> {
     fn equivalent(&self, key: &Key) -> bool {
-        *self.name == *key.name && self.qtype == key.qtype
+        *self.name == *key.name && self.qtype == key.qtype && self.bits == key.bits
     }
 }
 
@@ -165,32 +183,45 @@ impl Cache {
         }
     }
 
-    /// The answer for `name` (normalized) and `qtype`, with TTLs counted down.
-    pub fn get(&self, name: &str, qtype: RecordType) -> Option<Served> {
-        self.get_at(name, qtype, Instant::now())
+    /// The answer for `name` (normalized), `qtype` and `bits`, with TTLs counted down.
+    pub fn get(&self, name: &str, qtype: RecordType, bits: DnssecBits) -> Option<Served> {
+        self.get_at(name, qtype, bits, Instant::now())
     }
 
-    fn get_at(&self, name: &str, qtype: RecordType, now: Instant) -> Option<Served> {
-        let Cached { entry, elapsed } = self.lookup_at(name, qtype, now)?;
+    fn get_at(
+        &self,
+        name: &str,
+        qtype: RecordType,
+        bits: DnssecBits,
+        now: Instant,
+    ) -> Option<Served> {
+        let Cached { entry, elapsed } = self.lookup_at(name, qtype, bits, now)?;
         let mut answer = entry.answer.clone();
         for r in answer
             .answers
             .iter_mut()
             .chain(answer.authorities.iter_mut())
+            .chain(answer.additionals.iter_mut())
         {
             r.ttl = r.ttl.saturating_sub(elapsed);
         }
         Some(answer)
     }
 
-    /// The live entry for `name` (normalized) and `qtype`, without copying it.
-    pub fn lookup(&self, name: &str, qtype: RecordType) -> Option<Cached> {
-        self.lookup_at(name, qtype, Instant::now())
+    /// The live entry for `name` (normalized), `qtype` and `bits`, without copying it.
+    pub fn lookup(&self, name: &str, qtype: RecordType, bits: DnssecBits) -> Option<Cached> {
+        self.lookup_at(name, qtype, bits, Instant::now())
     }
 
-    fn lookup_at(&self, name: &str, qtype: RecordType, now: Instant) -> Option<Cached> {
+    fn lookup_at(
+        &self,
+        name: &str,
+        qtype: RecordType,
+        bits: DnssecBits,
+        now: Instant,
+    ) -> Option<Cached> {
         let inner = self.inner.as_ref()?;
-        let key = KeyRef { name, qtype };
+        let key = KeyRef { name, qtype, bits };
         let entry = inner.get(&key)?;
         if now >= entry.expires {
             inner.remove(&key);
@@ -200,12 +231,19 @@ impl Cache {
         Some(Cached { entry, elapsed })
     }
 
-    /// Keep `answer` for as long as its TTLs allow.
-    pub fn insert(&self, name: &str, qtype: RecordType, answer: &Answer) {
-        self.insert_at(name, qtype, answer, Instant::now())
+    /// Keep `answer` (asked for with `bits`) for as long as its TTLs allow.
+    pub fn insert(&self, name: &str, qtype: RecordType, bits: DnssecBits, answer: &Answer) {
+        self.insert_at(name, qtype, bits, answer, Instant::now())
     }
 
-    fn insert_at(&self, name: &str, qtype: RecordType, answer: &Answer, now: Instant) {
+    fn insert_at(
+        &self,
+        name: &str,
+        qtype: RecordType,
+        bits: DnssecBits,
+        answer: &Answer,
+        now: Instant,
+    ) {
         let Some(inner) = &self.inner else { return };
         let Some(ttl) = answer.cache_ttl(&self.cfg) else {
             return;
@@ -221,7 +259,11 @@ impl Cache {
         for r in answer.answers.iter_mut() {
             r.ttl = r.ttl.max(min).min(max);
         }
-        for r in answer.authorities.iter_mut() {
+        for r in answer
+            .authorities
+            .iter_mut()
+            .chain(answer.additionals.iter_mut())
+        {
             r.ttl = r.ttl.min(secs);
         }
         let entry = Entry {
@@ -238,6 +280,7 @@ impl Cache {
             Key {
                 name: name.into(),
                 qtype,
+                bits,
             },
             Arc::new(entry),
         );
@@ -262,6 +305,11 @@ impl Cache {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const NO: DnssecBits = DnssecBits {
+        dnssec_ok: false,
+        checking_disabled: false,
+    };
     use hickory_proto::rr::Name;
     use hickory_proto::rr::rdata::{A, SOA};
     use std::net::Ipv4Addr;
@@ -296,16 +344,22 @@ mod tests {
             rcode: ResponseCode::NoError,
             answers: vec![a("x.example.", 300)],
             authorities: vec![],
+            ..Default::default()
         };
-        c.insert_at("x.example", RecordType::A, &ans, now);
+        c.insert_at("x.example", RecordType::A, NO, &ans, now);
         let got = c
-            .get_at("x.example", RecordType::A, now + Duration::from_secs(2))
+            .get_at("x.example", RecordType::A, NO, now + Duration::from_secs(2))
             .unwrap();
         assert_eq!(got.answers[0].ttl, 298);
-        assert!(c.get_at("x.example", RecordType::AAAA, now).is_none());
+        assert!(c.get_at("x.example", RecordType::AAAA, NO, now).is_none());
         assert!(
-            c.get_at("x.example", RecordType::A, now + Duration::from_secs(300))
-                .is_none()
+            c.get_at(
+                "x.example",
+                RecordType::A,
+                NO,
+                now + Duration::from_secs(300)
+            )
+            .is_none()
         );
     }
 
@@ -318,30 +372,52 @@ mod tests {
             rcode: ResponseCode::NXDomain,
             answers: vec![],
             authorities: vec![soa(900, 60)],
+            ..Default::default()
         };
-        c.insert_at("nx.example", RecordType::A, &nx, now);
+        c.insert_at("nx.example", RecordType::A, NO, &nx, now);
         assert!(
-            c.get_at("nx.example", RecordType::A, now + Duration::from_secs(59))
-                .is_some()
+            c.get_at(
+                "nx.example",
+                RecordType::A,
+                NO,
+                now + Duration::from_secs(59)
+            )
+            .is_some()
         );
         assert!(
-            c.get_at("nx.example", RecordType::A, now + Duration::from_secs(61))
-                .is_none()
+            c.get_at(
+                "nx.example",
+                RecordType::A,
+                NO,
+                now + Duration::from_secs(61)
+            )
+            .is_none()
         );
 
         let bare = Answer {
             rcode: ResponseCode::NXDomain,
             answers: vec![],
             authorities: vec![],
+            ..Default::default()
         };
-        c.insert_at("bare.example", RecordType::A, &bare, now);
+        c.insert_at("bare.example", RecordType::A, NO, &bare, now);
         assert!(
-            c.get_at("bare.example", RecordType::A, now + Duration::from_secs(29))
-                .is_some()
+            c.get_at(
+                "bare.example",
+                RecordType::A,
+                NO,
+                now + Duration::from_secs(29)
+            )
+            .is_some()
         );
         assert!(
-            c.get_at("bare.example", RecordType::A, now + Duration::from_secs(31))
-                .is_none()
+            c.get_at(
+                "bare.example",
+                RecordType::A,
+                NO,
+                now + Duration::from_secs(31)
+            )
+            .is_none()
         );
     }
 
@@ -352,16 +428,18 @@ mod tests {
             rcode: ResponseCode::ServFail,
             answers: vec![],
             authorities: vec![],
+            ..Default::default()
         };
-        c.insert("sf.example", RecordType::A, &sf);
-        assert!(c.get("sf.example", RecordType::A).is_none());
+        c.insert("sf.example", RecordType::A, NO, &sf);
+        assert!(c.get("sf.example", RecordType::A, NO).is_none());
         let zero = Answer {
             rcode: ResponseCode::NoError,
             answers: vec![a("z.example.", 0)],
             authorities: vec![],
+            ..Default::default()
         };
-        c.insert("z.example", RecordType::A, &zero);
-        assert!(c.get("z.example", RecordType::A).is_none());
+        c.insert("z.example", RecordType::A, NO, &zero);
+        assert!(c.get("z.example", RecordType::A, NO).is_none());
     }
 
     #[test]
@@ -376,15 +454,40 @@ mod tests {
             rcode: ResponseCode::NoError,
             answers: vec![a("x.example.", 86400)],
             authorities: vec![],
+            ..Default::default()
         };
-        c.insert("x.example", RecordType::A, &ans);
+        c.insert("x.example", RecordType::A, NO, &ans);
         assert_eq!(
-            c.get("x.example", RecordType::A).unwrap().answers[0].ttl,
+            c.get("x.example", RecordType::A, NO).unwrap().answers[0].ttl,
             60
         );
         for i in 0..1000 {
-            c.insert(&format!("n{i}.example"), RecordType::A, &ans);
+            c.insert(&format!("n{i}.example"), RecordType::A, NO, &ans);
         }
         assert!(c.len() <= 100, "cache grew to {}", c.len());
+    }
+
+    #[test]
+    fn do_and_cd_are_part_of_the_key() {
+        let c = Cache::new(&CacheConfig::default());
+        let ans = Answer {
+            rcode: ResponseCode::NoError,
+            answers: vec![a("x.example.", 300)],
+            additionals: vec![a("glue.example.", 300)],
+            ..Default::default()
+        };
+        let dnssec_ok = DnssecBits {
+            dnssec_ok: true,
+            ..NO
+        };
+        let cd = DnssecBits {
+            checking_disabled: true,
+            ..NO
+        };
+        c.insert("x.example", RecordType::A, dnssec_ok, &ans);
+        assert!(c.get("x.example", RecordType::A, NO).is_none());
+        assert!(c.get("x.example", RecordType::A, cd).is_none());
+        let got = c.get("x.example", RecordType::A, dnssec_ok).unwrap();
+        assert_eq!(got.additionals.len(), 1);
     }
 }

@@ -13,14 +13,14 @@ use futures_util::StreamExt;
 use hickory_net::runtime::TokioRuntimeProvider;
 use hickory_net::xfer::DnsHandle;
 use hickory_net::{DnsError, NetError};
-use hickory_proto::op::{DnsRequestOptions, Query, ResponseCode};
+use hickory_proto::op::{DnsRequest, DnsRequestOptions, Query, ResponseCode};
 use hickory_proto::rr::{Name, RecordType};
 use hickory_resolver::TlsConfig;
 use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ProtocolConfig, ResolverOpts};
 use hickory_resolver::{NameServerPool, PoolContext};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::cache::Answer;
+use crate::cache::{Answer, DnssecBits};
 
 /// `[upstream]` in the config.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -319,16 +319,22 @@ impl Upstreams {
         self.servers.iter().map(|s| &s.spec)
     }
 
-    /// Resolve `name`/`qtype`, trying each upstream in turn (healthy ones first).
-    /// The caller bounds the whole call with its own deadline.
-    pub async fn resolve(&self, name: &Name, qtype: RecordType) -> Result<Answer, UpstreamError> {
+    /// Resolve `name`/`qtype` with the client's DO and CD bits, trying each upstream in
+    /// turn (healthy ones first). The caller bounds the whole call with its own deadline.
+    pub async fn resolve(
+        &self,
+        name: &Name,
+        qtype: RecordType,
+        bits: DnssecBits,
+    ) -> Result<Answer, UpstreamError> {
         let mut order: Vec<usize> = (0..self.servers.len()).collect();
         order.sort_by_key(|&i| (self.servers[i].failures.load(Ordering::Relaxed) > 0, i));
         let mut last = UpstreamError::Failed("no upstream configured".into());
         for i in order {
             let server = &self.servers[i];
             let result =
-                tokio::time::timeout(self.attempt_timeout, query(&server.pool, name, qtype)).await;
+                tokio::time::timeout(self.attempt_timeout, query(&server.pool, name, qtype, bits))
+                    .await;
             match result {
                 Ok(Ok(answer)) => {
                     server.failures.store(0, Ordering::Relaxed);
@@ -350,17 +356,24 @@ impl Upstreams {
     }
 }
 
-/// One exchange with one pool, mapped to the answer a client should see.
+/// One exchange with one pool, mapped to the answer a client should see. The query
+/// carries the client's DO (in our OPT record) and CD bits; the pool validates nothing
+/// and strips nothing, so RRSIG, NSEC, NSEC3 and DS records come back in every section.
 async fn query(
     pool: &NameServerPool<TokioRuntimeProvider>,
     name: &Name,
     qtype: RecordType,
+    bits: DnssecBits,
 ) -> Result<Answer, NetError> {
     let mut options = DnsRequestOptions::default();
     options.recursion_desired = true;
     options.use_edns = true;
     options.edns_payload_len = 1232;
-    let mut stream = pool.lookup(Query::query(name.clone(), qtype), options);
+    options.edns_set_dnssec_ok = bits.dnssec_ok;
+    // `lookup` has no CD bit: build the request and `send` it (what `lookup` does).
+    let mut request = DnsRequest::from_query(Query::query(name.clone(), qtype), options);
+    request.metadata.checking_disabled = bits.checking_disabled;
+    let mut stream = pool.send(request);
     let response = match stream.next().await {
         Some(r) => r,
         None => return Err(NetError::from("upstream closed without an answer")),
@@ -372,18 +385,22 @@ async fn query(
                 rcode: msg.metadata.response_code,
                 answers: msg.answers,
                 authorities: msg.authorities,
+                additionals: msg.additionals,
+                authentic: msg.metadata.authentic_data,
             })
         }
+        // A negative answer comes as this error, which keeps the authority section
+        // (SOA, NSEC/NSEC3 and their RRSIGs) but not the header's AD bit nor the
+        // additional section: such answers are relayed without AD.
         Err(NetError::Dns(DnsError::NoRecordsFound(nr))) => Ok(Answer {
             rcode: nr.response_code,
-            answers: Vec::new(),
             authorities: nr.authorities.map(|a| a.to_vec()).unwrap_or_default(),
+            ..Answer::default()
         }),
         Err(NetError::Dns(DnsError::ResponseCode(code))) if code != ResponseCode::ServFail => {
             Ok(Answer {
                 rcode: code,
-                answers: Vec::new(),
-                authorities: Vec::new(),
+                ..Answer::default()
             })
         }
         Err(e) => Err(e),

@@ -6,9 +6,9 @@
 use hickory_proto::rr::{Name, RData};
 use hickory_proto::serialize::binary::{BinEncodable, BinEncoder, NameEncoding};
 
-use crate::cache::Answer;
+use crate::cache::{Answer, DnssecBits};
 use crate::filter::BlockResponse;
-use crate::server::response::{EDE_BLOCKED, MAX_UDP_PAYLOAD, udp_limit};
+use crate::server::response::{EDE_BLOCKED, MAX_UDP_PAYLOAD, authentic, udp_limit};
 
 /// EDNS options that carry a client MAC (dnsmasq `--add-mac`): those queries need the
 /// full path, which reads them.
@@ -23,6 +23,8 @@ pub struct Query<'a> {
     pub qtype: u16,
     /// The client's UDP payload size, when it sent an OPT record.
     pub edns: Option<u16>,
+    /// DO in the client's OPT record (RFC 3225).
+    pub dnssec_ok: bool,
 }
 
 /// The bytes a label may hold for the inline path: ASCII letters, digits, '-' and '_'.
@@ -89,10 +91,11 @@ impl<'a> Query<'a> {
             return None;
         }
         let question_end = pos + 4;
-        let edns = if additional == 1 {
-            Some(parse_opt(p, question_end)?)
+        let (edns, dnssec_ok) = if additional == 1 {
+            let (payload, dnssec_ok) = parse_opt(p, question_end)?;
+            (Some(payload), dnssec_ok)
         } else if question_end == p.len() {
-            None
+            (None, false)
         } else {
             return None;
         };
@@ -101,7 +104,21 @@ impl<'a> Query<'a> {
             question_end,
             qtype,
             edns,
+            dnssec_ok,
         })
+    }
+
+    /// The DO and CD bits the answer depends on (part of the cache key).
+    pub fn dnssec_bits(&self) -> DnssecBits {
+        DnssecBits {
+            dnssec_ok: self.dnssec_ok,
+            checking_disabled: self.packet[3] & 0x10 != 0,
+        }
+    }
+
+    /// AD in the client's header (RFC 6840 §5.7: it understands the AD bit).
+    fn authentic_data(&self) -> bool {
+        self.packet[3] & 0x20 != 0
     }
 
     /// The largest answer the client takes over UDP.
@@ -110,15 +127,16 @@ impl<'a> Query<'a> {
     }
 }
 
-/// The OPT record at `pos`, which must end the packet: the payload size it offers.
-/// `None` unless it is EDNS version 0 without a MAC option.
-fn parse_opt(p: &[u8], pos: usize) -> Option<u16> {
+/// The OPT record at `pos`, which must end the packet: the payload size it offers and
+/// its DO bit. `None` unless it is EDNS version 0 without a MAC option.
+fn parse_opt(p: &[u8], pos: usize) -> Option<(u16, bool)> {
     let rr = p.get(pos..pos + 11)?;
     // Root owner, type OPT, then class = payload size, TTL = ext-rcode, version, flags.
     if rr[0] != 0 || rr[1..3] != [0, 41] || rr[5] != 0 || rr[6] != 0 {
         return None;
     }
     let payload = u16::from_be_bytes([rr[3], rr[4]]);
+    let dnssec_ok = rr[7] & 0x80 != 0;
     let rdlen = usize::from(u16::from_be_bytes([rr[9], rr[10]]));
     let mut opts = p.get(pos + 11..)?;
     if opts.len() != rdlen {
@@ -133,7 +151,7 @@ fn parse_opt(p: &[u8], pos: usize) -> Option<u16> {
         }
         opts = opts.get(4 + len..)?;
     }
-    Some(payload)
+    Some((payload, dnssec_ok))
 }
 
 /// Start an answer to `q` in `out`: the header, then the client's question as sent
@@ -161,12 +179,12 @@ fn begin(out: &mut Vec<u8>, q: &Query<'_>, rcode: u8, answers: u16, authorities:
     out.extend_from_slice(&p[12..q.question_end]);
 }
 
-/// Our OPT record (payload 1232, version 0), with an Extended DNS Error whose text is
-/// the concatenation of `text`.
-fn opt(out: &mut Vec<u8>, ede: Option<(u16, &[&str])>) {
+/// Our OPT record (payload 1232, version 0, the client's DO echoed), with an Extended
+/// DNS Error whose text is the concatenation of `text`.
+fn opt(out: &mut Vec<u8>, dnssec_ok: bool, ede: Option<(u16, &[&str])>) {
     out.extend_from_slice(&[0, 0, 41]);
     out.extend_from_slice(&MAX_UDP_PAYLOAD.to_be_bytes());
-    out.extend_from_slice(&[0, 0, 0, 0]);
+    out.extend_from_slice(&[0, 0, u8::from(dnssec_ok) << 7, 0]);
     match ede {
         None => out.extend_from_slice(&[0, 0]),
         Some((code, text)) => {
@@ -234,7 +252,7 @@ pub fn blocked(out: &mut Vec<u8>, q: &Query<'_>, mode: BlockResponse, ttl: u32, 
     }
     if q.edns.is_some() {
         let text: [&str; 3] = ["blocked by metaguard (category: ", category, ")"];
-        opt(out, Some((EDE_BLOCKED, &text)));
+        opt(out, q.dnssec_ok, Some((EDE_BLOCKED, &text)));
     }
 }
 
@@ -247,6 +265,9 @@ pub struct Encoded {
     ttls: Box<[(u16, u32)]>,
     answers: u16,
     authorities: u16,
+    additionals: u16,
+    /// The upstream's AD bit.
+    authentic: bool,
     rcode: u8,
 }
 
@@ -261,7 +282,8 @@ impl Encoded {
         let mut bytes = Vec::new();
         let mut ttls = Vec::new();
         let mut tmp = Vec::new();
-        for r in answer.answers.iter().chain(&answer.authorities) {
+        let records = answer.answers.iter().chain(&answer.authorities);
+        for r in records.chain(&answer.additionals) {
             if matches!(r.data, RData::OPT(_) | RData::Update0(_)) {
                 return None;
             }
@@ -289,14 +311,22 @@ impl Encoded {
             ttls: ttls.into(),
             answers: u16::try_from(answer.answers.len()).ok()?,
             authorities: u16::try_from(answer.authorities.len()).ok()?,
+            additionals: u16::try_from(answer.additionals.len()).ok()?,
+            authentic: answer.authentic,
             rcode: rcode as u8,
         })
     }
 }
 
-/// The cached answer to `q`, its TTLs counted down by `elapsed` seconds.
+/// The cached answer to `q`, its TTLs counted down by `elapsed` seconds; all three
+/// sections as the upstream sent them, AD as `response::authentic` decides.
 pub fn cached(out: &mut Vec<u8>, q: &Query<'_>, enc: &Encoded, elapsed: u32) {
     begin(out, q, enc.rcode, enc.answers, enc.authorities);
+    let additionals = enc.additionals.saturating_add(u16::from(q.edns.is_some()));
+    out[10..12].copy_from_slice(&additionals.to_be_bytes());
+    if authentic(enc.authentic, q.dnssec_ok, q.authentic_data()) {
+        out[3] |= 0x20;
+    }
     let base = out.len();
     out.extend_from_slice(&enc.bytes);
     for &(off, ttl) in enc.ttls.iter() {
@@ -304,7 +334,7 @@ pub fn cached(out: &mut Vec<u8>, q: &Query<'_>, enc: &Encoded, elapsed: u32) {
         out[at..at + 4].copy_from_slice(&ttl.saturating_sub(elapsed).to_be_bytes());
     }
     if q.edns.is_some() {
-        opt(out, None);
+        opt(out, q.dnssec_ok, None);
     }
 }
 

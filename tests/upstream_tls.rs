@@ -75,7 +75,11 @@ async fn resolve_via(spec: &str, client: rustls::ClientConfig) -> Vec<Record> {
     };
     let ups = Upstreams::with_tls(&[spec], &cfg, client).unwrap();
     let answer = ups
-        .resolve(&Name::from_str("www.example.com.").unwrap(), RecordType::A)
+        .resolve(
+            &Name::from_str("www.example.com.").unwrap(),
+            RecordType::A,
+            Default::default(),
+        )
         .await
         .expect("an answer over the encrypted upstream");
     answer.answers
@@ -142,7 +146,11 @@ async fn dns_over_tls_refuses_an_untrusted_certificate() {
     };
     let ups = Upstreams::with_tls(&[spec], &cfg, other_client).unwrap();
     let r = ups
-        .resolve(&Name::from_str("www.example.com.").unwrap(), RecordType::A)
+        .resolve(
+            &Name::from_str("www.example.com.").unwrap(),
+            RecordType::A,
+            Default::default(),
+        )
         .await;
     assert!(
         r.is_err(),

@@ -13,7 +13,7 @@ use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseI
 
 use super::Snapshot;
 use super::response::{self, EDE_NO_REACHABLE_AUTHORITY, EDE_NOT_SUPPORTED, Reply};
-use crate::cache::Cache;
+use crate::cache::{Cache, DnssecBits};
 use crate::clients::Identity;
 use crate::filter::{Verdict, name_key};
 use crate::metrics::Metrics;
@@ -75,7 +75,11 @@ impl Handler {
             panic!("test: a faulty query task");
         }
         let actions = snap.policy.actions(device.group.as_deref());
-        let (reply, hit, from) = self.answer(snap, query, &name, actions).await;
+        let bits = DnssecBits {
+            dnssec_ok: req.edns.as_ref().is_some_and(|e| e.flags().dnssec_ok),
+            checking_disabled: req.metadata.checking_disabled,
+        };
+        let (reply, hit, from) = self.answer(snap, query, &name, actions, bits).await;
         self.record(snap, &device, &name, query.query_type(), hit, from);
         reply
     }
@@ -130,7 +134,7 @@ impl Handler {
             self.record(snap, &device, name, qtype, Some(hit), AnsweredFrom::Blocked);
             return true;
         }
-        let Some(cached) = self.cache.lookup(name, qtype) else {
+        let Some(cached) = self.cache.lookup(name, qtype, q.dnssec_bits()) else {
             return false;
         };
         let Some(encoded) = cached.wire() else {
@@ -170,6 +174,7 @@ impl Handler {
         query: &LowerQuery,
         name: &str,
         actions: &[Action],
+        bits: DnssecBits,
     ) -> (Reply, Option<Hit>, AnsweredFrom) {
         let owner = query.original().name();
         let qtype = query.query_type();
@@ -185,7 +190,7 @@ impl Handler {
         }
 
         let mut from = AnsweredFrom::Cache;
-        let answer = match self.cache.get(name, qtype) {
+        let answer = match self.cache.get(name, qtype, bits) {
             Some(a) => {
                 Stats::inc(&self.stats.cache_hits);
                 a
@@ -193,13 +198,13 @@ impl Handler {
             None => {
                 Stats::inc(&self.stats.cache_misses);
                 let lower = Name::from(query.name().clone());
-                let upstream = snap.upstreams.resolve(&lower, qtype);
+                let upstream = snap.upstreams.resolve(&lower, qtype, bits);
                 let asked = std::time::Instant::now();
                 let result = tokio::time::timeout(snap.deadline, upstream).await;
                 self.metrics.observe_upstream(asked.elapsed());
                 match result {
                     Ok(Ok(a)) => {
-                        self.cache.insert(name, qtype, &a);
+                        self.cache.insert(name, qtype, bits, &a);
                         from = AnsweredFrom::Upstream;
                         a
                     }

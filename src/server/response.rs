@@ -38,6 +38,9 @@ pub struct Reply {
     pub rcode: ResponseCode,
     pub answers: Vec<Record>,
     pub authorities: Vec<Record>,
+    pub additionals: Vec<Record>,
+    /// The upstream's AD bit, for clients that asked for DNSSEC (see [`metadata`]).
+    pub authentic: bool,
     /// Extended DNS Error: info code and text (sent only to EDNS clients).
     pub ede: Option<(u16, String)>,
     /// No answer at all (rate limited).
@@ -57,11 +60,13 @@ impl Reply {
         self
     }
 
-    /// The OPT record of the answer, for a client that sent one.
-    pub fn edns(&self) -> Edns {
+    /// The OPT record of the answer, for a client that sent one; DO copied from the
+    /// client's (RFC 3225 §3).
+    pub fn edns(&self, dnssec_ok: bool) -> Edns {
         let mut edns = Edns::new();
         edns.set_max_payload(MAX_UDP_PAYLOAD);
         edns.set_version(0);
+        edns.set_dnssec_ok(dnssec_ok);
         if let Some((code, text)) = &self.ede {
             let mut data = code.to_be_bytes().to_vec();
             data.extend_from_slice(text.as_bytes());
@@ -129,12 +134,15 @@ pub fn any_minimal(owner: &Name) -> Reply {
 }
 
 /// An upstream (or cached) answer, with the question's owner name in the client's
-/// spelling (keeps 0x20 case randomization working).
+/// spelling (keeps 0x20 case randomization working). Every section is relayed as it
+/// came (DNSSEC records, glue, SRV and MX targets' addresses).
 pub fn from_answer(answer: Answer, owner: &Name) -> Reply {
     let Answer {
         rcode,
         mut answers,
         authorities,
+        additionals,
+        authentic,
     } = answer;
     for r in &mut answers {
         if r.name.eq_ignore_root(owner) {
@@ -145,6 +153,8 @@ pub fn from_answer(answer: Answer, owner: &Name) -> Reply {
         rcode,
         answers,
         authorities,
+        additionals,
+        authentic,
         ..Default::default()
     }
 }
@@ -260,8 +270,10 @@ pub async fn send<R: ResponseHandler>(
     reply: &Reply,
     mut handle: R,
 ) -> ResponseInfo {
-    let meta = metadata(&request.metadata, reply.rcode);
-    let edns = request.edns.as_ref().map(|_| reply.edns());
+    let dnssec_ok = request.edns.as_ref().is_some_and(|e| e.flags().dnssec_ok);
+    let mut meta = metadata(&request.metadata, reply.rcode);
+    meta.authentic_data = authentic(reply.authentic, dnssec_ok, request.metadata.authentic_data);
+    let edns = request.edns.as_ref().map(|_| reply.edns(dnssec_ok));
     let mut builder =
         hickory_server::zone_handler::MessageResponseBuilder::from_message_request(request);
     if let Some(e) = &edns {
@@ -272,7 +284,7 @@ pub async fn send<R: ResponseHandler>(
         reply.answers.iter(),
         reply.authorities.iter(),
         [].iter(),
-        [].iter(),
+        reply.additionals.iter(),
     );
     match handle.send_response(resp).await {
         Ok(info) => info,
@@ -292,4 +304,11 @@ pub fn metadata(req: &Metadata, rcode: ResponseCode) -> Metadata {
     meta.recursion_available = true;
     meta.response_code = rcode;
     meta
+}
+
+/// The AD bit of an answer: the upstream's, passed on only to a client that asked for
+/// DNSSEC with DO or AD (RFC 6840 §5.7, §5.8), as dnsmasq's `--proxy-dnssec` does. We
+/// validate nothing ourselves: AD is the upstream's word, worth what the path to it is.
+pub fn authentic(upstream_ad: bool, dnssec_ok: bool, client_ad: bool) -> bool {
+    upstream_ad && (dnssec_ok || client_ad)
 }

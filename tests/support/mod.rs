@@ -42,6 +42,22 @@ pub enum Behaviour {
     TruncatedTcp,
     /// TC=1 over UDP; over TCP the connection is reset (RST) without an answer.
     ResetTcp,
+    /// The test fills in the answer from the query (header bits, OPT, every section).
+    Custom(Responder),
+}
+
+/// A test's own answer: called with the query and the answer so far (ID, question, RD,
+/// RA, and an OPT record when the query had one).
+#[derive(Clone)]
+pub struct Responder(pub Arc<Respond>);
+
+/// The function of a [`Responder`].
+pub type Respond = dyn Fn(&Message, &mut Message) + Send + Sync;
+
+impl std::fmt::Debug for Responder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Responder")
+    }
 }
 
 /// What the TCP side does for one name, besides answering normally.
@@ -340,6 +356,7 @@ async fn answer(
                 resp.add_authority(soa("test.", 300, 60));
             }
         }
+        Some(Behaviour::Custom(respond)) => (respond.0)(&req, &mut resp),
         Some(Behaviour::Records(records)) => {
             for r in records {
                 if r.record_type() == q.query_type() || r.record_type() == RecordType::CNAME {
