@@ -5,9 +5,9 @@ use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use hickory_net::runtime::TokioRuntimeProvider;
@@ -21,6 +21,7 @@ use hickory_resolver::{NameServerPool, PoolContext};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::cache::Answer;
+use crate::lograte::{self, LogEvery, Verdict};
 
 /// `[upstream]` in the config.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -260,6 +261,37 @@ struct Server {
     pool: NameServerPool<TokioRuntimeProvider>,
     /// Consecutive failures; a failing server is tried after the healthy ones.
     failures: AtomicU32,
+    /// Its failures are logged at WARN at most once a minute.
+    warn: Mutex<LogEvery>,
+}
+
+impl Server {
+    /// Count one failure at `now`: logged at WARN when no line was in the last minute,
+    /// else at DEBUG.
+    fn failed(&self, cause: &dyn fmt::Display, now: Instant) {
+        self.failures.fetch_add(1, Ordering::Relaxed);
+        let verdict = match self.warn.lock() {
+            Ok(mut w) => w.hit(now),
+            Err(_) => Verdict::Quiet,
+        };
+        match failure_line(&self.spec, cause, verdict) {
+            Some(line) => tracing::warn!("{line}"),
+            None => tracing::debug!(upstream = %self.spec, error = %cause, "upstream failed"),
+        }
+    }
+}
+
+/// The WARN line for a failure of `spec`, or `None` when this one is only counted.
+fn failure_line(spec: &UpstreamSpec, cause: &dyn fmt::Display, v: Verdict) -> Option<String> {
+    match v {
+        Verdict::Quiet => None,
+        Verdict::Log { more: 0, .. } => Some(format!("upstream {spec} failed: {cause}")),
+        Verdict::Log { more, since } => Some(format!(
+            "upstream {spec} failed: {cause} ({more} more failure{} in the last {})",
+            if more == 1 { "" } else { "s" },
+            lograte::round(since.unwrap_or_default()),
+        )),
+    }
 }
 
 /// The configured upstreams, tried in order of health until one answers.
@@ -270,12 +302,16 @@ pub struct Upstreams {
 }
 
 impl Upstreams {
-    pub fn new(specs: &[UpstreamSpec], cfg: &UpstreamConfig) -> Result<Upstreams, UpstreamError> {
-        let tls = TlsConfig::new().map_err(|e| UpstreamError::Tls(e.to_string()))?;
-        Self::with_tls(specs, cfg, tls.config)
+    /// The upstreams of `specs`; DoT and DoH trust the default roots plus `[tls] ca_file`.
+    pub fn new(
+        specs: &[UpstreamSpec],
+        cfg: &UpstreamConfig,
+        tls: &crate::tls::TlsConfig,
+    ) -> Result<Upstreams, UpstreamError> {
+        Self::with_tls(specs, cfg, tls.rustls_client())
     }
 
-    /// Like [`Upstreams::new`] with a TLS client config of the caller's (a private CA in tests).
+    /// Like [`Upstreams::new`] with a TLS client config of the caller's.
     pub fn with_tls(
         specs: &[UpstreamSpec],
         cfg: &UpstreamConfig,
@@ -306,6 +342,7 @@ impl Upstreams {
                     spec: spec.clone(),
                     pool,
                     failures: AtomicU32::new(0),
+                    warn: Mutex::new(LogEvery::new()),
                 })
             })
             .collect::<Result<Vec<_>, UpstreamError>>()?;
@@ -335,13 +372,15 @@ impl Upstreams {
                     return Ok(answer);
                 }
                 Ok(Err(e)) => {
-                    tracing::debug!(upstream = %server.spec, error = %e, "upstream failed");
-                    server.failures.fetch_add(1, Ordering::Relaxed);
+                    server.failed(&e, Instant::now());
                     last = UpstreamError::Failed(format!("{}: {e}", server.spec));
                 }
                 Err(_) => {
-                    tracing::debug!(upstream = %server.spec, "upstream timed out");
-                    server.failures.fetch_add(1, Ordering::Relaxed);
+                    let cause = format!(
+                        "no answer within {}",
+                        humantime::format_duration(self.attempt_timeout)
+                    );
+                    server.failed(&cause, Instant::now());
                     last = UpstreamError::Timeout;
                 }
             }
@@ -445,6 +484,33 @@ mod tests {
                 "{bad} should be rejected"
             );
         }
+    }
+
+    #[test]
+    fn failures_are_logged_once_a_minute_with_the_count() {
+        let spec: UpstreamSpec = "tls://127.0.0.1:853#x".parse().unwrap();
+        let cause = "invalid peer certificate: UnknownIssuer";
+        let t0 = Instant::now();
+        let mut every = LogEvery::new();
+        let mut lines = Vec::new();
+        // A failure every second for two minutes and a half.
+        for s in 0..150 {
+            lines.extend(failure_line(
+                &spec,
+                &cause,
+                every.hit(t0 + Duration::from_secs(s)),
+            ));
+        }
+        assert_eq!(
+            lines,
+            [
+                "upstream tls://127.0.0.1:853#x failed: invalid peer certificate: UnknownIssuer",
+                "upstream tls://127.0.0.1:853#x failed: invalid peer certificate: UnknownIssuer \
+                 (59 more failures in the last 1m)",
+                "upstream tls://127.0.0.1:853#x failed: invalid peer certificate: UnknownIssuer \
+                 (59 more failures in the last 1m)",
+            ]
+        );
     }
 
     #[test]

@@ -65,6 +65,7 @@ fn request(dbs: Vec<PathBuf>, when: When) -> ReportRequest {
         email: false,
         deliver: false,
         webhook: None,
+        tls: Default::default(),
         color: false,
     }
 }
