@@ -190,6 +190,36 @@ impl TlsConfig {
     }
 }
 
+/// Why a TLS handshake with `addr` as `server_name` fails with `config` (offering
+/// `alpn`), or `None` when it succeeds. A diagnosis for the log: hickory's pool reports a
+/// failed handshake only as "no connections available".
+pub async fn handshake_error(
+    addr: std::net::SocketAddr,
+    server_name: &str,
+    alpn: &[u8],
+    config: &rustls::ClientConfig,
+    timeout: std::time::Duration,
+) -> Option<String> {
+    let mut config = config.clone();
+    config.alpn_protocols = vec![alpn.to_vec()];
+    let name = rustls::pki_types::ServerName::try_from(server_name.to_string()).ok()?;
+    let handshake = async {
+        let tcp = tokio::net::TcpStream::connect(addr)
+            .await
+            .map_err(|e| format!("cannot connect: {e}"))?;
+        tokio_rustls::TlsConnector::from(Arc::new(config))
+            .connect(name, tcp)
+            .await
+            .map_err(|e| format!("TLS handshake failed: {e}"))?;
+        Ok::<(), String>(())
+    };
+    match tokio::time::timeout(timeout, handshake).await {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => Some(e),
+        Err(_) => Some("TLS handshake timed out".into()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -266,17 +266,27 @@ struct Server {
 }
 
 impl Server {
-    /// Count one failure at `now`: logged at WARN when no line was in the last minute,
-    /// else at DEBUG.
-    fn failed(&self, cause: &dyn fmt::Display, now: Instant) {
+    /// Count one failure at `now`; whether to log it at WARN (once a minute).
+    fn failed(&self, cause: &dyn fmt::Display, now: Instant) -> Verdict {
         self.failures.fetch_add(1, Ordering::Relaxed);
         let verdict = match self.warn.lock() {
             Ok(mut w) => w.hit(now),
             Err(_) => Verdict::Quiet,
         };
-        match failure_line(&self.spec, cause, verdict) {
-            Some(line) => tracing::warn!("{line}"),
-            None => tracing::debug!(upstream = %self.spec, error = %cause, "upstream failed"),
+        if verdict == Verdict::Quiet {
+            tracing::debug!(upstream = %self.spec, error = %cause, "upstream failed");
+        }
+        verdict
+    }
+
+    /// The address, TLS name and ALPN of a DoT or DoH upstream.
+    fn tls_target(&self) -> Option<(SocketAddr, String, &'static [u8])> {
+        match &self.spec {
+            UpstreamSpec::Tls { addr, server_name } => Some((*addr, server_name.clone(), b"dot")),
+            UpstreamSpec::Https {
+                addr, server_name, ..
+            } => Some((*addr, server_name.clone(), b"h2")),
+            _ => None,
         }
     }
 }
@@ -299,6 +309,8 @@ fn failure_line(spec: &UpstreamSpec, cause: &dyn fmt::Display, v: Verdict) -> Op
 pub struct Upstreams {
     servers: Arc<[Server]>,
     attempt_timeout: Duration,
+    /// The DoT/DoH client config, for diagnosing a failed handshake in the log.
+    tls: Arc<rustls::ClientConfig>,
 }
 
 impl Upstreams {
@@ -349,7 +361,37 @@ impl Upstreams {
         Ok(Upstreams {
             servers: servers.into(),
             attempt_timeout: cfg.attempt_timeout,
+            tls: Arc::new(tls),
         })
+    }
+
+    /// Log the failure `e` of `server` at WARN when `verdict` says so. hickory's pool
+    /// reports a failed TLS handshake (an untrusted certificate) only as "no connections
+    /// available": then a handshake of our own, in a task of its own, finds the cause.
+    fn warn(&self, server: &Server, e: &NetError, verdict: Verdict) {
+        if verdict == Verdict::Quiet {
+            return;
+        }
+        let Some((addr, name, alpn)) = server
+            .tls_target()
+            .filter(|_| matches!(e, NetError::NoConnections))
+        else {
+            if let Some(line) = failure_line(&server.spec, e, verdict) {
+                tracing::warn!("{line}");
+            }
+            return;
+        };
+        let (spec, tls, timeout) = (server.spec.clone(), self.tls.clone(), self.attempt_timeout);
+        let cause = e.to_string();
+        tokio::spawn(async move {
+            let cause = match crate::tls::handshake_error(addr, &name, alpn, &tls, timeout).await {
+                Some(why) => format!("{cause}: {why}"),
+                None => cause,
+            };
+            if let Some(line) = failure_line(&spec, &cause, verdict) {
+                tracing::warn!("{line}");
+            }
+        });
     }
 
     pub fn specs(&self) -> impl Iterator<Item = &UpstreamSpec> {
@@ -372,7 +414,8 @@ impl Upstreams {
                     return Ok(answer);
                 }
                 Ok(Err(e)) => {
-                    server.failed(&e, Instant::now());
+                    let verdict = server.failed(&e, Instant::now());
+                    self.warn(server, &e, verdict);
                     last = UpstreamError::Failed(format!("{}: {e}", server.spec));
                 }
                 Err(_) => {
@@ -380,7 +423,10 @@ impl Upstreams {
                         "no answer within {}",
                         humantime::format_duration(self.attempt_timeout)
                     );
-                    server.failed(&cause, Instant::now());
+                    let verdict = server.failed(&cause, Instant::now());
+                    if let Some(line) = failure_line(&server.spec, &cause, verdict) {
+                        tracing::warn!("{line}");
+                    }
                     last = UpstreamError::Timeout;
                 }
             }
