@@ -72,7 +72,12 @@ async fn refused_queries_are_logged_once_with_the_source() {
     );
     child.wait().unwrap();
     let mut err = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
     let refused: Vec<&str> = err.lines().filter(|l| l.contains("refused")).collect();
     assert_eq!(refused.len(), 1, "{err}");
     assert!(refused[0].contains("WARN"), "{err}");
