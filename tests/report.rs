@@ -465,22 +465,7 @@ fn http_sink() -> (u16, std::thread::JoinHandle<(String, String)>) {
         s.set_read_timeout(Some(std::time::Duration::from_secs(20)))
             .unwrap();
         let mut w = s.try_clone().unwrap();
-        let mut r = BufReader::new(s);
-        let mut head = String::new();
-        let mut len = 0usize;
-        loop {
-            let mut line = String::new();
-            r.read_line(&mut line).unwrap();
-            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                len = v.trim().parse().unwrap();
-            }
-            head.push_str(&line);
-            if line == "\r\n" {
-                break;
-            }
-        }
-        let mut body = vec![0; len];
-        r.read_exact(&mut body).unwrap();
+        let (head, body) = support::pki::read_request(&mut BufReader::new(s)).unwrap();
         w.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
             .unwrap();
         (head, String::from_utf8(body).unwrap())

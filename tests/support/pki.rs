@@ -1,7 +1,7 @@
 //! A private CA for tests (rcgen): its PEM file for `[tls] ca_file`, server certificates
 //! it signs, and a one-request HTTPS server on 127.0.0.1 (rustls over a std socket).
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -67,6 +67,29 @@ impl PrivateCa {
     }
 }
 
+/// One HTTP/1.1 request from `r`: its head (through the blank line) and its body
+/// (Content-Length bytes).
+pub fn read_request(r: &mut impl BufRead) -> std::io::Result<(String, Vec<u8>)> {
+    let mut head = String::new();
+    let mut len = 0usize;
+    loop {
+        let mut line = String::new();
+        if r.read_line(&mut line)? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+            len = v.trim().parse().unwrap();
+        }
+        head.push_str(&line);
+        if line == "\r\n" {
+            break;
+        }
+    }
+    let mut body = vec![0; len];
+    r.read_exact(&mut body)?;
+    Ok((head, body))
+}
+
 /// What [`https_once`] saw: the request head and body, or why the handshake failed.
 pub type Seen = Result<(String, Vec<u8>), String>;
 
@@ -82,23 +105,7 @@ pub fn https_once(ca: &PrivateCa, body: Vec<u8>) -> (u16, std::thread::JoinHandl
             .unwrap();
         let conn = rustls::ServerConnection::new(cfg).unwrap();
         let mut r = BufReader::new(rustls::StreamOwned::new(conn, s));
-        let mut head = String::new();
-        let mut len = 0usize;
-        loop {
-            let mut line = String::new();
-            if r.read_line(&mut line).map_err(|e| e.to_string())? == 0 {
-                return Err("closed before the request".into());
-            }
-            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                len = v.trim().parse().unwrap();
-            }
-            head.push_str(&line);
-            if line == "\r\n" {
-                break;
-            }
-        }
-        let mut got = vec![0; len];
-        r.read_exact(&mut got).map_err(|e| e.to_string())?;
+        let (head, got) = read_request(&mut r).map_err(|e| e.to_string())?;
         let w = r.get_mut();
         w.write_all(
             format!(
