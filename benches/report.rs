@@ -61,6 +61,7 @@ fn main() {
         email: false,
         deliver: false,
         webhook: None,
+        tls: Default::default(),
         color: false,
     };
     let rows: i64 = rusqlite::Connection::open(&db)

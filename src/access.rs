@@ -58,6 +58,44 @@ pub fn default_allow_clients() -> Vec<IpNet> {
     .collect()
 }
 
+/// The networks of this host's own interfaces (what dnsmasq's `--local-service`
+/// admits), minus loopback and what `covered` already holds; read from the kernel
+/// (getifaddrs) each time it is called: at start and on each reload.
+pub fn interface_subnets(covered: &[IpNet]) -> Vec<IpNet> {
+    match if_addrs::get_if_addrs() {
+        Ok(ifs) => local_subnets(
+            ifs.iter().map(|i| match &i.addr {
+                if_addrs::IfAddr::V4(a) => (IpAddr::V4(a.ip), a.prefixlen),
+                if_addrs::IfAddr::V6(a) => (IpAddr::V6(a.ip), a.prefixlen),
+            }),
+            covered,
+        ),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the interface addresses; only the default networks are answered");
+            Vec::new()
+        }
+    }
+}
+
+/// The subnets of `addrs` (address and prefix length) not inside `covered`. A prefix
+/// shorter than /8 (IPv4) or /32 (IPv6) is skipped: it would make an open resolver.
+fn local_subnets(addrs: impl Iterator<Item = (IpAddr, u8)>, covered: &[IpNet]) -> Vec<IpNet> {
+    let mut out: Vec<IpNet> = Vec::new();
+    for (ip, len) in addrs {
+        let min = if ip.is_ipv4() { 8 } else { 32 };
+        if ip.is_loopback() || len < min {
+            continue;
+        }
+        let Ok(net) = IpNet::new(ip, len).map(|n| n.trunc()) else {
+            continue;
+        };
+        if !covered.iter().chain(&out).any(|c| c.contains(&net)) {
+            out.push(net);
+        }
+    }
+    out
+}
+
 /// What the listener does with a packet from a client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Admit {
@@ -181,6 +219,27 @@ mod tests {
         for no in ["8.8.8.8", "172.32.0.1", "2001:db8::1", "::ffff:8.8.8.8"] {
             assert_eq!(a.admit(no.parse().unwrap()), Admit::Refused, "{no}");
         }
+    }
+
+    #[test]
+    fn interface_subnets_outside_the_defaults_are_added_once() {
+        let addrs = [
+            ("127.0.0.1", 8),
+            ("192.168.1.2", 24),
+            ("2001:db8:1:2::5", 64),
+            ("2001:db8:1:2::6", 64),
+            ("203.0.113.9", 24),
+            ("198.51.100.1", 0),
+            ("2001:db8::1", 16),
+            ("::1", 128),
+        ]
+        .map(|(a, l)| (a.parse::<IpAddr>().unwrap(), l));
+        let got = local_subnets(addrs.into_iter(), &default_allow_clients());
+        let want: Vec<IpNet> = ["2001:db8:1:2::/64", "203.0.113.0/24"]
+            .iter()
+            .map(|n| n.parse().unwrap())
+            .collect();
+        assert_eq!(got, want);
     }
 
     #[test]

@@ -208,6 +208,7 @@ pub fn report_request(args: &ReportArgs) -> anyhow::Result<crate::report::Report
         email: args.email,
         deliver: args.deliver,
         webhook: args.webhook.clone(),
+        tls: config.tls,
         color: std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
     })
 }

@@ -19,6 +19,7 @@ use crate::remote::{RemoteConfig, RemoteListConfig};
 use crate::report::ReportConfig;
 use crate::server::ServerConfig;
 pub use crate::store::StoreConfig;
+use crate::tls::TlsConfig;
 use crate::upstream::{UpstreamConfig, UpstreamSpec};
 
 /// Where `serve` looks for a config when `--config` is not given.
@@ -45,6 +46,8 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// `[report]`: weekly report defaults and delivery.
     pub report: ReportConfig,
+    /// `[tls]`: the private CA every TLS client trusts (upstreams, lists, webhook, SMTP).
+    pub tls: TlsConfig,
     /// `[[devices]]`: named devices, how to recognise them, their groups. The arrays of
     /// tables come last so the printed config keeps them after the plain sections.
     pub devices: Vec<DeviceConfig>,
@@ -220,6 +223,32 @@ mod tests {
                     line: l, column: c, ..
                 } => {
                     assert_eq!((l, c), (line, col), "{text}: {err}")
+                }
+                other => panic!("{other}"),
+            }
+        }
+    }
+
+    #[test]
+    fn unusable_ca_file_names_its_location() {
+        let dir = tempfile::tempdir().unwrap();
+        let junk = dir.path().join("junk.pem");
+        std::fs::write(&junk, "hello\n").unwrap();
+        let missing = dir.path().join("missing.pem");
+        for (path, says) in [(&junk, "no PEM certificate"), (&missing, "cannot read")] {
+            let text = format!(
+                "[tls]\n# private CA\nca_file = {:?}\n",
+                path.to_str().unwrap()
+            );
+            match Config::parse(&text, Path::new("/etc/m.toml")).unwrap_err() {
+                ConfigError::Invalid {
+                    line,
+                    column,
+                    message,
+                    ..
+                } => {
+                    assert_eq!((line, column), (3, 11), "{message}");
+                    assert!(message.contains(says), "{message}");
                 }
                 other => panic!("{other}"),
             }

@@ -319,6 +319,7 @@ fn agent(cfg: &Config) -> ureq::Agent {
         .timeout_connect(Some(cfg.remote.timeout.min(Duration::from_secs(15))))
         .user_agent(concat!("metaguard/", env!("CARGO_PKG_VERSION")))
         .proxy(None)
+        .tls_config(cfg.tls.ureq())
         .http_status_as_error(false)
         .build()
         .into()

@@ -5,9 +5,9 @@ use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use hickory_net::runtime::TokioRuntimeProvider;
@@ -21,6 +21,7 @@ use hickory_resolver::{NameServerPool, PoolContext};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::cache::{Answer, DnssecBits};
+use crate::lograte::{self, LogEvery, Verdict};
 
 /// `[upstream]` in the config.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -260,6 +261,47 @@ struct Server {
     pool: NameServerPool<TokioRuntimeProvider>,
     /// Consecutive failures; a failing server is tried after the healthy ones.
     failures: AtomicU32,
+    /// Its failures are logged at WARN at most once a minute.
+    warn: Mutex<LogEvery>,
+}
+
+impl Server {
+    /// Count one failure at `now`; whether to log it at WARN (once a minute).
+    fn failed(&self, cause: &dyn fmt::Display, now: Instant) -> Verdict {
+        self.failures.fetch_add(1, Ordering::Relaxed);
+        let verdict = match self.warn.lock() {
+            Ok(mut w) => w.hit(now),
+            Err(_) => Verdict::Quiet,
+        };
+        if verdict == Verdict::Quiet {
+            tracing::debug!(upstream = %self.spec, error = %cause, "upstream failed");
+        }
+        verdict
+    }
+
+    /// The address, TLS name and ALPN of a DoT or DoH upstream.
+    fn tls_target(&self) -> Option<(SocketAddr, String, &'static [u8])> {
+        match &self.spec {
+            UpstreamSpec::Tls { addr, server_name } => Some((*addr, server_name.clone(), b"dot")),
+            UpstreamSpec::Https {
+                addr, server_name, ..
+            } => Some((*addr, server_name.clone(), b"h2")),
+            _ => None,
+        }
+    }
+}
+
+/// The WARN line for a failure of `spec`, or `None` when this one is only counted.
+fn failure_line(spec: &UpstreamSpec, cause: &dyn fmt::Display, v: Verdict) -> Option<String> {
+    match v {
+        Verdict::Quiet => None,
+        Verdict::Log { more: 0, .. } => Some(format!("upstream {spec} failed: {cause}")),
+        Verdict::Log { more, since } => Some(format!(
+            "upstream {spec} failed: {cause} ({more} more failure{} in the last {})",
+            if more == 1 { "" } else { "s" },
+            lograte::round(since.unwrap_or_default()),
+        )),
+    }
 }
 
 /// The configured upstreams, tried in order of health until one answers.
@@ -267,15 +309,21 @@ struct Server {
 pub struct Upstreams {
     servers: Arc<[Server]>,
     attempt_timeout: Duration,
+    /// The DoT/DoH client config, for diagnosing a failed handshake in the log.
+    tls: Arc<rustls::ClientConfig>,
 }
 
 impl Upstreams {
-    pub fn new(specs: &[UpstreamSpec], cfg: &UpstreamConfig) -> Result<Upstreams, UpstreamError> {
-        let tls = TlsConfig::new().map_err(|e| UpstreamError::Tls(e.to_string()))?;
-        Self::with_tls(specs, cfg, tls.config)
+    /// The upstreams of `specs`; DoT and DoH trust the default roots plus `[tls] ca_file`.
+    pub fn new(
+        specs: &[UpstreamSpec],
+        cfg: &UpstreamConfig,
+        tls: &crate::tls::TlsConfig,
+    ) -> Result<Upstreams, UpstreamError> {
+        Self::with_tls(specs, cfg, tls.rustls_client())
     }
 
-    /// Like [`Upstreams::new`] with a TLS client config of the caller's (a private CA in tests).
+    /// Like [`Upstreams::new`] with a TLS client config of the caller's.
     pub fn with_tls(
         specs: &[UpstreamSpec],
         cfg: &UpstreamConfig,
@@ -306,13 +354,44 @@ impl Upstreams {
                     spec: spec.clone(),
                     pool,
                     failures: AtomicU32::new(0),
+                    warn: Mutex::new(LogEvery::new()),
                 })
             })
             .collect::<Result<Vec<_>, UpstreamError>>()?;
         Ok(Upstreams {
             servers: servers.into(),
             attempt_timeout: cfg.attempt_timeout,
+            tls: Arc::new(tls),
         })
+    }
+
+    /// Log the failure `e` of `server` at WARN when `verdict` says so. hickory's pool
+    /// reports a failed TLS handshake (an untrusted certificate) only as "no connections
+    /// available": then a handshake of our own, in a task of its own, finds the cause.
+    fn warn(&self, server: &Server, e: &NetError, verdict: Verdict) {
+        if verdict == Verdict::Quiet {
+            return;
+        }
+        let Some((addr, name, alpn)) = server
+            .tls_target()
+            .filter(|_| matches!(e, NetError::NoConnections))
+        else {
+            if let Some(line) = failure_line(&server.spec, e, verdict) {
+                tracing::warn!("{line}");
+            }
+            return;
+        };
+        let (spec, tls, timeout) = (server.spec.clone(), self.tls.clone(), self.attempt_timeout);
+        let cause = e.to_string();
+        tokio::spawn(async move {
+            let cause = match crate::tls::handshake_error(addr, &name, alpn, &tls, timeout).await {
+                Some(why) => format!("{cause}: {why}"),
+                None => cause,
+            };
+            if let Some(line) = failure_line(&spec, &cause, verdict) {
+                tracing::warn!("{line}");
+            }
+        });
     }
 
     pub fn specs(&self) -> impl Iterator<Item = &UpstreamSpec> {
@@ -341,13 +420,19 @@ impl Upstreams {
                     return Ok(answer);
                 }
                 Ok(Err(e)) => {
-                    tracing::debug!(upstream = %server.spec, error = %e, "upstream failed");
-                    server.failures.fetch_add(1, Ordering::Relaxed);
+                    let verdict = server.failed(&e, Instant::now());
+                    self.warn(server, &e, verdict);
                     last = UpstreamError::Failed(format!("{}: {e}", server.spec));
                 }
                 Err(_) => {
-                    tracing::debug!(upstream = %server.spec, "upstream timed out");
-                    server.failures.fetch_add(1, Ordering::Relaxed);
+                    let cause = format!(
+                        "no answer within {}",
+                        humantime::format_duration(self.attempt_timeout)
+                    );
+                    let verdict = server.failed(&cause, Instant::now());
+                    if let Some(line) = failure_line(&server.spec, &cause, verdict) {
+                        tracing::warn!("{line}");
+                    }
                     last = UpstreamError::Timeout;
                 }
             }
@@ -462,6 +547,33 @@ mod tests {
                 "{bad} should be rejected"
             );
         }
+    }
+
+    #[test]
+    fn failures_are_logged_once_a_minute_with_the_count() {
+        let spec: UpstreamSpec = "tls://127.0.0.1:853#x".parse().unwrap();
+        let cause = "invalid peer certificate: UnknownIssuer";
+        let t0 = Instant::now();
+        let mut every = LogEvery::new();
+        let mut lines = Vec::new();
+        // A failure every second for two minutes and a half.
+        for s in 0..150 {
+            lines.extend(failure_line(
+                &spec,
+                &cause,
+                every.hit(t0 + Duration::from_secs(s)),
+            ));
+        }
+        assert_eq!(
+            lines,
+            [
+                "upstream tls://127.0.0.1:853#x failed: invalid peer certificate: UnknownIssuer",
+                "upstream tls://127.0.0.1:853#x failed: invalid peer certificate: UnknownIssuer \
+                 (59 more failures in the last 1m)",
+                "upstream tls://127.0.0.1:853#x failed: invalid peer certificate: UnknownIssuer \
+                 (59 more failures in the last 1m)",
+            ]
+        );
     }
 
     #[test]

@@ -1,5 +1,8 @@
 //! Remote lists against a tiny HTTP/1.1 server on 127.0.0.1 that each test starts:
-//! 200, 304, 404, timeout, oversized, shrunk and garbage lists, and the refresher.
+//! 200, 304, 404, timeout, oversized, shrunk and garbage lists, and the refresher; and
+//! an HTTPS server whose certificate comes from a private CA (`[tls] ca_file`).
+
+mod support;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -439,4 +442,40 @@ async fn lists_rows_show_remote_and_embedded() {
     assert_eq!(json.lines().count(), rows.len());
     let exit = metaguard::cli::lists_update(&cfg, true).await;
     assert_eq!(exit, 0, "404 but the last good copy is usable");
+}
+
+/// A list served over HTTPS with a certificate from a private CA: refused for its issuer
+/// without `[tls] ca_file`, fetched with it.
+#[tokio::test]
+async fn https_list_from_a_private_ca_is_fetched_with_ca_file() {
+    let ca = support::pki::PrivateCa::new();
+    let dir = tempfile::tempdir().unwrap();
+
+    let (port, t) = support::pki::https_once(&ca, body(7, "tls"));
+    let url = format!("https://127.0.0.1:{port}/list.txt");
+    let mut cfg = config(dir.path(), &url);
+    cfg.remote.timeout = Duration::from_secs(10);
+    let o = update(&cfg).await;
+    match &o.result {
+        UpdateResult::Failed { error } => assert!(error.contains("UnknownIssuer"), "{error}"),
+        other => panic!("an untrusted certificate was accepted: {other:?}"),
+    }
+    assert!(
+        t.join().unwrap().is_err(),
+        "no request over an untrusted TLS"
+    );
+
+    let (port, t) = support::pki::https_once(&ca, body(7, "tls"));
+    let url = format!("https://127.0.0.1:{port}/list.txt");
+    let mut cfg = config(dir.path(), &url);
+    cfg.remote.timeout = Duration::from_secs(10);
+    cfg.tls = ca.tls_config();
+    let o = update(&cfg).await;
+    assert_eq!(o.result, UpdateResult::Updated { rules: 7 });
+    let (head, _) = t.join().unwrap().expect("the request arrived");
+    assert!(head.starts_with("GET /list.txt HTTP/1.1"), "{head}");
+    assert_eq!(
+        std::fs::read(copy_path(&cfg, &url)).unwrap(),
+        body(7, "tls")
+    );
 }

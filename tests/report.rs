@@ -65,6 +65,7 @@ fn request(dbs: Vec<PathBuf>, when: When) -> ReportRequest {
         email: false,
         deliver: false,
         webhook: None,
+        tls: Default::default(),
         color: false,
     }
 }
@@ -392,38 +393,65 @@ fn smtp_sink() -> (u16, std::thread::JoinHandle<String>) {
         let (s, _) = l.accept().unwrap();
         s.set_read_timeout(Some(std::time::Duration::from_secs(20)))
             .unwrap();
-        let mut w = s.try_clone().unwrap();
-        let mut r = BufReader::new(s);
-        let mut data = String::new();
-        w.write_all(b"220 sink ESMTP\r\n").unwrap();
-        let mut line = String::new();
-        loop {
-            line.clear();
-            if r.read_line(&mut line).unwrap() == 0 {
-                break;
-            }
-            let cmd = line.to_ascii_uppercase();
-            if cmd.starts_with("EHLO") || cmd.starts_with("HELO") {
-                w.write_all(b"250-sink\r\n250 8BITMIME\r\n").unwrap();
-            } else if cmd.starts_with("DATA") {
-                w.write_all(b"354 go on\r\n").unwrap();
-                loop {
-                    line.clear();
-                    r.read_line(&mut line).unwrap();
-                    if line == ".\r\n" {
-                        break;
-                    }
-                    data.push_str(&line);
-                }
-                w.write_all(b"250 queued\r\n").unwrap();
-            } else if cmd.starts_with("QUIT") {
-                w.write_all(b"221 bye\r\n").unwrap();
-                break;
-            } else {
-                w.write_all(b"250 ok\r\n").unwrap();
-            }
+        smtp_session(s).unwrap()
+    });
+    (port, t)
+}
+
+/// One SMTP session on `s` (plain, or TLS from the first byte); returns the DATA.
+fn smtp_session(s: impl Read + Write) -> std::io::Result<String> {
+    let mut r = BufReader::new(s);
+    let mut data = String::new();
+    let say = |r: &mut BufReader<_>, b: &[u8]| -> std::io::Result<()> {
+        let w: &mut dyn Write = r.get_mut();
+        w.write_all(b)?;
+        w.flush()
+    };
+    say(&mut r, b"220 sink ESMTP\r\n")?;
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if r.read_line(&mut line)? == 0 {
+            break;
         }
-        data
+        let cmd = line.to_ascii_uppercase();
+        if cmd.starts_with("EHLO") || cmd.starts_with("HELO") {
+            say(&mut r, b"250-sink\r\n250 8BITMIME\r\n")?;
+        } else if cmd.starts_with("DATA") {
+            say(&mut r, b"354 go on\r\n")?;
+            loop {
+                line.clear();
+                r.read_line(&mut line)?;
+                if line == ".\r\n" {
+                    break;
+                }
+                data.push_str(&line);
+            }
+            say(&mut r, b"250 queued\r\n")?;
+        } else if cmd.starts_with("QUIT") {
+            say(&mut r, b"221 bye\r\n")?;
+            break;
+        } else {
+            say(&mut r, b"250 ok\r\n")?;
+        }
+    }
+    Ok(data)
+}
+
+/// [`smtp_sink`] over TLS from the first byte (port 465 style), with a certificate for
+/// 127.0.0.1 from `ca`. Returns the DATA, or why the session failed.
+fn smtps_sink(
+    ca: &support::pki::PrivateCa,
+) -> (u16, std::thread::JoinHandle<Result<String, String>>) {
+    let cfg = ca.server_config(&["127.0.0.1"], &[]);
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let t = std::thread::spawn(move || {
+        let (s, _) = l.accept().map_err(|e| e.to_string())?;
+        s.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+            .unwrap();
+        let tls = rustls::StreamOwned::new(rustls::ServerConnection::new(cfg).unwrap(), s);
+        smtp_session(tls).map_err(|e| e.to_string())
     });
     (port, t)
 }
@@ -437,27 +465,60 @@ fn http_sink() -> (u16, std::thread::JoinHandle<(String, String)>) {
         s.set_read_timeout(Some(std::time::Duration::from_secs(20)))
             .unwrap();
         let mut w = s.try_clone().unwrap();
-        let mut r = BufReader::new(s);
-        let mut head = String::new();
-        let mut len = 0usize;
-        loop {
-            let mut line = String::new();
-            r.read_line(&mut line).unwrap();
-            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                len = v.trim().parse().unwrap();
-            }
-            head.push_str(&line);
-            if line == "\r\n" {
-                break;
-            }
-        }
-        let mut body = vec![0; len];
-        r.read_exact(&mut body).unwrap();
+        let (head, body) = support::pki::read_request(&mut BufReader::new(s)).unwrap();
         w.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
             .unwrap();
         (head, String::from_utf8(body).unwrap())
     });
     (port, t)
+}
+
+/// SMTP over TLS and an HTTPS webhook whose certificates come from a private CA: refused
+/// for their issuer without `[tls] ca_file`, delivered with it.
+#[test]
+fn report_is_mailed_and_posted_over_tls_trusting_ca_file() {
+    let ca = support::pki::PrivateCa::new();
+    let dir = tempfile::tempdir().unwrap();
+    let db = fixture_db(dir.path(), 9);
+    let mut r = request(vec![db], When::Week(WEEK.into()));
+    r.email = true;
+    let tls_email = |r: &mut ReportRequest, port| {
+        r.config.email = EmailConfig {
+            security: Security::Tls,
+            ..local_smtp(port, &["me@example.org"])
+        };
+    };
+
+    // Without ca_file: both refused.
+    let (smtp, smtp_t) = smtps_sink(&ca);
+    tls_email(&mut r, smtp);
+    let e = metaguard::report::run(&r).unwrap_err().to_string();
+    assert!(e.contains("UnknownIssuer"), "{e}");
+    assert!(smtp_t.join().unwrap().is_err());
+    r.email = false;
+    let (http, http_t) = support::pki::https_once(&ca, b"ok".to_vec());
+    r.webhook = Some(format!("https://127.0.0.1:{http}/hook"));
+    let e = metaguard::report::run(&r).unwrap_err().to_string();
+    assert!(e.contains("UnknownIssuer"), "{e}");
+    assert!(http_t.join().unwrap().is_err());
+
+    // With it: mailed and posted.
+    r.tls = ca.tls_config();
+    r.email = true;
+    let (smtp, smtp_t) = smtps_sink(&ca);
+    tls_email(&mut r, smtp);
+    let (http, http_t) = support::pki::https_once(&ca, b"ok".to_vec());
+    r.webhook = Some(format!("https://127.0.0.1:{http}/hook"));
+    metaguard::report::run(&r).unwrap();
+    let data = smtp_t.join().unwrap().expect("mail over TLS");
+    assert!(
+        data.contains("Subject: metaguard report 2025-W13"),
+        "{data}"
+    );
+    let (head, body) = http_t.join().unwrap().expect("webhook over TLS");
+    assert!(head.starts_with("POST /hook HTTP/1.1"), "{head}");
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["schema_version"], 1);
 }
 
 #[test]

@@ -392,7 +392,7 @@ async fn tcp_upstream_spec_is_used() {
 async fn clients_outside_allowed_networks_are_refused() {
     let up = Upstream::start().await;
     let mut c = config(&up);
-    c.server.allow_clients = vec!["10.0.0.0/8".parse().unwrap()];
+    c.server.allow_clients = Some(vec!["10.0.0.0/8".parse().unwrap()]);
     let srv = serve(c).await;
     let m = udp(
         srv.addrs()[0],
@@ -573,7 +573,7 @@ async fn serves_ipv6_loopback() {
     let up = Upstream::start().await;
     let mut c = config(&up);
     c.server.listen = vec!["[::1]:0".parse().unwrap()];
-    c.server.allow_clients = metaguard::access::default_allow_clients();
+    c.server.allow_clients = Some(metaguard::access::default_allow_clients());
     let srv = match metaguard::server::start(c).await {
         Ok(s) => s,
         Err(e) => {

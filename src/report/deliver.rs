@@ -6,10 +6,12 @@ use std::time::Duration;
 
 use lettre::message::{Mailbox, MultiPart};
 use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::Tls;
 use lettre::{Message, SmtpTransport, Transport};
 
 use super::model::ReportModel;
 use super::{EmailConfig, ReportError, Security};
+use crate::tls::TlsConfig;
 
 /// How long SMTP and webhook exchanges may take.
 pub const TIMEOUT: Duration = Duration::from_secs(30);
@@ -49,6 +51,7 @@ fn read_password(path: &Path) -> Result<String, ReportError> {
 /// Send the report (plain text with an HTML alternative) as `cfg` says.
 pub fn send_email(
     cfg: &EmailConfig,
+    tls: &TlsConfig,
     subject: &str,
     text: &str,
     html: &str,
@@ -78,14 +81,17 @@ pub fn send_email(
         ))
         .map_err(|e| ReportError::Email(e.to_string()))?;
 
-    let transport = match cfg.security {
-        Security::Starttls => SmtpTransport::starttls_relay(&cfg.server),
-        Security::Tls => SmtpTransport::relay(&cfg.server),
-        Security::None => Ok(SmtpTransport::builder_dangerous(&cfg.server)),
-    }
-    .map_err(|e| ReportError::Email(e.to_string()))?
-    .port(cfg.port)
-    .timeout(Some(TIMEOUT));
+    let email_err = |e: lettre::transport::smtp::Error| ReportError::Email(e.to_string());
+    // The system's roots (lettre's default, or SSL_CERT_FILE) plus `[tls] ca_file`.
+    let security = match cfg.security {
+        Security::Starttls => Tls::Required(tls.smtp(&cfg.server).map_err(email_err)?),
+        Security::Tls => Tls::Wrapper(tls.smtp(&cfg.server).map_err(email_err)?),
+        Security::None => Tls::None,
+    };
+    let transport = SmtpTransport::builder_dangerous(&cfg.server)
+        .tls(security)
+        .port(cfg.port)
+        .timeout(Some(TIMEOUT));
     let transport = match (&cfg.username, &cfg.password_file) {
         (Some(user), Some(file)) => {
             transport.credentials(Credentials::new(user.clone(), read_password(file)?))
@@ -103,9 +109,10 @@ pub fn send_email(
 }
 
 /// POST `json` to `url` (ntfy, Gotify, Home Assistant, anything taking JSON).
-pub fn post_webhook(url: &str, json: &str) -> Result<(), ReportError> {
+pub fn post_webhook(url: &str, json: &str, tls: &TlsConfig) -> Result<(), ReportError> {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_global(Some(TIMEOUT))
+        .tls_config(tls.ureq())
         .build()
         .into();
     agent

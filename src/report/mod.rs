@@ -181,6 +181,8 @@ pub struct ReportRequest {
     /// `[report.email] server` is set.
     pub deliver: bool,
     pub webhook: Option<String>,
+    /// `[tls]`: the CA that SMTP and the webhook trust besides the default roots.
+    pub tls: crate::tls::TlsConfig,
     /// ANSI colour in text output.
     pub color: bool,
 }
@@ -263,13 +265,19 @@ pub fn run(req: &ReportRequest) -> Result<String, ReportError> {
     }
     if email {
         let text = render::text(&model, false);
-        deliver::send_email(&req.config.email, &deliver::subject(&model), &text, &html)?;
+        deliver::send_email(
+            &req.config.email,
+            &req.tls,
+            &deliver::subject(&model),
+            &text,
+            &html,
+        )?;
         if req.deliver {
             said += &format!("e-mailed to {}\n", req.config.email.to.join(", "));
         }
     }
     if let Some(url) = &req.webhook {
-        deliver::post_webhook(url, &render::json(&model)?)?;
+        deliver::post_webhook(url, &render::json(&model)?, &req.tls)?;
     }
     match &req.out {
         Some(path) => {

@@ -4,6 +4,7 @@
 mod handler;
 mod mmsg;
 mod notify;
+mod refused;
 pub mod response;
 mod tcp;
 mod udp;
@@ -26,7 +27,7 @@ use tokio_util::task::TaskTracker;
 pub use handler::Handler;
 use response::Capture;
 
-use crate::access::{Access, Admit, RateLimitConfig, default_allow_clients};
+use crate::access::{self, Access, Admit, RateLimitConfig, default_allow_clients};
 use crate::cache::Cache;
 use crate::clients::{Clients, ClientsError};
 use crate::config::{Config, ConfigError, Overrides};
@@ -45,8 +46,10 @@ use crate::wire;
 pub struct ServerConfig {
     /// Addresses to answer on, UDP and TCP each.
     pub listen: Vec<SocketAddr>,
-    /// Client networks that get answers; everyone else gets REFUSED.
-    pub allow_clients: Vec<IpNet>,
+    /// Client networks that get answers; everyone else gets REFUSED. Unset: loopback,
+    /// the private and link-local ranges, and the subnets of this host's interfaces.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allow_clients: Option<Vec<IpNet>>,
     pub rate_limit: RateLimitConfig,
     /// UDP queries being answered at once; past it new ones are dropped and counted.
     pub max_udp_in_flight: usize,
@@ -78,7 +81,7 @@ impl Default for ServerConfig {
                 SocketAddr::from(([127, 0, 0, 1], 5335)),
                 SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, 5335)),
             ],
-            allow_clients: default_allow_clients(),
+            allow_clients: None,
             rate_limit: RateLimitConfig::default(),
             max_udp_in_flight: 2048,
             max_tcp_connections: 256,
@@ -164,8 +167,8 @@ impl Snapshot {
         } else {
             config.upstream.servers.clone()
         };
-        let upstreams = Upstreams::new(&specs, &config.upstream)?;
-        let access = Access::new(&config.server.allow_clients, &config.server.rate_limit);
+        let upstreams = Upstreams::new(&specs, &config.upstream, &config.tls)?;
+        let access = Access::new(&allowed_clients(&config.server), &config.server.rate_limit);
         let clients = Arc::new(Clients::new(&config.devices, &config.clients)?);
         Ok(Snapshot {
             clients,
@@ -210,6 +213,29 @@ impl Snapshot {
     }
 }
 
+/// `allow_clients` when set; else the default networks and the subnets of this host's
+/// interfaces (read now: at start and on each reload), which are logged.
+fn allowed_clients(server: &ServerConfig) -> Vec<IpNet> {
+    if let Some(explicit) = &server.allow_clients {
+        return explicit.clone();
+    }
+    let mut allow = default_allow_clients();
+    let local = access::interface_subnets(&allow);
+    if !local.is_empty() {
+        let shown = local
+            .iter()
+            .map(|n| n.to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
+        tracing::info!(
+            "allow_clients is not set: answering loopback, the private and link-local \
+             networks, and this host's subnets {shown}"
+        );
+    }
+    allow.extend(local);
+    allow
+}
+
 /// What the listeners share.
 pub(crate) struct Shared {
     handler: Handler,
@@ -218,6 +244,8 @@ pub(crate) struct Shared {
     tracker: TaskTracker,
     /// Stops the device-table refresher of the current snapshot (replaced on reload).
     refresher: std::sync::Mutex<CancellationToken>,
+    /// Queries refused for their source, logged once a minute with counts.
+    refused: refused::RefusedLog,
 }
 
 impl Shared {
@@ -304,6 +332,7 @@ impl Shared {
         let capture = Capture::new(max);
         if admit == Admit::Refused {
             Stats::inc(&self.stats.refused);
+            self.refused.refused(src.ip(), Instant::now());
             let reply = response::Reply::error(hickory_proto::op::ResponseCode::Refused);
             response::send(&request, &reply, capture.clone()).await;
         } else {
@@ -546,6 +575,7 @@ pub async fn start(config: Config) -> Result<Running, ServeError> {
         },
         stats,
         refresher: std::sync::Mutex::new(shutdown.child_token()),
+        refused: refused::RefusedLog::default(),
         shutdown,
         tracker: TaskTracker::new(),
     });

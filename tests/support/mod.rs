@@ -2,6 +2,8 @@
 //! server on 127.0.0.1 port 0, and a small DNS client over real UDP and TCP.
 #![allow(dead_code)]
 
+pub mod pki;
+
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::str::FromStr;
