@@ -282,7 +282,11 @@ async fn private_ca_upstream_without_ca_file_fails_with_one_warn_naming_unknown_
         let ups = upstreams(&spec, &Default::default());
         for _ in 0..3 {
             let r = ups
-                .resolve(&Name::from_str("www.example.com.").unwrap(), RecordType::A)
+                .resolve(
+                    &Name::from_str("www.example.com.").unwrap(),
+                    RecordType::A,
+                    Default::default(),
+                )
                 .await;
             assert!(r.is_err(), "untrusted private CA accepted: {r:?}");
         }
