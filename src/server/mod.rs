@@ -2,10 +2,13 @@
 //! policy, upstreams), swaps it on SIGHUP and drains in-flight queries on SIGTERM.
 
 mod handler;
+mod inflight;
 mod mmsg;
 mod notify;
 pub mod response;
+mod rlimit;
 mod tcp;
+mod tcp_slots;
 mod udp;
 
 use std::net::SocketAddr;
@@ -581,8 +584,11 @@ pub async fn start(config: Config) -> Result<Running, ServeError> {
             .min((server_cfg.max_tcp_connections / 2).max(1)),
         idle_timeout: server_cfg.tcp_idle_timeout,
         max_queries_per_connection: server_cfg.max_tcp_queries_per_connection.max(1),
-        pipeline: 16,
+        pipeline: tcp::TcpLimits::PIPELINE,
+        conn_buffer: tcp::TcpLimits::CONN_BUFFER,
+        total_buffer: tcp::TcpLimits::TOTAL_BUFFER,
     };
+    rlimit::raise_nofile(rlimit::files_needed(&server_cfg, addrs.len(), limits.pipeline));
     let mut listeners = tokio::task::JoinSet::new();
     for ((udp_sock, tcp_listener), addr) in bound.into_iter().zip(&addrs) {
         tracing::info!("listening on {addr} (udp, tcp)");
