@@ -51,13 +51,15 @@ pub struct ServerConfig {
     /// Client networks that get answers; everyone else gets REFUSED.
     pub allow_clients: Vec<IpNet>,
     pub rate_limit: RateLimitConfig,
-    /// UDP queries being answered at once; past it new ones are dropped and counted.
+    /// UDP queries being answered at once (one client: an eighth); past it new ones
+    /// are dropped and counted.
     pub max_udp_in_flight: usize,
     /// Open TCP connections, in total and from one client address (the latter is held
-    /// to at most half the total).
+    /// to at most half the total). At a cap the longest-idle one is closed for the new.
     pub max_tcp_connections: usize,
     pub max_tcp_connections_per_client: usize,
-    /// A TCP connection that sends no query for this long is closed.
+    /// A TCP connection that sends no query for this long is closed; also the
+    /// deadline of each write and of each wait for a pipeline slot.
     #[serde(with = "humantime_serde")]
     pub tcp_idle_timeout: Duration,
     /// Queries on one TCP connection before it is closed.
