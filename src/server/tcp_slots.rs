@@ -174,16 +174,19 @@ mod tests {
         // `a` is busy again: `b` is now the idle one.
         a.activity.touch();
         let (other, n) = slots.take(ip("10.0.0.2"));
+        let other = other.unwrap();
         assert_eq!(n, 0, "another client is under its cap");
         let (c, n) = slots.take(ip("10.0.0.1"));
         assert_eq!(n, 1);
         assert!(b.close.is_cancelled() && !a.close.is_cancelled());
-        assert!(!other.unwrap().close.is_cancelled());
+        assert!(!other.close.is_cancelled());
         assert_eq!(slots.len(), 3);
         drop(b);
         assert_eq!(slots.len(), 3, "an evicted slot is not given back twice");
         drop(c);
         assert_eq!(slots.len(), 2);
+        drop((a, other));
+        assert_eq!(slots.len(), 0);
     }
 
     #[test]
