@@ -76,7 +76,10 @@ const STAT_COUNTERS: &[(&str, &str)] = &[
     ),
     ("refused", "REFUSED: client outside the allowed networks"),
     ("rate_limited", "Dropped: client over its rate"),
-    ("udp_dropped", "Dropped: too many UDP queries in flight, in total or from its client"),
+    (
+        "udp_dropped",
+        "Dropped: too many UDP queries in flight, in total or from its client",
+    ),
     (
         "tcp_rejected",
         "TCP connections closed to make room at a cap (the longest idle goes)",

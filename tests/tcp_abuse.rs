@@ -74,7 +74,9 @@ async fn until(what: &str, mut cond: impl FnMut() -> bool) {
 #[tokio::test]
 async fn never_reading_connections_from_eight_addresses_do_not_lock_out_a_ninth() {
     let up = Upstream::start().await;
-    let records = (0..100).map(|i| a("big.example.", [10, 0, 1, i], 300)).collect();
+    let records = (0..100)
+        .map(|i| a("big.example.", [10, 0, 1, i], 300))
+        .collect();
     up.set("big.example", Behaviour::Records(records));
     let srv = serve(config(&up)).await;
     let addr = srv.addrs()[0];
@@ -179,9 +181,13 @@ async fn at_the_per_client_cap_the_longest_idle_connection_is_evicted() {
         .unwrap_or(0);
     assert_eq!(n, 0, "the longest idle connection was closed");
     for (i, s) in held.iter_mut().enumerate().skip(1) {
-        s.write_all(&framed(&query_bytes("a.example.", RecordType::A, q(i as u16))))
-            .await
-            .unwrap();
+        s.write_all(&framed(&query_bytes(
+            "a.example.",
+            RecordType::A,
+            q(i as u16),
+        )))
+        .await
+        .unwrap();
         read_answer(s, Duration::from_secs(1)).await;
     }
     assert_eq!(srv.stats().tcp_rejected, 1);
@@ -208,7 +214,10 @@ async fn past_the_query_limit_every_query_read_is_answered_then_a_clean_close() 
         s.write_all(&all).await.unwrap();
         // Let the server read, answer and close before we read anything: an RST
         // would now throw away the answers waiting in our receive buffer.
-        until("1000 answered", || srv.stats().queries >= (round + 1) * 1000).await;
+        until("1000 answered", || {
+            srv.stats().queries >= (round + 1) * 1000
+        })
+        .await;
         tokio::time::sleep(Duration::from_millis(100)).await;
         let mut seen = 0u16;
         for _ in 0..1000 {
@@ -272,13 +281,16 @@ async fn a_udp_flood_from_one_address_does_not_starve_another() {
                 let bytes = query_bytes("slow.example.", RecordType::A, q(i));
                 let _ = sock.send_to(&bytes, addr).await;
                 i = i.wrapping_add(1);
-                if i % 32 == 0 {
+                if i.is_multiple_of(32) {
                     tokio::time::sleep(Duration::from_millis(1)).await;
                 }
             }
         })
     };
-    until("the flood fills its share", || srv.stats().udp_dropped >= 100).await;
+    until("the flood fills its share", || {
+        srv.stats().udp_dropped >= 100
+    })
+    .await;
     let sock = UdpSocket::bind("127.0.0.3:0").await.unwrap();
     let mut buf = vec![0u8; 2048];
     for i in 0..20u16 {

@@ -590,7 +590,11 @@ pub async fn start(config: Config) -> Result<Running, ServeError> {
         conn_buffer: tcp::TcpLimits::CONN_BUFFER,
         total_buffer: tcp::TcpLimits::TOTAL_BUFFER,
     };
-    rlimit::raise_nofile(rlimit::files_needed(&server_cfg, addrs.len(), limits.pipeline));
+    rlimit::raise_nofile(rlimit::files_needed(
+        &server_cfg,
+        addrs.len(),
+        limits.pipeline,
+    ));
     let mut listeners = tokio::task::JoinSet::new();
     for ((udp_sock, tcp_listener), addr) in bound.into_iter().zip(&addrs) {
         tracing::info!("listening on {addr} (udp, tcp)");

@@ -12,9 +12,8 @@ const MARGIN: u64 = 256;
 /// flight, and per TCP connection its socket plus one upstream socket per pipelined
 /// query.
 pub fn files_needed(cfg: &ServerConfig, listeners: usize, pipeline: usize) -> u64 {
-    let per_listener = 2
-        + cfg.max_udp_in_flight as u64
-        + cfg.max_tcp_connections as u64 * (1 + pipeline as u64);
+    let per_listener =
+        2 + cfg.max_udp_in_flight as u64 + cfg.max_tcp_connections as u64 * (1 + pipeline as u64);
     listeners as u64 * per_listener + MARGIN
 }
 
@@ -24,31 +23,39 @@ fn target(soft: u64, hard: u64, need: u64) -> Option<u64> {
     (soft < need && soft < hard).then_some(need.min(hard))
 }
 
-/// Raise the soft RLIMIT_NOFILE to `need` (at most the hard limit); warn when the
-/// limit stays below it.
-pub fn raise_nofile(need: u64) {
+/// The soft and hard RLIMIT_NOFILE now.
+#[allow(clippy::useless_conversion)] // rlim_t is u32 on 32-bit ARM
+fn current() -> std::io::Result<(u64, u64)> {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
     };
     // SAFETY: getrlimit writes into the struct we own.
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
-        tracing::warn!(
-            "cannot read the open-files limit: {}",
-            std::io::Error::last_os_error()
-        );
-        return;
+        return Err(std::io::Error::last_os_error());
     }
-    let (soft, hard) = (lim.rlim_cur as u64, lim.rlim_max as u64);
+    Ok((u64::from(lim.rlim_cur), u64::from(lim.rlim_max)))
+}
+
+/// Raise the soft RLIMIT_NOFILE to `need` (at most the hard limit); warn when the
+/// limit stays below it.
+pub fn raise_nofile(need: u64) {
+    let (soft, hard) = match current() {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::warn!("cannot read the open-files limit: {e}");
+            return;
+        }
+    };
     let mut now = soft;
     if let Some(to) = target(soft, hard, need) {
         let new = libc::rlimit {
-            rlim_cur: to as libc::rlim_t,
-            rlim_max: lim.rlim_max,
+            rlim_cur: libc::rlim_t::try_from(to).unwrap_or(libc::RLIM_INFINITY),
+            rlim_max: libc::rlim_t::try_from(hard).unwrap_or(libc::RLIM_INFINITY),
         };
         // SAFETY: setrlimit only reads the struct.
         if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &new) } == 0 {
-            tracing::debug!("open-files limit raised from {soft} to {to}");
+            tracing::info!("open-files limit raised from {soft} to {to}");
             now = to;
         } else {
             tracing::warn!(
@@ -76,7 +83,10 @@ mod tests {
         let cfg = ServerConfig::default();
         let need = files_needed(&cfg, 2, 32);
         assert_eq!(need, 2 * (2 + 2048 + 256 * 33) + 256);
-        assert!(need > 1024 && need <= 65536, "{need}: the unit's LimitNOFILE");
+        assert!(
+            need > 1024 && need <= 65536,
+            "{need}: the unit's LimitNOFILE"
+        );
     }
 
     #[test]
@@ -91,11 +101,7 @@ mod tests {
     fn raising_works_in_this_process() {
         let need = 2000;
         raise_nofile(need);
-        let mut lim = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) }, 0);
-        assert!(lim.rlim_cur as u64 >= need.min(lim.rlim_max as u64));
+        let (soft, hard) = current().unwrap();
+        assert!(soft >= need.min(hard), "soft {soft}, hard {hard}");
     }
 }

@@ -70,7 +70,10 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, limits: TcpLimits
         };
         let (slot, evicted) = slots.take(src.ip().to_canonical());
         if evicted > 0 {
-            shared.stats.tcp_rejected.fetch_add(evicted, std::sync::atomic::Ordering::Relaxed);
+            shared
+                .stats
+                .tcp_rejected
+                .fetch_add(evicted, std::sync::atomic::Ordering::Relaxed);
         }
         let Some(slot) = slot else {
             continue;
@@ -207,10 +210,7 @@ impl Conn {
                     }
                     return;
                 };
-                let _ = tx.send(Frame {
-                    bytes,
-                    _held: held,
-                });
+                let _ = tx.send(Frame { bytes, _held: held });
             });
         }
         End::Limit
