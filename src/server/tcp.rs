@@ -190,6 +190,10 @@ impl Conn {
             let (own, all, close) = (self.own.clone(), self.all.clone(), close.clone());
             self.shared.tracker.spawn(async move {
                 let _permit = permit;
+                if close.is_cancelled() {
+                    // Closed while this query waited: its answer would be dropped.
+                    return;
+                }
                 let Some(bytes) = shared.answer(msg, src, Protocol::Tcp).await else {
                     return;
                 };
