@@ -76,10 +76,17 @@ const STAT_COUNTERS: &[(&str, &str)] = &[
     ),
     ("refused", "REFUSED: client outside the allowed networks"),
     ("rate_limited", "Dropped: client over its rate"),
-    ("udp_dropped", "Dropped: too many UDP queries in flight"),
+    (
+        "udp_dropped",
+        "Dropped: too many UDP queries in flight, in total or from its client",
+    ),
     (
         "tcp_rejected",
-        "TCP connections closed at once: too many open",
+        "TCP connections closed to make room at a cap (the longest idle goes)",
+    ),
+    (
+        "tcp_unread",
+        "TCP connections closed because their answers were not read in time",
     ),
     ("malformed", "Packets that were not a DNS query"),
     (
@@ -101,6 +108,7 @@ fn stat_value(s: &stats::Snapshot, name: &str) -> u64 {
         "rate_limited" => s.rate_limited,
         "udp_dropped" => s.udp_dropped,
         "tcp_rejected" => s.tcp_rejected,
+        "tcp_unread" => s.tcp_unread,
         "malformed" => s.malformed,
         "events_dropped" => s.events_dropped,
         _ => 0,

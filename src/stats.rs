@@ -36,8 +36,9 @@ counters! {
     upstream_failures: "SERVFAIL because no upstream answered in time.",
     refused: "REFUSED: client outside the allowed networks.",
     rate_limited: "Dropped: client over its rate.",
-    udp_dropped: "Dropped: too many UDP queries in flight.",
-    tcp_rejected: "TCP connections closed at once: too many open.",
+    udp_dropped: "Dropped: too many UDP queries in flight, in total or from its client.",
+    tcp_rejected: "TCP connections closed to make room at a cap (the longest idle goes).",
+    tcp_unread: "TCP connections closed because their answers were not read in time.",
     malformed: "Packets that were not a DNS query (dropped or FORMERR).",
     events_dropped: "Hit events lost because the hit log queue was full (the writer behind, or the disk failing longer than the queue lasts).",
 }

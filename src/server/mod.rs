@@ -2,11 +2,14 @@
 //! policy, upstreams), swaps it on SIGHUP and drains in-flight queries on SIGTERM.
 
 mod handler;
+mod inflight;
 mod mmsg;
 mod notify;
 mod refused;
 pub mod response;
+mod rlimit;
 mod tcp;
+mod tcp_slots;
 mod udp;
 
 use std::net::SocketAddr;
@@ -51,13 +54,15 @@ pub struct ServerConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub allow_clients: Option<Vec<IpNet>>,
     pub rate_limit: RateLimitConfig,
-    /// UDP queries being answered at once; past it new ones are dropped and counted.
+    /// UDP queries being answered at once (one client: an eighth); past it new ones
+    /// are dropped and counted.
     pub max_udp_in_flight: usize,
     /// Open TCP connections, in total and from one client address (the latter is held
-    /// to at most half the total).
+    /// to at most half the total). At a cap the longest-idle one is closed for the new.
     pub max_tcp_connections: usize,
     pub max_tcp_connections_per_client: usize,
-    /// A TCP connection that sends no query for this long is closed.
+    /// A TCP connection that sends no query for this long is closed; also the
+    /// deadline of each write and of each wait for a pipeline slot.
     #[serde(with = "humantime_serde")]
     pub tcp_idle_timeout: Duration,
     /// Queries on one TCP connection before it is closed.
@@ -611,8 +616,15 @@ pub async fn start(config: Config) -> Result<Running, ServeError> {
             .min((server_cfg.max_tcp_connections / 2).max(1)),
         idle_timeout: server_cfg.tcp_idle_timeout,
         max_queries_per_connection: server_cfg.max_tcp_queries_per_connection.max(1),
-        pipeline: 16,
+        pipeline: tcp::TcpLimits::PIPELINE,
+        conn_buffer: tcp::TcpLimits::CONN_BUFFER,
+        total_buffer: tcp::TcpLimits::TOTAL_BUFFER,
     };
+    rlimit::raise_nofile(rlimit::files_needed(
+        &server_cfg,
+        addrs.len(),
+        limits.pipeline,
+    ));
     let mut listeners = tokio::task::JoinSet::new();
     for ((udp_sock, tcp_listener), addr) in bound.into_iter().zip(&addrs) {
         tracing::info!("listening on {addr} (udp, tcp)");

@@ -1,18 +1,25 @@
-//! The TCP listener: caps on connections (in total and per client), an idle timeout,
-//! a cap on queries per connection, and pipelining: the queries of one connection are
-//! answered concurrently, so a slow name does not hold up the others.
+//! The TCP listener. Connections are capped in total and per client address; at a
+//! cap the longest-idle one is closed to make room ([`super::tcp_slots`]). The queries
+//! of one connection are answered concurrently (up to [`TcpLimits::pipeline`] at a
+//! time, answers in the order they are ready, as RFC 7766 §6.2.1.1 allows). Nothing
+//! waits without a deadline: a read, a write and a wait for a pipeline slot each get
+//! `tcp_idle_timeout`. Answers waiting to be written are bounded in bytes per
+//! connection and per listener; a connection whose answers are not read is closed.
+//! Past `max_tcp_queries_per_connection` the queries read are answered, then the
+//! connection is closed with a FIN (what the client sends after is read and dropped
+//! for a bounded time, so the close is never an RST).
 
-use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use hickory_server::net::xfer::Protocol;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
 use super::Shared;
+use super::tcp_slots::{Slot, Slots};
 use crate::stats::Stats;
 
 /// Limits of the TCP listener (from `[server]`).
@@ -20,55 +27,34 @@ use crate::stats::Stats;
 pub struct TcpLimits {
     pub max_connections: usize,
     pub max_per_client: usize,
+    /// No query read, no answer written, no pipeline slot for this long: closed.
     pub idle_timeout: Duration,
     pub max_queries_per_connection: usize,
     /// Queries of one connection answered at the same time.
     pub pipeline: usize,
+    /// Answer bytes one connection may have waiting to be written (at least one
+    /// answer of the largest size, 65,537 bytes with its length).
+    pub conn_buffer: usize,
+    /// Answer bytes all connections of a listener may have waiting to be written.
+    pub total_buffer: usize,
 }
 
-/// Open connections per client address; a guard gives its slot back on drop.
-#[derive(Default)]
-struct Slots {
-    total: usize,
-    per_client: HashMap<IpAddr, usize>,
+impl TcpLimits {
+    /// Queries of one connection answered at the same time.
+    pub const PIPELINE: usize = 32;
+    /// 128 KiB: two of the largest answers.
+    pub const CONN_BUFFER: usize = 128 * 1024;
+    /// 16 MiB for all connections of a listener.
+    pub const TOTAL_BUFFER: usize = 16 * 1024 * 1024;
 }
 
-struct SlotGuard {
-    slots: Arc<Mutex<Slots>>,
-    ip: IpAddr,
-}
-
-impl Drop for SlotGuard {
-    fn drop(&mut self) {
-        if let Ok(mut s) = self.slots.lock() {
-            s.total = s.total.saturating_sub(1);
-            if let Some(n) = s.per_client.get_mut(&self.ip) {
-                *n -= 1;
-                if *n == 0 {
-                    s.per_client.remove(&self.ip);
-                }
-            }
-        }
-    }
-}
-
-fn take_slot(slots: &Arc<Mutex<Slots>>, ip: IpAddr, limits: &TcpLimits) -> Option<SlotGuard> {
-    let mut s = slots.lock().ok()?;
-    let mine = s.per_client.get(&ip).copied().unwrap_or(0);
-    if s.total >= limits.max_connections || mine >= limits.max_per_client {
-        return None;
-    }
-    s.total += 1;
-    s.per_client.insert(ip, mine + 1);
-    Some(SlotGuard {
-        slots: slots.clone(),
-        ip,
-    })
-}
+/// How long the rest of a client's data is read and dropped after our FIN.
+const DRAIN: Duration = Duration::from_secs(2);
 
 /// Accept on `listener` until shutdown.
 pub async fn serve(listener: TcpListener, shared: Arc<Shared>, limits: TcpLimits) {
-    let slots = Arc::new(Mutex::new(Slots::default()));
+    let slots = Slots::new(limits.max_connections, limits.max_per_client);
+    let buffered = Arc::new(Semaphore::new(limits.total_buffer.max(1 << 17)));
     loop {
         let (stream, src) = tokio::select! {
             r = listener.accept() => match r {
@@ -82,71 +68,214 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, limits: TcpLimits
             },
             _ = shared.shutdown.cancelled() => break,
         };
-        let Some(guard) = take_slot(&slots, src.ip().to_canonical(), &limits) else {
-            Stats::inc(&shared.stats.tcp_rejected);
-            drop(stream);
+        let (slot, evicted) = slots.take(src.ip().to_canonical());
+        if evicted > 0 {
+            shared
+                .stats
+                .tcp_rejected
+                .fetch_add(evicted, std::sync::atomic::Ordering::Relaxed);
+        }
+        let Some(slot) = slot else {
             continue;
         };
-        let conn_shared = shared.clone();
-        shared.tracker.spawn(async move {
-            let _guard = guard;
-            connection(stream, src, conn_shared, limits).await;
-        });
+        let conn = Conn {
+            shared: shared.clone(),
+            src,
+            limits,
+            slot,
+            own: Arc::new(Semaphore::new(limits.conn_buffer.max(1 << 17))),
+            all: buffered.clone(),
+        };
+        shared.tracker.spawn(conn.run(stream));
     }
 }
 
-async fn connection(stream: TcpStream, src: SocketAddr, shared: Arc<Shared>, limits: TcpLimits) {
-    let _ = stream.set_nodelay(true);
-    let (mut rd, mut wr) = stream.into_split();
-    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(limits.pipeline.max(1));
-    let writer = tokio::spawn(async move {
-        while let Some(msg) = rx.recv().await {
-            let Ok(len) = u16::try_from(msg.len()) else {
-                continue;
-            };
-            let mut frame = Vec::with_capacity(msg.len() + 2);
-            frame.extend_from_slice(&len.to_be_bytes());
-            frame.extend_from_slice(&msg);
-            if wr.write_all(&frame).await.is_err() {
-                break;
-            }
+/// One answer waiting to be written, with the buffer bytes it holds.
+struct Frame {
+    bytes: Vec<u8>,
+    _held: (OwnedSemaphorePermit, OwnedSemaphorePermit),
+}
+
+/// Why a connection stopped reading.
+#[derive(Debug, PartialEq, Eq)]
+enum End {
+    /// The client closed or reset it, or sent half a frame.
+    Eof,
+    /// No query for `idle_timeout`.
+    Idle,
+    /// `max_queries_per_connection` read.
+    Limit,
+    /// Server shutdown: answer what was read, then close.
+    Shutdown,
+    /// Evicted, or its answers were not read: close at once.
+    Closed,
+}
+
+struct Conn {
+    shared: Arc<Shared>,
+    src: SocketAddr,
+    limits: TcpLimits,
+    slot: Slot,
+    /// This connection's share of the answer buffer, in bytes.
+    own: Arc<Semaphore>,
+    /// The listener's answer buffer, in bytes.
+    all: Arc<Semaphore>,
+}
+
+impl Conn {
+    async fn run(self, mut stream: TcpStream) {
+        let _ = stream.set_nodelay(true);
+        let (tx, rx) = mpsc::unbounded_channel::<Frame>();
+        let (mut rd, mut wr) = stream.split();
+        let (end, written) = tokio::join!(self.read_queries(&mut rd, tx), self.write(&mut wr, rx));
+        if end == End::Closed || !written {
+            // Evicted, not read, or gone: drop what is queued in the kernel too (RST)
+            // rather than leave an orphan socket retrying it.
+            #[allow(deprecated)] // a zero linger never blocks the thread on close
+            let _ = stream.set_linger(Some(Duration::ZERO));
+            return;
         }
         let _ = wr.shutdown().await;
-    });
-    let pipeline = Arc::new(Semaphore::new(limits.pipeline.max(1)));
-    let mut served = 0usize;
-    loop {
-        if served >= limits.max_queries_per_connection {
-            break;
+        if matches!(end, End::Limit | End::Idle) {
+            // Closing with unread data would send an RST that can destroy answers the
+            // client has not read yet: read until its FIN, for a bounded time.
+            let drain = async {
+                let mut sink = [0u8; 1024];
+                while let Ok(n) = rd.read(&mut sink).await {
+                    if n == 0 {
+                        break;
+                    }
+                }
+            };
+            let _ = tokio::time::timeout(DRAIN.min(self.limits.idle_timeout), drain).await;
         }
-        let read = async {
-            let len = rd.read_u16().await? as usize;
-            let mut msg = vec![0u8; len];
-            rd.read_exact(&mut msg).await?;
-            Ok::<_, std::io::Error>(msg)
-        };
-        let msg = tokio::select! {
-            r = tokio::time::timeout(limits.idle_timeout, read) => match r {
-                Ok(Ok(m)) => m,
-                // Closed, reset or idle too long.
-                _ => break,
-            },
-            _ = shared.shutdown.cancelled() => break,
-        };
-        served += 1;
-        let Ok(permit) = pipeline.clone().acquire_owned().await else {
-            break;
-        };
-        let tx = tx.clone();
-        let q_shared = shared.clone();
-        shared.tracker.spawn(async move {
-            let _permit = permit;
-            if let Some(bytes) = q_shared.answer(msg, src, Protocol::Tcp).await {
-                let _ = tx.send(bytes).await;
-            }
-        });
     }
-    // The writer ends once every in-flight query of this connection has answered.
-    drop(tx);
-    let _ = writer.await;
+
+    /// Read framed queries and answer each in a task, until the connection ends.
+    async fn read_queries<R: AsyncRead + Unpin>(
+        &self,
+        rd: &mut R,
+        tx: mpsc::UnboundedSender<Frame>,
+    ) -> End {
+        let limits = &self.limits;
+        let close = &self.slot.close;
+        let shutdown = &self.shared.shutdown;
+        let pipeline = Arc::new(Semaphore::new(limits.pipeline.max(1)));
+        for _ in 0..limits.max_queries_per_connection {
+            let msg = tokio::select! {
+                r = tokio::time::timeout(limits.idle_timeout, read_frame(rd)) => match r {
+                    Ok(Ok(m)) => m,
+                    Ok(Err(_)) => return End::Eof,
+                    Err(_) => return End::Idle,
+                },
+                _ = close.cancelled() => return End::Closed,
+                _ = shutdown.cancelled() => return End::Shutdown,
+            };
+            self.slot.activity.touch();
+            // Queries that wait on the upstream end within its deadline, so a slot
+            // comes free in time unless something is stuck.
+            let wait = tokio::time::timeout(limits.idle_timeout, pipeline.clone().acquire_owned());
+            let permit = tokio::select! {
+                p = wait => match p {
+                    Ok(Ok(p)) => p,
+                    _ => {
+                        close.cancel();
+                        return End::Closed;
+                    }
+                },
+                _ = close.cancelled() => return End::Closed,
+                _ = shutdown.cancelled() => return End::Shutdown,
+            };
+            let (tx, shared, src) = (tx.clone(), self.shared.clone(), self.src);
+            let (own, all, close) = (self.own.clone(), self.all.clone(), close.clone());
+            self.shared.tracker.spawn(async move {
+                let _permit = permit;
+                if close.is_cancelled() {
+                    // Closed while this query waited: its answer would be dropped.
+                    return;
+                }
+                let Some(bytes) = shared.answer(msg, src, Protocol::Tcp).await else {
+                    return;
+                };
+                if bytes.len() > usize::from(u16::MAX) {
+                    return;
+                }
+                let need = bytes.len() as u32 + 2;
+                let held = own
+                    .try_acquire_many_owned(need)
+                    .and_then(|mine| Ok((mine, all.try_acquire_many_owned(need)?)));
+                let Ok(held) = held else {
+                    // The client does not read its answers (or no connection's are
+                    // read): close it rather than hold more for it.
+                    if !close.is_cancelled() {
+                        Stats::inc(&shared.stats.tcp_unread);
+                        tracing::debug!(%src, "tcp answers not read: closing");
+                        close.cancel();
+                    }
+                    return;
+                };
+                let _ = tx.send(Frame { bytes, _held: held });
+            });
+        }
+        End::Limit
+    }
+
+    /// Write answers as they come, each write within `idle_timeout`; whether every
+    /// answer was written. Ends when the reader and every query task are done.
+    async fn write<W: AsyncWrite + Unpin>(
+        &self,
+        wr: &mut W,
+        mut rx: mpsc::UnboundedReceiver<Frame>,
+    ) -> bool {
+        let close = &self.slot.close;
+        let mut batch: Vec<Frame> = Vec::new();
+        let mut out: Vec<u8> = Vec::new();
+        loop {
+            let first = tokio::select! {
+                f = rx.recv() => match f {
+                    Some(f) => f,
+                    None => return true,
+                },
+                _ = close.cancelled() => return false,
+            };
+            // Answers ready together go out in one write.
+            batch.push(first);
+            let mut size = batch[0].bytes.len();
+            while size < 16 * 1024
+                && let Ok(f) = rx.try_recv()
+            {
+                size += f.bytes.len();
+                batch.push(f);
+            }
+            out.clear();
+            for f in &batch {
+                out.extend_from_slice(&(f.bytes.len() as u16).to_be_bytes());
+                out.extend_from_slice(&f.bytes);
+            }
+            let written = tokio::select! {
+                r = tokio::time::timeout(self.limits.idle_timeout, wr.write_all(&out)) => r,
+                _ = close.cancelled() => return false,
+            };
+            if !matches!(written, Ok(Ok(()))) {
+                if written.is_err() {
+                    Stats::inc(&self.shared.stats.tcp_unread);
+                    tracing::debug!(src = %self.src, "tcp answers not read in time: closing");
+                }
+                close.cancel();
+                return false;
+            }
+            self.slot.activity.touch();
+            batch.clear();
+            if out.capacity() > 64 * 1024 {
+                out = Vec::new();
+            }
+        }
+    }
+}
+
+async fn read_frame<R: AsyncRead + Unpin>(rd: &mut R) -> std::io::Result<Vec<u8>> {
+    let len = rd.read_u16().await? as usize;
+    let mut msg = vec![0u8; len];
+    rd.read_exact(&mut msg).await?;
+    Ok(msg)
 }

@@ -1,5 +1,6 @@
-//! The UDP listener: one receive loop per socket and a cap on queries in flight (past
-//! it datagrams are dropped and counted, never queued). A common query that is blocked
+//! The UDP listener: one receive loop per socket and a cap on queries in flight, in
+//! total and per client address ([`super::inflight`]); past either, datagrams are
+//! dropped and counted, never queued. A common query that is blocked
 //! or cached is answered from the raw packet by the loop itself ([`crate::wire`]): no
 //! copy, no task, no hickory message. The rest get one poll inline (refused, ANY, ...)
 //! and become a task only when they wait on the upstream.
@@ -14,6 +15,7 @@ use hickory_server::net::xfer::Protocol;
 use tokio::net::UdpSocket;
 use tokio::sync::Semaphore;
 
+use super::inflight::PerClient;
 use super::mmsg::{self, Inbox, Outbox};
 use super::{Fast, Shared};
 use crate::access::Admit;
@@ -21,7 +23,10 @@ use crate::stats::Stats;
 
 /// Serve `socket` until the shared shutdown token is cancelled.
 pub async fn serve(socket: Arc<UdpSocket>, shared: Arc<Shared>, max_in_flight: usize) {
-    let in_flight = Arc::new(Semaphore::new(max_in_flight.max(1)));
+    let in_flight = InFlight {
+        total: Arc::new(Semaphore::new(max_in_flight.max(1))),
+        per_client: PerClient::new(PerClient::share_of(max_in_flight)),
+    };
     let mut inbox = Inbox::default();
     let mut outbox = Outbox::default();
     let mut name = String::with_capacity(256);
@@ -66,12 +71,18 @@ pub async fn serve(socket: Arc<UdpSocket>, shared: Arc<Shared>, max_in_flight: u
     }
 }
 
+/// The in-flight slots of one socket: in total and per client.
+struct InFlight {
+    total: Arc<Semaphore>,
+    per_client: Arc<PerClient>,
+}
+
 /// One datagram: answered into `outbox` when blocked or cached, else by the full path
 /// (inline when it needs no upstream, otherwise in a task).
 fn query(
     socket: &Arc<UdpSocket>,
     shared: &Arc<Shared>,
-    in_flight: &Arc<Semaphore>,
+    in_flight: &InFlight,
     packet: &[u8],
     src: SocketAddr,
     name: &mut String,
@@ -94,7 +105,13 @@ fn query(
             return;
         }
     };
-    let Ok(permit) = in_flight.clone().try_acquire_owned() else {
+    // Its client's share first: a flooding client is turned away before it can
+    // take a slot from the total.
+    let Some(share) = in_flight.per_client.try_take(src.ip()) else {
+        Stats::inc(&shared.stats.udp_dropped);
+        return;
+    };
+    let Ok(permit) = in_flight.total.clone().try_acquire_owned() else {
         Stats::inc(&shared.stats.udp_dropped);
         return;
     };
@@ -102,7 +119,7 @@ fn query(
     let socket = socket.clone();
     let task_shared = shared.clone();
     let mut query: Pin<Box<dyn Future<Output = ()> + Send>> = Box::pin(async move {
-        let _permit = permit;
+        let _held = (permit, share);
         answer(&socket, &task_shared, packet, src, admit).await;
     });
     // One poll with a no-op waker: answers that need nothing from the network finish
