@@ -363,7 +363,8 @@ mod tests {
         let text = "[clients]\nrefresh = \"1m\"\nneighbours = false\n\
                     [[clients.leases]]\npath = \"/l\"\nformat = \"odhcpd\"\n\
                     [[devices]]\nname = \"tv\"\nmatch = [\"AA-BB-CC-DD-EE-FF\", \"fd00::/64\"]\n\
-                    group = \"kids\"\n[[devices]]\nname = \"pc\"\nmatch = [\"10.0.0.2\"]\n";
+                    group = \"kids\"\n[[devices]]\nname = \"pc\"\nmatch = [\"10.0.0.2\"]\n\
+                    [groups.kids]\nmeta-ai = \"block\"\n";
         let c = Config::parse(text, Path::new("c")).unwrap();
         assert_eq!(c.devices.len(), 2);
         assert_eq!(c.devices[0].group.as_deref(), Some("kids"));

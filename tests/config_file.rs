@@ -105,11 +105,23 @@ fn config_check_refuses_settings_that_cannot_work_at_their_place() {
         ("[server.rate_limit]\nmax_clients = 0\n", 2, 15),
         ("[server]\nallow_clients = []\n", 2, 17),
         ("[server]\nlisten = []\n", 2, 10),
-        ("[server]\nlisten = [\"0.0.0.0:53\", \"127.0.0.1:53\"]\n", 2, 25),
+        (
+            "[server]\nlisten = [\"0.0.0.0:53\", \"127.0.0.1:53\"]\n",
+            2,
+            25,
+        ),
         ("[server]\nlisten = [\"[::1]:53\", \"[::1]:53\"]\n", 2, 23),
-        ("[server]\nrebind_allow = [\"lan\", \"not a name\"]\n", 2, 24),
+        (
+            "[server]\nrebind_allow = [\"lan\", \"not a name\"]\n",
+            2,
+            24,
+        ),
         ("[categories]\nmeta-ia = \"block\"\n", 2, 1),
-        ("[groups.kids]\nfirst-party = \"block\"\nmeta-ia = \"block\"\n", 3, 1),
+        (
+            "[groups.kids]\nfirst-party = \"block\"\nmeta-ia = \"block\"\n",
+            3,
+            1,
+        ),
         (
             "[[devices]]\nname = \"tab\"\nmatch = [\"aa:bb:cc:dd:ee:01\"]\ngroup = \"kids\"\n",
             4,
@@ -148,7 +160,11 @@ fn config_check_refuses_settings_that_cannot_work_at_their_place() {
             4,
             11,
         ),
-        ("[filter]\nblock = [\"ok.example\", \"not a domain\"]\n", 2, 24),
+        (
+            "[filter]\nblock = [\"ok.example\", \"not a domain\"]\n",
+            2,
+            24,
+        ),
         (
             "[report.email]\nserver = \"smtp.example.org\"\nto = [\"a@example.org\"]\n",
             2,
@@ -167,7 +183,10 @@ fn config_check_refuses_settings_that_cannot_work_at_their_place() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{text}: {stderr}");
         let want = format!("error: {}:{line}:{col}: ", file.display());
-        assert!(stderr.starts_with(&want), "{text}: want {want:?}, got {stderr}");
+        assert!(
+            stderr.starts_with(&want),
+            "{text}: want {want:?}, got {stderr}"
+        );
     }
 }
 

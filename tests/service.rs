@@ -343,14 +343,20 @@ async fn a_reload_with_settings_that_cannot_work_keeps_the_running_config() {
         .unwrap();
     let addr = listening_on(&std::fs::read_to_string(&err).unwrap());
     let blocked = |m: &hickory_proto::op::Message| ips(m) == ["0.0.0.0"];
-    assert!(blocked(&udp(addr, "kept.example.", RecordType::A, Q::default()).await));
+    assert!(blocked(
+        &udp(addr, "kept.example.", RecordType::A, Q::default()).await
+    ));
 
     let bad = [
         ("[upstream]\ndeadline = \"0s\"\n", 8, 12),
         ("[server]\nmax_tcp_connections = 0\n", 8, 23),
         ("[categories]\nmeta-ia = \"block\"\n", 8, 1),
         ("[groups.kids]\nmeta-ia = \"block\"\n", 8, 1),
-        ("[[devices]]\nname = \"t\"\nmatch = [\"10.0.0.9\"]\ngroup = \"kids\"\n", 10, 9),
+        (
+            "[[devices]]\nname = \"t\"\nmatch = [\"10.0.0.9\"]\ngroup = \"kids\"\n",
+            10,
+            9,
+        ),
     ];
     let pid = child.0.id();
     for (section, line, col) in bad {
@@ -380,7 +386,9 @@ async fn a_reload_with_settings_that_cannot_work_keeps_the_running_config() {
             "{section}: want {want:?} in\n{log}"
         );
         // The old lists and upstream still answer; the new entry is not in force.
-        assert!(blocked(&udp(addr, "kept.example.", RecordType::A, Q::default()).await));
+        assert!(blocked(
+            &udp(addr, "kept.example.", RecordType::A, Q::default()).await
+        ));
         let m = udp(addr, "new.example.", RecordType::A, Q::default()).await;
         assert_eq!(ips(&m), ["192.0.2.1"], "{section}");
     }

@@ -301,12 +301,17 @@ fn devices(c: &Config, ch: &mut Checks) {
 /// `[filter] allow` and `block` entries are domain names (`*.` in front allowed), and
 /// so are `[server] rebind_allow`'s (dots around them ignored, as the check does).
 fn filter_entries(c: &Config, ch: &mut Checks) {
-    let filter = |e: &str| normalize_domain(e.trim_start_matches("*.")).is_some();
-    let rebind = |e: &str| normalize_domain(e.trim_matches('.')).is_some();
-    let lists: [(_, _, &dyn Fn(&str) -> bool); 3] = [
-        (["filter", "allow"], &c.filter.allow, &filter),
-        (["filter", "block"], &c.filter.block, &filter),
-        (["server", "rebind_allow"], &c.server.rebind_allow, &rebind),
+    fn filter(e: &str) -> bool {
+        normalize_domain(e.trim_start_matches("*.")).is_some()
+    }
+    fn rebind(e: &str) -> bool {
+        normalize_domain(e.trim_matches('.')).is_some()
+    }
+    type Valid = fn(&str) -> bool;
+    let lists: [([&str; 2], &Vec<String>, Valid); 3] = [
+        (["filter", "allow"], &c.filter.allow, filter),
+        (["filter", "block"], &c.filter.block, filter),
+        (["server", "rebind_allow"], &c.server.rebind_allow, rebind),
     ];
     for (path, entries, valid) in lists {
         for (i, e) in entries.iter().enumerate() {
