@@ -443,7 +443,10 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
                     Ok(0)
                 }
                 Err(e) => {
-                    eprintln!("error: {e}");
+                    // One line a problem, each with its file:line:column.
+                    for line in e.to_string().lines() {
+                        eprintln!("error: {line}");
+                    }
                     Ok(1)
                 }
             }

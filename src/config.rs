@@ -1,6 +1,8 @@
 //! The TOML config: one section per module, built-in defaults, command-line overrides,
 //! and errors that name the file, line and column.
 
+mod check;
+
 use std::fmt;
 use std::marker::PhantomData;
 use std::net::SocketAddr;
@@ -21,6 +23,7 @@ use crate::server::ServerConfig;
 pub use crate::store::StoreConfig;
 use crate::tls::TlsConfig;
 use crate::upstream::{UpstreamConfig, UpstreamSpec};
+pub use check::{Problem, Seg};
 
 /// Where `serve` looks for a config when `--config` is not given.
 pub const DEFAULT_PATH: &str = "/etc/metaguard/metaguard.toml";
@@ -65,6 +68,13 @@ pub enum ConfigError {
         column: usize,
         message: String,
     },
+    /// Settings that parse but cannot work, each [`ConfigError::Invalid`] with its place.
+    #[error("{}", lines(.0))]
+    Settings(Vec<ConfigError>),
+    /// Settings that cannot work in a config that came from no file alone (a flag, or
+    /// a config built in code).
+    #[error("{}", lines(.0))]
+    Unworkable(Vec<Problem>),
     #[error("cannot read config {file}: {source}")]
     Read {
         file: String,
@@ -72,10 +82,20 @@ pub enum ConfigError {
     },
 }
 
+/// One item a line.
+fn lines<T: fmt::Display>(items: &[T]) -> String {
+    items
+        .iter()
+        .map(|i| i.to_string())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 impl Config {
-    /// Parse `text`, naming `file` in errors.
+    /// Parse `text`, naming `file` in errors: those of TOML and of the types, then the
+    /// settings that parse but cannot work (see [`Config::validate`]), each at its value.
     pub fn parse(text: &str, file: &Path) -> Result<Config, ConfigError> {
-        toml::from_str::<Config>(text).map_err(|e| {
+        let config = toml::from_str::<Config>(text).map_err(|e| {
             let (line, column) = e.span().map(|s| line_col(text, s.start)).unwrap_or((1, 1));
             ConfigError::Invalid {
                 file: file.display().to_string(),
@@ -83,7 +103,44 @@ impl Config {
                 column,
                 message: e.message().trim().to_string(),
             }
-        })
+        })?;
+        let problems = check::problems(&config);
+        if problems.is_empty() {
+            return Ok(config);
+        }
+        let doc = toml::de::DeTable::parse(text).ok();
+        let mut located: Vec<(usize, usize, String)> = problems
+            .into_iter()
+            .map(|p| {
+                let offset = doc.as_ref().map_or(0, |d| span_of(d, &p));
+                let (line, column) = line_col(text, offset);
+                (line, column, p.message)
+            })
+            .collect();
+        located.sort();
+        Err(ConfigError::Settings(
+            located
+                .into_iter()
+                .map(|(line, column, message)| ConfigError::Invalid {
+                    file: file.display().to_string(),
+                    line,
+                    column,
+                    message,
+                })
+                .collect(),
+        ))
+    }
+
+    /// The settings that cannot work (zero limits, unknown categories and groups, an
+    /// upstream that is metaguard's own address, ...), for a config from no file;
+    /// [`Config::parse`] reports the same at their line and column.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let problems = check::problems(self);
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::Unworkable(problems))
+        }
     }
 
     /// Read and parse a config file.
@@ -165,6 +222,41 @@ where
     fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<T, E> {
         v.parse().map_err(E::custom)
     }
+}
+
+/// Byte offset in the file of the setting `p` names: its value (or its key, for a
+/// wrong key); the nearest enclosing setting written in the file when it is not.
+fn span_of(doc: &toml::Spanned<toml::de::DeTable<'_>>, p: &Problem) -> usize {
+    use toml::de::{DeTable, DeValue};
+    fn in_table<'a, 'i>(
+        t: &'a DeTable<'i>,
+        k: &str,
+    ) -> Option<(Option<usize>, &'a toml::Spanned<DeValue<'i>>)> {
+        t.iter()
+            .find(|(key, _)| key.get_ref() == k)
+            .map(|(key, v)| (Some(key.span().start), v))
+    }
+    let mut best = 0;
+    // `None`: the document's top table.
+    let mut cur: Option<&DeValue<'_>> = None;
+    for (i, seg) in p.path.iter().enumerate() {
+        let found = match (seg, cur) {
+            (Seg::Key(k), None) => in_table(doc.get_ref(), k),
+            (Seg::Key(k), Some(DeValue::Table(t))) => in_table(t, k),
+            (Seg::Index(n), Some(v)) => v.get(*n).map(|v| (None, v)),
+            _ => None,
+        };
+        let Some((key_at, v)) = found else { break };
+        let last = i + 1 == p.path.len();
+        best = match (key_at, v.get_ref()) {
+            (Some(k), _) if last && p.at_key => k,
+            // A table's span is its header or braces; its key says more.
+            (Some(k), DeValue::Table(_)) => k,
+            _ => v.span().start,
+        };
+        cur = Some(v.get_ref());
+    }
+    best
 }
 
 /// 1-based line and column (in characters) of byte `offset` in `text`.
@@ -300,7 +392,8 @@ mod tests {
         let text = "[clients]\nrefresh = \"1m\"\nneighbours = false\n\
                     [[clients.leases]]\npath = \"/l\"\nformat = \"odhcpd\"\n\
                     [[devices]]\nname = \"tv\"\nmatch = [\"AA-BB-CC-DD-EE-FF\", \"fd00::/64\"]\n\
-                    group = \"kids\"\n[[devices]]\nname = \"pc\"\nmatch = [\"10.0.0.2\"]\n";
+                    group = \"kids\"\n[[devices]]\nname = \"pc\"\nmatch = [\"10.0.0.2\"]\n\
+                    [groups.kids]\nmeta-ai = \"block\"\n";
         let c = Config::parse(text, Path::new("c")).unwrap();
         assert_eq!(c.devices.len(), 2);
         assert_eq!(c.devices[0].group.as_deref(), Some("kids"));

@@ -99,6 +99,24 @@ fn parse_action(s: &str) -> Option<Action> {
     }
 }
 
+/// The categories `[categories]` and `[groups.*]` may name: each embedded list's (from
+/// the header of its override in `lists_dir` when there is one), `custom`, and those of
+/// the remote `[[lists]]`.
+pub fn known_categories(cfg: &crate::config::Config) -> std::collections::BTreeSet<String> {
+    let mut out = std::collections::BTreeSet::from([CUSTOM.to_string()]);
+    for (file, text) in EMBEDDED {
+        let over = std::fs::read_to_string(cfg.filter.lists_dir.join(file)).ok();
+        let header = parse::read_header(over.as_deref().unwrap_or(text));
+        out.insert(
+            header
+                .category
+                .unwrap_or_else(|| file.trim_end_matches(".txt").to_string()),
+        );
+    }
+    out.extend(cfg.lists.iter().map(|l| l.category.clone()));
+    out
+}
+
 /// Every list the filter is built from, in order: embedded Meta lists, extra files,
 /// then the config's `block` and `allow` entries.
 pub fn sources(cfg: &FilterConfig) -> Result<Vec<ListSource>, ListError> {

@@ -247,7 +247,9 @@ pub fn from_resolv_conf(
     Ok(servers)
 }
 
-fn is_own(a: &SocketAddr, own: &[SocketAddr]) -> bool {
+/// Whether `a` is one of the listen addresses `own` (a wildcard listener covers the
+/// loopback and every address of its family).
+pub(crate) fn is_own(a: &SocketAddr, own: &[SocketAddr]) -> bool {
     own.iter().any(|l| {
         l.port() == a.port()
             && (l.ip() == a.ip()

@@ -89,3 +89,113 @@ fn shipped_config_names_every_option() {
         "config/metaguard.toml lacks: {missing:?}"
     );
 }
+
+/// Settings that parse but cannot work are refused by `metaguard config check` with
+/// the file, line and column of the offending value (or key), and exit code 1.
+#[test]
+fn config_check_refuses_settings_that_cannot_work_at_their_place() {
+    let cases: &[(&str, usize, usize)] = &[
+        ("[upstream]\ndeadline = \"0s\"\n", 2, 12),
+        ("[upstream]\nattempt_timeout = \"0ms\"\n", 2, 19),
+        ("[server]\nmax_tcp_connections = 0\n", 2, 23),
+        ("[server]\nmax_tcp_connections_per_client = 0\n", 2, 34),
+        ("[server]\nmax_udp_in_flight = 0\n", 2, 21),
+        ("[server]\ntcp_idle_timeout = \"0s\"\n", 2, 20),
+        ("[server]\nmax_tcp_queries_per_connection = 0\n", 2, 34),
+        ("[server.rate_limit]\nmax_clients = 0\n", 2, 15),
+        ("[server]\nallow_clients = []\n", 2, 17),
+        ("[server]\nlisten = []\n", 2, 10),
+        (
+            "[server]\nlisten = [\"0.0.0.0:53\", \"127.0.0.1:53\"]\n",
+            2,
+            25,
+        ),
+        ("[server]\nlisten = [\"[::1]:53\", \"[::1]:53\"]\n", 2, 23),
+        (
+            "[server]\nrebind_allow = [\"lan\", \"not a name\"]\n",
+            2,
+            24,
+        ),
+        ("[categories]\nmeta-ia = \"block\"\n", 2, 1),
+        (
+            "[groups.kids]\nfirst-party = \"block\"\nmeta-ia = \"block\"\n",
+            3,
+            1,
+        ),
+        (
+            "[[devices]]\nname = \"tab\"\nmatch = [\"aa:bb:cc:dd:ee:01\"]\ngroup = \"kids\"\n",
+            4,
+            9,
+        ),
+        (
+            "[[devices]]\nname = \"a\"\nmatch = [\"10.0.0.2\"]\n\
+             [[devices]]\nname = \"b\"\nmatch = [\"10.0.0.3\", \"10.0.0.2\"]\n",
+            6,
+            22,
+        ),
+        (
+            "[server]\nlisten = [\"0.0.0.0:5335\"]\n[upstream]\nservers = [\"127.0.0.1:5335\"]\n",
+            4,
+            12,
+        ),
+        (
+            "[server]\nlisten = [\"127.0.0.1:5335\"]\n[upstream]\nservers = [\"9.9.9.9\", \"tcp://127.0.0.1:5335\"]\n",
+            4,
+            23,
+        ),
+        (
+            "[server]\nlisten = [\"127.0.0.1:5335\"]\n[metrics]\nlisten = \"0.0.0.0:5335\"\n",
+            4,
+            10,
+        ),
+        ("[cache]\nmin_ttl = \"2h\"\nmax_ttl = \"1h\"\n", 2, 11),
+        ("[store]\nbatch_size = 0\n", 2, 14),
+        ("[store]\nbatch_interval = \"0s\"\n", 2, 18),
+        ("[store]\nchannel_capacity = 0\n", 2, 20),
+        ("[clients]\nrefresh = \"0s\"\n", 2, 11),
+        ("[remote]\nmax_size = 0\n", 2, 12),
+        ("[remote]\ntimeout = \"0s\"\n", 2, 11),
+        (
+            "[[lists]]\nurl = \"https://example.org/l.txt\"\ncategory = \"x\"\nrefresh = \"0s\"\n",
+            4,
+            11,
+        ),
+        (
+            "[filter]\nblock = [\"ok.example\", \"not a domain\"]\n",
+            2,
+            24,
+        ),
+        (
+            "[report.email]\nserver = \"smtp.example.org\"\nto = [\"a@example.org\"]\n",
+            2,
+            10,
+        ),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    for (i, (text, line, col)) in cases.iter().enumerate() {
+        let file = dir.path().join(format!("case-{i}.toml"));
+        std::fs::write(&file, text).unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_metaguard"))
+            .args(["config", "check"])
+            .arg(&file)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{text}: {stderr}");
+        let want = format!("error: {}:{line}:{col}: ", file.display());
+        assert!(
+            stderr.starts_with(&want),
+            "{text}: want {want:?}, got {stderr}"
+        );
+    }
+}
+
+/// The category a remote list declares may be given an action before it was fetched;
+/// the shipped defaults and examples stay valid (checked above too).
+#[test]
+fn categories_of_remote_lists_and_custom_are_known() {
+    let text = "[[lists]]\nurl = \"https://example.org/l.txt\"\ncategory = \"ads\"\n\
+                [categories]\nads = \"block\"\ncustom = \"log\"\n[groups.kids]\nmeta-ai = \"block\"\n\
+                [[devices]]\nname = \"tab\"\nmatch = [\"10.0.0.9\"]\ngroup = \"kids\"\n";
+    Config::parse(text, Path::new("c.toml")).unwrap();
+}

@@ -273,16 +273,7 @@ async fn starts_without_a_nameserver_and_follows_resolv_conf() {
         .unwrap();
     let log = std::fs::read_to_string(&err).unwrap();
     assert!(log.contains("lists no usable nameserver"), "{log}");
-    let line = log
-        .lines()
-        .find(|l| l.contains("listening on 127.0.0.1:"))
-        .unwrap_or_else(|| panic!("{log}"));
-    let addr: std::net::SocketAddr = line
-        .split("listening on ")
-        .nth(1)
-        .and_then(|r| r.split(' ').next())
-        .and_then(|a| a.parse().ok())
-        .unwrap_or_else(|| panic!("an address in {line:?}"));
+    let addr = listening_on(&log);
 
     let m = udp(addr, "connect.facebook.net.", RecordType::A, Q::default()).await;
     assert_eq!(ips(&m), ["0.0.0.0"], "blocked names need no upstream");
@@ -310,6 +301,97 @@ async fn starts_without_a_nameserver_and_follows_resolv_conf() {
     let m = udp(addr, "www.example.com.", RecordType::A, Q::default()).await;
     assert_eq!(ips(&m), ["192.0.2.1"]);
     assert_eq!(up.hits("www.example.com"), 1);
+}
+
+/// The 127.0.0.1 address the server's log says it listens on.
+fn listening_on(log: &str) -> std::net::SocketAddr {
+    let line = log
+        .lines()
+        .find(|l| l.contains("listening on 127.0.0.1:"))
+        .unwrap_or_else(|| panic!("{log}"));
+    line.split("listening on ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("an address in {line:?}"))
+}
+
+/// A SIGHUP with settings that cannot work keeps the running config: the error is
+/// logged with the file, line and column, and the server answers as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_with_settings_that_cannot_work_keeps_the_running_config() {
+    let up = Upstream::start().await;
+    let dir = up.dir.path().to_path_buf();
+    let config = dir.join("metaguard.toml");
+    let common = "[clients]\nneighbours = false\nleases = []\n";
+    std::fs::write(
+        &config,
+        format!("[filter]\nlists_dir = \"/nonexistent\"\nblock = [\"kept.example\"]\n{common}"),
+    )
+    .unwrap();
+    let err = dir.join("stderr");
+    let mut cmd = Command::new(BIN);
+    cmd.arg("serve")
+        .arg("--config")
+        .arg(&config)
+        .args(["--listen", "127.0.0.1:0", "--upstream", &up.spec()])
+        .arg("--db")
+        .arg(dir.join("m.db"));
+    let (d, e) = (dir.clone(), err.clone());
+    let (child, sock) = tokio::task::spawn_blocking(move || start_until_ready(cmd, &d, &e))
+        .await
+        .unwrap();
+    let addr = listening_on(&std::fs::read_to_string(&err).unwrap());
+    let blocked = |m: &hickory_proto::op::Message| ips(m) == ["0.0.0.0"];
+    assert!(blocked(
+        &udp(addr, "kept.example.", RecordType::A, Q::default()).await
+    ));
+
+    let bad = [
+        ("[upstream]\ndeadline = \"0s\"\n", 8, 12),
+        ("[server]\nmax_tcp_connections = 0\n", 8, 23),
+        ("[categories]\nmeta-ia = \"block\"\n", 8, 1),
+        ("[groups.kids]\nmeta-ia = \"block\"\n", 8, 1),
+        (
+            "[[devices]]\nname = \"t\"\nmatch = [\"10.0.0.9\"]\ngroup = \"kids\"\n",
+            10,
+            9,
+        ),
+    ];
+    let pid = child.0.id();
+    for (section, line, col) in bad {
+        std::fs::write(
+            &config,
+            format!(
+                "[filter]\nlists_dir = \"/nonexistent\"\nblock = [\"new.example\"]\n{common}{section}"
+            ),
+        )
+        .unwrap();
+        let seen_len = std::fs::metadata(&err).unwrap().len() as usize;
+        kill(pid, "-HUP");
+        let s = sock.try_clone().unwrap();
+        let reloaded = tokio::task::spawn_blocking(move || {
+            let mut seen = Vec::new();
+            recv_until(&s, "RELOADING=1", &mut seen) && recv_until(&s, "READY=1", &mut seen)
+        })
+        .await
+        .unwrap();
+        let log = std::fs::read(&err).unwrap();
+        // What this reload logged.
+        let log = String::from_utf8_lossy(&log[seen_len..]);
+        assert!(reloaded, "{log}");
+        let want = format!("{}:{line}:{col}: ", config.display());
+        assert!(
+            log.contains("reload failed, keeping the running config") && log.contains(&want),
+            "{section}: want {want:?} in\n{log}"
+        );
+        // The old lists and upstream still answer; the new entry is not in force.
+        assert!(blocked(
+            &udp(addr, "kept.example.", RecordType::A, Q::default()).await
+        ));
+        let m = udp(addr, "new.example.", RecordType::A, Q::default()).await;
+        assert_eq!(ips(&m), ["192.0.2.1"], "{section}");
+    }
 }
 
 /// Under systemd (stderr is the stream `JOURNAL_STREAM` names) log lines carry no

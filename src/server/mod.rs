@@ -8,6 +8,7 @@ mod notify;
 mod refused;
 pub mod response;
 mod rlimit;
+mod sockets;
 mod tcp;
 mod tcp_slots;
 mod udp;
@@ -447,6 +448,7 @@ impl Running {
 
     /// Swap in a new config. On error the running one stays and the error is returned.
     pub fn reload(&self, config: Config) -> Result<(), ServeError> {
+        config.validate()?;
         let snap = Arc::new(Snapshot::build(config, &self.addrs, false)?);
         self.shared.refresh_clients(&snap.clients);
         self.shared.handler.state.store(snap.clone());
@@ -476,22 +478,25 @@ impl Running {
     }
 }
 
-/// Bind UDP and TCP on `addr`; with port 0, both get the same free port.
-async fn bind(addr: SocketAddr) -> Result<(UdpSocket, TcpListener), ServeError> {
+/// Bind UDP and TCP on `addr`; with port 0, both get the same free port. `listen` is
+/// the whole list, which decides whether an IPv6 wildcard is v6-only (see [`sockets`]).
+async fn bind(
+    addr: SocketAddr,
+    listen: &[SocketAddr],
+) -> Result<(UdpSocket, TcpListener), ServeError> {
+    let v6_only = sockets::v6_only(addr, listen);
     for _ in 0..20 {
-        let udp = UdpSocket::bind(addr)
-            .await
-            .map_err(|source| ServeError::Bind {
-                addr,
-                proto: "udp",
-                source,
-            })?;
+        let udp = sockets::udp(addr, v6_only).map_err(|source| ServeError::Bind {
+            addr,
+            proto: "udp",
+            source,
+        })?;
         let local = udp.local_addr().map_err(|source| ServeError::Bind {
             addr,
             proto: "udp",
             source,
         })?;
-        match TcpListener::bind(local).await {
+        match sockets::tcp(local, v6_only) {
             Ok(tcp) => return Ok((udp, tcp)),
             Err(_) if addr.port() == 0 => continue,
             Err(source) => {
@@ -529,10 +534,12 @@ pub async fn start(config: Config) -> Result<Running, ServeError> {
     if config.server.listen.is_empty() {
         return Err(ServeError::NoListen);
     }
+    // A config from a file was checked with its places; flags and code come here.
+    config.validate()?;
     let mut bound = Vec::new();
     let mut no_ipv6 = None;
     for addr in &config.server.listen {
-        match bind(*addr).await {
+        match bind(*addr, &config.server.listen).await {
             Ok(b) => bound.push(b),
             Err(ServeError::Bind {
                 addr,
