@@ -8,7 +8,7 @@ use hickory_proto::serialize::binary::{BinEncodable, BinEncoder, NameEncoding};
 
 use crate::cache::Answer;
 use crate::filter::BlockResponse;
-use crate::server::response::{EDE_BLOCKED, MAX_UDP_PAYLOAD, udp_limit};
+use crate::server::response::{EDE_BLOCKED, MAX_UDP_PAYLOAD, answered_locally, udp_limit};
 
 /// EDNS options that carry a client MAC (dnsmasq `--add-mac`): those queries need the
 /// full path, which reads them.
@@ -84,8 +84,9 @@ impl<'a> Query<'a> {
         let fixed = p.get(pos..pos + 4)?;
         let qtype = u16::from_be_bytes([fixed[0], fixed[1]]);
         let qclass = u16::from_be_bytes([fixed[2], fixed[3]]);
-        // Class IN only; not OPT, TKEY, TSIG, zone transfers, MAILA/B or ANY.
-        if qclass != 1 || qtype == 0 || qtype == 41 || (249..=255).contains(&qtype) {
+        // Class IN only; not ANY, zone transfers or meta-types (the full path answers
+        // them itself).
+        if qclass != 1 || answered_locally(qtype) {
             return None;
         }
         let question_end = pos + 4;
