@@ -388,6 +388,40 @@ mod tests {
     }
 
     #[test]
+    fn top_bit_ttls_are_zero_and_clamping_is_idempotent() {
+        let cfg = CacheConfig {
+            max_ttl: Duration::from_secs(60),
+            ..Default::default()
+        };
+        let mut ans = Answer {
+            rcode: ResponseCode::NoError,
+            answers: vec![a("x.example.", 0x8000_0000), a("x.example.", 86_400)],
+            authorities: vec![soa(u32::MAX, 60)],
+        };
+        assert_eq!(clamp_ttls(&mut ans, &cfg), None);
+        let ttls = |a: &Answer| -> Vec<u32> {
+            a.answers
+                .iter()
+                .chain(&a.authorities)
+                .map(|r| r.ttl)
+                .collect()
+        };
+        assert_eq!(ttls(&ans), [0, 60, 0]);
+        let mut again = ans.clone();
+        clamp_ttls(&mut again, &cfg);
+        assert_eq!(ttls(&again), ttls(&ans));
+        // The cache off: clients still get max_ttl.
+        let off = Cache::new(&CacheConfig { size: 0, ..cfg });
+        let mut fresh = Answer {
+            rcode: ResponseCode::NoError,
+            answers: vec![a("y.example.", 86_400)],
+            authorities: vec![],
+        };
+        off.clamp_ttls(&mut fresh);
+        assert_eq!(fresh.answers[0].ttl, 60);
+    }
+
+    #[test]
     fn max_ttl_clamps_and_size_bounds() {
         let cfg = CacheConfig {
             size: 100,

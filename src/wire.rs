@@ -395,6 +395,10 @@ mod tests {
         bad.push(ok[..ok.len() - 1].to_vec());
         // ANY, class CH, the root, an odd character, a MAC option, EDNS version 1.
         bad.push(query("a.example.", RecordType::ANY, None));
+        // Zone transfers and meta-types: the full path answers them (never forwarded).
+        for t in [0, 41, 128, 248, 249, 250, 251, 252, 253, 254] {
+            bad.push(query("a.example.", RecordType::from(t), None));
+        }
         let mut p = ok.clone();
         let n = p.len();
         p[n - 1] = 3;
