@@ -302,7 +302,7 @@ async fn max_ttl_caps_the_first_answer_too() {
             let m = udp(addr, "long.test.", RecordType::A, Q::default()).await;
             let ttls: Vec<u32> = m.answers.iter().map(|r| r.ttl).collect();
             assert!(
-                ttls.len() == 2 && ttls.iter().all(|&t| t <= 60 && t >= 58),
+                ttls.len() == 2 && ttls.iter().all(|t| (58..=60).contains(t)),
                 "cache size {size}, {round} answer: {ttls:?}"
             );
         }
