@@ -245,27 +245,10 @@ impl Cache {
         now: Instant,
     ) {
         let Some(inner) = &self.inner else { return };
-        let Some(ttl) = answer.cache_ttl(&self.cfg) else {
+        let mut answer = answer.clone();
+        let Some(ttl) = clamp_ttls(&mut answer, &self.cfg) else {
             return;
         };
-        let secs = ttl.as_secs().min(u32::MAX as u64) as u32;
-        let (min, max) = (
-            self.cfg.min_ttl.as_secs() as u32,
-            self.cfg.max_ttl.as_secs() as u32,
-        );
-        let mut answer = answer.clone();
-        // Clients see the TTLs we keep: raised to min_ttl, capped at max_ttl. Every record
-        // then outlives the entry, so a served TTL never reaches 0.
-        for r in answer.answers.iter_mut() {
-            r.ttl = r.ttl.max(min).min(max);
-        }
-        for r in answer
-            .authorities
-            .iter_mut()
-            .chain(answer.additionals.iter_mut())
-        {
-            r.ttl = r.ttl.min(secs);
-        }
         let entry = Entry {
             wire: Encoded::new(&answer, name),
             cname_keys: answer
@@ -286,6 +269,12 @@ impl Cache {
         );
     }
 
+    /// Give `answer` the TTLs a client sees, fresh from the upstream or cached (see
+    /// [`clamp_ttls`]); with the cache off too.
+    pub fn clamp_ttls(&self, answer: &mut Answer) {
+        clamp_ttls(answer, &self.cfg);
+    }
+
     /// Drop every entry (on reload: the policy may have changed).
     pub fn clear(&self) {
         if let Some(inner) = &self.inner {
@@ -300,6 +289,41 @@ impl Cache {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
+
+/// The TTLs clients see: one with its top bit set counts as 0 (RFC 2181 §8); answer
+/// TTLs are raised to `min_ttl` and capped at `max_ttl`, authority TTLs capped at how
+/// long the answer is kept, so every record outlives its cache entry and a served TTL
+/// never reaches 0. Returns how long to keep the answer, `None` when not at all. Applying
+/// it twice changes nothing.
+fn clamp_ttls(answer: &mut Answer, cfg: &CacheConfig) -> Option<Duration> {
+    for r in answer
+        .answers
+        .iter_mut()
+        .chain(answer.authorities.iter_mut())
+        .chain(answer.additionals.iter_mut())
+    {
+        if r.ttl > i32::MAX as u32 {
+            r.ttl = 0;
+        }
+    }
+    let keep = answer.cache_ttl(cfg);
+    let (min, max) = (
+        cfg.min_ttl.as_secs().min(u32::MAX.into()) as u32,
+        cfg.max_ttl.as_secs().min(u32::MAX.into()) as u32,
+    );
+    for r in answer.answers.iter_mut() {
+        r.ttl = r.ttl.max(min).min(max);
+    }
+    let kept = keep.map_or(max, |t| t.as_secs().min(u32::MAX.into()) as u32);
+    for r in answer
+        .authorities
+        .iter_mut()
+        .chain(answer.additionals.iter_mut())
+    {
+        r.ttl = r.ttl.min(kept);
+    }
+    keep
 }
 
 #[cfg(test)]
@@ -440,6 +464,44 @@ mod tests {
         };
         c.insert("z.example", RecordType::A, NO, &zero);
         assert!(c.get("z.example", RecordType::A, NO).is_none());
+    }
+
+    #[test]
+    fn top_bit_ttls_are_zero_and_clamping_is_idempotent() {
+        let cfg = CacheConfig {
+            max_ttl: Duration::from_secs(60),
+            ..Default::default()
+        };
+        let mut ans = Answer {
+            rcode: ResponseCode::NoError,
+            answers: vec![a("x.example.", 0x8000_0000), a("x.example.", 86_400)],
+            authorities: vec![soa(u32::MAX, 60)],
+            additionals: vec![],
+            authentic: false,
+        };
+        assert_eq!(clamp_ttls(&mut ans, &cfg), None);
+        let ttls = |a: &Answer| -> Vec<u32> {
+            a.answers
+                .iter()
+                .chain(&a.authorities)
+                .map(|r| r.ttl)
+                .collect()
+        };
+        assert_eq!(ttls(&ans), [0, 60, 0]);
+        let mut again = ans.clone();
+        clamp_ttls(&mut again, &cfg);
+        assert_eq!(ttls(&again), ttls(&ans));
+        // The cache off: clients still get max_ttl.
+        let off = Cache::new(&CacheConfig { size: 0, ..cfg });
+        let mut fresh = Answer {
+            rcode: ResponseCode::NoError,
+            answers: vec![a("y.example.", 86_400)],
+            authorities: vec![],
+            additionals: vec![],
+            authentic: false,
+        };
+        off.clamp_ttls(&mut fresh);
+        assert_eq!(fresh.answers[0].ttl, 60);
     }
 
     #[test]

@@ -8,7 +8,9 @@ use hickory_proto::serialize::binary::{BinEncodable, BinEncoder, NameEncoding};
 
 use crate::cache::{Answer, DnssecBits};
 use crate::filter::BlockResponse;
-use crate::server::response::{EDE_BLOCKED, MAX_UDP_PAYLOAD, authentic, udp_limit};
+use crate::server::response::{
+    EDE_BLOCKED, MAX_UDP_PAYLOAD, answered_locally, authentic, udp_limit,
+};
 
 /// EDNS options that carry a client MAC (dnsmasq `--add-mac`): those queries need the
 /// full path, which reads them.
@@ -86,8 +88,9 @@ impl<'a> Query<'a> {
         let fixed = p.get(pos..pos + 4)?;
         let qtype = u16::from_be_bytes([fixed[0], fixed[1]]);
         let qclass = u16::from_be_bytes([fixed[2], fixed[3]]);
-        // Class IN only; not OPT, TKEY, TSIG, zone transfers, MAILA/B or ANY.
-        if qclass != 1 || qtype == 0 || qtype == 41 || (249..=255).contains(&qtype) {
+        // Class IN only; not ANY, zone transfers or meta-types (the full path answers
+        // them itself).
+        if qclass != 1 || answered_locally(qtype) {
             return None;
         }
         let question_end = pos + 4;
@@ -424,6 +427,10 @@ mod tests {
         bad.push(ok[..ok.len() - 1].to_vec());
         // ANY, class CH, the root, an odd character, a MAC option, EDNS version 1.
         bad.push(query("a.example.", RecordType::ANY, None));
+        // Zone transfers and meta-types: the full path answers them (never forwarded).
+        for t in [0, 41, 128, 248, 249, 250, 251, 252, 253, 254] {
+            bad.push(query("a.example.", RecordType::from(t), None));
+        }
         let mut p = ok.clone();
         let n = p.len();
         p[n - 1] = 3;

@@ -188,6 +188,9 @@ impl Handler {
         if qtype == RecordType::ANY {
             return (response::any_minimal(owner), logged, AnsweredFrom::Cache);
         }
+        if let Some(reply) = response::not_forwarded(qtype) {
+            return (reply, logged, AnsweredFrom::Cache);
+        }
 
         let mut from = AnsweredFrom::Cache;
         let answer = match self.cache.get(name, qtype, bits) {
@@ -203,7 +206,9 @@ impl Handler {
                 let result = tokio::time::timeout(snap.deadline, upstream).await;
                 self.metrics.observe_upstream(asked.elapsed());
                 match result {
-                    Ok(Ok(a)) => {
+                    Ok(Ok(mut a)) => {
+                        // The client sees from the first answer the TTLs the cache keeps.
+                        self.cache.clamp_ttls(&mut a);
                         self.cache.insert(name, qtype, bits, &a);
                         from = AnsweredFrom::Upstream;
                         a

@@ -19,9 +19,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use hickory_server::net::runtime::TokioTime;
 use hickory_server::net::xfer::Protocol;
-use hickory_server::server::{Request, RequestHandler};
+use hickory_server::server::Request;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use tokio::net::{TcpListener, UdpSocket};
@@ -29,7 +28,6 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use handler::Handler;
-use response::Capture;
 
 use crate::access::{self, Access, Admit, RateLimitConfig, default_allow_clients};
 use crate::cache::Cache;
@@ -335,18 +333,16 @@ impl Shared {
             Protocol::Udp => response::udp_limit(request.edns.as_ref().map(|e| e.max_payload())),
             _ => u16::MAX,
         };
-        let capture = Capture::new(max);
-        if admit == Admit::Refused {
+        let reply = if admit == Admit::Refused {
             Stats::inc(&self.stats.refused);
             self.refused.refused(src.ip(), Instant::now());
-            let reply = response::Reply::error(hickory_proto::op::ResponseCode::Refused);
-            response::send(&request, &reply, capture.clone()).await;
+            response::Reply::error(hickory_proto::op::ResponseCode::Refused)
         } else {
-            self.handler
-                .handle_request::<Capture, TokioTime>(&request, capture.clone())
-                .await;
-        }
-        capture.take()
+            // An owned snapshot: a reload during the upstream wait does not disturb it.
+            let snap = self.handler.state.load_full();
+            self.handler.resolve(&snap, &request).await
+        };
+        response::encode(&request, &reply, max).await
     }
 }
 

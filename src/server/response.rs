@@ -10,7 +10,7 @@ use hickory_proto::op::{Edns, Header, HeaderCounts, Message, Metadata, ResponseC
 use hickory_proto::rr::rdata::opt::{EdnsCode, EdnsOption};
 use hickory_proto::rr::rdata::{A, AAAA, HINFO, SOA};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
-use hickory_proto::serialize::binary::{BinDecodable, BinEncodable, BinEncoder, NameEncoding};
+use hickory_proto::serialize::binary::{BinEncodable, BinEncoder, NameEncoding};
 use hickory_server::net::NetError;
 use hickory_server::server::{ResponseHandler, ResponseInfo};
 use hickory_server::zone_handler::MessageResponse;
@@ -133,6 +133,30 @@ pub fn any_minimal(owner: &Name) -> Reply {
     }
 }
 
+/// Query types answered here and never forwarded (the inline path leaves them to the
+/// full path): ANY (RFC 8482), zone transfers, and the meta- and obsolete QTYPEs.
+pub fn answered_locally(qtype: u16) -> bool {
+    qtype == 0 || qtype == 41 || (128..=255).contains(&qtype)
+}
+
+/// The answer to a query type a forwarder has no data for: REFUSED for a zone transfer
+/// (AXFR, IXFR: we serve no zone), NOTIMP for type 0, OPT (41), the range kept for
+/// meta-types and QTYPEs (128-248), TKEY, TSIG and the obsolete MAILB and MAILA.
+/// `None` for every other type (ANY has its own answer, [`any_minimal`]).
+pub fn not_forwarded(qtype: RecordType) -> Option<Reply> {
+    let code = u16::from(qtype);
+    let rcode = match code {
+        251 | 252 => ResponseCode::Refused,
+        255 => return None,
+        _ if answered_locally(code) => ResponseCode::NotImp,
+        _ => return None,
+    };
+    Some(Reply::error(rcode).with_ede(
+        EDE_NOT_SUPPORTED,
+        format!("query type {qtype} is not served"),
+    ))
+}
+
 /// An upstream (or cached) answer, with the question's owner name in the client's
 /// spelling (keeps 0x20 case randomization working). Every section is relayed as it
 /// came (DNSSEC records, glue, SRV and MX targets' addresses).
@@ -174,24 +198,36 @@ pub fn formerr_from_header(raw: &[u8]) -> Option<Vec<u8>> {
 }
 
 /// A [`ResponseHandler`] that encodes the answer into a buffer for the listener to send,
-/// truncating to `max_size` (the UDP size the client can take).
+/// in at most `max_size` bytes (the UDP size the client can take, 65535 over TCP).
 #[derive(Clone)]
 pub struct Capture {
     max_size: u16,
-    out: Arc<Mutex<Option<Vec<u8>>>>,
+    out: Arc<Mutex<Captured>>,
+}
+
+#[derive(Default)]
+struct Captured {
+    bytes: Option<Vec<u8>>,
+    /// Records were dropped because the answer exceeded 65535 bytes uncompressed.
+    lost: bool,
 }
 
 impl Capture {
     pub fn new(max_size: u16) -> Capture {
         Capture {
             max_size,
-            out: Arc::new(Mutex::new(None)),
+            out: Arc::new(Mutex::new(Captured::default())),
         }
     }
 
     /// The encoded answer, if the handler sent one.
     pub fn take(&self) -> Option<Vec<u8>> {
-        self.out.lock().ok()?.take()
+        self.out.lock().ok()?.bytes.take()
+    }
+
+    /// Whether the answer lost records to the 65535-byte bound of its first encoding.
+    fn lost(&self) -> bool {
+        self.out.lock().is_ok_and(|c| c.lost)
     }
 }
 
@@ -209,40 +245,186 @@ impl ResponseHandler for Capture {
         >,
     ) -> Result<ResponseInfo, NetError> {
         let metadata = *response.metadata();
+        // Borrowed from the request, not the response: still there after the emit.
+        let edns = response.edns();
         // Names uncompressed first: hickory's compression keeps a heap copy of every
         // label written, and was the largest single cost of a cached answer. Only an
-        // answer that does not fit the client's size is re-encoded compressed (and
-        // truncated if still too big).
+        // answer that does not fit the client's size is encoded again by `fit`.
         let mut bytes = Vec::with_capacity(512);
         let mut encoder = BinEncoder::new(&mut bytes);
         encoder.set_name_encoding(NameEncoding::Uncompressed);
-        let info = match response.destructive_emit(&mut encoder) {
-            Ok(info) if bytes.len() <= usize::from(self.max_size) => info,
-            Ok(_) => match recompress(&bytes, self.max_size) {
-                Ok((info, out)) => {
-                    bytes = out;
-                    info
+        let emitted = response.destructive_emit(&mut encoder);
+        // A record that did not fit is rolled back by moving the offset only: its bytes
+        // are still in the buffer.
+        let end = encoder.offset();
+        bytes.truncate(end);
+        let mut lost = false;
+        let info = match emitted {
+            Ok(info) if !info.truncation && bytes.len() <= usize::from(self.max_size) => info,
+            Ok(info) => {
+                lost = info.truncation && !metadata.truncation;
+                match fit(&bytes, self.max_size, edns) {
+                    Ok((header, out)) => {
+                        bytes = out;
+                        ResponseInfo::from(header)
+                    }
+                    Err(e) => servfail(&mut bytes, metadata, &e)?,
                 }
-                Err(e) => servfail(&mut bytes, metadata, &e)?,
-            },
+            }
             Err(e) => servfail(&mut bytes, metadata, &e)?,
         };
         if let Ok(mut slot) = self.out.lock() {
-            *slot = Some(bytes);
+            slot.bytes = Some(bytes);
+            slot.lost = lost;
         }
         Ok(info)
     }
 }
 
-/// Re-encode an answer with name compression, truncated to `max_size` (TC set).
-fn recompress(bytes: &[u8], max_size: u16) -> Result<(ResponseInfo, Vec<u8>), ProtoError> {
-    let msg = Message::from_vec(bytes)?;
-    let mut out = Vec::with_capacity(usize::from(max_size));
+/// Re-encode an encoded answer within `max_size` (see [`emit_within`]), with `edns` as
+/// its OPT record (the first encoding may have had no room left for it).
+fn fit(bytes: &[u8], max_size: u16, edns: Option<&Edns>) -> Result<(Header, Vec<u8>), ProtoError> {
+    let mut msg = Message::from_vec(bytes)?;
+    if let Some(e) = edns {
+        msg.edns = Some(e.clone());
+    }
+    emit_within(&msg, max_size)
+}
+
+/// Encode `msg` in at most `max_size` bytes, whole records only. The answer and
+/// authority sections end at the first record that does not fit, with TC set; additional
+/// records that do not fit are left out without TC (RFC 2181 §9). Room is kept for the
+/// OPT record, which an EDNS client gets in every answer (RFC 6891 §6.1.1). Owner names
+/// equal to the question's are a pointer to it, so a 64 KB answer that came compressed
+/// over TCP fits again (hickory compresses only the first 120 names of a message).
+pub fn emit_within(msg: &Message, max_size: u16) -> Result<(Header, Vec<u8>), ProtoError> {
+    let opt = msg.edns.as_ref().map(|e| {
+        let mut e = e.clone();
+        e.set_rcode_high(msg.metadata.response_code.high());
+        Record::from(&e)
+    });
+    let mut opt_bytes = Vec::new();
+    if let Some(r) = &opt {
+        r.emit(&mut BinEncoder::new(&mut opt_bytes))?;
+    }
+    let opt_len = u16::try_from(opt_bytes.len()).unwrap_or(u16::MAX);
+    let qname = msg
+        .queries
+        .first()
+        .map(|q| q.name())
+        .filter(|n| !n.is_root());
+
+    let mut out = Vec::with_capacity(usize::from(max_size).min(4096));
     let mut encoder = BinEncoder::new(&mut out);
+    encoder.set_max_size(max_size.saturating_sub(opt_len));
+    let place = encoder.place::<Header>()?;
+    let queries = encoder.emit_all(msg.queries.iter())?;
+    let mut truncated = msg.metadata.truncation;
+    let mut counts = [0u16; 3];
+    let sections = [&msg.answers, &msg.authorities, &msg.additionals];
+    for (i, records) in sections.into_iter().enumerate() {
+        let records: Vec<Owned<'_>> = records.iter().map(|r| Owned(r, qname)).collect();
+        let (n, cut) = match encoder.emit_all(records.iter()) {
+            Ok(n) => (n, false),
+            Err(ProtoError::NotAllRecordsWritten { count, .. }) => (count, true),
+            Err(e) => return Err(e),
+        };
+        counts[i] = u16::try_from(n).map_err(|_| ProtoError::Message("too many records"))?;
+        if cut {
+            // RFC 2181 §9: TC only when the answer or authority section is incomplete.
+            truncated |= i < 2;
+            break;
+        }
+    }
     encoder.set_max_size(max_size);
-    msg.emit(&mut encoder)?;
-    let header = Header::read(&mut hickory_proto::serialize::binary::BinDecoder::new(&out))?;
-    Ok((ResponseInfo::from(header), out))
+    if !opt_bytes.is_empty() {
+        encoder.emit_vec(&opt_bytes)?;
+        counts[2] += 1;
+    }
+    let mut metadata = msg.metadata;
+    metadata.truncation = truncated;
+    let header = Header {
+        metadata,
+        counts: HeaderCounts {
+            queries: u16::try_from(queries).map_err(|_| ProtoError::Message("too many queries"))?,
+            answers: counts[0],
+            authorities: counts[1],
+            additionals: counts[2],
+        },
+    };
+    place.replace(&mut encoder, header)?;
+    let end = encoder.offset();
+    out.truncate(end);
+    Ok((header, out))
+}
+
+/// A record whose owner, when it is the question's name, is written as a pointer to
+/// the question (offset 12).
+struct Owned<'r>(&'r Record, Option<&'r Name>);
+
+impl BinEncodable for Owned<'_> {
+    fn emit(&self, encoder: &mut BinEncoder<'_>) -> Result<(), ProtoError> {
+        let Owned(r, qname) = self;
+        match qname {
+            Some(q) if r.name.eq_ignore_root(q) => encoder.emit_u16(0xc000 | 12)?,
+            _ => r.name.emit(encoder)?,
+        }
+        r.record_type().emit(encoder)?;
+        r.dns_class.emit(encoder)?;
+        encoder.emit_u32(r.ttl)?;
+        let place = encoder.place::<u16>()?;
+        if !matches!(r.data, RData::Update0(_)) {
+            r.data.emit(encoder)?;
+        }
+        let len = encoder.len_since_place(&place);
+        place.replace(encoder, u16::try_from(len).unwrap_or(u16::MAX))
+    }
+}
+
+/// The answer to `request` from `reply`, encoded in at most `max_size` bytes.
+pub async fn encode(
+    request: &hickory_server::server::Request,
+    reply: &Reply,
+    max_size: u16,
+) -> Option<Vec<u8>> {
+    let capture = Capture::new(max_size);
+    send(request, reply, capture.clone()).await;
+    if !capture.lost() {
+        return capture.take();
+    }
+    // Over 65535 bytes with names uncompressed: encode again from the records themselves.
+    match emit_within(&message(request, reply), max_size) {
+        Ok((_, bytes)) => Some(bytes),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot encode a large answer; sent it truncated");
+            capture.take()
+        }
+    }
+}
+
+/// The answer [`send`] builds, as a [`Message`] (keep the two in step).
+fn message(request: &hickory_server::server::Request, reply: &Reply) -> Message {
+    let mut msg = Message::new(
+        request.metadata.id,
+        hickory_proto::op::MessageType::Response,
+        request.metadata.op_code,
+    );
+    // The same header, sections and OPT as `send` builds.
+    let dnssec_ok = request.edns.as_ref().is_some_and(|e| e.flags().dnssec_ok);
+    msg.metadata = metadata(&request.metadata, reply.rcode);
+    msg.metadata.authentic_data =
+        authentic(reply.authentic, dnssec_ok, request.metadata.authentic_data);
+    msg.queries = request
+        .queries
+        .queries()
+        .iter()
+        .map(|q| q.original().clone())
+        .collect();
+    msg.answers = reply.answers.clone();
+    msg.authorities = reply.authorities.clone();
+    msg.additionals = reply.additionals.clone();
+    msg.edns = request.edns.as_ref().map(|_| reply.edns(dnssec_ok));
+    msg
 }
 
 /// Replace `bytes` with a bare SERVFAIL header for an answer we could not encode.

@@ -24,6 +24,10 @@ use tokio_util::sync::CancellationToken;
 pub enum Behaviour {
     /// These records (any type asked gets the records whose type matches, CNAMEs always).
     Records(Vec<Record>),
+    /// Like `Records`, every owner written as a pointer to the question, as real servers
+    /// compress (hickory compresses only a message's first 120 names): a 64 KB answer
+    /// then fits one TCP message.
+    Compact(Vec<Record>),
     NxDomain {
         soa: bool,
     },
@@ -293,6 +297,7 @@ async fn answer(
         e.set_max_payload(1232);
         resp.set_edns(e);
     }
+    let mut compact = Vec::new();
     let default = |resp: &mut Message| match q.query_type() {
         RecordType::A => {
             resp.add_answer(Record::from_rdata(
@@ -366,8 +371,17 @@ async fn answer(
                 }
             }
         }
+        Some(Behaviour::Compact(records)) => {
+            compact = records
+                .into_iter()
+                .filter(|r| r.record_type() == q.query_type())
+                .collect();
+        }
     }
-    let bytes = resp.to_vec().ok()?;
+    let mut bytes = resp.to_vec().ok()?;
+    if !compact.is_empty() {
+        bytes = with_compact_answers(bytes, req.edns.is_some(), &compact);
+    }
     let max = if udp {
         req.max_payload().max(512) as usize
     } else {
@@ -381,6 +395,30 @@ async fn answer(
         return tc.to_vec().ok();
     }
     Some(bytes)
+}
+
+/// `bytes` (an answer without records, its OPT record last when `edns`) with `records`
+/// in the answer section, each owner a pointer to the question.
+fn with_compact_answers(bytes: Vec<u8>, edns: bool, records: &[Record]) -> Vec<u8> {
+    use hickory_proto::serialize::binary::{BinEncodable, BinEncoder, NameEncoding};
+    let opt_at = bytes.len() - if edns { 11 } else { 0 };
+    let mut out = bytes[..opt_at].to_vec();
+    for r in records {
+        let mut tmp = Vec::new();
+        let mut enc = BinEncoder::new(&mut tmp);
+        enc.set_name_encoding(NameEncoding::Uncompressed);
+        r.name.emit(&mut enc).unwrap();
+        let owner_len = tmp.len();
+        tmp.clear();
+        let mut enc = BinEncoder::new(&mut tmp);
+        enc.set_name_encoding(NameEncoding::Uncompressed);
+        r.emit(&mut enc).unwrap();
+        out.extend_from_slice(&[0xc0, 12]);
+        out.extend_from_slice(&tmp[owner_len..]);
+    }
+    out.extend_from_slice(&bytes[opt_at..]);
+    out[6..8].copy_from_slice(&(records.len() as u16).to_be_bytes());
+    out
 }
 
 /// A config for tests: listens on 127.0.0.1 port 0, forwards to `upstream` only.
