@@ -350,10 +350,13 @@ fn retention_deletes_old_rows() {
         rollup_retention_days: 0,
         ..cfg.clone()
     });
-    let old = now - 100 * 86400;
+    // Noon (UTC) of a day 100 days back, and the old hits within the hour before it: one
+    // day in every time zone, whatever the time of day the test runs at (it used to
+    // spread 12,000 hits over 3.3 hours back from now and failed after midnight).
+    let old = (now - 100 * 86400).div_euclid(86400) * 86400 + 43_200;
     let ancient = now - 400 * 86400;
     for i in 0..12_000 {
-        logger.hit(hit(old - i, &tv(), "old.facebook.com"));
+        logger.hit(hit(old - i % 3600, &tv(), "old.facebook.com"));
     }
     logger.hit(hit(ancient, &tv(), "ancient.facebook.com"));
     logger.hit(hit(now, &tv(), "new.facebook.com"));
