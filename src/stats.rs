@@ -40,6 +40,8 @@ counters! {
     tcp_rejected: "TCP connections closed at once: too many open.",
     malformed: "Packets that were not a DNS query (dropped or FORMERR).",
     events_dropped: "Hit events lost because the log writer fell behind or the disk failed.",
+    dnstap_frames: "dnstap frames written to the collector.",
+    dnstap_dropped: "dnstap messages dropped: queue full or no collector connected.",
 }
 
 impl Stats {
