@@ -12,6 +12,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::cache::CacheConfig;
 use crate::clients::{ClientsConfig, DeviceConfig};
+use crate::export::ExportConfig;
 use crate::filter::FilterConfig;
 use crate::metrics::MetricsConfig;
 use crate::policy::{CategoryActions, GroupsConfig};
@@ -43,6 +44,8 @@ pub struct Config {
     pub remote: RemoteConfig,
     /// The optional Prometheus endpoint.
     pub metrics: MetricsConfig,
+    /// `[export]`: the optional dnstap output.
+    pub export: ExportConfig,
     /// `[report]`: weekly report defaults and delivery.
     pub report: ReportConfig,
     /// `[[devices]]`: named devices, how to recognise them, their groups. The arrays of
