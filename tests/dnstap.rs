@@ -110,15 +110,12 @@ fn decode(file: &Path) -> Vec<Msg> {
                 .find_map(|l| l.trim_start().strip_prefix(key))
                 .map(|v| v.trim().trim_matches('"').to_string())
         };
-        let kind = field("type: ")
-            .filter(|t| t.starts_with("CLIENT_"))
-            .unwrap_or_else(|| {
-                doc.lines()
-                    .filter_map(|l| l.trim_start().strip_prefix("type: "))
-                    .last()
-                    .unwrap_or("")
-                    .to_string()
-            });
+        let kind = doc
+            .lines()
+            .filter_map(|l| l.trim_start().strip_prefix("type: "))
+            .find(|t| t.starts_with("CLIENT_"))
+            .unwrap_or_default()
+            .to_string();
         // The question section: ";NAME. IN TYPE" in the decoded DNS message.
         let name = doc
             .lines()
