@@ -14,6 +14,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::cache::CacheConfig;
 use crate::clients::{ClientsConfig, DeviceConfig};
+use crate::export::ExportConfig;
 use crate::filter::FilterConfig;
 use crate::metrics::MetricsConfig;
 use crate::policy::{CategoryActions, GroupsConfig};
@@ -47,6 +48,8 @@ pub struct Config {
     pub remote: RemoteConfig,
     /// The optional Prometheus endpoint.
     pub metrics: MetricsConfig,
+    /// `[export]`: the optional dnstap output.
+    pub export: ExportConfig,
     /// `[report]`: weekly report defaults and delivery.
     pub report: ReportConfig,
     /// `[tls]`: the private CA every TLS client trusts (upstreams, lists, webhook, SMTP).

@@ -1,6 +1,7 @@
 //! Optional Prometheus endpoint (`[metrics] listen`): the server's counters, blocks by
-//! category, upstream and database-write latency, served as OpenMetrics text on
-//! `GET /metrics` by a minimal HTTP/1.1 responder. Off when `listen` is absent or empty.
+//! category, upstream and database-write latency, served on `GET /metrics` by a minimal
+//! HTTP/1.1 responder, as the classic text format 0.0.4 unless the scraper's `Accept`
+//! asks for OpenMetrics. Off when `listen` is absent or empty.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -93,6 +94,14 @@ const STAT_COUNTERS: &[(&str, &str)] = &[
         "events_dropped",
         "Hit events lost because the hit log queue was full (the writer behind, or the disk failing longer than the queue lasts)",
     ),
+    (
+        "dnstap_frames",
+        "dnstap frames written to the collector ([export] dnstap)",
+    ),
+    (
+        "dnstap_dropped",
+        "dnstap messages dropped: queue full or no collector connected",
+    ),
 ];
 
 fn stat_value(s: &stats::Snapshot, name: &str) -> u64 {
@@ -111,6 +120,8 @@ fn stat_value(s: &stats::Snapshot, name: &str) -> u64 {
         "tcp_unread" => s.tcp_unread,
         "malformed" => s.malformed,
         "events_dropped" => s.events_dropped,
+        "dnstap_frames" => s.dnstap_frames,
+        "dnstap_dropped" => s.dnstap_dropped,
         _ => 0,
     }
 }
@@ -210,8 +221,8 @@ impl Metrics {
         self.db_write.observe(d.as_secs_f64());
     }
 
-    /// The OpenMetrics text, with the server's counters as of `snapshot`.
-    pub fn render(&self, snapshot: &stats::Snapshot) -> String {
+    /// The metrics text in `format`, with the server's counters as of `snapshot`.
+    pub fn render(&self, snapshot: &stats::Snapshot, format: Format) -> String {
         for (name, c) in &self.stats {
             c.inner()
                 .store(stat_value(snapshot, name), Ordering::Relaxed);
@@ -220,8 +231,98 @@ impl Metrics {
         if let Err(e) = encode(&mut out, &self.registry) {
             tracing::warn!("cannot encode metrics: {e}");
         }
-        out
+        match format {
+            Format::OpenMetrics => out,
+            Format::Text004 => to_text_004(&out),
+        }
     }
+}
+
+/// The two exposition formats `/metrics` speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// `text/plain; version=0.0.4`: what every Prometheus-compatible scraper reads.
+    Text004,
+    /// `application/openmetrics-text; version=1.0.0`, for scrapers that ask for it.
+    OpenMetrics,
+}
+
+impl Format {
+    /// OpenMetrics when `accept` (an `Accept` header value) prefers it over plain text;
+    /// the classic format otherwise, and when there is no header.
+    pub fn negotiate(accept: Option<&str>) -> Format {
+        let (mut om, mut text) = (0.0f32, 0.0f32);
+        for item in accept.unwrap_or("").split(',') {
+            let mut parts = item.split(';').map(str::trim);
+            let media = parts.next().unwrap_or("").to_ascii_lowercase();
+            let q = parts
+                .filter_map(|p| p.strip_prefix("q="))
+                .find_map(|q| q.parse::<f32>().ok())
+                .unwrap_or(1.0);
+            match media.as_str() {
+                "application/openmetrics-text" => om = om.max(q),
+                "text/plain" | "text/*" | "*/*" => text = text.max(q),
+                _ => {}
+            }
+        }
+        if om > 0.0 && om >= text {
+            Format::OpenMetrics
+        } else {
+            Format::Text004
+        }
+    }
+
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::Text004 => "text/plain; version=0.0.4; charset=utf-8",
+            Format::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        }
+    }
+}
+
+/// OpenMetrics text (as `prometheus-client` writes it) as the 0.0.4 text format: a
+/// counter's HELP and TYPE name its `_total` sample (OpenMetrics names the family
+/// without the suffix, which 0.0.4 parsers take as a metric with no samples and a
+/// sample with no help), and the `# UNIT` and `# EOF` lines, which 0.0.4 lacks, go.
+fn to_text_004(om: &str) -> String {
+    let mut counters: Vec<&str> = Vec::new();
+    for line in om.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ")
+            && let Some(name) = rest.strip_suffix(" counter")
+        {
+            counters.push(name);
+        }
+    }
+    let mut out = String::with_capacity(om.len() + 16 * counters.len());
+    for line in om.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let meta = ["# HELP ", "# TYPE "]
+            .into_iter()
+            .find_map(|p| line.strip_prefix(p).map(|rest| (p, rest)));
+        if let Some((prefix, rest)) = meta {
+            let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+            if counters.contains(&name) && !name.ends_with("_total") {
+                out.push_str(prefix);
+                out.push_str(name);
+                out.push_str("_total ");
+                out.push_str(tail);
+                out.push('\n');
+                continue;
+            }
+        }
+        // A counter's `_created` sample is OpenMetrics only.
+        if counters.iter().any(|c| {
+            line.strip_prefix(c)
+                .is_some_and(|r| r.starts_with("_created"))
+        }) {
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
 }
 
 /// Bind `addr` for the endpoint (before the server reports ready).
@@ -257,7 +358,7 @@ pub async fn serve<F>(
         tokio::spawn(async move {
             let reply = async {
                 let req = read_head(stream).await?;
-                respond(req, |req| route(req, || metrics.render(&snapshot()))).await
+                respond(req, |req| route(req, |f| metrics.render(&snapshot(), f))).await
             };
             if let Ok(Err(e)) = tokio::time::timeout(Duration::from_secs(5), reply).await {
                 tracing::debug!("metrics request: {e}");
@@ -300,19 +401,28 @@ where
     stream.shutdown().await
 }
 
+/// The value of header `name` (case-insensitive) in a request head.
+fn header<'h>(head: &'h str, name: &str) -> Option<&'h str> {
+    head.lines().skip(1).find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.trim().eq_ignore_ascii_case(name).then_some(v.trim())
+    })
+}
+
 /// Status, reason, content type and body for a request head.
-fn route(head: &str, render: impl FnOnce() -> String) -> (u16, &'static str, &'static str, String) {
+fn route(
+    head: &str,
+    render: impl FnOnce(Format) -> String,
+) -> (u16, &'static str, &'static str, String) {
     const TEXT: &str = "text/plain; charset=utf-8";
     let mut parts = head.lines().next().unwrap_or("").split_whitespace();
     let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
     let path = target.split('?').next().unwrap_or("");
     match (method, path) {
-        ("GET" | "HEAD", "/metrics") => (
-            200,
-            "OK",
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            render(),
-        ),
+        ("GET" | "HEAD", "/metrics") => {
+            let format = Format::negotiate(header(head, "accept"));
+            (200, "OK", format.content_type(), render(format))
+        }
         ("GET" | "HEAD", _) => (404, "Not Found", TEXT, "not found; try /metrics\n".into()),
         ("", _) => (400, "Bad Request", TEXT, "bad request\n".into()),
         _ => (405, "Method Not Allowed", TEXT, "only GET\n".into()),
@@ -346,7 +456,7 @@ mod tests {
             cache_hits: 2,
             ..Default::default()
         };
-        let text = m.render(&snap);
+        let text = m.render(&snap, Format::OpenMetrics);
         assert!(text.contains("metaguard_queries_total 7"), "{text}");
         assert!(text.contains("metaguard_cache_hits_total 2"), "{text}");
         assert!(
@@ -362,14 +472,60 @@ mod tests {
             "{text}"
         );
         assert!(text.ends_with("# EOF\n"), "{text}");
+        let classic = m.render(&snap, Format::Text004);
+        assert!(
+            classic.contains("# HELP metaguard_queries_total Queries"),
+            "{classic}"
+        );
+        assert!(
+            classic.contains("# TYPE metaguard_queries_total counter"),
+            "{classic}"
+        );
+        assert!(
+            classic.contains("# TYPE metaguard_upstream_latency_seconds histogram"),
+            "{classic}"
+        );
+        assert!(!classic.contains("# EOF"), "{classic}");
+    }
+
+    #[test]
+    fn accept_picks_the_format() {
+        use Format::*;
+        assert_eq!(Format::negotiate(None), Text004);
+        assert_eq!(Format::negotiate(Some("*/*")), Text004);
+        assert_eq!(Format::negotiate(Some("text/plain;version=0.0.4")), Text004);
+        assert_eq!(
+            Format::negotiate(Some("application/openmetrics-text;version=1.0.0")),
+            OpenMetrics
+        );
+        // What Prometheus 2.x and 3.x send.
+        let prom = "application/openmetrics-text;version=1.0.0;q=0.5,\
+            application/openmetrics-text;version=0.0.1;q=0.4,text/plain;version=0.0.4;q=0.3,*/*;q=0.2";
+        assert_eq!(Format::negotiate(Some(prom)), OpenMetrics);
+        assert_eq!(
+            Format::negotiate(Some("text/plain;q=0.9,application/openmetrics-text;q=0.1")),
+            Text004
+        );
+        assert_eq!(
+            Format::negotiate(Some("application/openmetrics-text;q=0")),
+            Text004
+        );
     }
 
     #[test]
     fn routes() {
-        assert_eq!(route("GET /metrics HTTP/1.1\r\n", || "x".into()).0, 200);
-        assert_eq!(route("GET /metrics?x=1 HTTP/1.1\r\n", || "x".into()).0, 200);
-        assert_eq!(route("GET / HTTP/1.1\r\n", || "x".into()).0, 404);
-        assert_eq!(route("POST /metrics HTTP/1.1\r\n", || "x".into()).0, 405);
-        assert_eq!(route("", || "x".into()).0, 400);
+        let x = |_| "x".to_string();
+        assert_eq!(route("GET /metrics HTTP/1.1\r\n", x).0, 200);
+        assert_eq!(route("GET /metrics?x=1 HTTP/1.1\r\n", x).0, 200);
+        assert_eq!(route("GET / HTTP/1.1\r\n", x).0, 404);
+        assert_eq!(route("POST /metrics HTTP/1.1\r\n", x).0, 405);
+        assert_eq!(route("", x).0, 400);
+        let om = "GET /metrics HTTP/1.1\r\nHost: x\r\nACCEPT: application/openmetrics-text\r\n";
+        assert!(route(om, x).2.starts_with("application/openmetrics-text"));
+        assert!(
+            route("GET /metrics HTTP/1.1\r\n", x)
+                .2
+                .contains("version=0.0.4")
+        );
     }
 }

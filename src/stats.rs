@@ -41,6 +41,8 @@ counters! {
     tcp_unread: "TCP connections closed because their answers were not read in time.",
     malformed: "Packets that were not a DNS query (dropped or FORMERR).",
     events_dropped: "Hit events lost because the hit log queue was full (the writer behind, or the disk failing longer than the queue lasts).",
+    dnstap_frames: "dnstap frames written to the collector.",
+    dnstap_dropped: "dnstap messages dropped: queue full or no collector connected.",
 }
 
 impl Stats {

@@ -125,6 +125,11 @@ impl<'a> Query<'a> {
     }
 
     /// The largest answer the client takes over UDP.
+    /// The query's ID.
+    pub fn id(&self) -> u16 {
+        u16::from_be_bytes([self.packet[0], self.packet[1]])
+    }
+
     pub fn max_udp(&self) -> usize {
         usize::from(udp_limit(self.edns))
     }

@@ -1,9 +1,8 @@
-//! Running as a service: the systemd notify protocol through the real binary, and the
-//! Prometheus endpoint of a server started in the test on 127.0.0.1.
+//! Running as a service: the systemd notify protocol through the real binary (the
+//! Prometheus endpoint is tested in tests/metrics.rs).
 
 mod support;
 
-use std::io::{Read, Write};
 use std::os::unix::net::UnixDatagram;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -126,66 +125,6 @@ async fn notifies_systemd_ready_watchdog_reload_and_stopping() {
     .unwrap();
     let status = child.0.wait().unwrap();
     assert!(status.success(), "{status:?} after {seen:?}");
-}
-
-fn http_get(addr: std::net::SocketAddr, path: &str) -> (String, String) {
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).unwrap();
-    let (head, body) = resp.split_once("\r\n\r\n").unwrap();
-    (head.to_string(), body.to_string())
-}
-
-#[tokio::test]
-async fn metrics_endpoint_serves_counters_categories_and_latency() {
-    let up = Upstream::start().await;
-    let mut cfg = config(&up);
-    cfg.metrics.listen = Some("127.0.0.1:0".parse().unwrap());
-    let srv = serve(cfg).await;
-    let addr = srv.addrs()[0];
-    udp(addr, "connect.facebook.net.", RecordType::A, Q::default()).await;
-    udp(addr, "www.example.com.", RecordType::A, Q::default()).await;
-    udp(addr, "www.example.com.", RecordType::A, Q::default()).await;
-    assert!(srv.flush_log().await);
-    let maddr = srv.metrics_addr().expect("metrics listening");
-    let (head, body) = tokio::task::spawn_blocking(move || http_get(maddr, "/metrics"))
-        .await
-        .unwrap();
-    assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
-    assert!(head.contains("application/openmetrics-text"), "{head}");
-    for want in [
-        "metaguard_queries_total 3",
-        "metaguard_blocked_total 1",
-        "metaguard_cache_hits_total 1",
-        "metaguard_events_dropped_total 0",
-        "metaguard_blocked_by_category_total{category=\"pixel\"} 1",
-        "metaguard_upstream_latency_seconds_count 1",
-    ] {
-        assert!(body.contains(want), "missing {want:?} in\n{body}");
-    }
-    assert!(
-        body.contains("metaguard_db_write_latency_seconds_count"),
-        "{body}"
-    );
-    assert!(
-        !body.contains("metaguard_db_write_latency_seconds_count 0\n"),
-        "{body}"
-    );
-    let (head, _) = tokio::task::spawn_blocking(move || http_get(maddr, "/"))
-        .await
-        .unwrap();
-    assert!(head.starts_with("HTTP/1.1 404"), "{head}");
-    srv.stop().await;
-}
-
-#[tokio::test]
-async fn metrics_off_by_default() {
-    let up = Upstream::start().await;
-    let srv = serve(config(&up)).await;
-    assert_eq!(srv.metrics_addr(), None);
-    srv.stop().await;
 }
 
 /// On a host without IPv6 (a Pi with IPv6 turned off, a router built without it) the

@@ -15,6 +15,7 @@ use super::Snapshot;
 use super::response::{self, EDE_NO_REACHABLE_AUTHORITY, EDE_NOT_SUPPORTED, Reply};
 use crate::cache::{Cache, DnssecBits};
 use crate::clients::Identity;
+use crate::export::{self, Export};
 use crate::filter::{Verdict, name_key};
 use crate::metrics::Metrics;
 use crate::policy::Action;
@@ -29,6 +30,7 @@ pub struct Handler {
     pub(super) stats: Arc<Stats>,
     pub(super) logger: Logger,
     pub(super) metrics: Arc<Metrics>,
+    pub(super) export: Export,
 }
 
 /// What a query matched, for the hit log.
@@ -80,18 +82,21 @@ impl Handler {
             checking_disabled: req.metadata.checking_disabled,
         };
         let (reply, hit, from) = self.answer(snap, query, &name, actions, bits).await;
-        self.record(snap, &device, &name, query.query_type(), hit, from);
+        let (qtype, id) = (query.query_type(), req.metadata.id);
+        self.record(snap, &device, &name, qtype, id, hit, from);
         reply
     }
 
     /// Count the query in the hourly totals, log its rule match and, when asked for,
-    /// the query itself.
+    /// the query itself; hand it to the dnstap export.
+    #[allow(clippy::too_many_arguments)]
     fn record(
         &self,
         snap: &Snapshot,
         device: &Identity,
         name: &str,
         qtype: RecordType,
+        id: u16,
         hit: Option<Hit>,
         from: AnsweredFrom,
     ) {
@@ -99,8 +104,22 @@ impl Handler {
         self.logger.query(&device.key, hit.is_some(), blocked);
         self.log_query(device, name, qtype, from);
         tracing::debug!(client = %device.addr, device = %device.key, %name, %qtype, ?from, blocked, "query");
-        if let Some(hit) = hit {
-            self.log_hit(snap, device, name, qtype, hit);
+        let client = export::Client {
+            addr: device.addr,
+            device: &device.key,
+            device_name: device.name.as_ref(),
+        };
+        match hit {
+            Some(hit) => {
+                if let Some(e) = self.log_hit(snap, device, name, qtype, hit) {
+                    let (cat, rule) = (&e.category, e.rule.as_deref());
+                    let q = u16::from(qtype);
+                    self.export
+                        .hit(client, name, q, id, from, cat, e.action, rule);
+                    self.logger.hit(e);
+                }
+            }
+            None => self.export.query(client, name, u16::from(qtype), id, from),
         }
     }
 
@@ -131,7 +150,8 @@ impl Handler {
             Stats::inc(&self.stats.blocked);
             self.metrics.blocked(category);
             let hit = Hit::of(verdict, name);
-            self.record(snap, &device, name, qtype, Some(hit), AnsweredFrom::Blocked);
+            let from = AnsweredFrom::Blocked;
+            self.record(snap, &device, name, qtype, q.id(), Some(hit), from);
             return true;
         }
         let Some(cached) = self.cache.lookup(name, qtype, q.dnssec_bits()) else {
@@ -163,7 +183,7 @@ impl Handler {
             Stats::inc(&self.stats.logged);
             Hit::of(verdict, name)
         });
-        self.record(snap, &device, name, qtype, hit, AnsweredFrom::Cache);
+        self.record(snap, &device, name, qtype, q.id(), hit, AnsweredFrom::Cache);
         true
     }
 
@@ -298,13 +318,17 @@ impl Handler {
         });
     }
 
-    fn log_hit(&self, snap: &Snapshot, device: &Identity, name: &str, qtype: RecordType, hit: Hit) {
-        let Some(m) = hit.verdict.matched.as_ref() else {
-            return;
-        };
-        let Some(action) = hit.verdict.action else {
-            return;
-        };
+    /// The hit-log event of a rule match (`None` when nothing matched after all).
+    fn log_hit(
+        &self,
+        snap: &Snapshot,
+        device: &Identity,
+        name: &str,
+        qtype: RecordType,
+        hit: Hit,
+    ) -> Option<HitEvent> {
+        let m = hit.verdict.matched.as_ref()?;
+        let action = hit.verdict.action?;
         let event = HitEvent {
             ts: unix_now(),
             device: device_info(device),
@@ -315,7 +339,7 @@ impl Handler {
             rule: hit.verdict.rule_text(&hit.matched),
             cname_origin: hit.from_cname.then_some(hit.matched),
         };
-        self.logger.hit(event);
+        Some(event)
     }
 
     fn blocked(

@@ -449,6 +449,11 @@ impl Running {
         self.shared.refresh_clients(&snap.clients);
         self.shared.handler.state.store(snap.clone());
         self.shared.handler.cache.clear();
+        let export = &snap.config.export;
+        self.shared
+            .handler
+            .export
+            .configure(export, snap.config.filter.block_response);
         // Only now: whoever reads this line may rely on the new lists being in force.
         snap.log_loaded("reloaded:");
         Ok(())
@@ -466,6 +471,11 @@ impl Running {
             tracing::warn!("shutdown: some queries were still in flight and were dropped");
         }
         // Every answered query has handed its event over; write them all.
+        self.shared
+            .handler
+            .export
+            .stop(Duration::from_secs(2))
+            .await;
         let status = self.shared.status_json(self.started, self.started_unix);
         self.shared.handler.logger.status(status);
         if let Some(w) = self.writer.take() {
@@ -580,6 +590,7 @@ pub async fn start(config: Config) -> Result<Running, ServeError> {
             stats: stats.clone(),
             logger,
             metrics: Arc::new(Metrics::new()),
+            export: crate::export::Export::new(stats.clone()),
         },
         stats,
         refresher: std::sync::Mutex::new(shutdown.child_token()),
@@ -588,6 +599,11 @@ pub async fn start(config: Config) -> Result<Running, ServeError> {
         tracker: TaskTracker::new(),
     });
     shared.refresh_clients(&clients);
+    {
+        let snap = shared.handler.state.load();
+        let block = snap.config.filter.block_response;
+        shared.handler.export.configure(&snap.config.export, block);
+    }
     {
         let m = shared.handler.metrics.clone();
         shared

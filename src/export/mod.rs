@@ -1,0 +1,243 @@
+//! `[export]`: the dnstap output. The query path hands a fixed-size [`Event`] to a
+//! bounded queue (never waiting: a full queue drops the event and counts it); one task
+//! turns events into dnstap CLIENT_QUERY / CLIENT_RESPONSE frames on a Frame Streams
+//! connection to a collector (fstrm_capture, Vector, DNS-collector), and reconnects with
+//! backoff when the collector goes away. A reload with another `[export]` section
+//! starts a new output and ends the old one.
+
+mod config;
+mod dnstap;
+mod fstrm;
+mod writer;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::SystemTime;
+
+use arc_swap::ArcSwapOption;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+pub use config::{ClientAddress, Endpoint, ExportConfig, Messages};
+
+use crate::filter::BlockResponse;
+use crate::policy::Action;
+use crate::stats::Stats;
+use crate::store::AnsweredFrom;
+
+/// The longest name in presentation form without the final dot (RFC 1035: 253).
+const NAME_MAX: usize = 253;
+
+/// A query name held inline, so an event costs no allocation.
+#[derive(Clone, Copy)]
+pub struct NameBuf {
+    len: u8,
+    bytes: [u8; NAME_MAX],
+}
+
+impl NameBuf {
+    /// `name` (a name key: lower case, no final dot), cut at [`NAME_MAX`] bytes.
+    fn new(name: &str) -> NameBuf {
+        let n = name.len().min(NAME_MAX);
+        let mut bytes = [0u8; NAME_MAX];
+        bytes[..n].copy_from_slice(&name.as_bytes()[..n]);
+        NameBuf {
+            len: n as u8,
+            bytes,
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.bytes[..self.len as usize]).unwrap_or("")
+    }
+}
+
+/// What a rule match adds to an event (hits only).
+pub struct HitInfo {
+    pub category: Box<str>,
+    pub action: Action,
+    pub rule: Option<Box<str>>,
+}
+
+/// The client side of an answered query: who asked and what they were told.
+#[derive(Clone, Copy)]
+pub struct Client<'a> {
+    pub addr: IpAddr,
+    pub device: &'a Arc<str>,
+    pub device_name: Option<&'a Arc<str>>,
+}
+
+/// One answered query, as the export task turns it into two dnstap messages.
+pub struct Event {
+    time: SystemTime,
+    addr: IpAddr,
+    id: u16,
+    qtype: u16,
+    /// The answer's RCODE as far as the event tells it (blocked, failed, or NOERROR).
+    rcode: u8,
+    name: NameBuf,
+    device: Arc<str>,
+    device_name: Option<Arc<str>>,
+    hit: Option<Box<HitInfo>>,
+}
+
+/// The running output, swapped whole on reload.
+struct Sink {
+    config: ExportConfig,
+    tx: mpsc::Sender<Event>,
+    /// Ends the task: set when this sink is replaced or the server stops.
+    stop: CancellationToken,
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+/// The handle the query path emits into. Off (one atomic load per query) when
+/// `[export] dnstap` is not set.
+pub struct Export {
+    sink: ArcSwapOption<Sink>,
+    stats: Arc<Stats>,
+    /// Drawn once per process: the key of `client_address = "hash"`.
+    hash_key: (u64, u64),
+    /// The RCODE of a blocked answer (`[filter] block_response`).
+    blocked_rcode: AtomicU8,
+    tasks: tokio_util::task::TaskTracker,
+}
+
+impl Export {
+    pub fn new(stats: Arc<Stats>) -> Export {
+        Export {
+            sink: ArcSwapOption::empty(),
+            stats,
+            hash_key: (rand::random(), rand::random()),
+            blocked_rcode: AtomicU8::new(0),
+            tasks: tokio_util::task::TaskTracker::new(),
+        }
+    }
+
+    /// Follow `config`: start the output, replace it when the section changed, or stop
+    /// it. `block` tells the RCODE of blocked answers. Must run inside the tokio runtime.
+    pub fn configure(&self, config: &ExportConfig, block: BlockResponse) {
+        let rcode = match block {
+            BlockResponse::Null => 0,
+            BlockResponse::Nxdomain => 3,
+            BlockResponse::Refused => 5,
+        };
+        self.blocked_rcode.store(rcode, Ordering::Relaxed);
+        let current = self.sink.load();
+        let have = current.as_ref().map(|s| &s.config);
+        if have == config.dnstap.as_ref().map(|_| config) {
+            return;
+        }
+        let Some(endpoint) = config.dnstap.clone() else {
+            if current.is_some() {
+                tracing::info!("dnstap output off");
+            }
+            self.sink.store(None);
+            return;
+        };
+        let (tx, rx) = mpsc::channel(config.dnstap_queue.max(1));
+        let stop = CancellationToken::new();
+        let out = writer::Output {
+            endpoint,
+            identity: config.dnstap_identity.clone(),
+            privacy: config.dnstap_client_address,
+            hash_key: self.hash_key,
+            stats: self.stats.clone(),
+        };
+        tracing::info!("dnstap output to {}", out.endpoint);
+        self.tasks.spawn(writer::run(out, rx, stop.clone()));
+        self.sink.store(Some(Arc::new(Sink {
+            config: config.clone(),
+            tx,
+            stop,
+        })));
+    }
+
+    /// Stop the output and wait (at most `limit`) for the task to write what is queued.
+    pub async fn stop(&self, limit: std::time::Duration) {
+        self.sink.store(None);
+        self.tasks.close();
+        let _ = tokio::time::timeout(limit, self.tasks.wait()).await;
+    }
+
+    /// A query that matched no rule: exported when `dnstap_messages = "all"`.
+    pub fn query(&self, client: Client<'_>, name: &str, qtype: u16, id: u16, from: AnsweredFrom) {
+        let guard = self.sink.load();
+        let Some(sink) = guard.as_ref() else { return };
+        if sink.config.dnstap_messages != Messages::All {
+            return;
+        }
+        self.send(sink, client, name, qtype, id, from, None);
+    }
+
+    /// A query a rule matched (always exported while the output is on).
+    #[allow(clippy::too_many_arguments)]
+    pub fn hit(
+        &self,
+        client: Client<'_>,
+        name: &str,
+        qtype: u16,
+        id: u16,
+        from: AnsweredFrom,
+        category: &str,
+        action: Action,
+        rule: Option<&str>,
+    ) {
+        let guard = self.sink.load();
+        let Some(sink) = guard.as_ref() else { return };
+        let hit = Box::new(HitInfo {
+            category: category.into(),
+            action,
+            rule: rule.map(Into::into),
+        });
+        self.send(sink, client, name, qtype, id, from, Some(hit));
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn send(
+        &self,
+        sink: &Sink,
+        client: Client<'_>,
+        name: &str,
+        qtype: u16,
+        id: u16,
+        from: AnsweredFrom,
+        hit: Option<Box<HitInfo>>,
+    ) {
+        let event = Event {
+            time: SystemTime::now(),
+            addr: client.addr,
+            id,
+            qtype,
+            rcode: match from {
+                AnsweredFrom::Blocked => self.blocked_rcode.load(Ordering::Relaxed),
+                AnsweredFrom::Error => 2,
+                AnsweredFrom::Upstream | AnsweredFrom::Cache => 0,
+            },
+            name: NameBuf::new(name),
+            device: client.device.clone(),
+            device_name: client.device_name.cloned(),
+            hit,
+        };
+        if sink.tx.try_send(event).is_err() {
+            // Both of its frames (query and response) are lost.
+            self.stats.dnstap_dropped.fetch_add(2, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether the output is on (for tests and `status`).
+    pub fn is_on(&self) -> bool {
+        self.sink.load().is_some()
+    }
+}
+
+impl std::fmt::Debug for Export {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Export")
+    }
+}
