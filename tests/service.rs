@@ -371,9 +371,6 @@ fn log_lines_suit_the_journal_when_stderr_is_the_journal() {
     );
     let plain = first_line(false);
     assert!(plain.starts_with("20"), "a timestamp first: {plain:?}");
-    assert!(
-        plain.contains(" INFO metaguard::server: "),
-        "{plain:?}"
-    );
+    assert!(plain.contains(" INFO metaguard::server: "), "{plain:?}");
     assert!(!journal.contains('\x1b') && !plain.contains('\x1b'));
 }

@@ -150,7 +150,11 @@ fn server(c: &Config, ch: &mut Checks) {
             ch.fail(at(&["server", "listen"], i), why);
         }
     }
-    if c.server.allow_clients.as_ref().is_some_and(|a| a.is_empty()) {
+    if c.server
+        .allow_clients
+        .as_ref()
+        .is_some_and(|a| a.is_empty())
+    {
         ch.fail(
             key(&["server", "allow_clients"]),
             "allow_clients is empty: every client would be REFUSED",
