@@ -266,9 +266,32 @@ async fn kill_9_during_heavy_logging_leaves_a_sound_database() {
     let addr: std::net::SocketAddr = listen.parse().unwrap();
     // Waves of blocked queries; count the answers we got back.
     let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let mut answered = 0i64;
     let mut buf = vec![0u8; 2048];
-    for wave in 0..40u16 {
+    // One hit first, and wait until it is on disk: the kill below must land on a writer
+    // that has its database open. Under a loaded CI machine the writer thread could still
+    // be creating the schema when the flood ended, and the kill left no `hits` table.
+    let first = query_bytes("connect.facebook.net.", RecordType::A, Q::default());
+    sock.send_to(&first, addr).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(5), sock.recv_from(&mut buf))
+        .await
+        .expect("the first query is answered")
+        .unwrap();
+    let mut answered = 1i64;
+    let on_disk = || -> bool {
+        let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY;
+        rusqlite::Connection::open_with_flags(&db, flags)
+            .and_then(|c| c.query_row("SELECT count(*) FROM hits", [], |r| r.get::<_, i64>(0)))
+            .is_ok_and(|n| n >= 1)
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !on_disk() {
+        assert!(
+            Instant::now() < deadline,
+            "the first hit never reached the database"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for wave in 1..41u16 {
         for i in 0..100u16 {
             let q = query_bytes(
                 "connect.facebook.net.",
