@@ -115,6 +115,7 @@ struct Entry {
 }
 
 /// A live cache entry, borrowed for one answer: read it, don't keep it.
+#[derive(Debug)]
 pub struct Cached {
     entry: Arc<Entry>,
     elapsed: u32,
@@ -139,6 +140,20 @@ impl Cached {
     /// Whole seconds since it was cached (to count TTLs down by).
     pub fn elapsed(&self) -> u32 {
         self.elapsed
+    }
+
+    /// A copy of the answer with its TTLs counted down, to serve.
+    pub fn served(&self) -> Served {
+        let mut answer = self.entry.answer.clone();
+        for r in answer
+            .answers
+            .iter_mut()
+            .chain(answer.authorities.iter_mut())
+            .chain(answer.additionals.iter_mut())
+        {
+            r.ttl = r.ttl.saturating_sub(self.elapsed);
+        }
+        answer
     }
 }
 
@@ -195,17 +210,7 @@ impl Cache {
         bits: DnssecBits,
         now: Instant,
     ) -> Option<Served> {
-        let Cached { entry, elapsed } = self.lookup_at(name, qtype, bits, now)?;
-        let mut answer = entry.answer.clone();
-        for r in answer
-            .answers
-            .iter_mut()
-            .chain(answer.authorities.iter_mut())
-            .chain(answer.additionals.iter_mut())
-        {
-            r.ttl = r.ttl.saturating_sub(elapsed);
-        }
-        Some(answer)
+        Some(self.lookup_at(name, qtype, bits, now)?.served())
     }
 
     /// The live entry for `name` (normalized), `qtype` and `bits`, without copying it.

@@ -1,19 +1,22 @@
-//! Our `RequestHandler`: one query's way through, in a fixed order:
-//! protocol checks -> filter verdict -> blocked answer, or cache -> upstream (deadline)
-//! -> CNAME chain checked by the same filter -> answer.
+//! Our `RequestHandler`: one query's way through. [`super::decide`] says what to do;
+//! this file only carries it out: [`Handler::inline`] encodes the blocked and cached
+//! answers straight from the packet, [`Handler::resolve`] builds every other answer and
+//! awaits the upstream between the decision and the check of its answer. Both count
+//! and log the query the same way ([`Handler::record`]).
 
 use std::net::IpAddr;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use hickory_proto::op::{LowerQuery, OpCode, ResponseCode};
-use hickory_proto::rr::{DNSClass, Name, RecordType};
+use hickory_proto::rr::{Name, RecordType};
 use hickory_server::net::runtime::Time;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 
 use super::Snapshot;
+use super::decide::{self, Check, Decision, Hit, Local, Question};
 use super::response::{self, EDE_NO_REACHABLE_AUTHORITY, EDE_NOT_SUPPORTED, Reply};
-use crate::cache::{Cache, DnssecBits};
+use crate::cache::{Answer, Cache, DnssecBits};
 use crate::clients::Identity;
 use crate::export::{self, Export};
 use crate::filter::{Verdict, name_key};
@@ -33,29 +36,11 @@ pub struct Handler {
     pub(super) export: Export,
 }
 
-/// What a query matched, for the hit log.
-struct Hit {
-    verdict: Verdict,
-    /// The name the rule matched: the query name, or a CNAME target.
-    matched: String,
-    from_cname: bool,
-}
-
-impl Hit {
-    /// A match on the query name itself.
-    fn of(verdict: Verdict, name: &str) -> Hit {
-        Hit {
-            verdict,
-            matched: name.to_string(),
-            from_cname: false,
-        }
-    }
-}
-
 impl Handler {
-    /// Decide the answer for one parsed query, and log it.
+    /// Answer one parsed query, and log it.
     pub async fn resolve(&self, snap: &Snapshot, req: &Request) -> Reply {
         Stats::inc(&self.stats.queries);
+        // The message itself first: the inline path's parser takes only plain queries.
         if req.metadata.op_code != OpCode::Query {
             return Reply::error(ResponseCode::NotImp);
         }
@@ -65,26 +50,136 @@ impl Handler {
         let [query] = req.queries.queries() else {
             return Reply::error(ResponseCode::FormErr);
         };
-        if query.query_class() != DNSClass::IN {
-            // CHAOS `version.bind` and friends: we tell nothing about ourselves.
-            return Reply::error(ResponseCode::Refused)
-                .with_ede(EDE_NOT_SUPPORTED, "only class IN is served");
-        }
-        let device = snap.clients.identify(req.src().ip(), req.edns.as_ref());
         let name = name_key(query.name());
         #[cfg(test)]
         if name == tests::PANIC_NAME {
             panic!("test: a faulty query task");
         }
-        let actions = snap.policy.actions(device.group.as_deref());
-        let bits = DnssecBits {
-            dnssec_ok: req.edns.as_ref().is_some_and(|e| e.flags().dnssec_ok),
-            checking_disabled: req.metadata.checking_disabled,
+        let q = Question {
+            name: &name,
+            qtype: query.query_type(),
+            class: query.query_class(),
+            bits: DnssecBits {
+                dnssec_ok: req.edns.as_ref().is_some_and(|e| e.flags().dnssec_ok),
+                checking_disabled: req.metadata.checking_disabled,
+            },
         };
-        let (reply, hit, from) = self.answer(snap, query, &name, actions, bits).await;
-        let (qtype, id) = (query.query_type(), req.metadata.id);
-        self.record(snap, &device, &name, qtype, id, hit, from);
+        let device = snap.clients.identify(req.src().ip(), req.edns.as_ref());
+        let owner = query.original().name();
+        let (reply, hit, from) = match decide::decide(snap, &self.cache, &q, &device) {
+            Decision::Local {
+                answer: Local::OtherClass,
+                ..
+            } => {
+                return Reply::error(ResponseCode::Refused)
+                    .with_ede(EDE_NOT_SUPPORTED, "only class IN is served");
+            }
+            Decision::Local {
+                answer: Local::Any,
+                hit,
+            } => (response::any_minimal(owner), hit, AnsweredFrom::Cache),
+            Decision::Local {
+                answer: Local::NotForwarded,
+                hit,
+            } => {
+                let reply = response::not_forwarded(q.qtype).unwrap_or_default();
+                (reply, hit, AnsweredFrom::Cache)
+            }
+            Decision::Blocked(hit) => {
+                let reply = self.blocked(snap, &hit.verdict, owner, q.qtype);
+                (reply, Some(hit), AnsweredFrom::Blocked)
+            }
+            Decision::Cached { entry, check } => {
+                Stats::inc(&self.stats.cache_hits);
+                self.finish(snap, &q, owner, entry.served(), check, AnsweredFrom::Cache)
+            }
+            Decision::Forward { verdict } => {
+                Stats::inc(&self.stats.cache_misses);
+                self.forward(snap, &q, query, &device, verdict).await
+            }
+        };
+        self.record(snap, &device, &name, q.qtype, req.metadata.id, hit, from);
         reply
+    }
+
+    /// Ask the upstream within the deadline, keep its answer, and check it.
+    async fn forward(
+        &self,
+        snap: &Snapshot,
+        q: &Question<'_>,
+        query: &LowerQuery,
+        device: &Identity,
+        verdict: Verdict,
+    ) -> (Reply, Option<Hit>, AnsweredFrom) {
+        let owner = query.original().name();
+        let logged = (verdict.action == Some(Action::Log)).then(|| Hit {
+            verdict: verdict.clone(),
+            matched: q.name.to_string(),
+            from_cname: false,
+        });
+        let lower = Name::from(query.name().clone());
+        let upstream = snap.upstreams.resolve(&lower, q.qtype, q.bits);
+        let asked = std::time::Instant::now();
+        let result = tokio::time::timeout(snap.deadline, upstream).await;
+        self.metrics.observe_upstream(asked.elapsed());
+        let text = match result {
+            Ok(Ok(mut answer)) => {
+                // The client sees from the first answer the TTLs the cache keeps.
+                self.cache.clamp_ttls(&mut answer);
+                self.cache.insert(q.name, q.qtype, q.bits, &answer);
+                let check = decide::check_answer(snap, q, device, verdict, &answer, None);
+                return self.finish(snap, q, owner, answer, check, AnsweredFrom::Upstream);
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(name = %q.name, error = %e, "no upstream answer");
+                "no upstream answered"
+            }
+            Err(_) => {
+                tracing::debug!(name = %q.name, "upstream deadline passed");
+                "no upstream answered in time"
+            }
+        };
+        Stats::inc(&self.stats.upstream_failures);
+        let reply = Reply::error(ResponseCode::ServFail).with_ede(EDE_NO_REACHABLE_AUTHORITY, text);
+        (reply, logged, AnsweredFrom::Error)
+    }
+
+    /// The reply for a checked answer (cached or fresh, `from` says which).
+    fn finish(
+        &self,
+        snap: &Snapshot,
+        q: &Question<'_>,
+        owner: &Name,
+        answer: Answer,
+        check: Check,
+        from: AnsweredFrom,
+    ) -> (Reply, Option<Hit>, AnsweredFrom) {
+        match check {
+            Check::Pass(hit) => {
+                if hit.is_some() {
+                    Stats::inc(&self.stats.logged);
+                }
+                (response::from_answer(answer, owner), hit, from)
+            }
+            Check::Blocked(hit) => {
+                Stats::inc(&self.stats.cname_blocked);
+                tracing::debug!(name = %q.name, cname = %hit.matched, "blocked by CNAME");
+                let reply = self.blocked(snap, &hit.verdict, owner, q.qtype);
+                (reply, Some(hit), AnsweredFrom::Blocked)
+            }
+            Check::Rebinding(hit) => {
+                tracing::debug!(name = %q.name, "private address in a public answer (DNS rebinding)");
+                let reply = Reply {
+                    rcode: ResponseCode::NXDomain,
+                    ..Default::default()
+                }
+                .with_ede(
+                    response::EDE_BLOCKED,
+                    "blocked by metaguard (DNS rebinding protection)",
+                );
+                (reply, hit, AnsweredFrom::Blocked)
+            }
+        }
     }
 
     /// Count the query in the hourly totals, log its rule match and, when asked for,
@@ -123,185 +218,60 @@ impl Handler {
         }
     }
 
-    /// Answer a common query (see [`crate::wire`]) into `out` when that needs neither
-    /// the upstream nor hickory: a blocked name, or a cache hit whose CNAME chain matches
-    /// no rule. Counted and logged exactly as [`Handler::resolve`] would; `false` leaves
-    /// the query untouched (nothing counted) for the full path.
-    pub fn fast(
+    /// Answer a common query (see [`crate::wire`]) into `out` when the decision needs
+    /// neither the upstream nor hickory: blocked, or a cache hit that passes its check.
+    /// Counted and logged exactly as [`Handler::resolve`] would; `false` leaves the
+    /// query untouched (nothing counted) for the full path.
+    pub fn inline(
         &self,
         snap: &Snapshot,
-        q: &wire::Query<'_>,
+        wq: &wire::Query<'_>,
         name: &str,
         src: IpAddr,
         out: &mut Vec<u8>,
     ) -> bool {
         let device = snap.clients.identify(src, None);
-        let actions = snap.policy.actions(device.group.as_deref());
-        let verdict = snap.filter.check(name, actions);
-        let qtype = RecordType::from(q.qtype);
-        if verdict.is_block() {
-            let category = category(snap, &verdict);
-            let filter = &snap.config.filter;
-            wire::blocked(out, q, filter.block_response, filter.blocked_ttl, category);
-            if out.len() > q.max_udp() {
-                return false;
+        let q = Question {
+            name,
+            qtype: RecordType::from(wq.qtype),
+            class: hickory_proto::rr::DNSClass::IN,
+            bits: wq.dnssec_bits(),
+        };
+        let (hit, from) = match decide::decide(snap, &self.cache, &q, &device) {
+            Decision::Blocked(hit) => {
+                let category = category(snap, &hit.verdict);
+                let filter = &snap.config.filter;
+                wire::blocked(out, wq, filter.block_response, filter.blocked_ttl, category);
+                if out.len() > wq.max_udp() {
+                    return false;
+                }
+                Stats::inc(&self.stats.blocked);
+                self.metrics.blocked(category);
+                (Some(hit), AnsweredFrom::Blocked)
             }
-            Stats::inc(&self.stats.queries);
-            Stats::inc(&self.stats.blocked);
-            self.metrics.blocked(category);
-            let hit = Hit::of(verdict, name);
-            let from = AnsweredFrom::Blocked;
-            self.record(snap, &device, name, qtype, q.id(), Some(hit), from);
-            return true;
-        }
-        let Some(cached) = self.cache.lookup(name, qtype, q.dnssec_bits()) else {
-            return false;
-        };
-        let Some(encoded) = cached.wire() else {
-            return false;
-        };
-        // A chain through a listed name is the full path's to block or log.
-        if verdict.action != Some(Action::Allow)
-            && cached
-                .cname_keys()
-                .iter()
-                .any(|t| snap.filter.check(t, actions).action.is_some())
-        {
-            return false;
-        }
-        let server = &snap.config.server;
-        if server.rebind_protection && rebinds(cached.answer(), name, &server.rebind_allow) {
-            return false;
-        }
-        wire::cached(out, q, encoded, cached.elapsed());
-        if out.len() > q.max_udp() {
-            return false;
-        }
-        Stats::inc(&self.stats.queries);
-        Stats::inc(&self.stats.cache_hits);
-        let hit = (verdict.action == Some(Action::Log)).then(|| {
-            Stats::inc(&self.stats.logged);
-            Hit::of(verdict, name)
-        });
-        self.record(snap, &device, name, qtype, q.id(), hit, AnsweredFrom::Cache);
-        true
-    }
-
-    /// The answer, and the rule match to log (a `block` or `log` verdict).
-    async fn answer(
-        &self,
-        snap: &Snapshot,
-        query: &LowerQuery,
-        name: &str,
-        actions: &[Action],
-        bits: DnssecBits,
-    ) -> (Reply, Option<Hit>, AnsweredFrom) {
-        let owner = query.original().name();
-        let qtype = query.query_type();
-        let verdict = snap.filter.check(name, actions);
-        if verdict.is_block() {
-            Stats::inc(&self.stats.blocked);
-            let reply = self.blocked(snap, &verdict, owner, qtype);
-            return (reply, Some(Hit::of(verdict, name)), AnsweredFrom::Blocked);
-        }
-        let logged = (verdict.action == Some(Action::Log)).then(|| Hit::of(verdict.clone(), name));
-        if qtype == RecordType::ANY {
-            return (response::any_minimal(owner), logged, AnsweredFrom::Cache);
-        }
-        if let Some(reply) = response::not_forwarded(qtype) {
-            return (reply, logged, AnsweredFrom::Cache);
-        }
-
-        let mut from = AnsweredFrom::Cache;
-        let answer = match self.cache.get(name, qtype, bits) {
-            Some(a) => {
+            Decision::Cached {
+                entry,
+                check: Check::Pass(hit),
+            } => {
+                let Some(encoded) = entry.wire() else {
+                    return false;
+                };
+                wire::cached(out, wq, encoded, entry.elapsed());
+                if out.len() > wq.max_udp() {
+                    return false;
+                }
                 Stats::inc(&self.stats.cache_hits);
-                a
-            }
-            None => {
-                Stats::inc(&self.stats.cache_misses);
-                let lower = Name::from(query.name().clone());
-                let upstream = snap.upstreams.resolve(&lower, qtype, bits);
-                let asked = std::time::Instant::now();
-                let result = tokio::time::timeout(snap.deadline, upstream).await;
-                self.metrics.observe_upstream(asked.elapsed());
-                match result {
-                    Ok(Ok(mut a)) => {
-                        // The client sees from the first answer the TTLs the cache keeps.
-                        self.cache.clamp_ttls(&mut a);
-                        self.cache.insert(name, qtype, bits, &a);
-                        from = AnsweredFrom::Upstream;
-                        a
-                    }
-                    Ok(Err(e)) => {
-                        Stats::inc(&self.stats.upstream_failures);
-                        tracing::debug!(%name, error = %e, "no upstream answer");
-                        let reply = Reply::error(ResponseCode::ServFail)
-                            .with_ede(EDE_NO_REACHABLE_AUTHORITY, "no upstream answered");
-                        return (reply, logged, AnsweredFrom::Error);
-                    }
-                    Err(_) => {
-                        Stats::inc(&self.stats.upstream_failures);
-                        tracing::debug!(%name, "upstream deadline passed");
-                        let reply = Reply::error(ResponseCode::ServFail)
-                            .with_ede(EDE_NO_REACHABLE_AUTHORITY, "no upstream answered in time");
-                        return (reply, logged, AnsweredFrom::Error);
-                    }
+                if hit.is_some() {
+                    Stats::inc(&self.stats.logged);
                 }
+                (hit, AnsweredFrom::Cache)
             }
+            // A blocked chain, rebinding, the upstream: the full path's.
+            _ => return false,
         };
-
-        // CNAME uncloaking: an allowed name whose chain passes a blocked name is blocked.
-        // A chain through a logged Meta name is logged when the name itself matched nothing.
-        let mut chain_logged = None;
-        if verdict.action != Some(Action::Allow) {
-            for target in answer.cname_targets() {
-                let t = name_key(target);
-                let tv = snap.filter.check(&t, actions);
-                if tv.is_block() {
-                    Stats::inc(&self.stats.blocked);
-                    Stats::inc(&self.stats.cname_blocked);
-                    tracing::debug!(%name, cname = %t, "blocked by CNAME");
-                    let reply = self.blocked(snap, &tv, owner, qtype);
-                    let hit = Hit {
-                        verdict: tv,
-                        matched: t,
-                        from_cname: true,
-                    };
-                    return (reply, Some(hit), AnsweredFrom::Blocked);
-                }
-                if chain_logged.is_none() && tv.action == Some(Action::Log) {
-                    chain_logged = Some(Hit {
-                        verdict: tv,
-                        matched: t,
-                        from_cname: true,
-                    });
-                }
-            }
-        }
-        if snap.config.server.rebind_protection
-            && rebinds(&answer, name, &snap.config.server.rebind_allow)
-        {
-            tracing::debug!(%name, "private address in a public answer (DNS rebinding)");
-            let reply = Reply {
-                rcode: ResponseCode::NXDomain,
-                ..Default::default()
-            }
-            .with_ede(
-                response::EDE_BLOCKED,
-                "blocked by metaguard (DNS rebinding protection)",
-            );
-            return (reply, logged, AnsweredFrom::Blocked);
-        }
-        let hit = logged.or(if verdict.action.is_none() {
-            chain_logged
-        } else {
-            None
-        });
-        if hit.is_some() {
-            Stats::inc(&self.stats.logged);
-        }
-        (response::from_answer(answer, owner), hit, from)
+        Stats::inc(&self.stats.queries);
+        self.record(snap, &device, name, q.qtype, wq.id(), hit, from);
+        true
     }
 
     /// Record the query in the full query log, when `[store] log_all_queries` is on.
@@ -349,6 +319,7 @@ impl Handler {
         owner: &Name,
         qtype: RecordType,
     ) -> Reply {
+        Stats::inc(&self.stats.blocked);
         let category = category(snap, verdict);
         self.metrics.blocked(category);
         response::blocked(
@@ -367,48 +338,6 @@ fn category<'s>(snap: &'s Snapshot, verdict: &Verdict) -> &'s str {
         .matched
         .as_ref()
         .map_or("?", |m| snap.filter.categories().name(m.category))
-}
-
-/// Whether `answer` for the public name `name` holds an address of the local network
-/// (a DNS-rebinding attempt). Names under `allow` and single-label names are local.
-fn rebinds(answer: &crate::cache::Answer, name: &str, allow: &[String]) -> bool {
-    use hickory_proto::rr::RData;
-    let local_name = !name.contains('.')
-        || allow.iter().any(|d| {
-            let d = d.trim_matches('.').to_ascii_lowercase();
-            name.strip_suffix(d.as_str())
-                .is_some_and(|rest| rest.is_empty() || rest.ends_with('.'))
-        });
-    if local_name {
-        return false;
-    }
-    answer.answers.iter().any(|r| match &r.data {
-        RData::A(a) => private_ip(std::net::IpAddr::V4(a.0)),
-        RData::AAAA(a) => private_ip(std::net::IpAddr::V6(a.0)),
-        _ => false,
-    })
-}
-
-/// Loopback, RFC 1918, CGNAT, link-local, unspecified, ULA (and IPv4-mapped forms).
-fn private_ip(ip: std::net::IpAddr) -> bool {
-    match ip.to_canonical() {
-        std::net::IpAddr::V4(v4) => {
-            let [a, b, ..] = v4.octets();
-            v4.is_loopback()
-                || v4.is_private()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || a == 0
-                || (a == 100 && (64..128).contains(&b))
-        }
-        std::net::IpAddr::V6(v6) => {
-            let first = v6.segments()[0];
-            v6.is_loopback()
-                || v6.is_unspecified()
-                || (first & 0xfe00) == 0xfc00
-                || (first & 0xffc0) == 0xfe80
-        }
-    }
 }
 
 /// A device as the hit log stores it.

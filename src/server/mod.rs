@@ -1,6 +1,7 @@
 //! `metaguard serve`: binds the listeners, builds the hot snapshot (config, filter,
 //! policy, upstreams), swaps it on SIGHUP and drains in-flight queries on SIGTERM.
 
+mod decide;
 mod handler;
 mod inflight;
 mod mmsg;
@@ -134,6 +135,8 @@ pub struct Snapshot {
     pub access: Access,
     pub clients: Arc<Clients>,
     pub deadline: Duration,
+    /// `[server] rebind_allow`, normalized once for [`decide`].
+    pub rebind_allow: Vec<String>,
 }
 
 impl Snapshot {
@@ -177,6 +180,7 @@ impl Snapshot {
         Ok(Snapshot {
             clients,
             deadline: config.upstream.deadline,
+            rebind_allow: decide::normalize_rebind_allow(&config.server.rebind_allow),
             config,
             filter,
             policy,
@@ -374,7 +378,9 @@ impl Shared {
         let snap = self.handler.state.load();
         match self.admit(&snap, src) {
             None => Fast::Silent,
-            Some(Admit::Yes) if self.handler.fast(&snap, &q, name, src.ip(), out) => Fast::Answered,
+            Some(Admit::Yes) if self.handler.inline(&snap, &q, name, src.ip(), out) => {
+                Fast::Answered
+            }
             Some(admit) => Fast::Full(admit),
         }
     }

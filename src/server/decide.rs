@@ -1,0 +1,242 @@
+//! The one decision on a query ([`decide`]: blocked, cached, forward, or a local answer)
+//! and the one check of an answer's CNAME chain and addresses ([`check_answer`]). Both
+//! are synchronous and count nothing: the inline UDP path ([`super::handler`]'s `inline`)
+//! only encodes what they say, the full path only awaits the upstream in between.
+
+use hickory_proto::rr::{DNSClass, RData, RecordType};
+
+use super::Snapshot;
+use crate::cache::{Answer, Cache, Cached, DnssecBits};
+use crate::clients::Identity;
+use crate::filter::{Verdict, name_key};
+use crate::policy::Action;
+use crate::server::response::answered_locally;
+
+/// The question of a query, as the decision reads it.
+#[derive(Debug, Clone, Copy)]
+pub struct Question<'a> {
+    /// Normalized: lowercase, no trailing dot ([`name_key`]).
+    pub name: &'a str,
+    pub qtype: RecordType,
+    pub class: DNSClass,
+    /// DO and CD: part of the cache key.
+    pub bits: DnssecBits,
+}
+
+/// What a query matched, for the hit log.
+#[derive(Debug)]
+pub struct Hit {
+    pub verdict: Verdict,
+    /// The name the rule matched: the query name, or a CNAME target.
+    pub matched: String,
+    pub from_cname: bool,
+}
+
+impl Hit {
+    /// A match on the query name itself.
+    fn of(verdict: Verdict, name: &str) -> Hit {
+        Hit {
+            verdict,
+            matched: name.to_string(),
+            from_cname: false,
+        }
+    }
+}
+
+/// What to do with a query.
+#[derive(Debug)]
+pub enum Decision {
+    /// Answered here, never forwarded. `hit` is a `log` rule on the name.
+    Local { answer: Local, hit: Option<Hit> },
+    /// A `block` rule matched the name.
+    Blocked(Hit),
+    /// A live cache entry, already checked like a fresh answer.
+    Cached { entry: Cached, check: Check },
+    /// Ask the upstream, then [`check_answer`] with this verdict on the name.
+    Forward { verdict: Verdict },
+}
+
+/// The answers given without the upstream or the cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Local {
+    /// A class other than IN (CHAOS `version.bind` and friends): REFUSED, and nothing
+    /// about ourselves. Read before the device: not logged as its query.
+    OtherClass,
+    /// ANY: the small RFC 8482 answer.
+    Any,
+    /// A zone transfer or a meta-type (see `response::not_forwarded`).
+    NotForwarded,
+}
+
+/// What the check of an answer found.
+#[derive(Debug)]
+pub enum Check {
+    /// Serve it; `hit` is a `log` rule on the name or, when the name matched nothing,
+    /// on a name in its CNAME chain.
+    Pass(Option<Hit>),
+    /// A name in its CNAME chain is blocked (CNAME uncloaking).
+    Blocked(Hit),
+    /// A public name answered with a local address (DNS rebinding): NXDOMAIN instead.
+    Rebinding(Option<Hit>),
+}
+
+/// Decide what to do with `q` from `device`. The stages, in this order:
+pub fn decide(snap: &Snapshot, cache: &Cache, q: &Question<'_>, device: &Identity) -> Decision {
+    // 1. Class: only IN is served. First, since nothing below means anything for CHAOS.
+    if q.class != DNSClass::IN {
+        return Decision::Local {
+            answer: Local::OtherClass,
+            hit: None,
+        };
+    }
+    // 2. The filter, with the device's group policy. Before the query type, so that a
+    //    blocked name is blocked whatever is asked for (ANY and DO/CD included).
+    let actions = snap.policy.actions(device.group.as_deref());
+    let verdict = snap.filter.check(q.name, actions);
+    if verdict.is_block() {
+        return Decision::Blocked(Hit::of(verdict, q.name));
+    }
+    // 3. Query types that are never forwarded. After the filter, so that a `log` rule
+    //    still logs them; before the cache, which never holds them.
+    let local = match u16::from(q.qtype) {
+        255 => Some(Local::Any),
+        t if answered_locally(t) => Some(Local::NotForwarded),
+        _ => None,
+    };
+    if let Some(answer) = local {
+        let hit = logged(&verdict, q.name);
+        return Decision::Local { answer, hit };
+    }
+    // 4. The cache, keyed on DO/CD. A cached answer is checked as a fresh one would be:
+    //    the policy may block a name in its chain that was allowed when it was cached.
+    match cache.lookup(q.name, q.qtype, q.bits) {
+        Some(entry) => {
+            let check = check_answer(
+                snap,
+                q,
+                device,
+                verdict,
+                entry.answer(),
+                Some(entry.cname_keys()),
+            );
+            Decision::Cached { entry, check }
+        }
+        // 5. The upstream.
+        None => Decision::Forward { verdict },
+    }
+}
+
+/// Check `answer` to `q`, given the `verdict` on its name. `cname_keys` are its CNAME
+/// targets as the filter reads them when already known (cached), else read from it.
+pub fn check_answer(
+    snap: &Snapshot,
+    q: &Question<'_>,
+    device: &Identity,
+    verdict: Verdict,
+    answer: &Answer,
+    cname_keys: Option<&[String]>,
+) -> Check {
+    let name_logged = logged(&verdict, q.name);
+    // CNAME uncloaking: an allowed name whose chain passes a blocked name is blocked.
+    // A chain through a logged name is logged when the name itself matched nothing.
+    // An `allow` rule on the name itself ends it: the household asked for that name.
+    let mut chain_logged = None;
+    if verdict.action != Some(Action::Allow) {
+        let actions = snap.policy.actions(device.group.as_deref());
+        let mut check = |t: &str| -> Option<Check> {
+            let tv = snap.filter.check(t, actions);
+            let hit = || Hit {
+                matched: t.to_string(),
+                from_cname: true,
+                verdict: tv.clone(),
+            };
+            if tv.is_block() {
+                return Some(Check::Blocked(hit()));
+            }
+            if chain_logged.is_none() && tv.action == Some(Action::Log) {
+                chain_logged = Some(hit());
+            }
+            None
+        };
+        match cname_keys {
+            Some(keys) => {
+                for t in keys {
+                    if let Some(blocked) = check(t) {
+                        return blocked;
+                    }
+                }
+            }
+            None => {
+                for target in answer.cname_targets() {
+                    if let Some(blocked) = check(&name_key(target)) {
+                        return blocked;
+                    }
+                }
+            }
+        }
+    }
+    // Rebinding: after the chain, so that a blocked chain is reported as blocked.
+    if snap.config.server.rebind_protection && rebinds(answer, q.name, &snap.rebind_allow) {
+        return Check::Rebinding(name_logged);
+    }
+    let hit = name_logged.or(if verdict.action.is_none() {
+        chain_logged
+    } else {
+        None
+    });
+    Check::Pass(hit)
+}
+
+/// The hit to log when `verdict` is a `log` rule on `name`.
+fn logged(verdict: &Verdict, name: &str) -> Option<Hit> {
+    (verdict.action == Some(Action::Log)).then(|| Hit::of(verdict.clone(), name))
+}
+
+/// Whether `answer` for the public name `name` holds an address of the local network
+/// (a DNS-rebinding attempt). Names under `allow` (normalized) and single-label names
+/// are local.
+fn rebinds(answer: &Answer, name: &str, allow: &[String]) -> bool {
+    let local_name = !name.contains('.')
+        || allow.iter().any(|d| {
+            name.strip_suffix(d.as_str())
+                .is_some_and(|rest| rest.is_empty() || rest.ends_with('.'))
+        });
+    if local_name {
+        return false;
+    }
+    answer.answers.iter().any(|r| match &r.data {
+        RData::A(a) => private_ip(std::net::IpAddr::V4(a.0)),
+        RData::AAAA(a) => private_ip(std::net::IpAddr::V6(a.0)),
+        _ => false,
+    })
+}
+
+/// `rebind_allow` as [`rebinds`] compares it: lowercase, no leading or trailing dot.
+pub fn normalize_rebind_allow(allow: &[String]) -> Vec<String> {
+    allow
+        .iter()
+        .map(|d| d.trim_matches('.').to_ascii_lowercase())
+        .collect()
+}
+
+/// Loopback, RFC 1918, CGNAT, link-local, unspecified, ULA (and IPv4-mapped forms).
+fn private_ip(ip: std::net::IpAddr) -> bool {
+    match ip.to_canonical() {
+        std::net::IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || a == 0
+                || (a == 100 && (64..128).contains(&b))
+        }
+        std::net::IpAddr::V6(v6) => {
+            let first = v6.segments()[0];
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || (first & 0xfe00) == 0xfc00
+                || (first & 0xffc0) == 0xfe80
+        }
+    }
+}
