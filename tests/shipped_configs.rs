@@ -125,12 +125,24 @@ async fn ask_tcp(server: SocketAddr) -> Message {
         .unwrap_or_else(|_| panic!("no TCP answer from {server}"))
 }
 
-/// Start `cfg` and ask each of `targets` over UDP and TCP; the upstream's answer back.
-async fn serves(cfg: Config, targets: &[SocketAddr], what: &str) {
-    let srv = metaguard::server::start(cfg)
-        .await
-        .unwrap_or_else(|e| panic!("{what} does not start: {e}"));
-    for &t in targets {
+/// Start the config `make` gives (with freshly picked ports each call) and ask each of
+/// its targets over UDP and TCP; the upstream's answer back. A free port picked by
+/// probing can be taken by another test's socket before the server binds it: on
+/// "Address already in use" the ports are picked again (a few times), any other
+/// start error fails the test.
+async fn serves(mut make: impl FnMut() -> (Config, Vec<SocketAddr>), what: &str) {
+    let mut tries = 0;
+    let (srv, targets) = loop {
+        let (cfg, targets) = make();
+        match metaguard::server::start(cfg).await {
+            Ok(srv) => break (srv, targets),
+            Err(e) if tries < 5 && e.to_string().contains("Address already in use") => {
+                tries += 1;
+            }
+            Err(e) => panic!("{what} does not start: {e}"),
+        }
+    };
+    for &t in &targets {
         for (proto, m) in [("udp", ask_udp(t).await), ("tcp", ask_tcp(t).await)] {
             assert_eq!(
                 ips(&m),
@@ -169,11 +181,14 @@ async fn every_shipped_config_answers_on_each_of_its_listeners() {
     assert!(files.len() >= 3, "{files:?}");
     for f in &files {
         let up = Upstream::start().await;
-        let cfg = Config::load(f).unwrap_or_else(|e| panic!("{e}"));
-        let cfg = for_test(cfg, &up, up.dir.path(), v6);
-        assert!(!cfg.server.listen.is_empty(), "{}", f.display());
-        let targets: Vec<SocketAddr> = cfg.server.listen.iter().map(|a| target(*a)).collect();
-        serves(cfg, &targets, &f.display().to_string()).await;
+        let make = || {
+            let cfg = Config::load(f).unwrap_or_else(|e| panic!("{e}"));
+            let cfg = for_test(cfg, &up, up.dir.path(), v6);
+            assert!(!cfg.server.listen.is_empty(), "{}", f.display());
+            let targets: Vec<SocketAddr> = cfg.server.listen.iter().map(|a| target(*a)).collect();
+            (cfg, targets)
+        };
+        serves(make, &f.display().to_string()).await;
     }
 }
 
@@ -187,12 +202,15 @@ async fn a_lone_ipv6_wildcard_serves_ipv4_too() {
         return;
     }
     let up = Upstream::start().await;
-    let mut cfg = config(&up);
-    let port = free_port(true);
-    cfg.server.listen = vec![SocketAddr::from((Ipv6Addr::UNSPECIFIED, port))];
-    let targets = [
-        SocketAddr::from((Ipv6Addr::LOCALHOST, port)),
-        SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
-    ];
-    serves(cfg, &targets, "[::] alone").await;
+    let make = || {
+        let mut cfg = config(&up);
+        let port = free_port(true);
+        cfg.server.listen = vec![SocketAddr::from((Ipv6Addr::UNSPECIFIED, port))];
+        let targets = vec![
+            SocketAddr::from((Ipv6Addr::LOCALHOST, port)),
+            SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
+        ];
+        (cfg, targets)
+    };
+    serves(make, "[::] alone").await;
 }
