@@ -1,6 +1,6 @@
-//! `metaguard check`: the verdict for names under the same config and lists as `serve`.
+//! The verdict for names under the same config and lists as `serve`, with the rule,
+//! list and line that decided it (`metaguard check` renders it in `cli/check.rs`).
 
-use std::fmt::Write;
 use std::net::IpAddr;
 
 use serde::Serialize;
@@ -73,37 +73,6 @@ pub fn verdicts(
             }
         })
         .collect())
-}
-
-/// Render the verdicts as text columns or JSON lines.
-pub fn run(
-    config: &Config,
-    names: &[String],
-    client: Option<IpAddr>,
-    json: bool,
-) -> Result<String, CheckError> {
-    let lines = verdicts(config, names, client)?;
-    let mut out = String::new();
-    for l in &lines {
-        if json {
-            let _ = writeln!(out, "{}", serde_json::to_string(l).unwrap_or_default());
-        } else {
-            let src = match (&l.list, l.line) {
-                (Some(list), Some(line)) => format!("{list}:{line}"),
-                _ => "-".into(),
-            };
-            let _ = writeln!(
-                out,
-                "{:<40} {:<6} {:<18} {:<36} {}",
-                l.name,
-                l.action,
-                l.category.as_deref().unwrap_or("-"),
-                l.rule.as_deref().unwrap_or("-"),
-                src
-            );
-        }
-    }
-    Ok(out)
 }
 
 #[cfg(test)]

@@ -1,4 +1,5 @@
-//! The command line: clap definitions and the dispatch to each command.
+//! The command line: clap definitions and the dispatch to each command, whose work is
+//! in `cli/<command>.rs` (text and JSON output through the one renderer, `cli/table.rs`).
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -7,8 +8,19 @@ use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::config::{Config, Overrides};
-use crate::store::{self, unix_now};
+use crate::store::{HitFilter, unix_now};
 use crate::upstream::UpstreamSpec;
+
+pub mod check;
+pub mod config;
+pub mod devices;
+pub mod lists;
+pub mod log;
+pub mod report;
+pub mod status;
+mod table;
+#[cfg(test)]
+mod tests;
 
 /// A local DNS resolver that blocks and logs Meta's tracking, per device.
 #[derive(Debug, Parser)]
@@ -84,7 +96,7 @@ pub enum Command {
         #[arg(long, value_name = "T")]
         since: Option<String>,
         /// Rows shown before following.
-        #[arg(long, short = 'n', default_value_t = crate::store::cli::LOG_TAIL)]
+        #[arg(long, short = 'n', default_value_t = log::LOG_TAIL)]
         lines: usize,
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
@@ -162,55 +174,6 @@ pub enum ReportFormat {
     Html,
     Json,
     Csv,
-}
-
-impl From<ReportFormat> for crate::report::Format {
-    fn from(f: ReportFormat) -> Self {
-        use crate::report::Format as F;
-        match f {
-            ReportFormat::Text => F::Text,
-            ReportFormat::Markdown => F::Markdown,
-            ReportFormat::Html => F::Html,
-            ReportFormat::Json => F::Json,
-            ReportFormat::Csv => F::Csv,
-        }
-    }
-}
-
-/// Turn `metaguard report` flags into a request (config loaded, defaults applied).
-pub fn report_request(args: &ReportArgs) -> anyhow::Result<crate::report::ReportRequest> {
-    use std::io::IsTerminal;
-
-    use crate::report::{ReportRequest, When};
-    let (config, _) = Config::locate(args.config.as_deref())?;
-    let dbs = if args.db.is_empty() {
-        vec![config.store.db.clone()]
-    } else {
-        args.db.clone()
-    };
-    let when = match (&args.week, &args.since, &args.until) {
-        (Some(w), _, _) if !w.is_empty() => When::Week(w.clone()),
-        (_, Some(s), Some(u)) => When::Range {
-            since: s.clone(),
-            until: u.clone(),
-        },
-        _ => When::LastWeek,
-    };
-    Ok(ReportRequest {
-        dbs,
-        config: config.report,
-        when,
-        tz: crate::report::local_tz(),
-        now: jiff::Timestamp::now(),
-        device: args.device.clone(),
-        format: args.format.into(),
-        out: args.out.clone(),
-        email: args.email,
-        deliver: args.deliver,
-        webhook: args.webhook.clone(),
-        tls: config.tls,
-        color: std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
-    })
 }
 
 #[derive(Debug, Subcommand)]
@@ -351,8 +314,10 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             format,
         } => {
             let cfg = load(&config, Overrides::default())?;
-            let out = crate::check::run(&cfg, &names, client, format == Format::Json)?;
-            print!("{out}");
+            print!(
+                "{}",
+                check::run(&cfg, &names, client, format == Format::Json)?
+            );
             Ok(0)
         }
         Command::Devices {
@@ -362,8 +327,8 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         } => {
             let path = db.path()?;
             let out = match command {
-                None => store::cli::devices(&path, unix_now(), format == Format::Json)?,
-                Some(DevicesCommand::Rename { id, name }) => store::cli::rename(&path, id, &name)?,
+                None => devices::devices(&path, unix_now(), format == Format::Json)?,
+                Some(DevicesCommand::Rename { id, name }) => devices::rename(&path, id, &name)?,
             };
             print!("{out}");
             Ok(0)
@@ -379,29 +344,20 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         } => {
             let path = db.path()?;
             let since = since
-                .map(|s| store::cli::parse_since(&s, unix_now()))
+                .map(|s| log::parse_since(&s, unix_now()))
                 .transpose()?;
-            let filter = store::HitFilter {
+            let filter = HitFilter {
                 device,
                 category,
                 since,
                 after_id: None,
                 limit: lines,
             };
-            let json = format == Format::Json;
-            if follow {
-                let poll = std::time::Duration::from_millis(500);
-                store::cli::follow(&path, &filter, json, poll, &mut std::io::stdout())?;
-            } else {
-                print!("{}", store::cli::log(&path, &filter, json)?.0);
-            }
+            log::run(&path, &filter, follow, format == Format::Json)?;
             Ok(0)
         }
         Command::Status { db, format } => {
-            print!(
-                "{}",
-                store::cli::status(&db.path()?, format == Format::Json)?
-            );
+            print!("{}", status::status(&db.path()?, format == Format::Json)?);
             Ok(0)
         }
         Command::Lists {
@@ -410,10 +366,9 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             command: None,
         } => {
             let cfg = load(&config, Overrides::default())?;
-            let rows = crate::remote::list_rows(&cfg)?;
             print!(
                 "{}",
-                crate::remote::render_rows(&rows, format == Format::Json)
+                lists::render(&lists::rows(&cfg)?, format == Format::Json)
             );
             Ok(0)
         }
@@ -423,89 +378,12 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         } => {
             let cfg = load(&config, Overrides::default())?;
             let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-            Ok(rt.block_on(lists_update(&cfg, force)))
+            Ok(rt.block_on(lists::update(&cfg, force)))
         }
-        Command::Report(args) => {
-            let req = report_request(&args)?;
-            print!("{}", crate::report::run(&req)?);
-            Ok(0)
-        }
+        Command::Report(args) => report::run(&args),
         Command::Config {
             command: ConfigCommand::Check { path },
-        } => {
-            let result = match &path {
-                Some(p) => Config::load(p),
-                None => Config::locate(None).map(|(c, _)| c),
-            };
-            match result {
-                Ok(c) => {
-                    print!("{}", c.to_toml());
-                    Ok(0)
-                }
-                Err(e) => {
-                    // One line a problem, each with its file:line:column.
-                    for line in e.to_string().lines() {
-                        eprintln!("error: {line}");
-                    }
-                    Ok(1)
-                }
-            }
-        }
-    }
-}
-
-/// `metaguard lists update`: a one-line status (`[done/total] url (KiB)`) on stderr when
-/// both stdout and stderr are a terminal, plain lines otherwise.
-/// Exit code 0 when every remote list ends with a usable copy, else 1.
-pub async fn lists_update(cfg: &Config, force: bool) -> i32 {
-    use crate::remote::UpdateEvent;
-    use std::io::{IsTerminal, Write};
-    let tty = std::io::stdout().is_terminal() && std::io::stderr().is_terminal();
-    // (lists finished, lists due)
-    let counts = std::sync::Mutex::new((0usize, 0usize));
-    let status = |msg: Option<&str>| {
-        if !tty {
-            return;
-        }
-        let (pos, len) = *counts.lock().unwrap_or_else(|e| e.into_inner());
-        let mut err = std::io::stderr().lock();
-        // Clear the line; then the status, cut to the terminal width (COLUMNS, else 80).
-        let _ = write!(err, "\r\x1b[2K");
-        if let Some(msg) = msg {
-            let width = std::env::var("COLUMNS")
-                .ok()
-                .and_then(|c| c.parse::<usize>().ok())
-                .unwrap_or(80);
-            let line: String = format!("[{pos}/{len}] {msg}")
-                .chars()
-                .take(width.saturating_sub(1))
-                .collect();
-            let _ = write!(err, "{line}");
-        }
-        let _ = err.flush();
-    };
-    let progress = |ev: UpdateEvent| match ev {
-        UpdateEvent::Started { total, url, .. } => {
-            counts.lock().unwrap_or_else(|e| e.into_inner()).1 = total;
-            status(Some(&url));
-        }
-        UpdateEvent::Progress { url, bytes } => {
-            status(Some(&format!("{url} ({} KiB)", bytes / 1024)));
-        }
-        UpdateEvent::Finished(o) => {
-            status(None);
-            println!("{o}");
-            counts.lock().unwrap_or_else(|e| e.into_inner()).0 += 1;
-        }
-    };
-    let outcomes = crate::remote::update_all(cfg, force, &progress).await;
-    if outcomes.is_empty() {
-        println!("no remote list due ({} configured)", cfg.lists.len());
-    }
-    if crate::remote::all_usable(cfg, &outcomes) {
-        0
-    } else {
-        1
+        } => Ok(config::check(path.as_deref())),
     }
 }
 

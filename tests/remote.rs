@@ -419,13 +419,13 @@ async fn lists_rows_show_remote_and_embedded() {
     let server = Server::start(Reply::Status(404)).await;
     let mut cfg = config(dir.path(), &server.url);
     cfg.filter.lists_dir = dir.path().join("none");
-    let rows = remote::list_rows(&cfg).unwrap();
+    let rows = metaguard::cli::lists::rows(&cfg).unwrap();
     let r = rows.iter().find(|r| r.name == server.url).unwrap();
     assert!(r.source.contains("not fetched"));
     seed(&cfg, &server).await;
     cfg.categories
         .insert("ads".into(), metaguard::policy::Action::Block);
-    let rows = remote::list_rows(&cfg).unwrap();
+    let rows = metaguard::cli::lists::rows(&cfg).unwrap();
     let r = rows.iter().find(|r| r.name == server.url).unwrap();
     assert_eq!((r.rules, r.action.as_str()), (10, "block"));
     assert_eq!(r.source, server.url);
@@ -436,11 +436,11 @@ async fn lists_rows_show_remote_and_embedded() {
     let pixel = rows.iter().find(|r| r.name == "pixel.txt").unwrap();
     assert_eq!(pixel.source, "embedded");
     assert!(pixel.last_update.is_some(), "Reviewed: header");
-    let text = remote::render_rows(&rows, false);
+    let text = metaguard::cli::lists::render(&rows, false);
     assert!(text.starts_with("NAME"));
-    let json = remote::render_rows(&rows, true);
+    let json = metaguard::cli::lists::render(&rows, true);
     assert_eq!(json.lines().count(), rows.len());
-    let exit = metaguard::cli::lists_update(&cfg, true).await;
+    let exit = metaguard::cli::lists::update(&cfg, true).await;
     assert_eq!(exit, 0, "404 but the last good copy is usable");
 }
 

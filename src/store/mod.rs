@@ -1,8 +1,7 @@
 //! The hit log: a SQLite database written by one background thread (`writer`), read by
-//! the `devices`, `log` and `status` commands (`read`, `cli`). See docs/store.md.
+//! the `devices`, `log` and `status` commands (`read`; the commands are in `crate::cli`). See docs/store.md.
 
 mod batch;
-pub mod cli;
 pub mod read;
 mod retention;
 mod retry;
@@ -119,7 +118,9 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    fn sqlite(path: &std::path::Path) -> impl FnOnce(rusqlite::Error) -> StoreError + '_ {
+    pub(crate) fn sqlite(
+        path: &std::path::Path,
+    ) -> impl FnOnce(rusqlite::Error) -> StoreError + '_ {
         move |source| StoreError::Sqlite {
             path: path.to_path_buf(),
             source,

@@ -118,6 +118,11 @@ pub struct HitRow {
     pub cname_origin: Option<String>,
 }
 
+/// The id of the newest hit (0 when there is none): `log --follow` shows hits after it.
+pub fn last_hit_id(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row("SELECT coalesce(max(id), 0) FROM hits", [], |r| r.get(0))
+}
+
 /// Hits matching `f`, oldest first.
 pub fn hits(conn: &Connection, f: &HitFilter) -> rusqlite::Result<Vec<HitRow>> {
     let order = if f.after_id.is_some() { "ASC" } else { "DESC" };

@@ -1,0 +1,51 @@
+//! `metaguard devices` and `devices rename`.
+
+use std::path::Path;
+
+use crate::store::StoreError;
+use crate::store::read;
+
+use super::table::{Table, json_lines, utc};
+
+/// `metaguard devices`: every device seen, most recently seen first.
+pub fn devices(db: &Path, now: i64, json: bool) -> Result<String, StoreError> {
+    let conn = read::open(db)?;
+    let rows = read::devices(&conn, now).map_err(StoreError::sqlite(db))?;
+    if json {
+        return Ok(json_lines(&rows));
+    }
+    let mut table = Table::new("  ");
+    table.row([
+        "ID",
+        "NAME",
+        "MAC",
+        "ADDRESSES",
+        "GROUP",
+        "LAST SEEN",
+        "META 7D",
+        "QUERIES 7D",
+    ]);
+    for d in &rows {
+        table.row([
+            d.id.to_string(),
+            d.name.clone().unwrap_or_else(|| "-".into()),
+            d.mac.clone().unwrap_or_else(|| "-".into()),
+            if d.addrs.is_empty() {
+                "-".into()
+            } else {
+                d.addrs.join(",")
+            },
+            d.group.clone().unwrap_or_else(|| "-".into()),
+            utc(d.last_seen),
+            d.meta_hits_7d.to_string(),
+            d.queries_7d.to_string(),
+        ]);
+    }
+    Ok(table.render())
+}
+
+/// `metaguard devices rename ID NAME`.
+pub fn rename(db: &Path, id: i64, name: &str) -> Result<String, StoreError> {
+    read::rename_device(db, id, name)?;
+    Ok(format!("device {id} is now {name}\n"))
+}
