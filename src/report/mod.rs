@@ -4,6 +4,9 @@
 
 pub mod build;
 pub mod deliver;
+/// Test data, not API: only with the `test-fixtures` feature (tests and benches).
+#[cfg(feature = "test-fixtures")]
+#[doc(hidden)]
 pub mod fixture;
 pub mod html;
 pub mod model;
