@@ -21,18 +21,22 @@
 //! written atomically (temp file + rename, mode 0644). A download replaces the copy
 //! only when it passes the sanity check: at most half of its meaningful lines bad,
 //! at least one rule, and not less than half the rules of the previous copy.
+//!
+//! Here: the config, the stored copies and the update of a list (fetch, check, store);
+//! `fetch` downloads one list, `refresh` is the running server's refresher.
 
-use std::collections::HashMap;
+mod fetch;
+mod refresh;
+
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Deserializer, Serialize};
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::filter::{Filter, ListFormat, ListSource, ListStats};
+use fetch::{FetchError, Fetched, agent, fetch};
+pub use refresh::{Refresher, spawn_refresher};
 
 /// One `[[lists]]` entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -295,137 +299,6 @@ pub fn sanity_check(stats: &ListStats, previous: Option<usize>) -> Result<(), St
     Ok(())
 }
 
-enum Fetched {
-    NotModified,
-    Body {
-        text: String,
-        etag: Option<String>,
-        last_modified: Option<String>,
-    },
-}
-
-/// Why a download did not give a body.
-enum FetchError {
-    /// Too big: reported as rejected.
-    TooLarge(u64),
-    Other(String),
-}
-
-/// The download agent: blocking ureq (the binary's only HTTP client; the webhook uses it
-/// too), run on tokio's blocking pool by [`fetch`]. No proxy from the environment.
-fn agent(cfg: &Config) -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .timeout_global(Some(cfg.remote.timeout))
-        .timeout_connect(Some(cfg.remote.timeout.min(Duration::from_secs(15))))
-        .user_agent(concat!("metaguard/", env!("CARGO_PKG_VERSION")))
-        .proxy(None)
-        .tls_config(cfg.tls.ureq())
-        .http_status_as_error(false)
-        .build()
-        .into()
-}
-
-/// Download `url` on the blocking pool; progress (bytes so far) comes back over a
-/// channel so the callback runs on the caller's task.
-async fn fetch(
-    agent: &ureq::Agent,
-    cfg: &Config,
-    url: &str,
-    prev: Option<&Sidecar>,
-    progress: Progress<'_>,
-) -> Result<Fetched, FetchError> {
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<u64>();
-    let agent = agent.clone();
-    let owned_url = url.to_string();
-    let cond = prev.map(|p| (p.etag.clone(), p.last_modified.clone()));
-    let max = cfg.remote.max_size;
-    let task =
-        tokio::task::spawn_blocking(move || fetch_blocking(&agent, &owned_url, cond, max, &tx));
-    while let Some(bytes) = rx.recv().await {
-        progress(UpdateEvent::Progress {
-            url: url.to_string(),
-            bytes,
-        });
-    }
-    task.await
-        .map_err(|e| FetchError::Other(format!("download task failed: {e}")))?
-}
-
-fn fetch_blocking(
-    agent: &ureq::Agent,
-    url: &str,
-    cond: Option<(Option<String>, Option<String>)>,
-    max: u64,
-    progress: &tokio::sync::mpsc::UnboundedSender<u64>,
-) -> Result<Fetched, FetchError> {
-    use std::io::Read;
-    use ureq::http::header::{ETAG, IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED};
-    use ureq::http::{HeaderValue, StatusCode};
-    let mut req = agent.get(url);
-    if let Some((etag, last_modified)) = cond {
-        if let Some(e) = etag {
-            req = req.header(IF_NONE_MATCH, e);
-        }
-        if let Some(l) = last_modified {
-            req = req.header(IF_MODIFIED_SINCE, l);
-        }
-    }
-    let other = |e: ureq::Error| FetchError::Other(error_chain(&e));
-    let mut resp = req.call().map_err(other)?;
-    let status = resp.status();
-    if status == StatusCode::NOT_MODIFIED {
-        return Ok(Fetched::NotModified);
-    }
-    if !status.is_success() {
-        return Err(FetchError::Other(format!("HTTP {status}")));
-    }
-    if let Some(len) = resp.body().content_length()
-        && len > max
-    {
-        return Err(FetchError::TooLarge(len));
-    }
-    let header = |name| {
-        resp.headers()
-            .get(name)
-            .and_then(|v: &HeaderValue| v.to_str().ok())
-            .map(str::to_string)
-    };
-    let etag = header(ETAG);
-    let last_modified = header(LAST_MODIFIED);
-    let mut reader = resp.body_mut().as_reader();
-    let mut body = Vec::new();
-    let mut chunk = vec![0u8; 64 * 1024];
-    loop {
-        let n = match reader.read(&mut chunk) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(FetchError::Other(error_chain(&e))),
-        };
-        if body.len() as u64 + n as u64 > max {
-            return Err(FetchError::TooLarge(body.len() as u64 + n as u64));
-        }
-        body.extend_from_slice(&chunk[..n]);
-        let _ = progress.send(body.len() as u64);
-    }
-    Ok(Fetched::Body {
-        text: String::from_utf8_lossy(&body).into_owned(),
-        etag,
-        last_modified,
-    })
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(c) = src {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        src = c.source();
-    }
-    s
-}
-
 /// Fetch one list and store it when it passes the checks.
 async fn update_one(
     agent: &ureq::Agent,
@@ -543,126 +416,6 @@ pub fn all_usable(cfg: &Config, outcomes: &[UpdateOutcome]) -> bool {
             .find(|o| o.url == l.url)
             .map_or_else(|| copy_path(cfg, &l.url).is_file(), |o| o.has_copy)
     })
-}
-
-/// After a failed attempt, try again after this long (or the refresh, if shorter).
-const RETRY: Duration = Duration::from_secs(15 * 60);
-
-/// A task that sleeps until the next list is due, updates it, and calls `on_change`
-/// when any copy changed. Ends when `shutdown` is cancelled.
-pub fn spawn_refresher(
-    cfg: Config,
-    on_change: impl Fn() + Send + Sync + 'static,
-    shutdown: CancellationToken,
-) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        if cfg.lists.is_empty() {
-            return;
-        }
-        let on_change = Arc::new(on_change);
-        // In-memory schedule, seeded from the sidecars.
-        let mut next: HashMap<String, SystemTime> = cfg
-            .lists
-            .iter()
-            .map(|l| {
-                (
-                    l.url.clone(),
-                    next_due(&cfg, l).unwrap_or(SystemTime::UNIX_EPOCH),
-                )
-            })
-            .collect();
-        loop {
-            let soonest = next.values().min().copied().unwrap_or(SystemTime::now());
-            let wait = soonest
-                .duration_since(SystemTime::now())
-                .unwrap_or(Duration::ZERO);
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = tokio::time::sleep(wait) => {}
-            }
-            let now = SystemTime::now();
-            let due: Vec<&RemoteListConfig> = cfg
-                .lists
-                .iter()
-                .filter(|l| next.get(&l.url).is_none_or(|t| *t <= now))
-                .collect();
-            let outcomes = tokio::select! {
-                _ = shutdown.cancelled() => return,
-                o = update_lists(&cfg, &due, &|_| {}) => o,
-            };
-            let mut changed = false;
-            for (list, o) in due.iter().zip(&outcomes) {
-                let after = match &o.result {
-                    UpdateResult::Updated { rules } => {
-                        tracing::info!(url = %o.url, rules, "remote list updated");
-                        changed = true;
-                        list.refresh
-                    }
-                    UpdateResult::NotModified => list.refresh,
-                    _ => {
-                        tracing::warn!("{o}");
-                        list.refresh.min(RETRY)
-                    }
-                };
-                next.insert(list.url.clone(), SystemTime::now() + after);
-            }
-            if changed {
-                on_change();
-            }
-        }
-    })
-}
-
-/// The refresher of a running server, restarted when a reload changes what it refreshes
-/// (`[[lists]]` or `[remote]`): a list added by SIGHUP is fetched without a restart,
-/// and a removed one is no longer fetched.
-pub struct Refresher {
-    lists: Vec<RemoteListConfig>,
-    remote: RemoteConfig,
-    on_change: Arc<dyn Fn() + Send + Sync>,
-    stop: CancellationToken,
-    task: JoinHandle<()>,
-}
-
-impl Refresher {
-    pub fn start(cfg: &Config, on_change: impl Fn() + Send + Sync + 'static) -> Refresher {
-        Self::spawn(cfg, Arc::new(on_change))
-    }
-
-    fn spawn(cfg: &Config, on_change: Arc<dyn Fn() + Send + Sync>) -> Refresher {
-        let stop = CancellationToken::new();
-        let call = on_change.clone();
-        let task = spawn_refresher(cfg.clone(), move || call(), stop.clone());
-        Refresher {
-            lists: cfg.lists.clone(),
-            remote: cfg.remote.clone(),
-            on_change,
-            stop,
-            task,
-        }
-    }
-
-    /// Take up the config a reload put in force; `true` when that restarted the
-    /// refresher (the lists or `[remote]` changed). An update under way is abandoned
-    /// (its copy is written whole or not at all) and tried again when next due.
-    pub async fn follow(&mut self, cfg: &Config) -> bool {
-        if cfg.lists == self.lists && cfg.remote == self.remote {
-            return false;
-        }
-        let next = Self::spawn(cfg, self.on_change.clone());
-        std::mem::replace(self, next).stop().await;
-        tracing::info!(
-            "[[lists]] changed: {} remote lists refreshed now",
-            cfg.lists.len()
-        );
-        true
-    }
-
-    /// Stop and wait for the task to end.
-    pub async fn stop(self) {
-        self.stop.cancel();
-        let _ = self.task.await;
-    }
 }
 
 #[cfg(test)]
