@@ -1,6 +1,18 @@
 //! The command line: clap definitions and the dispatch to each command, whose work is
 //! in `cli/<command>.rs` (text and JSON output through the one renderer, `cli/table.rs`).
 
+pub mod check;
+pub mod config;
+pub mod devices;
+pub mod lists;
+pub mod log;
+pub mod report;
+pub mod status;
+mod stderr;
+mod table;
+#[cfg(test)]
+mod tests;
+
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
@@ -10,17 +22,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use crate::config::{Config, Overrides};
 use crate::store::{HitFilter, unix_now};
 use crate::upstream::UpstreamSpec;
-
-pub mod check;
-pub mod config;
-pub mod devices;
-pub mod lists;
-pub mod log;
-pub mod report;
-pub mod status;
-mod table;
-#[cfg(test)]
-mod tests;
+pub use stderr::{error_line, init_tracing};
 
 /// A local DNS resolver that blocks and logs Meta's tracking, per device.
 #[derive(Debug, Parser)]
@@ -241,41 +243,6 @@ fn load(args: &ConfigArgs, overrides: Overrides) -> anyhow::Result<Config> {
     Ok(config)
 }
 
-/// Whether stderr is the systemd journal: `JOURNAL_STREAM` names the device and inode
-/// of the stream systemd connected, and they are stderr's (not inherited by a child
-/// whose stderr went elsewhere).
-pub fn stderr_is_journal() -> bool {
-    use std::os::fd::AsFd;
-    use std::os::unix::fs::MetadataExt;
-    let Some(var) = std::env::var_os("JOURNAL_STREAM") else {
-        return false;
-    };
-    let Ok(fd) = std::io::stderr().as_fd().try_clone_to_owned() else {
-        return false;
-    };
-    let Ok(meta) = std::fs::File::from(fd).metadata() else {
-        return false;
-    };
-    var.to_str() == Some(&format!("{}:{}", meta.dev(), meta.ino()))
-}
-
-/// The one line printed for an error: each cause in turn, except one whose text the
-/// message before it already shows (`cannot listen on ...: <io error>` names its source).
-pub fn error_line(e: &anyhow::Error) -> String {
-    let mut line = String::new();
-    for cause in e.chain() {
-        let text = cause.to_string();
-        if line.contains(&text) {
-            continue;
-        }
-        if !line.is_empty() {
-            line.push_str(": ");
-        }
-        line.push_str(&text);
-    }
-    line
-}
-
 /// Run the parsed command; the process exit code.
 pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
@@ -384,28 +351,5 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Config {
             command: ConfigCommand::Check { path },
         } => Ok(config::check(path.as_deref())),
-    }
-}
-
-#[cfg(test)]
-mod error_line_tests {
-    use super::error_line;
-
-    #[test]
-    fn a_cause_the_message_already_names_is_not_repeated() {
-        let io = std::io::Error::from(std::io::ErrorKind::AddrInUse);
-        let e = crate::server::ServeError::Bind {
-            addr: "127.0.0.1:53".parse().unwrap(),
-            proto: "udp",
-            source: io,
-        };
-        let e = anyhow::Error::new(e);
-        assert_eq!(
-            error_line(&e),
-            "cannot listen on 127.0.0.1:53 (udp): address in use"
-        );
-        // Context that does not name its cause keeps it.
-        let e = anyhow::Error::new(std::io::Error::other("disk full")).context("writing report");
-        assert_eq!(error_line(&e), "writing report: disk full");
     }
 }
