@@ -8,7 +8,9 @@ use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{RData, Record, RecordType};
 use serde::{Deserialize, Serialize};
 
-use crate::wire::Encoded;
+mod encoded;
+
+pub use encoded::Encoded;
 
 /// `[cache]` in the config.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -16,6 +16,7 @@ use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseI
 use super::Snapshot;
 use super::decide::{self, Check, Decision, Hit, Local, Question};
 use super::response::{self, EDE_NO_REACHABLE_AUTHORITY, EDE_NOT_SUPPORTED, Reply};
+use super::wire;
 use crate::cache::{Answer, Cache, DnssecBits};
 use crate::clients::Identity;
 use crate::export::{self, Export};
@@ -24,7 +25,6 @@ use crate::metrics::Metrics;
 use crate::policy::Action;
 use crate::stats::Stats;
 use crate::store::{AnsweredFrom, DeviceInfo, HitEvent, Logger, QueryEvent};
-use crate::wire;
 
 /// The query handler. Everything it reads per query is in the current [`Snapshot`].
 pub struct Handler {
@@ -218,7 +218,7 @@ impl Handler {
         }
     }
 
-    /// Answer a common query (see [`crate::wire`]) into `out` when the decision needs
+    /// Answer a common query (see [`super::wire`]) into `out` when the decision needs
     /// neither the upstream nor hickory: blocked, or a cache hit that passes its check.
     /// Counted and logged exactly as [`Handler::resolve`] would; `false` leaves the
     /// query untouched (nothing counted) for the full path.

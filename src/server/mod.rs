@@ -13,6 +13,7 @@ mod sockets;
 mod tcp;
 mod tcp_slots;
 mod udp;
+pub mod wire;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -41,7 +42,6 @@ use crate::policy::Policy;
 use crate::stats::{self, Stats};
 use crate::store::{self, WriterHandle};
 use crate::upstream::{self, UpstreamError, Upstreams};
-use crate::wire;
 
 /// `[server]` in the config.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -363,7 +363,7 @@ pub(crate) enum Fast {
 }
 
 impl Shared {
-    /// Answer a common query (see [`crate::wire`]) inline into `out`, without a task,
+    /// Answer a common query (see [`wire`]) inline into `out`, without a task,
     /// hickory or allocations when it is blocked or cached. `name` is scratch space.
     fn answer_fast(
         &self,

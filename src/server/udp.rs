@@ -1,7 +1,7 @@
 //! The UDP listener: one receive loop per socket and a cap on queries in flight, in
 //! total and per client address ([`super::inflight`]); past either, datagrams are
 //! dropped and counted, never queued. A common query that is blocked
-//! or cached is answered from the raw packet by the loop itself ([`crate::wire`]): no
+//! or cached is answered from the raw packet by the loop itself ([`super::wire`]): no
 //! copy, no task, no hickory message. The rest get one poll inline (refused, ANY, ...)
 //! and become a task only when they wait on the upstream.
 
