@@ -24,7 +24,7 @@ use crate::filter::{Verdict, name_key};
 use crate::metrics::Metrics;
 use crate::policy::Action;
 use crate::stats::Stats;
-use crate::store::{AnsweredFrom, DeviceInfo, HitEvent, Logger, QueryEvent};
+use crate::store::{AnsweredFrom, DeviceInfo, HitEvent, Logger, QueryEvent, unix_now};
 
 /// The query handler. Everything it reads per query is in the current [`Snapshot`].
 pub struct Handler {
@@ -349,12 +349,6 @@ fn device_info(device: &Identity) -> DeviceInfo {
         name: device.name.as_deref().map(str::to_string),
         group: device.group.as_deref().map(str::to_string),
     }
-}
-
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
 }
 
 #[async_trait::async_trait]

@@ -18,7 +18,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
-use super::Shared;
+use super::dispatch::Dispatcher;
 use super::tcp_slots::{Slot, Slots};
 use crate::stats::Stats;
 
@@ -52,7 +52,7 @@ impl TcpLimits {
 const DRAIN: Duration = Duration::from_secs(2);
 
 /// Accept on `listener` until shutdown.
-pub async fn serve(listener: TcpListener, shared: Arc<Shared>, limits: TcpLimits) {
+pub async fn serve(listener: TcpListener, shared: Arc<Dispatcher>, limits: TcpLimits) {
     let slots = Slots::new(limits.max_connections, limits.max_per_client);
     let buffered = Arc::new(Semaphore::new(limits.total_buffer.max(1 << 17)));
     loop {
@@ -112,7 +112,7 @@ enum End {
 }
 
 struct Conn {
-    shared: Arc<Shared>,
+    shared: Arc<Dispatcher>,
     src: SocketAddr,
     limits: TcpLimits,
     slot: Slot,
@@ -194,7 +194,7 @@ impl Conn {
                     // Closed while this query waited: its answer would be dropped.
                     return;
                 }
-                let Some(bytes) = shared.answer(msg, src, Protocol::Tcp).await else {
+                let Some(bytes) = shared.respond(msg, src, Protocol::Tcp).await else {
                     return;
                 };
                 if bytes.len() > usize::from(u16::MAX) {

@@ -15,14 +15,14 @@ use hickory_server::net::xfer::Protocol;
 use tokio::net::UdpSocket;
 use tokio::sync::Semaphore;
 
+use super::dispatch::{Dispatcher, Inline};
 use super::inflight::PerClient;
 use super::mmsg::{self, Inbox, Outbox};
-use super::{Fast, Shared};
 use crate::access::Admit;
 use crate::stats::Stats;
 
 /// Serve `socket` until the shared shutdown token is cancelled.
-pub async fn serve(socket: Arc<UdpSocket>, shared: Arc<Shared>, max_in_flight: usize) {
+pub async fn serve(socket: Arc<UdpSocket>, shared: Arc<Dispatcher>, max_in_flight: usize) {
     let in_flight = InFlight {
         total: Arc::new(Semaphore::new(max_in_flight.max(1))),
         per_client: PerClient::new(PerClient::share_of(max_in_flight)),
@@ -81,7 +81,7 @@ struct InFlight {
 /// (inline when it needs no upstream, otherwise in a task).
 fn query(
     socket: &Arc<UdpSocket>,
-    shared: &Arc<Shared>,
+    shared: &Arc<Dispatcher>,
     in_flight: &InFlight,
     packet: &[u8],
     src: SocketAddr,
@@ -90,16 +90,16 @@ fn query(
 ) {
     // A panic in one query must not take the receive loop with it.
     let fast = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        shared.answer_fast(packet, src, name, outbox.next())
+        shared.respond_inline(packet, src, name, outbox.next())
     }));
     let admit = match fast {
-        Ok(Fast::Answered) => {
+        Ok(Inline::Answered) => {
             outbox.push(src);
             return;
         }
-        Ok(Fast::Silent) => return,
-        Ok(Fast::Full(admit)) => Some(admit),
-        Ok(Fast::NotCommon) => None,
+        Ok(Inline::Silent) => return,
+        Ok(Inline::Full(admit)) => Some(admit),
+        Ok(Inline::NotCommon) => None,
         Err(_) => {
             tracing::error!(%src, "a query panicked; it got no answer");
             return;
@@ -140,7 +140,7 @@ fn query(
 }
 
 /// Send the queued answers; those the socket cannot take now go out from a task.
-fn flush(socket: &Arc<UdpSocket>, shared: &Shared, outbox: &mut Outbox) {
+fn flush(socket: &Arc<UdpSocket>, shared: &Dispatcher, outbox: &mut Outbox) {
     outbox.flush(socket, |bytes, to| {
         let socket = socket.clone();
         let bytes = bytes.to_vec();
@@ -154,7 +154,7 @@ fn flush(socket: &Arc<UdpSocket>, shared: &Shared, outbox: &mut Outbox) {
 
 async fn answer(
     socket: &UdpSocket,
-    shared: &Shared,
+    shared: &Dispatcher,
     packet: Vec<u8>,
     src: SocketAddr,
     admit: Option<Admit>,
@@ -162,10 +162,10 @@ async fn answer(
     let bytes = match admit {
         Some(admit) => {
             shared
-                .answer_admitted(packet, src, Protocol::Udp, admit)
+                .respond_admitted(packet, src, Protocol::Udp, admit)
                 .await
         }
-        None => shared.answer(packet, src, Protocol::Udp).await,
+        None => shared.respond(packet, src, Protocol::Udp).await,
     };
     if let Some(bytes) = bytes
         && let Err(e) = socket.send_to(&bytes, src).await
