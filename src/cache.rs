@@ -125,7 +125,7 @@ pub struct Cached {
 
 impl Cached {
     /// The answer as cached (TTLs not counted down).
-    pub fn answer(&self) -> &Answer {
+    pub fn stored_answer(&self) -> &Answer {
         &self.entry.answer
     }
 

@@ -14,13 +14,14 @@ macro_rules! counters {
 
         /// A copy of every counter at one moment.
         #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
-        pub struct Snapshot {
+        pub struct Counts {
             $(#[doc = $doc] pub $name: u64,)*
         }
 
         impl Stats {
-            pub fn snapshot(&self) -> Snapshot {
-                Snapshot { $($name: self.$name.load(Ordering::Relaxed),)* }
+            /// Every counter's value now.
+            pub fn counts(&self) -> Counts {
+                Counts { $($name: self.$name.load(Ordering::Relaxed),)* }
             }
         }
     };

@@ -42,7 +42,7 @@ impl Dispatcher {
 
     /// The counters as JSON for `metaguard status` (written to the DB by the logger).
     pub(super) fn status_json(&self, started: Instant, started_unix: i64) -> String {
-        let mut s = self.stats.snapshot();
+        let mut s = self.stats.counts();
         s.events_dropped = self.handler.logger.dropped();
         serde_json::json!({
             "pid": std::process::id(),

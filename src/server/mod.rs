@@ -155,8 +155,8 @@ impl Running {
         self.shared.handler.metrics.clone()
     }
 
-    pub fn stats(&self) -> stats::Snapshot {
-        let mut s = self.shared.stats.snapshot();
+    pub fn stats(&self) -> stats::Counts {
+        let mut s = self.shared.stats.counts();
         s.events_dropped = self.shared.handler.logger.dropped();
         s
     }
@@ -334,7 +334,7 @@ pub async fn start(config: Config) -> Result<Running, ServeError> {
             }
             let s = shared.clone();
             let snapshot = move || {
-                let mut snap = s.stats.snapshot();
+                let mut snap = s.stats.counts();
                 snap.events_dropped = s.handler.logger.dropped();
                 snap
             };

@@ -120,7 +120,7 @@ fn query(
     let task_shared = shared.clone();
     let mut query: Pin<Box<dyn Future<Output = ()> + Send>> = Box::pin(async move {
         let _held = (permit, share);
-        answer(&socket, &task_shared, packet, src, admit).await;
+        respond_and_send(&socket, &task_shared, packet, src, admit).await;
     });
     // One poll with a no-op waker: answers that need nothing from the network finish
     // here. The rest are handed to a task, which polls again at once and so registers
@@ -152,7 +152,9 @@ fn flush(socket: &Arc<UdpSocket>, shared: &Dispatcher, outbox: &mut Outbox) {
     });
 }
 
-async fn answer(
+/// The full path for one datagram (from its start, or after the inline path
+/// admitted it), and the send of its answer.
+async fn respond_and_send(
     socket: &UdpSocket,
     shared: &Dispatcher,
     packet: Vec<u8>,

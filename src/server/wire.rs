@@ -3,7 +3,7 @@
 //! building hickory messages; anything unusual gives `None` and takes the full path,
 //! which stays the reference for what an answer looks like.
 
-use super::response::{EDE_BLOCKED, MAX_UDP_PAYLOAD, answered_locally, authentic, udp_limit};
+use super::response::{EDE_BLOCKED, MAX_UDP_PAYLOAD, authentic, is_local_qtype, udp_limit};
 use crate::cache::{DnssecBits, Encoded};
 use crate::clients::{EDNS_MAC_RAW, EDNS_MAC_TEXT};
 use crate::filter::BlockResponse;
@@ -86,7 +86,7 @@ impl<'a> Query<'a> {
         let qclass = u16::from_be_bytes([fixed[2], fixed[3]]);
         // Class IN only; not ANY, zone transfers or meta-types (the full path answers
         // them itself).
-        if qclass != 1 || answered_locally(qtype) {
+        if qclass != 1 || is_local_qtype(qtype) {
             return None;
         }
         let question_end = pos + 4;
