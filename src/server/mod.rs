@@ -131,7 +131,7 @@ pub enum ServeError {
 /// A running server: its bound addresses, live counters, reload and stop.
 pub struct Running {
     addrs: Vec<SocketAddr>,
-    shared: Arc<Dispatcher>,
+    dispatcher: Arc<Dispatcher>,
     listeners: tokio::task::JoinSet<()>,
     started: Instant,
     started_unix: i64,
@@ -152,12 +152,12 @@ impl Running {
 
     /// The handle the query path records metrics into.
     pub fn metrics(&self) -> Arc<Metrics> {
-        self.shared.handler.metrics.clone()
+        self.dispatcher.handler.metrics.clone()
     }
 
     pub fn stats(&self) -> stats::Counts {
-        let mut s = self.shared.stats.counts();
-        s.events_dropped = self.shared.handler.logger.dropped();
+        let mut s = self.dispatcher.stats.counts();
+        s.events_dropped = self.dispatcher.handler.logger.dropped();
         s
     }
 
@@ -172,12 +172,17 @@ impl Running {
 
     /// Answers in the cache now (bounded by `[cache] size`).
     pub fn cache_len(&self) -> usize {
-        self.shared.handler.cache.len()
+        self.dispatcher.handler.cache.len()
     }
 
     /// Client addresses the rate limiter tracks now (bounded by `max_clients` + 1024).
     pub fn rate_limited_clients(&self) -> usize {
-        self.shared.handler.state.load().access.tracked_clients()
+        self.dispatcher
+            .handler
+            .state
+            .load()
+            .access
+            .tracked_clients()
     }
 
     pub fn uptime(&self) -> Duration {
@@ -186,7 +191,7 @@ impl Running {
 
     /// The resolv.conf the upstreams come from, when `[upstream] servers` is empty.
     pub fn resolv_conf(&self) -> Option<PathBuf> {
-        let snap = self.shared.handler.state.load();
+        let snap = self.dispatcher.handler.state.load();
         snap.config.upstream.resolv_conf_in_use().map(PathBuf::from)
     }
 
@@ -194,11 +199,11 @@ impl Running {
     pub fn reload(&self, config: Config) -> Result<(), ServeError> {
         config.validate()?;
         let snap = Arc::new(Snapshot::build(config, &self.addrs, false)?);
-        self.shared.refresh_clients(&snap.clients);
-        self.shared.handler.state.store(snap.clone());
-        self.shared.handler.cache.clear();
+        self.dispatcher.refresh_clients(&snap.clients);
+        self.dispatcher.handler.state.store(snap.clone());
+        self.dispatcher.handler.cache.clear();
         let export = &snap.config.export;
-        self.shared
+        self.dispatcher
             .handler
             .export
             .configure(export, snap.config.filter.block_response);
@@ -209,23 +214,23 @@ impl Running {
 
     /// Stop accepting, let in-flight queries finish (bounded), then return.
     pub async fn stop(mut self) {
-        self.shared.shutdown.cancel();
+        self.dispatcher.shutdown.cancel();
         while self.listeners.join_next().await.is_some() {}
-        self.shared.tracker.close();
-        if tokio::time::timeout(Duration::from_millis(1500), self.shared.tracker.wait())
+        self.dispatcher.tracker.close();
+        if tokio::time::timeout(Duration::from_millis(1500), self.dispatcher.tracker.wait())
             .await
             .is_err()
         {
             tracing::warn!("shutdown: some queries were still in flight and were dropped");
         }
         // Every answered query has handed its event over; write them all.
-        self.shared
+        self.dispatcher
             .handler
             .export
             .stop(Duration::from_secs(2))
             .await;
-        let status = self.shared.status_json(self.started, self.started_unix);
-        self.shared.handler.logger.status(status);
+        let status = self.dispatcher.status_json(self.started, self.started_unix);
+        self.dispatcher.handler.logger.status(status);
         if let Some(w) = self.writer.take() {
             let _ = tokio::task::spawn_blocking(move || w.shutdown()).await;
         }
@@ -255,7 +260,7 @@ pub async fn start(config: Config) -> Result<Running, ServeError> {
     let stats = Arc::new(Stats::default());
     let shutdown = CancellationToken::new();
     let clients = snap.clients.clone();
-    let shared = Arc::new(Dispatcher {
+    let dispatcher = Arc::new(Dispatcher {
         handler: Handler {
             cache: Cache::new(&snap.config.cache),
             state: Arc::new(ArcSwap::from_pointee(snap)),
@@ -270,15 +275,18 @@ pub async fn start(config: Config) -> Result<Running, ServeError> {
         shutdown,
         tracker: TaskTracker::new(),
     });
-    shared.refresh_clients(&clients);
+    dispatcher.refresh_clients(&clients);
     {
-        let snap = shared.handler.state.load();
+        let snap = dispatcher.handler.state.load();
         let block = snap.config.filter.block_response;
-        shared.handler.export.configure(&snap.config.export, block);
+        dispatcher
+            .handler
+            .export
+            .configure(&snap.config.export, block);
     }
     {
-        let m = shared.handler.metrics.clone();
-        shared
+        let m = dispatcher.handler.metrics.clone();
+        dispatcher
             .handler
             .logger
             .on_write(Arc::new(move |d| m.observe_db_write(d)));
@@ -287,13 +295,13 @@ pub async fn start(config: Config) -> Result<Running, ServeError> {
     let started_unix = unix_now();
     {
         // `metaguard status` reads these counters from the database.
-        let shared = shared.clone();
+        let dispatcher = dispatcher.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(5));
             loop {
                 tokio::select! {
-                    _ = tick.tick() => shared.handler.logger.status(shared.status_json(started, started_unix)),
-                    _ = shared.shutdown.cancelled() => break,
+                    _ = tick.tick() => dispatcher.handler.logger.status(dispatcher.status_json(started, started_unix)),
+                    _ = dispatcher.shutdown.cancelled() => break,
                 }
             }
         });
@@ -321,10 +329,10 @@ pub async fn start(config: Config) -> Result<Running, ServeError> {
         tracing::info!("listening on {addr} (udp, tcp)");
         listeners.spawn(udp::serve(
             Arc::new(udp_sock),
-            shared.clone(),
+            dispatcher.clone(),
             server_cfg.max_udp_in_flight,
         ));
-        listeners.spawn(tcp::serve(tcp_listener, shared.clone(), limits));
+        listeners.spawn(tcp::serve(tcp_listener, dispatcher.clone(), limits));
     }
     let metrics_addr = match metrics_listener {
         Some(listener) => {
@@ -332,7 +340,7 @@ pub async fn start(config: Config) -> Result<Running, ServeError> {
             if let Some(a) = addr {
                 tracing::info!("metrics on http://{a}/metrics");
             }
-            let s = shared.clone();
+            let s = dispatcher.clone();
             let snapshot = move || {
                 let mut snap = s.stats.counts();
                 snap.events_dropped = s.handler.logger.dropped();
@@ -340,9 +348,9 @@ pub async fn start(config: Config) -> Result<Running, ServeError> {
             };
             tokio::spawn(metrics::serve(
                 listener,
-                shared.handler.metrics.clone(),
+                dispatcher.handler.metrics.clone(),
                 snapshot,
-                shared.shutdown.clone(),
+                dispatcher.shutdown.clone(),
             ));
             addr
         }
@@ -351,7 +359,7 @@ pub async fn start(config: Config) -> Result<Running, ServeError> {
     Ok(Running {
         metrics_addr,
         addrs,
-        shared,
+        dispatcher,
         listeners,
         started,
         started_unix,
