@@ -4,7 +4,9 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
 
 use hickory_server::net::xfer::Protocol;
 use hickory_server::server::Request;
@@ -13,9 +15,12 @@ use tokio_util::task::TaskTracker;
 
 use super::{Handler, Snapshot, refused, response, wire};
 use crate::access::Admit;
+use crate::cache::Cache;
 use crate::clients::Clients;
-use crate::stats::Stats;
-use crate::store::unix_now;
+use crate::export::Export;
+use crate::metrics::Metrics;
+use crate::stats::{Counts, Stats};
+use crate::store::{Logger, unix_now};
 
 /// What the listeners share: the handler and the counters, the shutdown token and the
 /// tracker of query tasks. Its methods take a packet to its answer.
@@ -31,6 +36,66 @@ pub(crate) struct Dispatcher {
 }
 
 impl Dispatcher {
+    /// The dispatcher over a first snapshot, its device tables refreshing and the
+    /// dnstap export and the write-time metric set up.
+    pub(super) fn new(snap: Snapshot, logger: Logger) -> Arc<Dispatcher> {
+        let stats = Arc::new(Stats::default());
+        let shutdown = CancellationToken::new();
+        let clients = snap.clients.clone();
+        let dispatcher = Arc::new(Dispatcher {
+            handler: Handler {
+                cache: Cache::new(&snap.config.cache),
+                state: Arc::new(ArcSwap::from_pointee(snap)),
+                stats: stats.clone(),
+                logger,
+                metrics: Arc::new(Metrics::new()),
+                export: Export::new(stats.clone()),
+            },
+            stats,
+            refresher: std::sync::Mutex::new(shutdown.child_token()),
+            refused: refused::RefusedLog::default(),
+            shutdown,
+            tracker: TaskTracker::new(),
+        });
+        dispatcher.refresh_clients(&clients);
+        {
+            let snap = dispatcher.handler.state.load();
+            let block = snap.config.filter.block_response;
+            dispatcher
+                .handler
+                .export
+                .configure(&snap.config.export, block);
+        }
+        let m = dispatcher.handler.metrics.clone();
+        dispatcher
+            .handler
+            .logger
+            .on_write(Arc::new(move |d| m.observe_db_write(d)));
+        dispatcher
+    }
+
+    /// Every counter now, with the hit events the logger had to drop.
+    pub(super) fn counts(&self) -> Counts {
+        let mut s = self.stats.counts();
+        s.events_dropped = self.handler.logger.dropped();
+        s
+    }
+
+    /// Write the counters to the database every 5 s (`metaguard status` reads them
+    /// there) until shutdown.
+    pub(super) fn spawn_status(self: &Arc<Self>, started: Instant, started_unix: i64) {
+        let dispatcher = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => dispatcher.handler.logger.status(dispatcher.status_json(started, started_unix)),
+                    _ = dispatcher.shutdown.cancelled() => break,
+                }
+            }
+        });
+    }
+
     /// Start refreshing the device tables of `clients`, stopping the previous refresher.
     pub(super) fn refresh_clients(&self, clients: &Arc<Clients>) {
         let token = self.shutdown.child_token();
@@ -42,8 +107,7 @@ impl Dispatcher {
 
     /// The counters as JSON for `metaguard status` (written to the DB by the logger).
     pub(super) fn status_json(&self, started: Instant, started_unix: i64) -> String {
-        let mut s = self.stats.counts();
-        s.events_dropped = self.handler.logger.dropped();
+        let s = self.counts();
         serde_json::json!({
             "pid": std::process::id(),
             "started": started_unix,

@@ -23,11 +23,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arc_swap::ArcSwap;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 pub use handler::Handler;
 pub use snapshot::Snapshot;
@@ -36,12 +33,11 @@ pub(crate) use snapshot::compile;
 use dispatch::Dispatcher;
 
 use crate::access::RateLimitConfig;
-use crate::cache::Cache;
 use crate::clients::ClientsError;
 use crate::config::{Config, ConfigError};
 use crate::lists::ListError;
 use crate::metrics::{self, Metrics, MetricsError};
-use crate::stats::{self, Stats};
+use crate::stats;
 use crate::store::{self, WriterHandle, unix_now};
 use crate::upstream::UpstreamError;
 
@@ -155,10 +151,9 @@ impl Running {
         self.dispatcher.handler.metrics.clone()
     }
 
+    /// Every counter now.
     pub fn stats(&self) -> stats::Counts {
-        let mut s = self.dispatcher.stats.counts();
-        s.events_dropped = self.dispatcher.handler.logger.dropped();
-        s
+        self.dispatcher.counts()
     }
 
     /// Wait until every hit event queued so far is in the database (for tests and tools).
@@ -257,55 +252,10 @@ pub async fn start(config: Config) -> Result<Running, ServeError> {
     let snap = Snapshot::build(config, &addrs, true)?;
     snap.log_loaded("loaded");
     let (logger, writer) = store::start(&snap.config.store);
-    let stats = Arc::new(Stats::default());
-    let shutdown = CancellationToken::new();
-    let clients = snap.clients.clone();
-    let dispatcher = Arc::new(Dispatcher {
-        handler: Handler {
-            cache: Cache::new(&snap.config.cache),
-            state: Arc::new(ArcSwap::from_pointee(snap)),
-            stats: stats.clone(),
-            logger,
-            metrics: Arc::new(Metrics::new()),
-            export: crate::export::Export::new(stats.clone()),
-        },
-        stats,
-        refresher: std::sync::Mutex::new(shutdown.child_token()),
-        refused: refused::RefusedLog::default(),
-        shutdown,
-        tracker: TaskTracker::new(),
-    });
-    dispatcher.refresh_clients(&clients);
-    {
-        let snap = dispatcher.handler.state.load();
-        let block = snap.config.filter.block_response;
-        dispatcher
-            .handler
-            .export
-            .configure(&snap.config.export, block);
-    }
-    {
-        let m = dispatcher.handler.metrics.clone();
-        dispatcher
-            .handler
-            .logger
-            .on_write(Arc::new(move |d| m.observe_db_write(d)));
-    }
+    let dispatcher = Dispatcher::new(snap, logger);
     let started = Instant::now();
     let started_unix = unix_now();
-    {
-        // `metaguard status` reads these counters from the database.
-        let dispatcher = dispatcher.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(5));
-            loop {
-                tokio::select! {
-                    _ = tick.tick() => dispatcher.handler.logger.status(dispatcher.status_json(started, started_unix)),
-                    _ = dispatcher.shutdown.cancelled() => break,
-                }
-            }
-        });
-    }
+    dispatcher.spawn_status(started, started_unix);
     let limits = tcp::TcpLimits {
         max_connections: server_cfg.max_tcp_connections,
         // One address never holds more than half the slots, whatever the config says:
@@ -340,16 +290,11 @@ pub async fn start(config: Config) -> Result<Running, ServeError> {
             if let Some(a) = addr {
                 tracing::info!("metrics on http://{a}/metrics");
             }
-            let s = dispatcher.clone();
-            let snapshot = move || {
-                let mut snap = s.stats.counts();
-                snap.events_dropped = s.handler.logger.dropped();
-                snap
-            };
+            let d = dispatcher.clone();
             tokio::spawn(metrics::serve(
                 listener,
                 dispatcher.handler.metrics.clone(),
-                snapshot,
+                move || d.counts(),
                 dispatcher.shutdown.clone(),
             ));
             addr
