@@ -19,7 +19,7 @@ use crate::cache::Cache;
 use crate::clients::Clients;
 use crate::export::Export;
 use crate::metrics::Metrics;
-use crate::stats::{Counts, Stats};
+use crate::stats::{Reading, Stats};
 use crate::store::{Logger, unix_now};
 
 /// What the listeners share: the handler and the counters, the shutdown token and the
@@ -75,8 +75,8 @@ impl Dispatcher {
     }
 
     /// Every counter now, with the hit events the logger had to drop.
-    pub(super) fn counts(&self) -> Counts {
-        let mut s = self.stats.counts();
+    pub(super) fn reading(&self) -> Reading {
+        let mut s = self.stats.reading();
         s.events_dropped = self.handler.logger.dropped();
         s
     }
@@ -107,7 +107,7 @@ impl Dispatcher {
 
     /// The counters as JSON for `metaguard status` (written to the DB by the logger).
     pub(super) fn status_json(&self, started: Instant, started_unix: i64) -> String {
-        let s = self.counts();
+        let s = self.reading();
         serde_json::json!({
             "pid": std::process::id(),
             "started": started_unix,

@@ -152,8 +152,8 @@ impl Running {
     }
 
     /// Every counter now.
-    pub fn stats(&self) -> stats::Counts {
-        self.dispatcher.counts()
+    pub fn stats(&self) -> stats::Reading {
+        self.dispatcher.reading()
     }
 
     /// Wait until every hit event queued so far is in the database (for tests and tools).
@@ -294,7 +294,7 @@ pub async fn start(config: Config) -> Result<Running, ServeError> {
             tokio::spawn(metrics::serve(
                 listener,
                 dispatcher.handler.metrics.clone(),
-                move || d.counts(),
+                move || d.reading(),
                 dispatcher.shutdown.clone(),
             ));
             addr
