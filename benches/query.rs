@@ -14,8 +14,8 @@ use hickory_proto::rr::{Name, RData, Record, RecordType};
 use metaguard::cache::{Answer, Cache, CacheConfig};
 use metaguard::filter::{BlockResponse, Filter, FilterConfig};
 use metaguard::policy::Action;
+use metaguard::server::wire;
 use metaguard::store::{self, DeviceInfo, HitEvent, StoreConfig};
-use metaguard::wire;
 
 /// A stub resolver's query for `name` (A, with an OPT record).
 fn query(name: &str) -> Vec<u8> {

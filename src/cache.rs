@@ -8,7 +8,9 @@ use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{RData, Record, RecordType};
 use serde::{Deserialize, Serialize};
 
-use crate::wire::Encoded;
+mod encoded;
+
+pub use encoded::Encoded;
 
 /// `[cache]` in the config.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -123,7 +125,7 @@ pub struct Cached {
 
 impl Cached {
     /// The answer as cached (TTLs not counted down).
-    pub fn answer(&self) -> &Answer {
+    pub fn stored_answer(&self) -> &Answer {
         &self.entry.answer
     }
 

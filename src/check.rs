@@ -7,9 +7,8 @@ use serde::Serialize;
 
 use crate::clients::{Clients, ClientsConfig, ClientsError};
 use crate::config::Config;
-use crate::filter::{Filter, normalize_query};
-use crate::lists::{self, ListError};
-use crate::policy::Policy;
+use crate::filter::normalize_query;
+use crate::lists::ListError;
 
 /// Why `check` could not give verdicts.
 #[derive(Debug, thiserror::Error)]
@@ -38,13 +37,7 @@ pub fn verdicts(
     names: &[String],
     client: Option<IpAddr>,
 ) -> Result<Vec<CheckLine>, CheckError> {
-    let filter = Filter::build(lists::all_sources(config)?);
-    let policy = Policy::new(
-        filter.categories(),
-        filter.list_defaults(),
-        &config.categories,
-        &config.groups,
-    );
+    let (filter, policy) = crate::server::compile(config)?;
     // Leases but no neighbour tables: `check` may run on another machine than `serve`,
     // and its answer should not depend on who happened to be in the ARP cache.
     let clients = Clients::new(

@@ -13,6 +13,8 @@ mod table;
 #[cfg(test)]
 mod tests;
 
+mod serve;
+
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
@@ -271,7 +273,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
                 .enable_all()
                 .build()
                 .context("cannot start the async runtime")?;
-            rt.block_on(crate::server::run(config.config.clone(), overrides))?;
+            rt.block_on(serve::run(config.config.clone(), overrides))?;
             Ok(0)
         }
         Command::Check {

@@ -24,4 +24,3 @@ pub mod stats;
 pub mod store;
 pub mod tls;
 pub mod upstream;
-pub mod wire;

@@ -104,7 +104,7 @@ const STAT_COUNTERS: &[(&str, &str)] = &[
     ),
 ];
 
-fn stat_value(s: &stats::Snapshot, name: &str) -> u64 {
+fn stat_value(s: &stats::Reading, name: &str) -> u64 {
     match name {
         "queries" => s.queries,
         "blocked" => s.blocked,
@@ -222,7 +222,7 @@ impl Metrics {
     }
 
     /// The metrics text in `format`, with the server's counters as of `snapshot`.
-    pub fn render(&self, snapshot: &stats::Snapshot, format: Format) -> String {
+    pub fn render(&self, snapshot: &stats::Reading, format: Format) -> String {
         for (name, c) in &self.stats {
             c.inner()
                 .store(stat_value(snapshot, name), Ordering::Relaxed);
@@ -339,7 +339,7 @@ pub async fn serve<F>(
     snapshot: F,
     shutdown: CancellationToken,
 ) where
-    F: Fn() -> stats::Snapshot + Send + Sync + 'static,
+    F: Fn() -> stats::Reading + Send + Sync + 'static,
 {
     let snapshot = Arc::new(snapshot);
     loop {
@@ -451,7 +451,7 @@ mod tests {
         m.blocked("pixel");
         m.observe_upstream(Duration::from_millis(3));
         m.observe_db_write(Duration::from_micros(300));
-        let snap = stats::Snapshot {
+        let snap = stats::Reading {
             queries: 7,
             cache_hits: 2,
             ..Default::default()

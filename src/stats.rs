@@ -12,15 +12,16 @@ macro_rules! counters {
             $(#[doc = $doc] pub $name: AtomicU64,)*
         }
 
-        /// A copy of every counter at one moment.
+        /// A reading of every counter at one moment.
         #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
-        pub struct Snapshot {
+        pub struct Reading {
             $(#[doc = $doc] pub $name: u64,)*
         }
 
         impl Stats {
-            pub fn snapshot(&self) -> Snapshot {
-                Snapshot { $($name: self.$name.load(Ordering::Relaxed),)* }
+            /// Every counter's value now.
+            pub fn reading(&self) -> Reading {
+                Reading { $($name: self.$name.load(Ordering::Relaxed),)* }
             }
         }
     };

@@ -886,7 +886,7 @@ async fn tcp_raw_from(src: std::net::IpAddr, server: std::net::SocketAddr, q: &[
 }
 
 /// The counters one query moved, by name (so two queries' effects can be compared).
-fn moved(before: metaguard::stats::Snapshot, after: metaguard::stats::Snapshot) -> Vec<String> {
+fn moved(before: metaguard::stats::Reading, after: metaguard::stats::Reading) -> Vec<String> {
     let (b, a) = (
         serde_json::to_value(before).unwrap(),
         serde_json::to_value(after).unwrap(),

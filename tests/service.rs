@@ -366,11 +366,14 @@ fn log_lines_suit_the_journal_when_stderr_is_the_journal() {
     };
     let journal = first_line(true);
     assert!(
-        journal.starts_with(" INFO metaguard::server: "),
+        journal.starts_with(" INFO metaguard::server::snapshot: "),
         "{journal:?}"
     );
     let plain = first_line(false);
     assert!(plain.starts_with("20"), "a timestamp first: {plain:?}");
-    assert!(plain.contains(" INFO metaguard::server: "), "{plain:?}");
+    assert!(
+        plain.contains(" INFO metaguard::server::snapshot: "),
+        "{plain:?}"
+    );
     assert!(!journal.contains('\x1b') && !plain.contains('\x1b'));
 }

@@ -6,7 +6,7 @@ use std::io::{IsTerminal, Write};
 use serde::Serialize;
 
 use crate::config::Config;
-use crate::filter::{Filter, ListFormat};
+use crate::filter::ListFormat;
 use crate::remote::{self, UpdateEvent, read_sidecar};
 
 use super::table::{Column, Table, json_lines};
@@ -28,13 +28,7 @@ pub struct ListRow {
 /// Every list the filter would be built from, with its action and counts; remote
 /// lists never fetched are shown with `source` "(not fetched yet)".
 pub fn rows(cfg: &Config) -> Result<Vec<ListRow>, crate::lists::ListError> {
-    let filter = Filter::build(crate::lists::all_sources(cfg)?);
-    let policy = crate::policy::Policy::new(
-        filter.categories(),
-        filter.list_defaults(),
-        &cfg.categories,
-        &cfg.groups,
-    );
+    let (filter, policy) = crate::server::compile(cfg)?;
     let actions = policy.actions(None);
     let mut rows: Vec<ListRow> = filter
         .lists()

@@ -10,7 +10,7 @@ use crate::cache::{Answer, Cache, Cached, DnssecBits};
 use crate::clients::Identity;
 use crate::filter::{Verdict, name_key};
 use crate::policy::Action;
-use crate::server::response::answered_locally;
+use crate::server::response::is_local_qtype;
 
 /// The question of a query, as the decision reads it.
 #[derive(Debug, Clone, Copy)]
@@ -100,7 +100,7 @@ pub fn decide(snap: &Snapshot, cache: &Cache, q: &Question<'_>, device: &Identit
     //    still logs them; before the cache, which never holds them.
     let local = match u16::from(q.qtype) {
         255 => Some(Local::Any),
-        t if answered_locally(t) => Some(Local::NotForwarded),
+        t if is_local_qtype(t) => Some(Local::NotForwarded),
         _ => None,
     };
     if let Some(answer) = local {
@@ -116,7 +116,7 @@ pub fn decide(snap: &Snapshot, cache: &Cache, q: &Question<'_>, device: &Identit
                 q,
                 device,
                 verdict,
-                entry.answer(),
+                entry.stored_answer(),
                 Some(entry.cname_keys()),
             );
             Decision::Cached { entry, check }

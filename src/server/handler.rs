@@ -16,6 +16,7 @@ use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseI
 use super::Snapshot;
 use super::decide::{self, Check, Decision, Hit, Local, Question};
 use super::response::{self, EDE_NO_REACHABLE_AUTHORITY, EDE_NOT_SUPPORTED, Reply};
+use super::wire;
 use crate::cache::{Answer, Cache, DnssecBits};
 use crate::clients::Identity;
 use crate::export::{self, Export};
@@ -23,8 +24,7 @@ use crate::filter::{Verdict, name_key};
 use crate::metrics::Metrics;
 use crate::policy::Action;
 use crate::stats::Stats;
-use crate::store::{AnsweredFrom, DeviceInfo, HitEvent, Logger, QueryEvent};
-use crate::wire;
+use crate::store::{AnsweredFrom, DeviceInfo, HitEvent, Logger, QueryEvent, unix_now};
 
 /// The query handler. Everything it reads per query is in the current [`Snapshot`].
 pub struct Handler {
@@ -218,7 +218,7 @@ impl Handler {
         }
     }
 
-    /// Answer a common query (see [`crate::wire`]) into `out` when the decision needs
+    /// Answer a common query (see [`super::wire`]) into `out` when the decision needs
     /// neither the upstream nor hickory: blocked, or a cache hit that passes its check.
     /// Counted and logged exactly as [`Handler::resolve`] would; `false` leaves the
     /// query untouched (nothing counted) for the full path.
@@ -349,12 +349,6 @@ fn device_info(device: &Identity) -> DeviceInfo {
         name: device.name.as_deref().map(str::to_string),
         group: device.group.as_deref().map(str::to_string),
     }
-}
-
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
 }
 
 #[async_trait::async_trait]

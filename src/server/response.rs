@@ -135,7 +135,7 @@ pub fn any_minimal(owner: &Name) -> Reply {
 
 /// Query types answered here and never forwarded (the inline path leaves them to the
 /// full path): ANY (RFC 8482), zone transfers, and the meta- and obsolete QTYPEs.
-pub fn answered_locally(qtype: u16) -> bool {
+pub fn is_local_qtype(qtype: u16) -> bool {
     qtype == 0 || qtype == 41 || (128..=255).contains(&qtype)
 }
 
@@ -148,7 +148,7 @@ pub fn not_forwarded(qtype: RecordType) -> Option<Reply> {
     let rcode = match code {
         251 | 252 => ResponseCode::Refused,
         255 => return None,
-        _ if answered_locally(code) => ResponseCode::NotImp,
+        _ if is_local_qtype(code) => ResponseCode::NotImp,
         _ => return None,
     };
     Some(Reply::error(rcode).with_ede(

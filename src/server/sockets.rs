@@ -10,12 +10,16 @@
 //! says: `listen = ["[::]:53"]` serves both families, as it always did on a default
 //! Linux. Every other IPv6 address is v6-only (a specific address never receives IPv4
 //! anyway).
+//!
+//! [`bind_all`] binds the whole list, both protocols on each address.
 
 use std::io;
 use std::net::SocketAddr;
 
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::{TcpListener, UdpSocket};
+
+use super::ServeError;
 
 /// Whether the socket for `addr` must be v6-only, given every address in `listen`.
 /// For IPv4 addresses the answer does not matter (false).
@@ -53,6 +57,92 @@ pub(super) fn tcp(addr: SocketAddr, v6_only: bool) -> io::Result<TcpListener> {
     TcpListener::from_std(s.into())
 }
 
+/// Bind every address of `listen`, UDP and TCP each. The IPv6 loopback and wildcard
+/// are skipped with a warning on a host without IPv6 ([`ipv6_missing`]), unless
+/// nothing else could be bound.
+pub(super) async fn bind_all(
+    listen: &[SocketAddr],
+) -> Result<Vec<(UdpSocket, TcpListener)>, ServeError> {
+    let mut bound = Vec::new();
+    let mut no_ipv6 = None;
+    for addr in listen {
+        match bind(*addr, listen).await {
+            Ok(b) => bound.push(b),
+            Err(ServeError::Bind {
+                addr,
+                proto,
+                source,
+            }) if ipv6_missing(addr, &source) => {
+                tracing::warn!("IPv6 is off on this host: not listening on {addr} ({source})");
+                no_ipv6.get_or_insert(ServeError::Bind {
+                    addr,
+                    proto,
+                    source,
+                });
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    // Nothing bound at all: that is an error even when IPv6 is why.
+    if bound.is_empty()
+        && let Some(e) = no_ipv6
+    {
+        return Err(e);
+    }
+    Ok(bound)
+}
+
+/// Bind UDP and TCP on `addr`; with port 0, both get the same free port. `listen` is
+/// the whole list, which decides whether an IPv6 wildcard is v6-only (see [`v6_only`]).
+async fn bind(
+    addr: SocketAddr,
+    listen: &[SocketAddr],
+) -> Result<(UdpSocket, TcpListener), ServeError> {
+    let v6_only = v6_only(addr, listen);
+    for _ in 0..20 {
+        let udp = udp(addr, v6_only).map_err(|source| ServeError::Bind {
+            addr,
+            proto: "udp",
+            source,
+        })?;
+        let local = udp.local_addr().map_err(|source| ServeError::Bind {
+            addr,
+            proto: "udp",
+            source,
+        })?;
+        match tcp(local, v6_only) {
+            Ok(tcp) => return Ok((udp, tcp)),
+            Err(_) if addr.port() == 0 => continue,
+            Err(source) => {
+                return Err(ServeError::Bind {
+                    addr,
+                    proto: "tcp",
+                    source,
+                });
+            }
+        }
+    }
+    Err(ServeError::Bind {
+        addr,
+        proto: "tcp",
+        source: std::io::Error::other("no port free for both UDP and TCP"),
+    })
+}
+
+/// Whether a failed bind on `addr` only says that this host runs without IPv6 (the
+/// kernel has no IPv6, or it is disabled and `::1` does not exist). For the IPv6
+/// loopback and wildcard, which the default config lists next to 127.0.0.1, that skips
+/// the address with a warning, as dnsmasq and Pi-hole start on IPv4-only hosts; any
+/// other address that cannot be bound stops the start.
+fn ipv6_missing(addr: SocketAddr, e: &std::io::Error) -> bool {
+    let std::net::IpAddr::V6(ip) = addr.ip() else {
+        return false;
+    };
+    (ip.is_loopback() || ip.is_unspecified())
+        && (e.kind() == std::io::ErrorKind::AddrNotAvailable
+            || e.raw_os_error() == Some(libc::EAFNOSUPPORT))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -72,5 +162,28 @@ mod tests {
         assert!(v6_only(a("[::]:53"), &[a("192.168.1.2:53"), a("[::]:53")]));
         assert!(v6_only(a("[::1]:53"), &[a("[::1]:53")]));
         assert!(!v6_only(a("0.0.0.0:53"), &pair));
+    }
+
+    #[test]
+    fn only_the_ipv6_loopback_and_wildcard_are_skipped_when_ipv6_is_off() {
+        use std::io::{Error, ErrorKind};
+        let gone = || Error::from(ErrorKind::AddrNotAvailable);
+        let no_family = || Error::from_raw_os_error(libc::EAFNOSUPPORT);
+        let a = |s: &str| s.parse::<SocketAddr>().unwrap();
+        assert!(ipv6_missing(a("[::1]:53"), &gone()));
+        assert!(ipv6_missing(a("[::]:53"), &no_family()));
+        assert!(ipv6_missing(a("[::1]:5335"), &no_family()));
+        // An address the household named is not silently dropped.
+        assert!(!ipv6_missing(a("[fd00::2]:53"), &gone()));
+        assert!(!ipv6_missing(a("127.0.0.1:53"), &gone()));
+        // Nor is a port another program holds, or one we may not bind.
+        assert!(!ipv6_missing(
+            a("[::1]:53"),
+            &Error::from(ErrorKind::AddrInUse)
+        ));
+        assert!(!ipv6_missing(
+            a("[::1]:53"),
+            &Error::from(ErrorKind::PermissionDenied)
+        ));
     }
 }

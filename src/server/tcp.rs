@@ -18,7 +18,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
-use super::Shared;
+use super::dispatch::Dispatcher;
 use super::tcp_slots::{Slot, Slots};
 use crate::stats::Stats;
 
@@ -52,7 +52,7 @@ impl TcpLimits {
 const DRAIN: Duration = Duration::from_secs(2);
 
 /// Accept on `listener` until shutdown.
-pub async fn serve(listener: TcpListener, shared: Arc<Shared>, limits: TcpLimits) {
+pub async fn serve(listener: TcpListener, dispatcher: Arc<Dispatcher>, limits: TcpLimits) {
     let slots = Slots::new(limits.max_connections, limits.max_per_client);
     let buffered = Arc::new(Semaphore::new(limits.total_buffer.max(1 << 17)));
     loop {
@@ -66,11 +66,11 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, limits: TcpLimits
                     continue;
                 }
             },
-            _ = shared.shutdown.cancelled() => break,
+            _ = dispatcher.shutdown.cancelled() => break,
         };
         let (slot, evicted) = slots.take(src.ip().to_canonical());
         if evicted > 0 {
-            shared
+            dispatcher
                 .stats
                 .tcp_rejected
                 .fetch_add(evicted, std::sync::atomic::Ordering::Relaxed);
@@ -79,14 +79,14 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, limits: TcpLimits
             continue;
         };
         let conn = Conn {
-            shared: shared.clone(),
+            dispatcher: dispatcher.clone(),
             src,
             limits,
             slot,
             own: Arc::new(Semaphore::new(limits.conn_buffer.max(1 << 17))),
             all: buffered.clone(),
         };
-        shared.tracker.spawn(conn.run(stream));
+        dispatcher.tracker.spawn(conn.run(stream));
     }
 }
 
@@ -112,7 +112,7 @@ enum End {
 }
 
 struct Conn {
-    shared: Arc<Shared>,
+    dispatcher: Arc<Dispatcher>,
     src: SocketAddr,
     limits: TcpLimits,
     slot: Slot,
@@ -159,7 +159,7 @@ impl Conn {
     ) -> End {
         let limits = &self.limits;
         let close = &self.slot.close;
-        let shutdown = &self.shared.shutdown;
+        let shutdown = &self.dispatcher.shutdown;
         let pipeline = Arc::new(Semaphore::new(limits.pipeline.max(1)));
         for _ in 0..limits.max_queries_per_connection {
             let msg = tokio::select! {
@@ -186,15 +186,15 @@ impl Conn {
                 _ = close.cancelled() => return End::Closed,
                 _ = shutdown.cancelled() => return End::Shutdown,
             };
-            let (tx, shared, src) = (tx.clone(), self.shared.clone(), self.src);
+            let (tx, dispatcher, src) = (tx.clone(), self.dispatcher.clone(), self.src);
             let (own, all, close) = (self.own.clone(), self.all.clone(), close.clone());
-            self.shared.tracker.spawn(async move {
+            self.dispatcher.tracker.spawn(async move {
                 let _permit = permit;
                 if close.is_cancelled() {
                     // Closed while this query waited: its answer would be dropped.
                     return;
                 }
-                let Some(bytes) = shared.answer(msg, src, Protocol::Tcp).await else {
+                let Some(bytes) = dispatcher.respond(msg, src, Protocol::Tcp).await else {
                     return;
                 };
                 if bytes.len() > usize::from(u16::MAX) {
@@ -208,7 +208,7 @@ impl Conn {
                     // The client does not read its answers (or no connection's are
                     // read): close it rather than hold more for it.
                     if !close.is_cancelled() {
-                        Stats::inc(&shared.stats.tcp_unread);
+                        Stats::inc(&dispatcher.stats.tcp_unread);
                         tracing::debug!(%src, "tcp answers not read: closing");
                         close.cancel();
                     }
@@ -258,7 +258,7 @@ impl Conn {
             };
             if !matches!(written, Ok(Ok(()))) {
                 if written.is_err() {
-                    Stats::inc(&self.shared.stats.tcp_unread);
+                    Stats::inc(&self.dispatcher.stats.tcp_unread);
                     tracing::debug!(src = %self.src, "tcp answers not read in time: closing");
                 }
                 close.cancel();

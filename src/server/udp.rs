@@ -1,7 +1,7 @@
 //! The UDP listener: one receive loop per socket and a cap on queries in flight, in
 //! total and per client address ([`super::inflight`]); past either, datagrams are
 //! dropped and counted, never queued. A common query that is blocked
-//! or cached is answered from the raw packet by the loop itself ([`crate::wire`]): no
+//! or cached is answered from the raw packet by the loop itself ([`super::wire`]): no
 //! copy, no task, no hickory message. The rest get one poll inline (refused, ANY, ...)
 //! and become a task only when they wait on the upstream.
 
@@ -15,14 +15,14 @@ use hickory_server::net::xfer::Protocol;
 use tokio::net::UdpSocket;
 use tokio::sync::Semaphore;
 
+use super::dispatch::{Dispatcher, Inline};
 use super::inflight::PerClient;
 use super::mmsg::{self, Inbox, Outbox};
-use super::{Fast, Shared};
 use crate::access::Admit;
 use crate::stats::Stats;
 
 /// Serve `socket` until the shared shutdown token is cancelled.
-pub async fn serve(socket: Arc<UdpSocket>, shared: Arc<Shared>, max_in_flight: usize) {
+pub async fn serve(socket: Arc<UdpSocket>, dispatcher: Arc<Dispatcher>, max_in_flight: usize) {
     let in_flight = InFlight {
         total: Arc::new(Semaphore::new(max_in_flight.max(1))),
         per_client: PerClient::new(PerClient::share_of(max_in_flight)),
@@ -38,7 +38,7 @@ pub async fn serve(socket: Arc<UdpSocket>, shared: Arc<Shared>, max_in_flight: u
                 tracing::warn!(error = %e, "udp socket failed");
                 break;
             },
-            _ = shared.shutdown.cancelled() => break,
+            _ = dispatcher.shutdown.cancelled() => break,
         }
         match mmsg::recv(&socket, &mut inbox) {
             Ok(_) => {}
@@ -51,12 +51,12 @@ pub async fn serve(socket: Arc<UdpSocket>, shared: Arc<Shared>, max_in_flight: u
         }
         for i in 0..inbox.len() {
             let Some((packet, src)) = inbox.get(i) else {
-                Stats::inc(&shared.stats.malformed);
+                Stats::inc(&dispatcher.stats.malformed);
                 continue;
             };
             query(
                 &socket,
-                &shared,
+                &dispatcher,
                 &in_flight,
                 packet,
                 src,
@@ -64,10 +64,10 @@ pub async fn serve(socket: Arc<UdpSocket>, shared: Arc<Shared>, max_in_flight: u
                 &mut outbox,
             );
             if outbox.is_full() {
-                flush(&socket, &shared, &mut outbox);
+                flush(&socket, &dispatcher, &mut outbox);
             }
         }
-        flush(&socket, &shared, &mut outbox);
+        flush(&socket, &dispatcher, &mut outbox);
     }
 }
 
@@ -81,7 +81,7 @@ struct InFlight {
 /// (inline when it needs no upstream, otherwise in a task).
 fn query(
     socket: &Arc<UdpSocket>,
-    shared: &Arc<Shared>,
+    dispatcher: &Arc<Dispatcher>,
     in_flight: &InFlight,
     packet: &[u8],
     src: SocketAddr,
@@ -90,16 +90,16 @@ fn query(
 ) {
     // A panic in one query must not take the receive loop with it.
     let fast = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        shared.answer_fast(packet, src, name, outbox.next())
+        dispatcher.respond_inline(packet, src, name, outbox.next())
     }));
     let admit = match fast {
-        Ok(Fast::Answered) => {
+        Ok(Inline::Answered) => {
             outbox.push(src);
             return;
         }
-        Ok(Fast::Silent) => return,
-        Ok(Fast::Full(admit)) => Some(admit),
-        Ok(Fast::NotCommon) => None,
+        Ok(Inline::Silent) => return,
+        Ok(Inline::Full(admit)) => Some(admit),
+        Ok(Inline::NotCommon) => None,
         Err(_) => {
             tracing::error!(%src, "a query panicked; it got no answer");
             return;
@@ -108,19 +108,19 @@ fn query(
     // Its client's share first: a flooding client is turned away before it can
     // take a slot from the total.
     let Some(share) = in_flight.per_client.try_take(src.ip()) else {
-        Stats::inc(&shared.stats.udp_dropped);
+        Stats::inc(&dispatcher.stats.udp_dropped);
         return;
     };
     let Ok(permit) = in_flight.total.clone().try_acquire_owned() else {
-        Stats::inc(&shared.stats.udp_dropped);
+        Stats::inc(&dispatcher.stats.udp_dropped);
         return;
     };
     let packet = packet.to_vec();
     let socket = socket.clone();
-    let task_shared = shared.clone();
+    let task_dispatcher = dispatcher.clone();
     let mut query: Pin<Box<dyn Future<Output = ()> + Send>> = Box::pin(async move {
         let _held = (permit, share);
-        answer(&socket, &task_shared, packet, src, admit).await;
+        respond_and_send(&socket, &task_dispatcher, packet, src, admit).await;
     });
     // One poll with a no-op waker: answers that need nothing from the network finish
     // here. The rest are handed to a task, which polls again at once and so registers
@@ -132,7 +132,7 @@ fn query(
     }));
     match polled {
         Ok(Poll::Pending) => {
-            shared.tracker.spawn(query);
+            dispatcher.tracker.spawn(query);
         }
         Ok(Poll::Ready(())) => {}
         Err(_) => tracing::error!(%src, "a query panicked; it got no answer"),
@@ -140,11 +140,11 @@ fn query(
 }
 
 /// Send the queued answers; those the socket cannot take now go out from a task.
-fn flush(socket: &Arc<UdpSocket>, shared: &Shared, outbox: &mut Outbox) {
+fn flush(socket: &Arc<UdpSocket>, dispatcher: &Dispatcher, outbox: &mut Outbox) {
     outbox.flush(socket, |bytes, to| {
         let socket = socket.clone();
         let bytes = bytes.to_vec();
-        shared.tracker.spawn(async move {
+        dispatcher.tracker.spawn(async move {
             if let Err(e) = socket.send_to(&bytes, to).await {
                 tracing::debug!(%to, error = %e, "udp send failed");
             }
@@ -152,20 +152,22 @@ fn flush(socket: &Arc<UdpSocket>, shared: &Shared, outbox: &mut Outbox) {
     });
 }
 
-async fn answer(
+/// The full path for one datagram (from its start, or after the inline path
+/// admitted it), and the send of its answer.
+async fn respond_and_send(
     socket: &UdpSocket,
-    shared: &Shared,
+    dispatcher: &Dispatcher,
     packet: Vec<u8>,
     src: SocketAddr,
     admit: Option<Admit>,
 ) {
     let bytes = match admit {
         Some(admit) => {
-            shared
-                .answer_admitted(packet, src, Protocol::Udp, admit)
+            dispatcher
+                .respond_admitted(packet, src, Protocol::Udp, admit)
                 .await
         }
-        None => shared.answer(packet, src, Protocol::Udp).await,
+        None => dispatcher.respond(packet, src, Protocol::Udp).await,
     };
     if let Some(bytes) = bytes
         && let Err(e) = socket.send_to(&bytes, src).await

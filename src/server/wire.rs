@@ -3,18 +3,14 @@
 //! building hickory messages; anything unusual gives `None` and takes the full path,
 //! which stays the reference for what an answer looks like.
 
-use hickory_proto::rr::{Name, RData};
-use hickory_proto::serialize::binary::{BinEncodable, BinEncoder, NameEncoding};
-
-use crate::cache::{Answer, DnssecBits};
+use super::response::{EDE_BLOCKED, MAX_UDP_PAYLOAD, authentic, is_local_qtype, udp_limit};
+use crate::cache::{DnssecBits, Encoded};
+use crate::clients::{EDNS_MAC_RAW, EDNS_MAC_TEXT};
 use crate::filter::BlockResponse;
-use crate::server::response::{
-    EDE_BLOCKED, MAX_UDP_PAYLOAD, answered_locally, authentic, udp_limit,
-};
 
 /// EDNS options that carry a client MAC (dnsmasq `--add-mac`): those queries need the
 /// full path, which reads them.
-const MAC_OPTIONS: [u16; 2] = [65001, 65073];
+const MAC_OPTIONS: [u16; 2] = [EDNS_MAC_RAW, EDNS_MAC_TEXT];
 
 /// A parsed common query, borrowed from its packet.
 #[derive(Debug)]
@@ -90,7 +86,7 @@ impl<'a> Query<'a> {
         let qclass = u16::from_be_bytes([fixed[2], fixed[3]]);
         // Class IN only; not ANY, zone transfers or meta-types (the full path answers
         // them itself).
-        if qclass != 1 || answered_locally(qtype) {
+        if qclass != 1 || is_local_qtype(qtype) {
             return None;
         }
         let question_end = pos + 4;
@@ -264,68 +260,6 @@ pub fn blocked(out: &mut Vec<u8>, q: &Query<'_>, mode: BlockResponse, ttl: u32, 
     }
 }
 
-/// An answer's records encoded once, when cached: records owned by the question's name
-/// point to the question, every other name is written out; TTLs are patched per answer.
-#[derive(Debug)]
-pub struct Encoded {
-    bytes: Box<[u8]>,
-    /// Offset of each record's TTL in `bytes`, and that TTL when cached.
-    ttls: Box<[(u16, u32)]>,
-    answers: u16,
-    authorities: u16,
-    additionals: u16,
-    /// The upstream's AD bit.
-    authentic: bool,
-    rcode: u8,
-}
-
-impl Encoded {
-    /// Encode `answer` to the question `name` (normalized). `None` when it cannot be
-    /// (the full path then serves it).
-    pub fn new(answer: &Answer, name: &str) -> Option<Encoded> {
-        let rcode = u16::from(answer.rcode);
-        if rcode > 15 {
-            return None;
-        }
-        let mut bytes = Vec::new();
-        let mut ttls = Vec::new();
-        let mut tmp = Vec::new();
-        let records = answer.answers.iter().chain(&answer.authorities);
-        for r in records.chain(&answer.additionals) {
-            if matches!(r.data, RData::OPT(_) | RData::Update0(_)) {
-                return None;
-            }
-            tmp.clear();
-            let mut enc = BinEncoder::new(&mut tmp);
-            enc.set_name_encoding(NameEncoding::Uncompressed);
-            r.emit(&mut enc).ok()?;
-            let owner_len = wire_len(&r.name);
-            if owner_len > tmp.len() {
-                return None;
-            }
-            if is_name(&r.name, name) {
-                bytes.extend_from_slice(&[0xc0, 12]);
-            } else {
-                bytes.extend_from_slice(&tmp[..owner_len]);
-            }
-            ttls.push((u16::try_from(bytes.len() + 4).ok()?, r.ttl));
-            bytes.extend_from_slice(&tmp[owner_len..]);
-        }
-        if bytes.len() > usize::from(u16::MAX) {
-            return None;
-        }
-        Some(Encoded {
-            bytes: bytes.into(),
-            ttls: ttls.into(),
-            answers: u16::try_from(answer.answers.len()).ok()?,
-            authorities: u16::try_from(answer.authorities.len()).ok()?,
-            additionals: u16::try_from(answer.additionals.len()).ok()?,
-            authentic: answer.authentic,
-            rcode: rcode as u8,
-        })
-    }
-}
-
 /// The cached answer to `q`, its TTLs counted down by `elapsed` seconds; all three
 /// sections as the upstream sent them, AD as `response::authentic` decides.
 pub fn cached(out: &mut Vec<u8>, q: &Query<'_>, enc: &Encoded, elapsed: u32) {
@@ -344,23 +278,6 @@ pub fn cached(out: &mut Vec<u8>, q: &Query<'_>, enc: &Encoded, elapsed: u32) {
     if q.edns.is_some() {
         opt(out, q.dnssec_ok, None);
     }
-}
-
-/// A name's length on the wire (labels with their length bytes, and the root).
-fn wire_len(name: &Name) -> usize {
-    name.iter().map(|l| l.len() + 1).sum::<usize>() + 1
-}
-
-/// Whether `name` is the normalized name `key`, ignoring case.
-fn is_name(name: &Name, key: &str) -> bool {
-    let mut parts = key.split('.');
-    for label in name.iter() {
-        match parts.next() {
-            Some(k) if k.as_bytes().eq_ignore_ascii_case(label) => {}
-            _ => return false,
-        }
-    }
-    parts.next().is_none()
 }
 
 #[cfg(test)]
