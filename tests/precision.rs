@@ -85,7 +85,7 @@ fn table(rows: &[Row], outcomes: &[Outcome]) -> String {
     };
     let classes = ["tracker", "meta-ai", "first-party", "not-meta"];
     for class in classes {
-        for (row, o) in rows.iter().zip(outcomes).filter(|(r, _)| r.class == class) {
+        for (_, o) in rows.iter().zip(outcomes).filter(|(r, _)| r.class == class) {
             add(format!("class {class}"), *o);
         }
     }
