@@ -1,6 +1,7 @@
 //! Precision of the embedded Meta lists: `metaguard check --format json` over our
 //! evaluation set (tests/data/meta-names.tsv, built from sources other than the lists),
-//! and the invariants that keep first-party Meta working.
+//! and the invariants that keep first-party Meta working. The per class and per family
+//! table: `cargo test --test precision -- --nocapture`.
 
 use std::collections::HashMap;
 use std::process::Command;
@@ -13,6 +14,13 @@ struct Row {
     name: String,
     action: String,
     category: Option<String>,
+    /// tracker, meta-ai, first-party or not-meta.
+    class: String,
+    /// pixel, sonar, netseer, cdn, login, lookalike, ... (see docs/blocklists.md).
+    family: String,
+    /// `pattern`: a generated name that only a pattern rule can catch; until those rules
+    /// exist a miss is reported, not failed.
+    needs_pattern: bool,
 }
 
 fn rows() -> Vec<Row> {
@@ -22,19 +30,93 @@ fn rows() -> Vec<Row> {
         .filter(|l| !l.trim().is_empty())
         .map(|l| {
             let f: Vec<&str> = l.split('\t').collect();
+            assert_eq!(f.len(), 7, "meta-names.tsv: 7 columns wanted: {l:?}");
+            assert!(
+                ["tracker", "meta-ai", "first-party", "not-meta"].contains(&f[4]),
+                "meta-names.tsv: bad class in {l:?}"
+            );
+            assert!(["-", "pattern"].contains(&f[6]), "bad needs in {l:?}");
             Row {
                 name: f[0].to_string(),
                 action: f[1].to_string(),
                 category: (f[2] != "-").then(|| f[2].to_string()),
+                class: f[4].to_string(),
+                family: f[5].to_string(),
+                needs_pattern: f[6] == "pattern",
             }
         })
         .collect()
 }
 
+/// One row's outcome: right, over (a false positive: a stronger action than expected, or a
+/// first-party or non-Meta row put in another category) or under (a false negative: a
+/// weaker action, or a tracker or Meta AI row not recognised as its category).
+#[derive(Clone, Copy, PartialEq)]
+enum Outcome {
+    Right,
+    Over,
+    Under,
+}
+
+fn outcome(row: &Row, action: &str, category: &Option<String>) -> Outcome {
+    let strength = |a: &str| ["allow", "log", "block"].iter().position(|x| *x == a);
+    let sought = row.class == "tracker" || row.class == "meta-ai";
+    match strength(action).cmp(&strength(&row.action)) {
+        _ if action == row.action && *category == row.category => Outcome::Right,
+        std::cmp::Ordering::Less => Outcome::Under,
+        std::cmp::Ordering::Equal if sought => Outcome::Under,
+        _ => Outcome::Over,
+    }
+}
+
+/// Precision and recall per class and per family as a Markdown table (pasted into
+/// docs/blocklists.md): precision = right / (right + over), recall = right / (right + under).
+fn table(rows: &[Row], outcomes: &[Outcome]) -> String {
+    let mut groups: Vec<(String, [u32; 3])> = Vec::new();
+    let mut add = |key: String, o: Outcome| {
+        let i = match groups.iter().position(|(k, _)| *k == key) {
+            Some(i) => i,
+            None => {
+                groups.push((key, [0; 3]));
+                groups.len() - 1
+            }
+        };
+        groups[i].1[o as usize] += 1;
+    };
+    let classes = ["tracker", "meta-ai", "first-party", "not-meta"];
+    for class in classes {
+        for (_, o) in rows.iter().zip(outcomes).filter(|(r, _)| r.class == class) {
+            add(format!("class {class}"), *o);
+        }
+    }
+    let mut by_family: Vec<(&Row, &Outcome)> = rows.iter().zip(outcomes).collect();
+    by_family.sort_by_key(|(r, _)| (classes.iter().position(|c| *c == r.class), &r.family));
+    for (row, o) in by_family {
+        add(format!("{} / {}", row.class, row.family), *o);
+    }
+    let mut out = String::from(
+        "| class / family | names | precision | recall | right | false pos. | false neg. |\n\
+         | --- | --- | --- | --- | --- | --- | --- |\n",
+    );
+    for (key, [right, over, under]) in &groups {
+        let ratio = |a: u32, b: u32| match a + b {
+            0 => "-".to_string(),
+            n => format!("{:.3}", a as f64 / n as f64),
+        };
+        out.push_str(&format!(
+            "| {key} | {} | {} | {} | {right} | {over} | {under} |\n",
+            right + over + under,
+            ratio(*right, *over),
+            ratio(*right, *under),
+        ));
+    }
+    out
+}
+
 #[test]
-fn default_policy_has_precision_and_recall_1_on_the_evaluation_set() {
+fn default_policy_on_the_evaluation_set() {
     let rows = rows();
-    assert!(rows.len() > 200);
+    assert!(rows.len() >= 350);
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("m.toml");
     std::fs::write(&cfg, "[filter]\nlists_dir = \"/nonexistent\"\n").unwrap();
@@ -56,33 +138,41 @@ fn default_policy_has_precision_and_recall_1_on_the_evaluation_set() {
         .collect();
     assert_eq!(got.len(), rows.len());
 
-    // Per action: true positives, false positives, false negatives.
-    let mut counts: HashMap<&str, (u32, u32, u32)> = HashMap::new();
-    let mut wrong = Vec::new();
+    let (mut outcomes, mut wrong, mut known) = (Vec::new(), Vec::new(), Vec::new());
     for (row, v) in rows.iter().zip(&got) {
         let action = v["action"].as_str().unwrap();
         let category = v["category"].as_str().map(str::to_string);
-        for a in ["block", "log"] {
-            let c = counts.entry(a).or_default();
-            match (row.action == a, action == a) {
-                (true, true) => c.0 += 1,
-                (false, true) => c.1 += 1,
-                (true, false) => c.2 += 1,
-                _ => {}
+        let o = outcome(row, action, &category);
+        outcomes.push(o);
+        let line = format!(
+            "{} [{} / {}]: want {} {:?}, got {action} {category:?}",
+            row.name, row.class, row.family, row.action, row.category
+        );
+        // The hard rules, whatever the row's other marks say.
+        assert!(
+            !(row.class == "first-party" && action == "block"),
+            "first-party name blocked: {line}"
+        );
+        assert!(
+            !(row.class == "not-meta" && action != "allow"),
+            "non-Meta name touched: {line}"
+        );
+        match o {
+            Outcome::Right if row.needs_pattern => {
+                eprintln!("needs=pattern row now matches, drop the mark: {line}")
             }
-        }
-        if row.action != action || row.category != category {
-            wrong.push(format!(
-                "{}: want {} {:?}, got {action} {category:?}",
-                row.name, row.action, row.category
-            ));
+            Outcome::Right => {}
+            // A generated name that only a pattern can catch: a known miss, reported.
+            Outcome::Under if row.needs_pattern => known.push(line),
+            _ => wrong.push(line),
         }
     }
-    for (a, (tp, fp, fn_)) in &counts {
-        let precision = *tp as f64 / (tp + fp).max(1) as f64;
-        let recall = *tp as f64 / (tp + fn_).max(1) as f64;
-        eprintln!("{a}: precision {precision:.3} recall {recall:.3} (tp {tp}, fp {fp}, fn {fn_})");
-    }
+    eprintln!("{}", table(&rows, &outcomes));
+    eprintln!(
+        "{} known misses (needs=pattern):\n{}",
+        known.len(),
+        known.join("\n")
+    );
     assert!(
         wrong.is_empty(),
         "{} wrong verdicts:\n{}",
