@@ -23,6 +23,7 @@
 //! at least one rule, and not less than half the rules of the previous copy.
 
 use std::collections::HashMap;
+use std::num::NonZeroU64;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -72,7 +73,8 @@ pub struct RemoteConfig {
     /// State directory; copies live in `<state_dir>/lists/`.
     pub state_dir: PathBuf,
     /// Largest accepted download, in bytes.
-    pub max_size: u64,
+    #[serde(deserialize_with = "crate::config::at_least_one")]
+    pub max_size: NonZeroU64,
     /// Time limit for one download, body included.
     #[serde(with = "humantime_serde")]
     pub timeout: Duration,
@@ -82,7 +84,7 @@ impl Default for RemoteConfig {
     fn default() -> Self {
         RemoteConfig {
             state_dir: PathBuf::from("/var/lib/metaguard"),
-            max_size: 32 * 1024 * 1024,
+            max_size: const { NonZeroU64::new(32 * 1024 * 1024).unwrap() },
             timeout: Duration::from_secs(60),
         }
     }
@@ -338,7 +340,7 @@ async fn fetch(
     let agent = agent.clone();
     let owned_url = url.to_string();
     let cond = prev.map(|p| (p.etag.clone(), p.last_modified.clone()));
-    let max = cfg.remote.max_size;
+    let max = cfg.remote.max_size.get();
     let task =
         tokio::task::spawn_blocking(move || fetch_blocking(&agent, &owned_url, cond, max, &tx));
     while let Some(bytes) = rx.recv().await {
@@ -793,7 +795,7 @@ mod tests {
         assert_eq!(c.lists[0].refresh, Duration::from_secs(6 * 3600));
         assert_eq!(c.lists[1].refresh, default_refresh());
         assert_eq!(c.remote.state_dir, PathBuf::from("/tmp/s"));
-        assert_eq!(c.remote.max_size, 32 * 1024 * 1024);
+        assert_eq!(c.remote.max_size.get(), 32 * 1024 * 1024);
         for bad in ["ftp://example.org/x", "not a url", "file:///etc/hosts"] {
             let t = format!("[[lists]]\nurl = \"{bad}\"\ncategory = \"x\"\n");
             assert!(Config::parse(&t, Path::new("c")).is_err(), "{bad}");

@@ -148,7 +148,7 @@ fn config(dir: &std::path::Path, url: &str) -> Config {
     let mut cfg = Config::default();
     cfg.remote.state_dir = dir.to_path_buf();
     cfg.remote.timeout = Duration::from_millis(500);
-    cfg.remote.max_size = 64 * 1024;
+    cfg.remote.max_size = std::num::NonZeroU64::new(64 * 1024).unwrap();
     cfg.lists = vec![RemoteListConfig {
         url: url.to_string(),
         category: "ads".into(),
@@ -293,7 +293,7 @@ async fn oversized_download_is_aborted_and_copy_kept() {
     let cfg = config(dir.path(), &server.url);
     let good = seed(&cfg, &server).await;
     let big = body(20_000, "big"); // ~260 KiB > 64 KiB limit
-    assert!(big.len() as u64 > cfg.remote.max_size);
+    assert!(big.len() as u64 > cfg.remote.max_size.get());
     // Announced by Content-Length, and streamed without one.
     for length in [true, false] {
         server.set(Reply::Ok {

@@ -420,7 +420,7 @@ async fn rate_limit_drops_a_flooding_client() {
     let up = Upstream::start().await;
     let mut c = config(&up);
     c.server.rate_limit.qps = 1;
-    c.server.rate_limit.burst = 5;
+    c.server.rate_limit.burst = std::num::NonZeroU32::new(5).unwrap();
     c.server.rate_limit.exempt = vec![];
     let srv = serve(c).await;
     let addr = srv.addrs()[0];
@@ -544,7 +544,7 @@ async fn tcp_connection_caps_and_idle_timeout() {
     use tokio::io::AsyncReadExt;
     let up = Upstream::start().await;
     let mut c = config(&up);
-    c.server.max_tcp_connections_per_client = 2;
+    c.server.max_tcp_connections_per_client = std::num::NonZeroUsize::new(2).unwrap();
     c.server.tcp_idle_timeout = Duration::from_millis(300);
     let srv = serve(c).await;
     let addr = srv.addrs()[0];

@@ -3,6 +3,7 @@
 //! slots the others need. No lock and no allocation per query.
 
 use std::net::IpAddr;
+use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -40,8 +41,8 @@ impl PerClient {
     /// One client's share of `total` slots: an eighth, at least 16 (a dnsmasq in
     /// front forwards at most 150 at once by default, which an eighth of the default
     /// 2048 covers), never more than the total.
-    pub fn share_of(total: usize) -> usize {
-        (total / 8).max(16).min(total.max(1))
+    pub fn share_of(total: NonZeroUsize) -> usize {
+        (total.get() / 8).max(16).min(total.get())
     }
 
     /// A slot for a query from `ip`, `None` when that client holds its whole share.
@@ -99,8 +100,9 @@ mod tests {
 
     #[test]
     fn shares() {
-        assert_eq!(PerClient::share_of(2048), 256);
-        assert_eq!(PerClient::share_of(64), 16);
-        assert_eq!(PerClient::share_of(4), 4);
+        let share = |n| PerClient::share_of(NonZeroUsize::new(n).unwrap());
+        assert_eq!(share(2048), 256);
+        assert_eq!(share(64), 16);
+        assert_eq!(share(4), 4);
     }
 }
