@@ -3,6 +3,7 @@
 
 mod check;
 mod limit;
+mod name;
 
 use std::fmt;
 use std::marker::PhantomData;
@@ -27,6 +28,7 @@ use crate::tls::TlsConfig;
 use crate::upstream::{UpstreamConfig, UpstreamSpec};
 pub use check::{Problem, Seg};
 pub(crate) use limit::at_least_one;
+pub use name::{DomainName, ListedName, NotADomain};
 
 /// Where `serve` looks for a config when `--config` is not given.
 pub const DEFAULT_PATH: &str = "/etc/metaguard/metaguard.toml";
@@ -438,6 +440,32 @@ mod tests {
         let mut c = Config::default();
         c.server.rate_limit.burst = std::num::NonZeroU32::new(50).unwrap();
         assert!(c.validate().unwrap_err().to_string().contains("burst"));
+    }
+
+    #[test]
+    fn names_are_lowercased_at_load_and_bad_ones_refused_at_their_entry() {
+        let text = "[server]\nrebind_allow = [\".Home.ARPA.\", \"LAN\"]\n\
+                    [filter]\nallow = [\"*.CDN.Example.\"]\nblock = [\"Ads.Example\"]\n";
+        let c = Config::parse(text, Path::new("c")).unwrap();
+        let names: Vec<&str> = c.server.rebind_allow.iter().map(|d| d.as_str()).collect();
+        assert_eq!(names, ["home.arpa", "lan"]);
+        assert_eq!(c.filter.allow[0].to_string(), "*.cdn.example");
+        assert_eq!(c.filter.block[0].to_string(), "ads.example");
+        assert!(c.to_toml().contains("\"home.arpa\""), "{}", c.to_toml());
+        assert_eq!(Config::parse(&c.to_toml(), Path::new("c")).unwrap(), c);
+        for (text, col) in [
+            ("[server]\nrebind_allow = [\"lan\", \"not a name\"]\n", 24),
+            ("[filter]\nallow = [\"ok.example\", \"*.\"]\n", 24),
+        ] {
+            let err = Config::parse(text, Path::new("c.toml"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.starts_with(&format!("c.toml:2:{col}: ")),
+                "{text}: {err}"
+            );
+            assert!(err.contains("is not a domain name"), "{err}");
+        }
     }
 
     #[test]

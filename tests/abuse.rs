@@ -275,7 +275,7 @@ async fn blocked_names_never_reach_the_upstream_even_via_the_cache() {
         ]),
     );
     let mut c = config(&up);
-    c.filter.block = vec!["tracker.example".into()];
+    c.filter.block = vec!["tracker.example".parse().unwrap()];
     let srv = serve(c).await;
     let addr = srv.addrs()[0];
     for i in 0..3u16 {

@@ -145,7 +145,7 @@ async fn cname_chain_through_a_blocked_name_is_blocked() {
         ]),
     );
     let mut c = config(&up);
-    c.filter.block = vec!["tracker.example".into()];
+    c.filter.block = vec!["tracker.example".parse().unwrap()];
     let srv = serve(c).await;
     let addr = srv.addrs()[0];
     let m = udp(addr, "cloaked.shop.test.", RecordType::A, Q::default()).await;
@@ -613,7 +613,7 @@ async fn reload_swaps_lists_and_a_broken_config_keeps_the_old_one() {
         ["192.0.2.1"]
     );
     let mut next = c.clone();
-    next.filter.block = vec!["ads.example".into()];
+    next.filter.block = vec!["ads.example".parse().unwrap()];
     srv.reload(next).unwrap();
     assert_eq!(
         ips(&udp(addr, "ads.example.", RecordType::A, Q::default()).await),

@@ -10,7 +10,6 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::Config;
-use crate::filter::parse::normalize_domain;
 
 /// One step of a setting's path: a table key or an array index.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -117,7 +116,6 @@ pub fn problems(c: &Config) -> Vec<Problem> {
     limits(c, &mut ch);
     categories(c, &mut ch);
     devices(c, &mut ch);
-    filter_entries(c, &mut ch);
     email(c, &mut ch);
     ch.0
 }
@@ -291,30 +289,6 @@ fn devices(c: &Config, ch: &mut Checks) {
                     path,
                     format!("{m} already names device {first:?} (a device is one entry)"),
                 );
-            }
-        }
-    }
-}
-
-/// `[filter] allow` and `block` entries are domain names (`*.` in front allowed), and
-/// so are `[server] rebind_allow`'s (dots around them ignored, as the check does).
-fn filter_entries(c: &Config, ch: &mut Checks) {
-    fn filter(e: &str) -> bool {
-        normalize_domain(e.trim_start_matches("*.")).is_some()
-    }
-    fn rebind(e: &str) -> bool {
-        normalize_domain(e.trim_matches('.')).is_some()
-    }
-    type Valid = fn(&str) -> bool;
-    let lists: [([&str; 2], &Vec<String>, Valid); 3] = [
-        (["filter", "allow"], &c.filter.allow, filter),
-        (["filter", "block"], &c.filter.block, filter),
-        (["server", "rebind_allow"], &c.server.rebind_allow, rebind),
-    ];
-    for (path, entries, valid) in lists {
-        for (i, e) in entries.iter().enumerate() {
-            if !valid(e) {
-                ch.fail(at(&path, i), format!("{e:?} is not a domain name"));
             }
         }
     }

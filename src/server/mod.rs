@@ -34,7 +34,7 @@ pub use handler::Handler;
 use crate::access::{self, Access, Admit, RateLimitConfig, default_allow_clients};
 use crate::cache::Cache;
 use crate::clients::{Clients, ClientsError};
-use crate::config::{Config, ConfigError, Overrides};
+use crate::config::{Config, ConfigError, DomainName, Overrides};
 use crate::filter::Filter;
 use crate::lists::{self, ListError};
 use crate::metrics::{self, Metrics, MetricsError};
@@ -81,7 +81,7 @@ pub struct ServerConfig {
     /// that holds a private, loopback or link-local address is answered NXDOMAIN.
     pub rebind_protection: bool,
     /// Domains (and their subdomains) whose answers may hold private addresses.
-    pub rebind_allow: Vec<String>,
+    pub rebind_allow: Vec<DomainName>,
 }
 
 impl Default for ServerConfig {
@@ -101,7 +101,7 @@ impl Default for ServerConfig {
             rebind_protection: false,
             rebind_allow: ["local", "lan", "home.arpa"]
                 .iter()
-                .map(|s| s.to_string())
+                .filter_map(|s| s.parse().ok())
                 .collect(),
             threads: 1,
         }
@@ -140,8 +140,6 @@ pub struct Snapshot {
     pub access: Access,
     pub clients: Arc<Clients>,
     pub deadline: Duration,
-    /// `[server] rebind_allow`, normalized once for [`decide`].
-    pub rebind_allow: Vec<String>,
 }
 
 impl Snapshot {
@@ -185,7 +183,6 @@ impl Snapshot {
         Ok(Snapshot {
             clients,
             deadline: config.upstream.deadline,
-            rebind_allow: decide::normalize_rebind_allow(&config.server.rebind_allow),
             config,
             filter,
             policy,
