@@ -498,11 +498,12 @@ pub async fn lists_update(cfg: &Config, force: bool) -> i32 {
             counts.lock().unwrap_or_else(|e| e.into_inner()).0 += 1;
         }
     };
-    let outcomes = crate::remote::update_all(cfg, force, &progress).await;
+    let remote = crate::remote::RemoteSettings::of(cfg);
+    let outcomes = crate::remote::update_all(&remote, force, &progress).await;
     if outcomes.is_empty() {
         println!("no remote list due ({} configured)", cfg.lists.len());
     }
-    if crate::remote::all_usable(cfg, &outcomes) {
+    if crate::remote::all_usable(&remote, &outcomes) {
         0
     } else {
         1

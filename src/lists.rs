@@ -155,7 +155,9 @@ pub fn sources(cfg: &FilterConfig) -> Result<Vec<ListSource>, ListError> {
 /// ones skipped): what `serve`, `check` and `lists` build the filter from.
 pub fn all_sources(cfg: &crate::config::Config) -> Result<Vec<ListSource>, ListError> {
     let mut out = sources(&cfg.filter)?;
-    out.extend(crate::remote::cached_sources(cfg));
+    out.extend(crate::remote::cached_sources(
+        &crate::remote::RemoteSettings::of(cfg),
+    ));
     Ok(out)
 }
 

@@ -34,6 +34,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::filter::{Filter, ListFormat, ListSource, ListStats};
+use crate::tls::TlsConfig;
 
 /// One `[[lists]]` entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -86,6 +87,26 @@ impl Default for RemoteConfig {
             state_dir: PathBuf::from("/var/lib/metaguard"),
             max_size: const { NonZeroU64::new(32 * 1024 * 1024).unwrap() },
             timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// What remote lists read of the config, and nothing more: `[remote]`, `[[lists]]`
+/// and `[tls]` (the CA their downloads trust).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RemoteSettings {
+    pub remote: RemoteConfig,
+    pub lists: Vec<RemoteListConfig>,
+    pub tls: TlsConfig,
+}
+
+impl RemoteSettings {
+    /// The sections of `config` remote lists use.
+    pub fn of(config: &Config) -> RemoteSettings {
+        RemoteSettings {
+            remote: config.remote.clone(),
+            lists: config.lists.clone(),
+            tls: config.tls.clone(),
         }
     }
 }
@@ -195,28 +216,28 @@ pub fn file_stem(url: &str) -> String {
     s
 }
 
-fn lists_dir(cfg: &Config) -> PathBuf {
+fn lists_dir(cfg: &RemoteSettings) -> PathBuf {
     cfg.remote.state_dir.join("lists")
 }
 
 /// Path of the stored copy of `url`.
-pub fn copy_path(cfg: &Config, url: &str) -> PathBuf {
+pub fn copy_path(cfg: &RemoteSettings, url: &str) -> PathBuf {
     lists_dir(cfg).join(format!("{}.txt", file_stem(url)))
 }
 
-fn sidecar_path(cfg: &Config, url: &str) -> PathBuf {
+fn sidecar_path(cfg: &RemoteSettings, url: &str) -> PathBuf {
     lists_dir(cfg).join(format!("{}.json", file_stem(url)))
 }
 
 /// The sidecar of `url`'s stored copy, if any.
-pub fn read_sidecar(cfg: &Config, url: &str) -> Option<Sidecar> {
+pub fn read_sidecar(cfg: &RemoteSettings, url: &str) -> Option<Sidecar> {
     let text = std::fs::read_to_string(sidecar_path(cfg, url)).ok()?;
     serde_json::from_str::<Sidecar>(&text)
         .ok()
         .filter(|s| s.url == url)
 }
 
-fn read_copy(cfg: &Config, url: &str) -> Option<String> {
+fn read_copy(cfg: &RemoteSettings, url: &str) -> Option<String> {
     let bytes = std::fs::read(copy_path(cfg, url)).ok()?;
     Some(String::from_utf8_lossy(&bytes).into_owned())
 }
@@ -234,7 +255,7 @@ fn source_for(list: &RemoteListConfig, text: String) -> ListSource {
 
 /// The last good copy of every `[[lists]]` entry; a list never fetched is skipped
 /// with a warning.
-pub fn cached_sources(cfg: &Config) -> Vec<ListSource> {
+pub fn cached_sources(cfg: &RemoteSettings) -> Vec<ListSource> {
     let mut out = Vec::new();
     for list in &cfg.lists {
         match read_copy(cfg, &list.url) {
@@ -260,7 +281,7 @@ fn write_atomic(path: &Path, data: &[u8]) -> Result<(), RemoteError> {
         })
 }
 
-fn write_sidecar(cfg: &Config, sc: &Sidecar) -> Result<(), RemoteError> {
+fn write_sidecar(cfg: &RemoteSettings, sc: &Sidecar) -> Result<(), RemoteError> {
     let json = serde_json::to_vec_pretty(sc).unwrap_or_default();
     write_atomic(&sidecar_path(cfg, &sc.url), &json)
 }
@@ -315,7 +336,7 @@ enum FetchError {
 
 /// The download agent: blocking ureq (the binary's only HTTP client; the webhook uses it
 /// too), run on tokio's blocking pool by [`fetch`]. No proxy from the environment.
-fn agent(cfg: &Config) -> ureq::Agent {
+fn agent(cfg: &RemoteSettings) -> ureq::Agent {
     ureq::Agent::config_builder()
         .timeout_global(Some(cfg.remote.timeout))
         .timeout_connect(Some(cfg.remote.timeout.min(Duration::from_secs(15))))
@@ -331,7 +352,7 @@ fn agent(cfg: &Config) -> ureq::Agent {
 /// channel so the callback runs on the caller's task.
 async fn fetch(
     agent: &ureq::Agent,
-    cfg: &Config,
+    cfg: &RemoteSettings,
     url: &str,
     prev: Option<&Sidecar>,
     progress: Progress<'_>,
@@ -431,7 +452,7 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 /// Fetch one list and store it when it passes the checks.
 async fn update_one(
     agent: &ureq::Agent,
-    cfg: &Config,
+    cfg: &RemoteSettings,
     list: &RemoteListConfig,
     progress: Progress<'_>,
 ) -> UpdateOutcome {
@@ -492,7 +513,7 @@ async fn update_one(
 }
 
 /// When `list` is next due, from its sidecar (`None`: now, never fetched).
-fn next_due(cfg: &Config, list: &RemoteListConfig) -> Option<SystemTime> {
+fn next_due(cfg: &RemoteSettings, list: &RemoteListConfig) -> Option<SystemTime> {
     if !copy_path(cfg, &list.url).is_file() {
         return None;
     }
@@ -502,12 +523,12 @@ fn next_due(cfg: &Config, list: &RemoteListConfig) -> Option<SystemTime> {
     Some(last + list.refresh)
 }
 
-fn is_due(cfg: &Config, list: &RemoteListConfig) -> bool {
+fn is_due(cfg: &RemoteSettings, list: &RemoteListConfig) -> bool {
     next_due(cfg, list).is_none_or(|t| t <= SystemTime::now())
 }
 
 async fn update_lists(
-    cfg: &Config,
+    cfg: &RemoteSettings,
     lists: &[&RemoteListConfig],
     progress: Progress<'_>,
 ) -> Vec<UpdateOutcome> {
@@ -527,7 +548,11 @@ async fn update_lists(
 }
 
 /// Fetch the lists that are due (every list with `force`), one after the other.
-pub async fn update_all(cfg: &Config, force: bool, progress: Progress<'_>) -> Vec<UpdateOutcome> {
+pub async fn update_all(
+    cfg: &RemoteSettings,
+    force: bool,
+    progress: Progress<'_>,
+) -> Vec<UpdateOutcome> {
     let due: Vec<&RemoteListConfig> = cfg
         .lists
         .iter()
@@ -538,7 +563,7 @@ pub async fn update_all(cfg: &Config, force: bool, progress: Progress<'_>) -> Ve
 
 /// Every configured list has a usable copy after `outcomes` (lists not fetched count
 /// when a copy is on disk).
-pub fn all_usable(cfg: &Config, outcomes: &[UpdateOutcome]) -> bool {
+pub fn all_usable(cfg: &RemoteSettings, outcomes: &[UpdateOutcome]) -> bool {
     cfg.lists.iter().all(|l| {
         outcomes
             .iter()
@@ -553,7 +578,7 @@ const RETRY: Duration = Duration::from_secs(15 * 60);
 /// A task that sleeps until the next list is due, updates it, and calls `on_change`
 /// when any copy changed. Ends when `shutdown` is cancelled.
 pub fn spawn_refresher(
-    cfg: Config,
+    cfg: RemoteSettings,
     on_change: impl Fn() + Send + Sync + 'static,
     shutdown: CancellationToken,
 ) -> JoinHandle<()> {
@@ -619,25 +644,23 @@ pub fn spawn_refresher(
 /// (`[[lists]]` or `[remote]`): a list added by SIGHUP is fetched without a restart,
 /// and a removed one is no longer fetched.
 pub struct Refresher {
-    lists: Vec<RemoteListConfig>,
-    remote: RemoteConfig,
+    settings: RemoteSettings,
     on_change: Arc<dyn Fn() + Send + Sync>,
     stop: CancellationToken,
     task: JoinHandle<()>,
 }
 
 impl Refresher {
-    pub fn start(cfg: &Config, on_change: impl Fn() + Send + Sync + 'static) -> Refresher {
+    pub fn start(cfg: &RemoteSettings, on_change: impl Fn() + Send + Sync + 'static) -> Refresher {
         Self::spawn(cfg, Arc::new(on_change))
     }
 
-    fn spawn(cfg: &Config, on_change: Arc<dyn Fn() + Send + Sync>) -> Refresher {
+    fn spawn(cfg: &RemoteSettings, on_change: Arc<dyn Fn() + Send + Sync>) -> Refresher {
         let stop = CancellationToken::new();
         let call = on_change.clone();
         let task = spawn_refresher(cfg.clone(), move || call(), stop.clone());
         Refresher {
-            lists: cfg.lists.clone(),
-            remote: cfg.remote.clone(),
+            settings: cfg.clone(),
             on_change,
             stop,
             task,
@@ -647,8 +670,9 @@ impl Refresher {
     /// Take up the config a reload put in force; `true` when that restarted the
     /// refresher (the lists or `[remote]` changed). An update under way is abandoned
     /// (its copy is written whole or not at all) and tried again when next due.
-    pub async fn follow(&mut self, cfg: &Config) -> bool {
-        if cfg.lists == self.lists && cfg.remote == self.remote {
+    pub async fn follow(&mut self, cfg: &RemoteSettings) -> bool {
+        // `[tls]` alone does not restart it (as before the settings were split out).
+        if cfg.lists == self.settings.lists && cfg.remote == self.settings.remote {
             return false;
         }
         let next = Self::spawn(cfg, self.on_change.clone());
@@ -692,6 +716,7 @@ pub fn list_rows(cfg: &Config) -> Result<Vec<ListRow>, crate::lists::ListError> 
         &cfg.groups,
     );
     let actions = policy.actions(None);
+    let settings = RemoteSettings::of(cfg);
     let mut rows: Vec<ListRow> = filter
         .lists()
         .iter()
@@ -703,7 +728,7 @@ pub fn list_rows(cfg: &Config) -> Result<Vec<ListRow>, crate::lists::ListError> 
                 .map_or("log", |a| a.as_str());
             let remote = cfg.lists.iter().find(|r| r.url == l.origin);
             let last_update = match remote {
-                Some(r) => read_sidecar(cfg, &r.url).map(|s| s.fetched_at),
+                Some(r) => read_sidecar(&settings, &r.url).map(|s| s.fetched_at),
                 None => l.reviewed.clone(),
             };
             ListRow {
@@ -842,7 +867,7 @@ mod tests {
     #[test]
     fn cached_sources_skips_never_fetched_and_reads_copies() {
         let dir = tempfile::tempdir().unwrap();
-        let mut cfg = Config::default();
+        let mut cfg = RemoteSettings::default();
         cfg.remote.state_dir = dir.path().to_path_buf();
         cfg.lists = vec![list("https://a.example/l"), list("https://b.example/l")];
         assert!(cached_sources(&cfg).is_empty());

@@ -39,6 +39,7 @@ use crate::filter::Filter;
 use crate::lists::{self, ListError};
 use crate::metrics::{self, Metrics, MetricsError};
 use crate::policy::Policy;
+use crate::remote::RemoteSettings;
 use crate::stats::{self, Stats};
 use crate::store::{self, WriterHandle};
 use crate::upstream::{self, UpstreamError, Upstreams};
@@ -779,7 +780,7 @@ pub async fn run(config_path: Option<PathBuf>, overrides: Overrides) -> Result<(
     let lists_changed = Arc::new(tokio::sync::Notify::new());
     let mut refresher = {
         let n = lists_changed.clone();
-        crate::remote::Refresher::start(&config, move || n.notify_one())
+        crate::remote::Refresher::start(&RemoteSettings::of(&config), move || n.notify_one())
     };
     // Sockets are bound and the lists loaded: tell systemd (Type=notify).
     notify::ready();
@@ -812,7 +813,7 @@ pub async fn run(config_path: Option<PathBuf>, overrides: Overrides) -> Result<(
         }
         // Re-read the config and swap it in; the running one stays on error.
         match load().and_then(|c| running.reload(c.clone()).map(|()| c)) {
-            Ok(c) => _ = refresher.follow(&c).await,
+            Ok(c) => _ = refresher.follow(&RemoteSettings::of(&c)).await,
             Err(e) => tracing::error!("reload{why} failed, keeping the running config: {e}"),
         }
         if tell_systemd {
