@@ -85,7 +85,7 @@ fn bench(c: &mut Criterion) {
     let cfg = StoreConfig {
         db: dir.path().join("bench.db"),
         // The writer holds the events until the flush: one transaction of 500.
-        batch_size: 10_000,
+        batch_size: std::num::NonZeroUsize::new(10_000).unwrap(),
         batch_interval: Duration::from_secs(60),
         ..StoreConfig::default()
     };

@@ -2,7 +2,7 @@
 //! token bucket so one flooding device cannot starve the others.
 
 use std::net::IpAddr;
-use std::num::NonZeroU32;
+use std::num::{NonZeroU32, NonZeroUsize};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use governor::{Quota, RateLimiter};
@@ -15,10 +15,12 @@ use serde::{Deserialize, Serialize};
 pub struct RateLimitConfig {
     /// Sustained queries per second per client; 0 turns the limit off.
     pub qps: u32,
-    /// Queries a client may send at once above the sustained rate.
-    pub burst: u32,
+    /// Queries a client may send at once; at least `qps` (the config check refuses less).
+    #[serde(deserialize_with = "crate::config::at_least_one")]
+    pub burst: NonZeroU32,
     /// Most client addresses tracked; past it idle ones are forgotten.
-    pub max_clients: usize,
+    #[serde(deserialize_with = "crate::config::at_least_one")]
+    pub max_clients: NonZeroUsize,
     /// Never limited. Loopback by default: behind a router's dnsmasq every device of
     /// the household arrives from 127.0.0.1, and limiting it would limit them all.
     pub exempt: Vec<IpNet>,
@@ -30,8 +32,8 @@ impl Default for RateLimitConfig {
         // sustains anything close to 100 qps.
         RateLimitConfig {
             qps: 100,
-            burst: 300,
-            max_clients: 10_000,
+            burst: const { NonZeroU32::new(300).unwrap() },
+            max_clients: const { NonZeroUsize::new(10_000).unwrap() },
             exempt: ["127.0.0.0/8", "::1/128"]
                 .iter()
                 .filter_map(|n| n.parse().ok())
@@ -125,17 +127,15 @@ pub struct Access {
 
 impl Access {
     pub fn new(allow: &[IpNet], rate: &RateLimitConfig) -> Access {
-        let quota = NonZeroU32::new(rate.qps).map(|qps| {
-            let burst = NonZeroU32::new(rate.burst.max(rate.qps)).unwrap_or(qps);
-            Quota::per_second(qps).allow_burst(burst)
-        });
+        let quota =
+            NonZeroU32::new(rate.qps).map(|qps| Quota::per_second(qps).allow_burst(rate.burst));
         let limiter = quota.map(|q| arc_swap::ArcSwap::from_pointee(RateLimiter::keyed(q)));
         Access {
             allow: allow.to_vec(),
             exempt: rate.exempt.clone(),
             limiter,
             quota,
-            max_clients: rate.max_clients.max(1),
+            max_clients: rate.max_clients.get(),
             checks: AtomicU64::new(0),
         }
     }
@@ -248,8 +248,8 @@ mod tests {
             &default_allow_clients(),
             &RateLimitConfig {
                 qps: 1,
-                burst: 5,
-                max_clients: 10,
+                burst: NonZeroU32::new(5).unwrap(),
+                max_clients: NonZeroUsize::new(10).unwrap(),
                 exempt: vec![],
             },
         );
@@ -266,7 +266,7 @@ mod tests {
             &default_allow_clients(),
             &RateLimitConfig {
                 qps: 1,
-                burst: 1,
+                burst: NonZeroU32::MIN,
                 ..Default::default()
             },
         );

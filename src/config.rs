@@ -2,6 +2,8 @@
 //! and errors that name the file, line and column.
 
 mod check;
+mod limit;
+mod name;
 
 use std::fmt;
 use std::marker::PhantomData;
@@ -25,6 +27,8 @@ pub use crate::store::StoreConfig;
 use crate::tls::TlsConfig;
 use crate::upstream::{UpstreamConfig, UpstreamSpec};
 pub use check::{Problem, Seg};
+pub(crate) use limit::at_least_one;
+pub use name::{DomainName, ListedName, NotADomain};
 
 /// Where `serve` looks for a config when `--config` is not given.
 pub const DEFAULT_PATH: &str = "/etc/metaguard/metaguard.toml";
@@ -403,6 +407,65 @@ mod tests {
         assert_eq!(c.clients.refresh, std::time::Duration::from_secs(60));
         assert_eq!(c.clients.leases.len(), 1);
         assert_eq!(Config::parse(&c.to_toml(), Path::new("c")).unwrap(), c);
+    }
+
+    #[test]
+    fn limits_of_zero_and_a_burst_below_its_rate_are_refused_at_their_place() {
+        let cases = [
+            ("[server]\nmax_udp_in_flight = 0\n", 2, 21, "at least 1"),
+            ("[remote]\nmax_size = 0\n", 2, 12, "at least 1"),
+            ("[server.rate_limit]\nburst = 0\n", 2, 9, "at least 1"),
+            (
+                "[server.rate_limit]\nqps = 100\nburst = 50\n",
+                3,
+                9,
+                "at least 100",
+            ),
+        ];
+        for (text, line, col, says) in cases {
+            let err = Config::parse(text, Path::new("c.toml")).unwrap_err();
+            let s = err.to_string();
+            assert!(
+                s.starts_with(&format!("c.toml:{line}:{col}: ")),
+                "{text}: {s}"
+            );
+            assert!(s.contains(says), "{text}: {s}");
+        }
+        // With the limit off, the burst does not matter; at the rate it is fine.
+        let off = "[server.rate_limit]\nqps = 0\nburst = 1\n";
+        Config::parse(off, Path::new("c")).unwrap();
+        let at = "[server.rate_limit]\nqps = 5\nburst = 5\n";
+        Config::parse(at, Path::new("c")).unwrap();
+        // A config built in code is held to the same rule.
+        let mut c = Config::default();
+        c.server.rate_limit.burst = std::num::NonZeroU32::new(50).unwrap();
+        assert!(c.validate().unwrap_err().to_string().contains("burst"));
+    }
+
+    #[test]
+    fn names_are_lowercased_at_load_and_bad_ones_refused_at_their_entry() {
+        let text = "[server]\nrebind_allow = [\".Home.ARPA.\", \"LAN\"]\n\
+                    [filter]\nallow = [\"*.CDN.Example.\"]\nblock = [\"Ads.Example\"]\n";
+        let c = Config::parse(text, Path::new("c")).unwrap();
+        let names: Vec<&str> = c.server.rebind_allow.iter().map(|d| d.as_str()).collect();
+        assert_eq!(names, ["home.arpa", "lan"]);
+        assert_eq!(c.filter.allow[0].to_string(), "*.cdn.example");
+        assert_eq!(c.filter.block[0].to_string(), "ads.example");
+        assert!(c.to_toml().contains("\"home.arpa\""), "{}", c.to_toml());
+        assert_eq!(Config::parse(&c.to_toml(), Path::new("c")).unwrap(), c);
+        for (text, col) in [
+            ("[server]\nrebind_allow = [\"lan\", \"not a name\"]\n", 24),
+            ("[filter]\nallow = [\"ok.example\", \"*.\"]\n", 24),
+        ] {
+            let err = Config::parse(text, Path::new("c.toml"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.starts_with(&format!("c.toml:2:{col}: ")),
+                "{text}: {err}"
+            );
+            assert!(err.contains("is not a domain name"), "{err}");
+        }
     }
 
     #[test]

@@ -49,12 +49,6 @@ pub enum ListError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{name}: invalid entry {entry:?} in [filter] {key}")]
-    BadEntry {
-        name: &'static str,
-        key: &'static str,
-        entry: String,
-    },
 }
 
 fn read(path: &Path) -> Result<String, ListError> {
@@ -141,22 +135,17 @@ pub fn sources(cfg: &FilterConfig) -> Result<Vec<ListSource>, ListError> {
         if entries.is_empty() {
             continue;
         }
-        for e in entries {
-            if parse::normalize_domain(e.trim_start_matches("*.")).is_none() {
-                return Err(ListError::BadEntry {
-                    name: "config",
-                    key,
-                    entry: e.clone(),
-                });
-            }
-        }
         out.push(ListSource {
             name: format!("config:{key}"),
             category: category.to_string(),
             origin: "config".to_string(),
             format: ListFormat::Domains,
             default_action: Some(action),
-            text: entries.join("\n"),
+            text: entries
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n"),
         });
     }
     Ok(out)
@@ -166,7 +155,9 @@ pub fn sources(cfg: &FilterConfig) -> Result<Vec<ListSource>, ListError> {
 /// ones skipped): what `serve`, `check` and `lists` build the filter from.
 pub fn all_sources(cfg: &crate::config::Config) -> Result<Vec<ListSource>, ListError> {
     let mut out = sources(&cfg.filter)?;
-    out.extend(crate::remote::cached_sources(cfg));
+    out.extend(crate::remote::cached_sources(
+        &crate::remote::RemoteSettings::of(cfg),
+    ));
     Ok(out)
 }
 
@@ -219,8 +210,8 @@ mod tests {
     fn config_entries_become_lists_and_bad_ones_are_errors() {
         let cfg = FilterConfig {
             lists_dir: "/nonexistent".into(),
-            allow: vec!["graph.facebook.com".into()],
-            block: vec!["*.ads.example".into()],
+            allow: vec!["graph.facebook.com".parse().unwrap()],
+            block: vec!["*.ads.example".parse().unwrap()],
             ..Default::default()
         };
         let srcs = sources(&cfg).unwrap();
@@ -232,10 +223,7 @@ mod tests {
             srcs.iter()
                 .any(|s| s.name == "config:block" && s.category == CUSTOM)
         );
-        let bad = FilterConfig {
-            allow: vec!["not a name".into()],
-            ..cfg
-        };
-        assert!(matches!(sources(&bad), Err(ListError::BadEntry { .. })));
+        // A bad entry cannot be built: the config refuses it at load.
+        assert!("not a name".parse::<crate::config::ListedName>().is_err());
     }
 }

@@ -144,8 +144,8 @@ async fn hundreds_of_idle_tcp_connections_do_not_lock_out_another_client() {
 async fn a_per_client_cap_above_the_total_is_held_to_half_of_it() {
     let up = Upstream::start().await;
     let mut c = config(&up);
-    c.server.max_tcp_connections = 16;
-    c.server.max_tcp_connections_per_client = 64;
+    c.server.max_tcp_connections = std::num::NonZeroUsize::new(16).unwrap();
+    c.server.max_tcp_connections_per_client = std::num::NonZeroUsize::new(64).unwrap();
     let srv = serve(c).await;
     let addr = srv.addrs()[0];
     let mut hoard = Vec::new();
@@ -214,8 +214,8 @@ fn a_flood_of_distinct_sources_keeps_the_rate_limiter_table_bounded() {
         &default_allow_clients(),
         &RateLimitConfig {
             qps: 5,
-            burst: 5,
-            max_clients: 500,
+            burst: std::num::NonZeroU32::new(5).unwrap(),
+            max_clients: std::num::NonZeroUsize::new(500).unwrap(),
             exempt: vec![],
         },
     );
@@ -275,7 +275,7 @@ async fn blocked_names_never_reach_the_upstream_even_via_the_cache() {
         ]),
     );
     let mut c = config(&up);
-    c.filter.block = vec!["tracker.example".into()];
+    c.filter.block = vec!["tracker.example".parse().unwrap()];
     let srv = serve(c).await;
     let addr = srv.addrs()[0];
     for i in 0..3u16 {

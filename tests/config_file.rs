@@ -103,6 +103,9 @@ fn config_check_refuses_settings_that_cannot_work_at_their_place() {
         ("[server]\ntcp_idle_timeout = \"0s\"\n", 2, 20),
         ("[server]\nmax_tcp_queries_per_connection = 0\n", 2, 34),
         ("[server.rate_limit]\nmax_clients = 0\n", 2, 15),
+        ("[server.rate_limit]\nburst = 0\n", 2, 9),
+        ("[export]\ndnstap_queue = 0\n", 2, 16),
+        ("[server.rate_limit]\nqps = 100\nburst = 50\n", 3, 9),
         ("[server]\nallow_clients = []\n", 2, 17),
         ("[server]\nlisten = []\n", 2, 10),
         (

@@ -382,7 +382,7 @@ async fn consumer_killed_under_load_dns_unaffected_and_drops_exact() {
     let sock = dir.path().join("dnstap.sock");
     let mut cap = Capture::start(&sock, dir.path().join("1.fstrm"));
     let mut cfg = dnstap_config(&up, &sock);
-    cfg.export.dnstap_queue = 64;
+    cfg.export.dnstap_queue = std::num::NonZeroUsize::new(64).unwrap();
     let srv = serve(cfg).await;
     let addr = srv.addrs()[0];
     let burst = |from: usize, n: usize| async move {

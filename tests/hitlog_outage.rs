@@ -211,7 +211,7 @@ async fn a_30_second_lock_by_sqlite3_loses_no_hit_at_100_hits_per_second() {
 async fn under_a_lock_only_the_overflow_of_a_small_queue_is_dropped() {
     let up = Upstream::start().await;
     let mut c = config(&up);
-    c.store.channel_capacity = 100;
+    c.store.channel_capacity = std::num::NonZeroUsize::new(100).unwrap();
     let (srv, db) = serve_with_one_hit(c).await;
     let addr = srv.addrs()[0];
     let Some(mut holder) = Holder::lock(&db) else {

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use metaguard::config::Config;
 use metaguard::filter::ListFormat;
 use metaguard::remote::{
-    self, RemoteListConfig, UpdateEvent, UpdateOutcome, UpdateResult, cached_sources, copy_path,
-    read_sidecar, update_all,
+    self, RemoteListConfig, RemoteSettings, UpdateEvent, UpdateOutcome, UpdateResult,
+    cached_sources, copy_path, read_sidecar, update_all,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -144,11 +144,11 @@ fn ok(b: Vec<u8>) -> Reply {
     }
 }
 
-fn config(dir: &std::path::Path, url: &str) -> Config {
-    let mut cfg = Config::default();
+fn config(dir: &std::path::Path, url: &str) -> RemoteSettings {
+    let mut cfg = RemoteSettings::default();
     cfg.remote.state_dir = dir.to_path_buf();
     cfg.remote.timeout = Duration::from_millis(500);
-    cfg.remote.max_size = 64 * 1024;
+    cfg.remote.max_size = std::num::NonZeroU64::new(64 * 1024).unwrap();
     cfg.lists = vec![RemoteListConfig {
         url: url.to_string(),
         category: "ads".into(),
@@ -158,14 +158,14 @@ fn config(dir: &std::path::Path, url: &str) -> Config {
     cfg
 }
 
-async fn update(cfg: &Config) -> UpdateOutcome {
+async fn update(cfg: &RemoteSettings) -> UpdateOutcome {
     let mut o = update_all(cfg, true, &|_: UpdateEvent| {}).await;
     assert_eq!(o.len(), 1);
     o.remove(0)
 }
 
 /// Fetch 10 good rules first; returns the stored bytes.
-async fn seed(cfg: &Config, server: &Server) -> Vec<u8> {
+async fn seed(cfg: &RemoteSettings, server: &Server) -> Vec<u8> {
     let good = body(10, "good");
     server.set(ok(good.clone()));
     let o = update(cfg).await;
@@ -174,7 +174,7 @@ async fn seed(cfg: &Config, server: &Server) -> Vec<u8> {
 }
 
 /// The last good copy is still there, byte for byte, and is what `cached_sources` gives.
-fn assert_kept(cfg: &Config, url: &str, good: &[u8]) {
+fn assert_kept(cfg: &RemoteSettings, url: &str, good: &[u8]) {
     assert_eq!(std::fs::read(copy_path(cfg, url)).unwrap(), good);
     let srcs = cached_sources(cfg);
     assert_eq!(srcs.len(), 1);
@@ -293,7 +293,7 @@ async fn oversized_download_is_aborted_and_copy_kept() {
     let cfg = config(dir.path(), &server.url);
     let good = seed(&cfg, &server).await;
     let big = body(20_000, "big"); // ~260 KiB > 64 KiB limit
-    assert!(big.len() as u64 > cfg.remote.max_size);
+    assert!(big.len() as u64 > cfg.remote.max_size.get());
     // Announced by Content-Length, and streamed without one.
     for length in [true, false] {
         server.set(Reply::Ok {
@@ -417,12 +417,17 @@ async fn refresher_follows_a_reload_that_adds_a_list() {
 async fn lists_rows_show_remote_and_embedded() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(Reply::Status(404)).await;
-    let mut cfg = config(dir.path(), &server.url);
+    let remote = config(dir.path(), &server.url);
+    let mut cfg = Config {
+        remote: remote.remote.clone(),
+        lists: remote.lists.clone(),
+        ..Config::default()
+    };
     cfg.filter.lists_dir = dir.path().join("none");
     let rows = metaguard::cli::lists::rows(&cfg).unwrap();
     let r = rows.iter().find(|r| r.name == server.url).unwrap();
     assert!(r.source.contains("not fetched"));
-    seed(&cfg, &server).await;
+    seed(&remote, &server).await;
     cfg.categories
         .insert("ads".into(), metaguard::policy::Action::Block);
     let rows = metaguard::cli::lists::rows(&cfg).unwrap();
@@ -431,7 +436,7 @@ async fn lists_rows_show_remote_and_embedded() {
     assert_eq!(r.source, server.url);
     assert_eq!(
         r.last_update,
-        Some(read_sidecar(&cfg, &server.url).unwrap().fetched_at)
+        Some(read_sidecar(&remote, &server.url).unwrap().fetched_at)
     );
     let pixel = rows.iter().find(|r| r.name == "pixel.txt").unwrap();
     assert_eq!(pixel.source, "embedded");

@@ -145,7 +145,7 @@ async fn cname_chain_through_a_blocked_name_is_blocked() {
         ]),
     );
     let mut c = config(&up);
-    c.filter.block = vec!["tracker.example".into()];
+    c.filter.block = vec!["tracker.example".parse().unwrap()];
     let srv = serve(c).await;
     let addr = srv.addrs()[0];
     let m = udp(addr, "cloaked.shop.test.", RecordType::A, Q::default()).await;
@@ -420,7 +420,7 @@ async fn rate_limit_drops_a_flooding_client() {
     let up = Upstream::start().await;
     let mut c = config(&up);
     c.server.rate_limit.qps = 1;
-    c.server.rate_limit.burst = 5;
+    c.server.rate_limit.burst = std::num::NonZeroU32::new(5).unwrap();
     c.server.rate_limit.exempt = vec![];
     let srv = serve(c).await;
     let addr = srv.addrs()[0];
@@ -544,7 +544,7 @@ async fn tcp_connection_caps_and_idle_timeout() {
     use tokio::io::AsyncReadExt;
     let up = Upstream::start().await;
     let mut c = config(&up);
-    c.server.max_tcp_connections_per_client = 2;
+    c.server.max_tcp_connections_per_client = std::num::NonZeroUsize::new(2).unwrap();
     c.server.tcp_idle_timeout = Duration::from_millis(300);
     let srv = serve(c).await;
     let addr = srv.addrs()[0];
@@ -613,7 +613,7 @@ async fn reload_swaps_lists_and_a_broken_config_keeps_the_old_one() {
         ["192.0.2.1"]
     );
     let mut next = c.clone();
-    next.filter.block = vec!["ads.example".into()];
+    next.filter.block = vec!["ads.example".parse().unwrap()];
     srv.reload(next).unwrap();
     assert_eq!(
         ips(&udp(addr, "ads.example.", RecordType::A, Q::default()).await),

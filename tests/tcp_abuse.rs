@@ -153,7 +153,7 @@ async fn a_connection_whose_answers_are_not_read_is_closed() {
 async fn at_the_per_client_cap_the_longest_idle_connection_is_evicted() {
     let up = Upstream::start().await;
     let mut c = config(&up);
-    c.server.max_tcp_connections_per_client = 4;
+    c.server.max_tcp_connections_per_client = std::num::NonZeroUsize::new(4).unwrap();
     let srv = serve(c).await;
     let addr = srv.addrs()[0];
     let mut held = Vec::new();
@@ -267,7 +267,7 @@ async fn a_udp_flood_from_one_address_does_not_starve_another() {
     let up = Upstream::start().await;
     up.set("slow.example", Behaviour::Slow(Duration::from_millis(1500)));
     let mut c = config(&up);
-    c.server.max_udp_in_flight = 64;
+    c.server.max_udp_in_flight = std::num::NonZeroUsize::new(64).unwrap();
     c.upstream.deadline = Duration::from_secs(3);
     let srv = serve(c).await;
     let addr = srv.addrs()[0];

@@ -30,6 +30,7 @@ pub struct ListRow {
 pub fn rows(cfg: &Config) -> Result<Vec<ListRow>, crate::lists::ListError> {
     let (filter, policy) = crate::server::compile(cfg)?;
     let actions = policy.actions(None);
+    let settings = remote::RemoteSettings::of(cfg);
     let mut rows: Vec<ListRow> = filter
         .lists()
         .iter()
@@ -41,7 +42,7 @@ pub fn rows(cfg: &Config) -> Result<Vec<ListRow>, crate::lists::ListError> {
                 .map_or("log", |a| a.as_str());
             let remote = cfg.lists.iter().find(|r| r.url == l.origin);
             let last_update = match remote {
-                Some(r) => read_sidecar(cfg, &r.url).map(|s| s.fetched_at),
+                Some(r) => read_sidecar(&settings, &r.url).map(|s| s.fetched_at),
                 None => l.reviewed.clone(),
             };
             ListRow {
@@ -151,11 +152,12 @@ pub async fn update(cfg: &Config, force: bool) -> i32 {
             counts.lock().unwrap_or_else(|e| e.into_inner()).0 += 1;
         }
     };
-    let outcomes = remote::update_all(cfg, force, &progress).await;
+    let settings = remote::RemoteSettings::of(cfg);
+    let outcomes = remote::update_all(&settings, force, &progress).await;
     if outcomes.is_empty() {
         println!("no remote list due ({} configured)", cfg.lists.len());
     }
-    if remote::all_usable(cfg, &outcomes) {
+    if remote::all_usable(&settings, &outcomes) {
         0
     } else {
         1

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::{Config, Overrides};
+use crate::remote::RemoteSettings;
 use crate::server::{self, ServeError};
 
 /// How often `serve` looks at resolv.conf (a stat; a read only when it changed).
@@ -97,7 +98,7 @@ pub(crate) async fn run(
     let lists_changed = Arc::new(tokio::sync::Notify::new());
     let mut refresher = {
         let n = lists_changed.clone();
-        crate::remote::Refresher::start(&config, move || n.notify_one())
+        crate::remote::Refresher::start(&RemoteSettings::of(&config), move || n.notify_one())
     };
     // Sockets are bound and the lists loaded: tell systemd (Type=notify).
     notify::ready();
@@ -130,7 +131,7 @@ pub(crate) async fn run(
         }
         // Re-read the config and swap it in; the running one stays on error.
         match load().and_then(|c| running.reload(c.clone()).map(|()| c)) {
-            Ok(c) => _ = refresher.follow(&c).await,
+            Ok(c) => _ = refresher.follow(&RemoteSettings::of(&c)).await,
             Err(e) => tracing::error!("reload{why} failed, keeping the running config: {e}"),
         }
         if tell_systemd {

@@ -1,5 +1,6 @@
-//! Settings that parse but cannot work: zero limits and timeouts, unknown categories
-//! and groups, an upstream that is metaguard itself, listen addresses that collide.
+//! Settings that parse but cannot work: zero timeouts, a burst below its rate, unknown
+//! categories and groups, an upstream that is metaguard itself, listen addresses that
+//! collide. (Zero counts never parse: their fields are `NonZero*`, see `limit.rs`.)
 //! Each problem names the setting by its path in the file, so `Config::parse` can
 //! point at the offending value's line and column.
 
@@ -9,7 +10,6 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::Config;
-use crate::filter::parse::normalize_domain;
 
 /// One step of a setting's path: a table key or an array index.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -116,7 +116,6 @@ pub fn problems(c: &Config) -> Vec<Problem> {
     limits(c, &mut ch);
     categories(c, &mut ch);
     devices(c, &mut ch);
-    filter_entries(c, &mut ch);
     email(c, &mut ch);
     ch.0
 }
@@ -184,27 +183,23 @@ fn server(c: &Config, ch: &mut Checks) {
     }
 }
 
-/// Counts and durations that must be above zero, and TTL bounds in order.
+/// Durations that must be above zero, a burst that holds its rate, and TTL bounds in
+/// order.
 fn limits(c: &Config, ch: &mut Checks) {
     let s = &c.server;
-    ch.positive(&["server", "max_udp_in_flight"], s.max_udp_in_flight as u64);
-    ch.positive(
-        &["server", "max_tcp_connections"],
-        s.max_tcp_connections as u64,
-    );
-    ch.positive(
-        &["server", "max_tcp_connections_per_client"],
-        s.max_tcp_connections_per_client as u64,
-    );
     ch.nonzero(&["server", "tcp_idle_timeout"], s.tcp_idle_timeout);
-    ch.positive(
-        &["server", "max_tcp_queries_per_connection"],
-        s.max_tcp_queries_per_connection as u64,
-    );
-    ch.positive(
-        &["server", "rate_limit", "max_clients"],
-        s.rate_limit.max_clients as u64,
-    );
+    // The bucket holds at least one second of the rate (it was raised to that silently).
+    let rate = &s.rate_limit;
+    if rate.qps > 0 && rate.burst.get() < rate.qps {
+        ch.fail(
+            key(&["server", "rate_limit", "burst"]),
+            format!(
+                "burst = {} is below qps = {}: the bucket must hold at least one second \
+                 of the rate; set burst to at least {}",
+                rate.burst, rate.qps, rate.qps
+            ),
+        );
+    }
     ch.nonzero(&["upstream", "deadline"], c.upstream.deadline);
     ch.nonzero(&["upstream", "attempt_timeout"], c.upstream.attempt_timeout);
     if c.cache.min_ttl > c.cache.max_ttl {
@@ -218,11 +213,8 @@ fn limits(c: &Config, ch: &mut Checks) {
         );
     }
     let st = &c.store;
-    ch.positive(&["store", "batch_size"], st.batch_size as u64);
     ch.nonzero(&["store", "batch_interval"], st.batch_interval);
-    ch.positive(&["store", "channel_capacity"], st.channel_capacity as u64);
     ch.nonzero(&["clients", "refresh"], c.clients.refresh);
-    ch.positive(&["remote", "max_size"], c.remote.max_size);
     ch.nonzero(&["remote", "timeout"], c.remote.timeout);
     for (i, l) in c.lists.iter().enumerate() {
         let mut path = at(&["lists"], i);
@@ -297,30 +289,6 @@ fn devices(c: &Config, ch: &mut Checks) {
                     path,
                     format!("{m} already names device {first:?} (a device is one entry)"),
                 );
-            }
-        }
-    }
-}
-
-/// `[filter] allow` and `block` entries are domain names (`*.` in front allowed), and
-/// so are `[server] rebind_allow`'s (dots around them ignored, as the check does).
-fn filter_entries(c: &Config, ch: &mut Checks) {
-    fn filter(e: &str) -> bool {
-        normalize_domain(e.trim_start_matches("*.")).is_some()
-    }
-    fn rebind(e: &str) -> bool {
-        normalize_domain(e.trim_matches('.')).is_some()
-    }
-    type Valid = fn(&str) -> bool;
-    let lists: [([&str; 2], &Vec<String>, Valid); 3] = [
-        (["filter", "allow"], &c.filter.allow, filter),
-        (["filter", "block"], &c.filter.block, filter),
-        (["server", "rebind_allow"], &c.server.rebind_allow, rebind),
-    ];
-    for (path, entries, valid) in lists {
-        for (i, e) in entries.iter().enumerate() {
-            if !valid(e) {
-                ch.fail(at(&path, i), format!("{e:?} is not a domain name"));
             }
         }
     }

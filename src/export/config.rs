@@ -2,6 +2,7 @@
 //! what it says about client addresses.
 
 use std::fmt;
+use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::str::FromStr;
 
@@ -19,7 +20,8 @@ pub struct ExportConfig {
     /// `"keep"`, `"hash"` or `"drop"`: what the stream says about client addresses.
     pub dnstap_client_address: ClientAddress,
     /// Events held while the collector is slow or away; past it they are dropped.
-    pub dnstap_queue: usize,
+    #[serde(deserialize_with = "crate::config::at_least_one")]
+    pub dnstap_queue: NonZeroUsize,
     /// The dnstap `identity` field (e.g. the router's name); `""`: the host name.
     pub dnstap_identity: String,
 }
@@ -30,7 +32,7 @@ impl Default for ExportConfig {
             dnstap: None,
             dnstap_messages: Messages::Hits,
             dnstap_client_address: ClientAddress::Keep,
-            dnstap_queue: 4096,
+            dnstap_queue: const { NonZeroUsize::new(4096).unwrap() },
             dnstap_identity: String::new(),
         }
     }
@@ -184,7 +186,7 @@ mod tests {
         .unwrap();
         assert_eq!(c.dnstap_messages, Messages::All);
         assert_eq!(c.dnstap_client_address, ClientAddress::Hash);
-        assert_eq!(c.dnstap_queue, 10);
+        assert_eq!(c.dnstap_queue.get(), 10);
         let again: ExportConfig = toml::from_str(&toml::to_string(&c).unwrap()).unwrap();
         assert_eq!(again, c);
         assert!(parse("dnstap_messages = \"some\"").is_err());

@@ -140,7 +140,7 @@ impl Export {
             self.sink.store(None);
             return;
         };
-        let (tx, rx) = mpsc::channel(config.dnstap_queue.max(1));
+        let (tx, rx) = mpsc::channel(config.dnstap_queue.get());
         let stop = CancellationToken::new();
         let out = writer::Output {
             endpoint,

@@ -17,6 +17,7 @@ use rustc_hash::FxHashMap;
 use adblock::lists::{FilterFormat, ParseOptions, ParsedLine, RuleTypes};
 use serde::Serialize;
 
+use crate::config::ListedName;
 use crate::policy::{Action, Categories, CategoryId};
 use parse::Line;
 pub use parse::ListFormat;
@@ -492,9 +493,9 @@ pub struct FilterConfig {
     /// Extra list files (hosts, domains or ABP), category `custom`, action block.
     pub blocklists: Vec<std::path::PathBuf>,
     /// Names (and their subdomains) that are never blocked.
-    pub allow: Vec<String>,
+    pub allow: Vec<ListedName>,
     /// Names (and their subdomains) blocked as category `custom`.
-    pub block: Vec<String>,
+    pub block: Vec<ListedName>,
 }
 
 impl Default for FilterConfig {

@@ -3,9 +3,7 @@
 
 use std::time::Duration;
 
-use crate::config::Config;
-
-use super::{Progress, Sidecar, UpdateEvent};
+use super::{Progress, RemoteSettings, Sidecar, UpdateEvent};
 
 pub(super) enum Fetched {
     NotModified,
@@ -25,7 +23,7 @@ pub(super) enum FetchError {
 
 /// The download agent: blocking ureq (the binary's only HTTP client; the webhook uses it
 /// too), run on tokio's blocking pool by [`fetch`]. No proxy from the environment.
-pub(super) fn agent(cfg: &Config) -> ureq::Agent {
+pub(super) fn agent(cfg: &RemoteSettings) -> ureq::Agent {
     ureq::Agent::config_builder()
         .timeout_global(Some(cfg.remote.timeout))
         .timeout_connect(Some(cfg.remote.timeout.min(Duration::from_secs(15))))
@@ -41,7 +39,7 @@ pub(super) fn agent(cfg: &Config) -> ureq::Agent {
 /// channel so the callback runs on the caller's task.
 pub(super) async fn fetch(
     agent: &ureq::Agent,
-    cfg: &Config,
+    cfg: &RemoteSettings,
     url: &str,
     prev: Option<&Sidecar>,
     progress: Progress<'_>,
@@ -50,7 +48,7 @@ pub(super) async fn fetch(
     let agent = agent.clone();
     let owned_url = url.to_string();
     let cond = prev.map(|p| (p.etag.clone(), p.last_modified.clone()));
-    let max = cfg.remote.max_size;
+    let max = cfg.remote.max_size.get();
     let task =
         tokio::task::spawn_blocking(move || fetch_blocking(&agent, &owned_url, cond, max, &tx));
     while let Some(bytes) = rx.recv().await {

@@ -28,6 +28,7 @@
 mod fetch;
 mod refresh;
 
+use std::num::NonZeroU64;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -35,6 +36,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::config::Config;
 use crate::filter::{Filter, ListFormat, ListSource, ListStats};
+use crate::tls::TlsConfig;
 use fetch::{FetchError, Fetched, agent, fetch};
 pub use refresh::{Refresher, spawn_refresher};
 
@@ -76,7 +78,8 @@ pub struct RemoteConfig {
     /// State directory; copies live in `<state_dir>/lists/`.
     pub state_dir: PathBuf,
     /// Largest accepted download, in bytes.
-    pub max_size: u64,
+    #[serde(deserialize_with = "crate::config::at_least_one")]
+    pub max_size: NonZeroU64,
     /// Time limit for one download, body included.
     #[serde(with = "humantime_serde")]
     pub timeout: Duration,
@@ -86,8 +89,28 @@ impl Default for RemoteConfig {
     fn default() -> Self {
         RemoteConfig {
             state_dir: PathBuf::from("/var/lib/metaguard"),
-            max_size: 32 * 1024 * 1024,
+            max_size: const { NonZeroU64::new(32 * 1024 * 1024).unwrap() },
             timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// What remote lists read of the config, and nothing more: `[remote]`, `[[lists]]`
+/// and `[tls]` (the CA their downloads trust).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RemoteSettings {
+    pub remote: RemoteConfig,
+    pub lists: Vec<RemoteListConfig>,
+    pub tls: TlsConfig,
+}
+
+impl RemoteSettings {
+    /// The sections of `config` remote lists use.
+    pub fn of(config: &Config) -> RemoteSettings {
+        RemoteSettings {
+            remote: config.remote.clone(),
+            lists: config.lists.clone(),
+            tls: config.tls.clone(),
         }
     }
 }
@@ -197,28 +220,28 @@ pub fn file_stem(url: &str) -> String {
     s
 }
 
-fn lists_dir(cfg: &Config) -> PathBuf {
+fn lists_dir(cfg: &RemoteSettings) -> PathBuf {
     cfg.remote.state_dir.join("lists")
 }
 
 /// Path of the stored copy of `url`.
-pub fn copy_path(cfg: &Config, url: &str) -> PathBuf {
+pub fn copy_path(cfg: &RemoteSettings, url: &str) -> PathBuf {
     lists_dir(cfg).join(format!("{}.txt", file_stem(url)))
 }
 
-fn sidecar_path(cfg: &Config, url: &str) -> PathBuf {
+fn sidecar_path(cfg: &RemoteSettings, url: &str) -> PathBuf {
     lists_dir(cfg).join(format!("{}.json", file_stem(url)))
 }
 
 /// The sidecar of `url`'s stored copy, if any.
-pub fn read_sidecar(cfg: &Config, url: &str) -> Option<Sidecar> {
+pub fn read_sidecar(cfg: &RemoteSettings, url: &str) -> Option<Sidecar> {
     let text = std::fs::read_to_string(sidecar_path(cfg, url)).ok()?;
     serde_json::from_str::<Sidecar>(&text)
         .ok()
         .filter(|s| s.url == url)
 }
 
-fn read_copy(cfg: &Config, url: &str) -> Option<String> {
+fn read_copy(cfg: &RemoteSettings, url: &str) -> Option<String> {
     let bytes = std::fs::read(copy_path(cfg, url)).ok()?;
     Some(String::from_utf8_lossy(&bytes).into_owned())
 }
@@ -236,7 +259,7 @@ fn source_for(list: &RemoteListConfig, text: String) -> ListSource {
 
 /// The last good copy of every `[[lists]]` entry; a list never fetched is skipped
 /// with a warning.
-pub fn cached_sources(cfg: &Config) -> Vec<ListSource> {
+pub fn cached_sources(cfg: &RemoteSettings) -> Vec<ListSource> {
     let mut out = Vec::new();
     for list in &cfg.lists {
         match read_copy(cfg, &list.url) {
@@ -262,7 +285,7 @@ fn write_atomic(path: &Path, data: &[u8]) -> Result<(), RemoteError> {
         })
 }
 
-fn write_sidecar(cfg: &Config, sc: &Sidecar) -> Result<(), RemoteError> {
+fn write_sidecar(cfg: &RemoteSettings, sc: &Sidecar) -> Result<(), RemoteError> {
     let json = serde_json::to_vec_pretty(sc).unwrap_or_default();
     write_atomic(&sidecar_path(cfg, &sc.url), &json)
 }
@@ -302,7 +325,7 @@ pub fn sanity_check(stats: &ListStats, previous: Option<usize>) -> Result<(), St
 /// Fetch one list and store it when it passes the checks.
 async fn update_one(
     agent: &ureq::Agent,
-    cfg: &Config,
+    cfg: &RemoteSettings,
     list: &RemoteListConfig,
     progress: Progress<'_>,
 ) -> UpdateOutcome {
@@ -363,7 +386,7 @@ async fn update_one(
 }
 
 /// When `list` is next due, from its sidecar (`None`: now, never fetched).
-fn next_due(cfg: &Config, list: &RemoteListConfig) -> Option<SystemTime> {
+fn next_due(cfg: &RemoteSettings, list: &RemoteListConfig) -> Option<SystemTime> {
     if !copy_path(cfg, &list.url).is_file() {
         return None;
     }
@@ -373,12 +396,12 @@ fn next_due(cfg: &Config, list: &RemoteListConfig) -> Option<SystemTime> {
     Some(last + list.refresh)
 }
 
-fn is_due(cfg: &Config, list: &RemoteListConfig) -> bool {
+fn is_due(cfg: &RemoteSettings, list: &RemoteListConfig) -> bool {
     next_due(cfg, list).is_none_or(|t| t <= SystemTime::now())
 }
 
 async fn update_lists(
-    cfg: &Config,
+    cfg: &RemoteSettings,
     lists: &[&RemoteListConfig],
     progress: Progress<'_>,
 ) -> Vec<UpdateOutcome> {
@@ -398,7 +421,11 @@ async fn update_lists(
 }
 
 /// Fetch the lists that are due (every list with `force`), one after the other.
-pub async fn update_all(cfg: &Config, force: bool, progress: Progress<'_>) -> Vec<UpdateOutcome> {
+pub async fn update_all(
+    cfg: &RemoteSettings,
+    force: bool,
+    progress: Progress<'_>,
+) -> Vec<UpdateOutcome> {
     let due: Vec<&RemoteListConfig> = cfg
         .lists
         .iter()
@@ -409,7 +436,7 @@ pub async fn update_all(cfg: &Config, force: bool, progress: Progress<'_>) -> Ve
 
 /// Every configured list has a usable copy after `outcomes` (lists not fetched count
 /// when a copy is on disk).
-pub fn all_usable(cfg: &Config, outcomes: &[UpdateOutcome]) -> bool {
+pub fn all_usable(cfg: &RemoteSettings, outcomes: &[UpdateOutcome]) -> bool {
     cfg.lists.iter().all(|l| {
         outcomes
             .iter()
@@ -440,7 +467,7 @@ mod tests {
         assert_eq!(c.lists[0].refresh, Duration::from_secs(6 * 3600));
         assert_eq!(c.lists[1].refresh, default_refresh());
         assert_eq!(c.remote.state_dir, PathBuf::from("/tmp/s"));
-        assert_eq!(c.remote.max_size, 32 * 1024 * 1024);
+        assert_eq!(c.remote.max_size.get(), 32 * 1024 * 1024);
         for bad in ["ftp://example.org/x", "not a url", "file:///etc/hosts"] {
             let t = format!("[[lists]]\nurl = \"{bad}\"\ncategory = \"x\"\n");
             assert!(Config::parse(&t, Path::new("c")).is_err(), "{bad}");
@@ -487,7 +514,7 @@ mod tests {
     #[test]
     fn cached_sources_skips_never_fetched_and_reads_copies() {
         let dir = tempfile::tempdir().unwrap();
-        let mut cfg = Config::default();
+        let mut cfg = RemoteSettings::default();
         cfg.remote.state_dir = dir.path().to_path_buf();
         cfg.lists = vec![list("https://a.example/l"), list("https://b.example/l")];
         assert!(cached_sources(&cfg).is_empty());

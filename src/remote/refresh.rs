@@ -8,9 +8,7 @@ use std::time::{Duration, SystemTime};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Config;
-
-use super::{RemoteConfig, RemoteListConfig, UpdateResult, next_due, update_lists};
+use super::{RemoteListConfig, RemoteSettings, UpdateResult, next_due, update_lists};
 
 /// After a failed attempt, try again after this long (or the refresh, if shorter).
 const RETRY: Duration = Duration::from_secs(15 * 60);
@@ -18,7 +16,7 @@ const RETRY: Duration = Duration::from_secs(15 * 60);
 /// A task that sleeps until the next list is due, updates it, and calls `on_change`
 /// when any copy changed. Ends when `shutdown` is cancelled.
 pub fn spawn_refresher(
-    cfg: Config,
+    cfg: RemoteSettings,
     on_change: impl Fn() + Send + Sync + 'static,
     shutdown: CancellationToken,
 ) -> JoinHandle<()> {
@@ -84,25 +82,23 @@ pub fn spawn_refresher(
 /// (`[[lists]]` or `[remote]`): a list added by SIGHUP is fetched without a restart,
 /// and a removed one is no longer fetched.
 pub struct Refresher {
-    lists: Vec<RemoteListConfig>,
-    remote: RemoteConfig,
+    settings: RemoteSettings,
     on_change: Arc<dyn Fn() + Send + Sync>,
     stop: CancellationToken,
     task: JoinHandle<()>,
 }
 
 impl Refresher {
-    pub fn start(cfg: &Config, on_change: impl Fn() + Send + Sync + 'static) -> Refresher {
+    pub fn start(cfg: &RemoteSettings, on_change: impl Fn() + Send + Sync + 'static) -> Refresher {
         Self::spawn(cfg, Arc::new(on_change))
     }
 
-    fn spawn(cfg: &Config, on_change: Arc<dyn Fn() + Send + Sync>) -> Refresher {
+    fn spawn(cfg: &RemoteSettings, on_change: Arc<dyn Fn() + Send + Sync>) -> Refresher {
         let stop = CancellationToken::new();
         let call = on_change.clone();
         let task = spawn_refresher(cfg.clone(), move || call(), stop.clone());
         Refresher {
-            lists: cfg.lists.clone(),
-            remote: cfg.remote.clone(),
+            settings: cfg.clone(),
             on_change,
             stop,
             task,
@@ -112,8 +108,9 @@ impl Refresher {
     /// Take up the config a reload put in force; `true` when that restarted the
     /// refresher (the lists or `[remote]` changed). An update under way is abandoned
     /// (its copy is written whole or not at all) and tried again when next due.
-    pub async fn follow(&mut self, cfg: &Config) -> bool {
-        if cfg.lists == self.lists && cfg.remote == self.remote {
+    pub async fn follow(&mut self, cfg: &RemoteSettings) -> bool {
+        // `[tls]` alone does not restart it (as before the settings were split out).
+        if cfg.lists == self.settings.lists && cfg.remote == self.settings.remote {
             return false;
         }
         let next = Self::spawn(cfg, self.on_change.clone());

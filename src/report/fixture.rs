@@ -165,8 +165,8 @@ pub fn write(db: &Path, spec: &FixtureSpec) -> Result<Written, FixtureError> {
         retention_days: 0,
         rollup_retention_days: 0,
         max_db_size_mb: 0,
-        batch_size: 5000,
-        channel_capacity: 200_000,
+        batch_size: std::num::NonZeroUsize::new(5000).unwrap(),
+        channel_capacity: std::num::NonZeroUsize::new(200_000).unwrap(),
         ..StoreConfig::default()
     };
     let (logger, handle) = store::start(&cfg);

@@ -8,6 +8,7 @@ use hickory_proto::rr::{DNSClass, RData, RecordType};
 use super::Snapshot;
 use crate::cache::{Answer, Cache, Cached, DnssecBits};
 use crate::clients::Identity;
+use crate::config::DomainName;
 use crate::filter::{Verdict, name_key};
 use crate::policy::Action;
 use crate::server::response::is_local_qtype;
@@ -176,7 +177,9 @@ pub fn check_answer(
         }
     }
     // Rebinding: after the chain, so that a blocked chain is reported as blocked.
-    if snap.config.server.rebind_protection && rebinds(answer, q.name, &snap.rebind_allow) {
+    if snap.config.server.rebind_protection
+        && rebinds(answer, q.name, &snap.config.server.rebind_allow)
+    {
         return Check::Rebinding(name_logged);
     }
     let hit = name_logged.or(if verdict.action.is_none() {
@@ -193,9 +196,8 @@ fn logged(verdict: &Verdict, name: &str) -> Option<Hit> {
 }
 
 /// Whether `answer` for the public name `name` holds an address of the local network
-/// (a DNS-rebinding attempt). Names under `allow` (normalized) and single-label names
-/// are local.
-fn rebinds(answer: &Answer, name: &str, allow: &[String]) -> bool {
+/// (a DNS-rebinding attempt). Names under `allow` and single-label names are local.
+fn rebinds(answer: &Answer, name: &str, allow: &[DomainName]) -> bool {
     let local_name = !name.contains('.')
         || allow.iter().any(|d| {
             name.strip_suffix(d.as_str())
@@ -209,14 +211,6 @@ fn rebinds(answer: &Answer, name: &str, allow: &[String]) -> bool {
         RData::AAAA(a) => private_ip(std::net::IpAddr::V6(a.0)),
         _ => false,
     })
-}
-
-/// `rebind_allow` as [`rebinds`] compares it: lowercase, no leading or trailing dot.
-pub fn normalize_rebind_allow(allow: &[String]) -> Vec<String> {
-    allow
-        .iter()
-        .map(|d| d.trim_matches('.').to_ascii_lowercase())
-        .collect()
 }
 
 /// Loopback, RFC 1918, CGNAT, link-local, unspecified, ULA (and IPv4-mapped forms).

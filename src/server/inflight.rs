@@ -3,6 +3,7 @@
 //! slots the others need. No lock and no allocation per query.
 
 use std::net::IpAddr;
+use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -30,9 +31,9 @@ impl Drop for Share {
 
 impl PerClient {
     /// A table where one client holds at most `cap` slots.
-    pub fn new(cap: usize) -> Arc<PerClient> {
+    pub fn new(cap: NonZeroUsize) -> Arc<PerClient> {
         Arc::new(PerClient {
-            cap: u32::try_from(cap.max(1)).unwrap_or(u32::MAX),
+            cap: u32::try_from(cap.get()).unwrap_or(u32::MAX),
             counts: (0..BUCKETS).map(|_| AtomicU32::new(0)).collect(),
         })
     }
@@ -40,8 +41,11 @@ impl PerClient {
     /// One client's share of `total` slots: an eighth, at least 16 (a dnsmasq in
     /// front forwards at most 150 at once by default, which an eighth of the default
     /// 2048 covers), never more than the total.
-    pub fn share_of(total: usize) -> usize {
-        (total / 8).max(16).min(total.max(1))
+    pub fn share_of(total: NonZeroUsize) -> NonZeroUsize {
+        const FLOOR: NonZeroUsize = NonZeroUsize::new(16).unwrap();
+        NonZeroUsize::new(total.get() / 8)
+            .map_or(FLOOR, |eighth| eighth.max(FLOOR))
+            .min(total)
     }
 
     /// A slot for a query from `ip`, `None` when that client holds its whole share.
@@ -77,7 +81,7 @@ mod tests {
 
     #[test]
     fn one_client_holds_at_most_its_share_and_gets_it_back() {
-        let t = PerClient::new(3);
+        let t = PerClient::new(NonZeroUsize::new(3).unwrap());
         let a: IpAddr = "192.168.1.10".parse().unwrap();
         let b: IpAddr = "192.168.1.11".parse().unwrap();
         assert_ne!(bucket(a), bucket(b));
@@ -99,8 +103,9 @@ mod tests {
 
     #[test]
     fn shares() {
-        assert_eq!(PerClient::share_of(2048), 256);
-        assert_eq!(PerClient::share_of(64), 16);
-        assert_eq!(PerClient::share_of(4), 4);
+        let share = |n| PerClient::share_of(NonZeroUsize::new(n).unwrap()).get();
+        assert_eq!(share(2048), 256);
+        assert_eq!(share(64), 16);
+        assert_eq!(share(4), 4);
     }
 }

@@ -19,6 +19,7 @@ mod udp;
 pub mod wire;
 
 use std::net::SocketAddr;
+use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -34,7 +35,7 @@ use dispatch::Dispatcher;
 
 use crate::access::RateLimitConfig;
 use crate::clients::ClientsError;
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, DomainName};
 use crate::lists::ListError;
 use crate::metrics::{self, Metrics, MetricsError};
 use crate::stats;
@@ -54,17 +55,21 @@ pub struct ServerConfig {
     pub rate_limit: RateLimitConfig,
     /// UDP queries being answered at once (one client: an eighth); past it new ones
     /// are dropped and counted.
-    pub max_udp_in_flight: usize,
+    #[serde(deserialize_with = "crate::config::at_least_one")]
+    pub max_udp_in_flight: NonZeroUsize,
     /// Open TCP connections, in total and from one client address (the latter is held
     /// to at most half the total). At a cap the longest-idle one is closed for the new.
-    pub max_tcp_connections: usize,
-    pub max_tcp_connections_per_client: usize,
+    #[serde(deserialize_with = "crate::config::at_least_one")]
+    pub max_tcp_connections: NonZeroUsize,
+    #[serde(deserialize_with = "crate::config::at_least_one")]
+    pub max_tcp_connections_per_client: NonZeroUsize,
     /// A TCP connection that sends no query for this long is closed; also the
     /// deadline of each write and of each wait for a pipeline slot.
     #[serde(with = "humantime_serde")]
     pub tcp_idle_timeout: Duration,
     /// Queries on one TCP connection before it is closed.
-    pub max_tcp_queries_per_connection: usize,
+    #[serde(deserialize_with = "crate::config::at_least_one")]
+    pub max_tcp_queries_per_connection: NonZeroUsize,
     /// Threads answering queries; 0 means one per CPU. One is the default: each UDP
     /// socket's loop answers blocked and cached queries itself (133k qps at 6.2 µs CPU
     /// per query on the 2-core bench box), so more threads only help queries waiting on
@@ -74,7 +79,7 @@ pub struct ServerConfig {
     /// that holds a private, loopback or link-local address is answered NXDOMAIN.
     pub rebind_protection: bool,
     /// Domains (and their subdomains) whose answers may hold private addresses.
-    pub rebind_allow: Vec<String>,
+    pub rebind_allow: Vec<DomainName>,
 }
 
 impl Default for ServerConfig {
@@ -86,15 +91,15 @@ impl Default for ServerConfig {
             ],
             allow_clients: None,
             rate_limit: RateLimitConfig::default(),
-            max_udp_in_flight: 2048,
-            max_tcp_connections: 256,
-            max_tcp_connections_per_client: 32,
+            max_udp_in_flight: const { NonZeroUsize::new(2048).unwrap() },
+            max_tcp_connections: const { NonZeroUsize::new(256).unwrap() },
+            max_tcp_connections_per_client: const { NonZeroUsize::new(32).unwrap() },
             tcp_idle_timeout: Duration::from_secs(10),
-            max_tcp_queries_per_connection: 1000,
+            max_tcp_queries_per_connection: const { NonZeroUsize::new(1000).unwrap() },
             rebind_protection: false,
             rebind_allow: ["local", "lan", "home.arpa"]
                 .iter()
-                .map(|s| s.to_string())
+                .filter_map(|s| s.parse().ok())
                 .collect(),
             threads: 1,
         }
@@ -260,11 +265,13 @@ pub async fn start(config: Config) -> Result<Running, ServeError> {
         max_connections: server_cfg.max_tcp_connections,
         // One address never holds more than half the slots, whatever the config says:
         // a client that opens connections and sits on them cannot lock the others out.
-        max_per_client: server_cfg
-            .max_tcp_connections_per_client
-            .min((server_cfg.max_tcp_connections / 2).max(1)),
+        // (A total of 1 leaves one client its 1.)
+        max_per_client: server_cfg.max_tcp_connections_per_client.min(
+            NonZeroUsize::new(server_cfg.max_tcp_connections.get() / 2)
+                .unwrap_or(NonZeroUsize::MIN),
+        ),
         idle_timeout: server_cfg.tcp_idle_timeout,
-        max_queries_per_connection: server_cfg.max_tcp_queries_per_connection.max(1),
+        max_queries_per_connection: server_cfg.max_tcp_queries_per_connection,
         pipeline: tcp::TcpLimits::PIPELINE,
         conn_buffer: tcp::TcpLimits::CONN_BUFFER,
         total_buffer: tcp::TcpLimits::TOTAL_BUFFER,
@@ -375,7 +382,7 @@ mod tests {
         c.clients.neighbours = false;
         c.clients.leases = Vec::new();
         // One UDP query in flight at a time: a leaked permit would drop every later query.
-        c.server.max_udp_in_flight = 1;
+        c.server.max_udp_in_flight = NonZeroUsize::MIN;
         let srv = start(c).await.unwrap();
         let addr = srv.addrs()[0];
         let blocked = "connect.facebook.net.";

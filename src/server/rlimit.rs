@@ -12,8 +12,9 @@ const MARGIN: u64 = 256;
 /// flight, and per TCP connection its socket plus one upstream socket per pipelined
 /// query.
 pub fn files_needed(cfg: &ServerConfig, listeners: usize, pipeline: usize) -> u64 {
-    let per_listener =
-        2 + cfg.max_udp_in_flight as u64 + cfg.max_tcp_connections as u64 * (1 + pipeline as u64);
+    let per_listener = 2
+        + cfg.max_udp_in_flight.get() as u64
+        + cfg.max_tcp_connections.get() as u64 * (1 + pipeline as u64);
     listeners as u64 * per_listener + MARGIN
 }
 

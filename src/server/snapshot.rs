@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
-use super::{ServeError, ServerConfig, decide};
+use super::{ServeError, ServerConfig};
 use crate::access::{self, Access, default_allow_clients};
 use crate::clients::Clients;
 use crate::config::Config;
@@ -40,8 +40,6 @@ pub struct Snapshot {
     pub access: Access,
     pub clients: Arc<Clients>,
     pub deadline: Duration,
-    /// `[server] rebind_allow`, normalized once for [`decide`].
-    pub rebind_allow: Vec<String>,
 }
 
 impl Snapshot {
@@ -79,7 +77,6 @@ impl Snapshot {
         Ok(Snapshot {
             clients,
             deadline: config.upstream.deadline,
-            rebind_allow: decide::normalize_rebind_allow(&config.server.rebind_allow),
             config,
             filter,
             policy,

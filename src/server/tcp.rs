@@ -10,6 +10,7 @@
 //! for a bounded time, so the close is never an RST).
 
 use std::net::SocketAddr;
+use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,11 +26,11 @@ use crate::stats::Stats;
 /// Limits of the TCP listener (from `[server]`).
 #[derive(Debug, Clone, Copy)]
 pub struct TcpLimits {
-    pub max_connections: usize,
-    pub max_per_client: usize,
+    pub max_connections: NonZeroUsize,
+    pub max_per_client: NonZeroUsize,
     /// No query read, no answer written, no pipeline slot for this long: closed.
     pub idle_timeout: Duration,
-    pub max_queries_per_connection: usize,
+    pub max_queries_per_connection: NonZeroUsize,
     /// Queries of one connection answered at the same time.
     pub pipeline: usize,
     /// Answer bytes one connection may have waiting to be written (at least one
@@ -161,7 +162,7 @@ impl Conn {
         let close = &self.slot.close;
         let shutdown = &self.dispatcher.shutdown;
         let pipeline = Arc::new(Semaphore::new(limits.pipeline.max(1)));
-        for _ in 0..limits.max_queries_per_connection {
+        for _ in 0..limits.max_queries_per_connection.get() {
             let msg = tokio::select! {
                 r = tokio::time::timeout(limits.idle_timeout, read_frame(rd)) => match r {
                     Ok(Ok(m)) => m,

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -92,11 +93,11 @@ impl Drop for Slot {
 }
 
 impl Slots {
-    pub fn new(max_total: usize, max_per_client: usize) -> Arc<Slots> {
+    pub fn new(max_total: NonZeroUsize, max_per_client: NonZeroUsize) -> Arc<Slots> {
         Arc::new(Slots {
             epoch: Instant::now(),
-            max_total: max_total.max(1),
-            max_per_client: max_per_client.max(1),
+            max_total: max_total.get(),
+            max_per_client: max_per_client.get(),
             table: Mutex::new(Table::default()),
         })
     }
@@ -164,9 +165,13 @@ mod tests {
         s.parse().unwrap()
     }
 
+    fn n(n: usize) -> NonZeroUsize {
+        NonZeroUsize::new(n).unwrap()
+    }
+
     #[test]
     fn the_longest_idle_connection_of_a_client_at_its_cap_is_evicted() {
-        let slots = Slots::new(10, 2);
+        let slots = Slots::new(n(10), n(2));
         let (a, _) = slots.take(ip("10.0.0.1"));
         let (b, _) = slots.take(ip("10.0.0.1"));
         let (a, b) = (a.unwrap(), b.unwrap());
@@ -191,7 +196,7 @@ mod tests {
 
     #[test]
     fn at_the_total_cap_the_longest_idle_of_all_is_evicted() {
-        let slots = Slots::new(3, 3);
+        let slots = Slots::new(n(3), n(3));
         let held: Vec<Slot> = ["10.0.0.1", "10.0.0.2", "10.0.0.3"]
             .iter()
             .map(|s| {

@@ -7,6 +7,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::num::NonZeroUsize;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
@@ -22,9 +23,13 @@ use crate::access::Admit;
 use crate::stats::Stats;
 
 /// Serve `socket` until the shared shutdown token is cancelled.
-pub async fn serve(socket: Arc<UdpSocket>, dispatcher: Arc<Dispatcher>, max_in_flight: usize) {
+pub async fn serve(
+    socket: Arc<UdpSocket>,
+    dispatcher: Arc<Dispatcher>,
+    max_in_flight: NonZeroUsize,
+) {
     let in_flight = InFlight {
-        total: Arc::new(Semaphore::new(max_in_flight.max(1))),
+        total: Arc::new(Semaphore::new(max_in_flight.get())),
         per_client: PerClient::new(PerClient::share_of(max_in_flight)),
     };
     let mut inbox = Inbox::default();

@@ -8,6 +8,7 @@ mod retry;
 pub mod schema;
 pub mod writer;
 
+use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -33,31 +34,23 @@ pub struct StoreConfig {
     /// Past this size the oldest raw rows are deleted and the file shrunk (SD cards).
     pub max_db_size_mb: u64,
     /// Events written per transaction at most.
-    #[serde(deserialize_with = "at_least_one")]
-    pub batch_size: usize,
+    #[serde(deserialize_with = "crate::config::at_least_one")]
+    pub batch_size: NonZeroUsize,
     /// Events wait at most this long before they are written.
     #[serde(with = "humantime_serde")]
     pub batch_interval: Duration,
     /// Events waiting to be written at most, also while the disk fails or another
     /// process holds the lock; past it they are dropped and counted.
     #[serde(deserialize_with = "queue_size")]
-    pub channel_capacity: usize,
+    pub channel_capacity: NonZeroUsize,
 }
 
 /// The most events `channel_capacity` may hold: about 400 MB of events when full.
 pub const MAX_CHANNEL_CAPACITY: usize = 1 << 20;
 
-fn at_least_one<'de, D: serde::Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
-    let n = usize::deserialize(d)?;
-    if n == 0 {
-        return Err(serde::de::Error::custom("must be at least 1"));
-    }
-    Ok(n)
-}
-
-fn queue_size<'de, D: serde::Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
-    let n = at_least_one(d)?;
-    if n > MAX_CHANNEL_CAPACITY {
+fn queue_size<'de, D: serde::Deserializer<'de>>(d: D) -> Result<NonZeroUsize, D::Error> {
+    let n: NonZeroUsize = crate::config::at_least_one(d)?;
+    if n.get() > MAX_CHANNEL_CAPACITY {
         return Err(serde::de::Error::custom(format_args!(
             "must be at most {MAX_CHANNEL_CAPACITY} (each waiting event takes memory)"
         )));
@@ -73,9 +66,9 @@ impl Default for StoreConfig {
             retention_days: 90,
             rollup_retention_days: 730,
             max_db_size_mb: 512,
-            batch_size: 500,
+            batch_size: const { NonZeroUsize::new(500).unwrap() },
             batch_interval: Duration::from_secs(1),
-            channel_capacity: 65536,
+            channel_capacity: const { NonZeroUsize::new(65536).unwrap() },
         }
     }
 }
@@ -187,6 +180,6 @@ mod tests {
             }
         }
         let ok = Config::parse("[store]\nchannel_capacity = 1\n", Path::new("c")).unwrap();
-        assert_eq!(ok.store.channel_capacity, 1);
+        assert_eq!(ok.store.channel_capacity, std::num::NonZeroUsize::MIN);
     }
 }

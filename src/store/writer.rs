@@ -309,7 +309,7 @@ impl Drop for WriterHandle {
 /// Start the writer thread for `cfg.db`. Never fails: a database that cannot be opened
 /// is retried in the background while events wait in the queue.
 pub fn start(cfg: &StoreConfig) -> (Logger, WriterHandle) {
-    let capacity = cfg.channel_capacity.max(1);
+    let capacity = cfg.channel_capacity.get();
     let (tx, rx) = std::sync::mpsc::sync_channel(capacity + CONTROL_SLOTS);
     let shared = Arc::new(Shared {
         dropped: AtomicU64::new(0),
@@ -441,8 +441,8 @@ impl Writer {
     /// queue stays near empty, so a kill -9 loses little beyond the batch at hand) and
     /// grows while none do. Only an empty writer waits on the channel.
     fn gather(&mut self, rx: &Receiver<Msg>) -> Control {
-        let interval = self.cfg.batch_interval.max(Duration::from_millis(1));
-        let batch_size = self.cfg.batch_size.max(1);
+        let interval = self.cfg.batch_interval;
+        let batch_size = self.cfg.batch_size.get();
         if self.pending.is_empty() {
             match rx.recv_timeout(interval) {
                 Ok(m) => match self.take(m) {
@@ -537,7 +537,7 @@ impl Writer {
     /// and then one failed try ends it.
     fn write_pending(&mut self, urgent: bool) {
         self.collect_totals();
-        let batch_size = self.cfg.batch_size.max(1);
+        let batch_size = self.cfg.batch_size.get();
         loop {
             if self.pending.is_empty()
                 && self.pending_totals.is_empty()

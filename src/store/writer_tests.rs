@@ -43,7 +43,7 @@ fn logger_can_be_shared_across_tasks() {
 fn n_hits_then_shutdown_writes_exactly_n_rows() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = StoreConfig {
-        batch_size: 7,
+        batch_size: std::num::NonZeroUsize::new(7).unwrap(),
         ..config(dir.path())
     };
     let (logger, handle) = start(&cfg);
@@ -73,7 +73,7 @@ fn n_hits_then_shutdown_writes_exactly_n_rows() {
 fn many_rows_per_statement_keep_each_rows_values() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = StoreConfig {
-        batch_size: 500,
+        batch_size: std::num::NonZeroUsize::new(500).unwrap(),
         batch_interval: Duration::from_secs(1),
         ..config(dir.path())
     };
@@ -188,7 +188,7 @@ fn query_totals_are_per_device_and_hour() {
 fn full_channel_counts_drops_instead_of_blocking() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = StoreConfig {
-        channel_capacity: 1,
+        channel_capacity: std::num::NonZeroUsize::new(1).unwrap(),
         ..config(dir.path())
     };
     let (logger, handle) = start(&cfg);
@@ -262,8 +262,8 @@ fn only_the_overflow_of_a_full_queue_is_dropped() {
     std::fs::write(&blocker, b"not a directory").unwrap();
     let cfg = StoreConfig {
         db: blocker.join("m.db"),
-        channel_capacity: 8,
-        batch_size: 3,
+        channel_capacity: std::num::NonZeroUsize::new(8).unwrap(),
+        batch_size: std::num::NonZeroUsize::new(3).unwrap(),
         ..config(dir.path())
     };
     let (logger, handle) = start(&cfg);
@@ -390,7 +390,7 @@ fn size_cap_deletes_oldest_rows_and_shrinks_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = StoreConfig {
         max_db_size_mb: 0,
-        batch_size: 5000,
+        batch_size: std::num::NonZeroUsize::new(5000).unwrap(),
         ..config(dir.path())
     };
     let now = unix_now();
