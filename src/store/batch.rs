@@ -8,8 +8,10 @@ use std::net::IpAddr;
 
 use rusqlite::{Connection, Transaction, params};
 
-use super::writer::{DeviceInfo, DeviceKey, Msg, Totals};
+use super::event::{DeviceKey, Totals};
+use super::logger::Msg;
 use super::{action_code, unix_now};
+use crate::clients::Identity;
 
 /// The writer's counters as the status row records them.
 #[derive(Debug, Clone, Copy)]
@@ -80,7 +82,7 @@ fn intern(
 fn upsert_device(
     tx: &Transaction<'_>,
     cache: &mut HashMap<String, i64>,
-    d: &DeviceInfo,
+    d: &Identity,
     first: i64,
     last: i64,
 ) -> rusqlite::Result<i64> {
@@ -93,7 +95,15 @@ fn upsert_device(
            first_seen = min(devices.first_seen, excluded.first_seen),
            last_seen = max(devices.last_seen, excluded.last_seen)",
     )?
-    .execute(params![d.key, d.mac_column(), d.name, d.group, first, last])?;
+    // The MAC column comes from the key, so two keys can never claim one MAC.
+    .execute(params![
+        d.key.as_str(),
+        d.key.mac(),
+        d.name.as_deref(),
+        d.group.as_deref(),
+        first,
+        last
+    ])?;
     device_id(tx, cache, &d.key)
 }
 
@@ -101,14 +111,14 @@ fn upsert_device(
 fn touch_device(
     tx: &Transaction<'_>,
     cache: &mut HashMap<String, i64>,
-    key: &str,
+    key: &DeviceKey,
     ts: i64,
 ) -> rusqlite::Result<i64> {
     tx.prepare_cached(
         "INSERT INTO devices(key, mac, first_seen, last_seen) VALUES (?1, ?2, ?3, ?3)
          ON CONFLICT(key) DO UPDATE SET last_seen = max(devices.last_seen, excluded.last_seen)",
     )?
-    .execute(params![key, key.strip_prefix("mac:"), ts])?;
+    .execute(params![key.as_str(), key.mac(), ts])?;
     device_id(tx, cache, key)
 }
 
@@ -181,7 +191,7 @@ pub(super) fn write_batch(
     let tx = conn.transaction()?;
 
     // Latest details, first/last time and addresses per device in this batch.
-    let mut seen: HashMap<&str, (&DeviceInfo, i64, i64)> = HashMap::default();
+    let mut seen: HashMap<&str, (&Identity, i64, i64)> = HashMap::default();
     let mut addrs: HashMap<(&str, IpAddr), i64> = HashMap::default();
     for m in batch {
         let (d, ts) = match m {
