@@ -1,10 +1,8 @@
 //! What the query path hands the hit log: hit and query events, filed under a
 //! [`DeviceKey`], the one place that spells a device key's format.
 
-use std::borrow::Borrow;
 use std::fmt;
 use std::net::IpAddr;
-use std::ops::Deref;
 use std::sync::Arc;
 
 use crate::clients::{Identity, Mac};
@@ -55,20 +53,6 @@ impl DeviceKey {
     /// The address of an address key, as printed.
     pub fn addr(&self) -> Option<&str> {
         self.0.strip_prefix(ADDR_PREFIX)
-    }
-}
-
-impl Deref for DeviceKey {
-    type Target = str;
-    fn deref(&self) -> &str {
-        &self.0
-    }
-}
-
-/// So a map keyed by `DeviceKey` is looked up by `&str`.
-impl Borrow<str> for DeviceKey {
-    fn borrow(&self) -> &str {
-        &self.0
     }
 }
 
@@ -162,7 +146,7 @@ mod tests {
         assert_eq!(ip.to_string(), "ip:192.168.1.5");
         assert_eq!((ip.mac(), ip.addr()), (None, Some("192.168.1.5")));
         for key in [&mac, &ip] {
-            assert_eq!(DeviceKey::parse(key).as_ref(), Some(key));
+            assert_eq!(DeviceKey::parse(key.as_str()).as_ref(), Some(key));
         }
         assert_eq!(
             DeviceKey::parse("ip:fd00::7").map(|k| k.to_string()),
