@@ -11,7 +11,7 @@ mod recover;
 mod retention;
 mod retry;
 pub mod schema;
-pub mod writer;
+mod writer;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 pub use event::{AnsweredFrom, DeviceKey, HitEvent, QueryEvent};
 pub use logger::{Logger, WriteObserver};
 pub use read::{DeviceRow, HitFilter, HitRow, StatusInfo};
-pub use writer::{WriterHandle, start};
+pub use writer::{Flusher, WriterHandle, start};
 
 /// `[store]`: where the hit log lives and how much of it is kept.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
