@@ -85,8 +85,8 @@ impl PartialEq<&str> for DeviceKey {
 pub struct HitEvent {
     /// Unix seconds.
     pub ts: i64,
-    /// Who asked; a name or group only fills an empty one in the log, so a rename by
-    /// the user (`metaguard devices rename`) sticks.
+    /// Who asked. Its name only fills an empty name in the log, so a rename by the user
+    /// (`metaguard devices rename`) sticks.
     pub device: Identity,
     pub name: String,
     pub qtype: u16,
