@@ -12,10 +12,11 @@ use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::rdata::A;
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use metaguard::cache::{Answer, Cache, CacheConfig};
+use metaguard::clients::Identity;
 use metaguard::filter::{BlockResponse, Filter, FilterConfig};
 use metaguard::policy::Action;
 use metaguard::server::wire;
-use metaguard::store::{self, DeviceInfo, HitEvent, StoreConfig};
+use metaguard::store::{self, HitEvent, StoreConfig};
 
 /// A stub resolver's query for `name` (A, with an OPT record).
 fn query(name: &str) -> Vec<u8> {
@@ -90,7 +91,7 @@ fn bench(c: &mut Criterion) {
         ..StoreConfig::default()
     };
     let (logger, writer) = store::start(&cfg);
-    let device = DeviceInfo::from_addr("192.168.1.5".parse().unwrap());
+    let device = Identity::from_addr("192.168.1.5".parse().unwrap());
     let mut group = c.benchmark_group("writer");
     group.sample_size(20);
     group.bench_function("batch_of_500_hits", |b| {

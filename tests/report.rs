@@ -89,7 +89,9 @@ struct Count {
 fn expected(spec: &FixtureSpec, start: i64, end: i64) -> BTreeMap<String, Count> {
     let mut m: BTreeMap<String, Count> = BTreeMap::new();
     for h in fixture::events(spec).filter(|h| h.ts >= start && h.ts < end) {
-        let c = m.entry(h.device.name.clone().unwrap()).or_default();
+        let c = m
+            .entry(h.device.name.as_deref().unwrap().to_string())
+            .or_default();
         c.total += 1;
         match h.action {
             Action::Block => c.blocked += 1,

@@ -28,6 +28,8 @@ use ipnet::IpNet;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use tokio_util::sync::CancellationToken;
 
+use crate::store::DeviceKey;
+
 pub use leases::{LeaseFile, LeaseFormat};
 pub use mac::{BadMac, EDNS_MAC_RAW, EDNS_MAC_TEXT, Mac, mac_from_edns};
 
@@ -150,9 +152,8 @@ pub enum ClientsError {
 /// Who sent a query.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
-    /// Stable key of the device: `mac:aa:bb:cc:dd:ee:ff` when its MAC is known, else
-    /// `ip:192.168.1.5`.
-    pub key: Arc<str>,
+    /// Stable key of the device: by MAC when its MAC is known, else by address.
+    pub key: DeviceKey,
     pub mac: Option<Mac>,
     /// The query's source address (IPv4-mapped IPv6 made IPv4).
     pub addr: IpAddr,
@@ -162,9 +163,33 @@ pub struct Identity {
     pub group: Option<Arc<str>>,
 }
 
-/// A configured device, as `identify` hands it out.
+impl Identity {
+    /// A device known only by its address.
+    pub fn from_addr(addr: IpAddr) -> Self {
+        Identity {
+            key: DeviceKey::from_addr(addr),
+            mac: None,
+            addr,
+            name: None,
+            group: None,
+        }
+    }
+
+    /// A device known by its MAC, currently at `addr`.
+    pub fn from_mac(mac: Mac, addr: IpAddr) -> Self {
+        Identity {
+            key: DeviceKey::from_mac(mac),
+            mac: Some(mac),
+            addr,
+            name: None,
+            group: None,
+        }
+    }
+}
+
+/// A `[[devices]]` entry, as `identify` hands it out.
 #[derive(Debug)]
-struct Device {
+struct Configured {
     name: Arc<str>,
     group: Option<Arc<str>>,
 }
@@ -173,7 +198,7 @@ struct Device {
 /// reload builds a new one.
 #[derive(Debug, Default)]
 struct Devices {
-    list: Vec<Device>,
+    list: Vec<Configured>,
     by_mac: HashMap<Mac, usize>,
     by_ip: HashMap<IpAddr, usize>,
     /// Narrowest network first, so the first hit is the most specific.
@@ -216,7 +241,7 @@ impl Clients {
         // Which device claimed an entry first, to name both in the error.
         let mut claimed: HashMap<DeviceMatch, usize> = HashMap::new();
         for (i, d) in devices.iter().enumerate() {
-            t.list.push(Device {
+            t.list.push(Configured {
                 name: d.name.as_str().into(),
                 group: d.group.as_deref().map(Into::into),
             });
@@ -393,9 +418,9 @@ mod tests;
 
 /// The key string of a device, reused per thread: formatting an address costs more
 /// than the rest of `identify`, and a household has a few dozen keys at most.
-fn device_key(mac: Option<Mac>, addr: IpAddr) -> Arc<str> {
+fn device_key(mac: Option<Mac>, addr: IpAddr) -> DeviceKey {
     use std::cell::RefCell;
-    type Keys = rustc_hash::FxHashMap<(Option<Mac>, IpAddr), Arc<str>>;
+    type Keys = rustc_hash::FxHashMap<(Option<Mac>, IpAddr), DeviceKey>;
     thread_local! {
         static KEYS: RefCell<Keys> = RefCell::new(Default::default());
     }
@@ -413,9 +438,9 @@ fn device_key(mac: Option<Mac>, addr: IpAddr) -> Arc<str> {
         if let Some(k) = keys.get(&slot) {
             return k.clone();
         }
-        let key: Arc<str> = match mac {
-            Some(m) => format!("mac:{m}").into(),
-            None => format!("ip:{addr}").into(),
+        let key = match mac {
+            Some(m) => DeviceKey::from_mac(m),
+            None => DeviceKey::from_addr(addr),
         };
         // Bounded under a flood of spoofed sources.
         if keys.len() >= 4096 {

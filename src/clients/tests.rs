@@ -41,7 +41,7 @@ fn edns_mac(m: Mac) -> Edns {
 fn unknown_client_is_keyed_by_canonical_source() {
     let c = Clients::new(&[], &bare()).unwrap();
     let id = c.identify(ip("::ffff:192.168.1.5"), None);
-    assert_eq!(&*id.key, "ip:192.168.1.5");
+    assert_eq!(id.key.as_str(), "ip:192.168.1.5");
     assert_eq!(id.addr, ip("192.168.1.5"));
     assert_eq!((id.mac, id.name, id.group), (None, None, None));
 }
@@ -79,7 +79,7 @@ fn config_mac_makes_v4_and_v6_one_device_with_group() {
     c.refresh_now();
     let v4 = c.identify(ip("192.168.1.23"), None);
     let v6 = c.identify(ip("fd00::23"), None);
-    assert_eq!(&*v4.key, format!("mac:{PHONE}"));
+    assert_eq!(v4.key.as_str(), format!("mac:{PHONE}"));
     assert_eq!(v4.key, v6.key);
     assert_eq!(v6.mac, Some(mac(PHONE)));
     assert_eq!(v6.name.as_deref(), Some("phone"));
@@ -119,7 +119,7 @@ fn leases_make_v4_and_v6_one_device_and_name_it() {
     assert_eq!(c.malformed_lease_lines(), 1);
     let v4 = c.identify(ip("192.168.1.23"), None);
     let v6 = c.identify(ip("fd00::23"), None);
-    assert_eq!(&*v4.key, format!("mac:{PHONE}"));
+    assert_eq!(v4.key.as_str(), format!("mac:{PHONE}"));
     assert_eq!(v6.key, v4.key);
     assert_eq!(v4.name.as_deref(), Some("anna-phone"));
     assert_eq!(v6.name.as_deref(), Some("anna-phone"));
@@ -198,19 +198,19 @@ fn edns_mac_beats_neighbour_table_and_ignores_forwarder_address() {
     });
     c.refresh_now();
     let id = c.identify(ip("192.168.1.1"), Some(&edns_mac(mac(PHONE))));
-    assert_eq!(&*id.key, format!("mac:{PHONE}"));
+    assert_eq!(id.key.as_str(), format!("mac:{PHONE}"));
     assert_eq!(id.group.as_deref(), Some("kids"));
     assert_eq!(id.addr, ip("192.168.1.1"));
 
     // An unconfigured device behind the forwarder is not the forwarder's device.
     let other = mac("aa:bb:cc:dd:ee:99");
     let id = c.identify(ip("192.168.1.1"), Some(&edns_mac(other)));
-    assert_eq!(&*id.key, format!("mac:{other}"));
+    assert_eq!(id.key.as_str(), format!("mac:{other}"));
     assert_eq!((id.name, id.group), (None, None));
 
     // Without the option the forwarder is itself.
     let id = c.identify(ip("192.168.1.1"), None);
-    assert_eq!(&*id.key, "mac:02:00:00:00:00:01");
+    assert_eq!(id.key.as_str(), "mac:02:00:00:00:00:01");
     assert_eq!(id.name.as_deref(), Some("router"));
 }
 
@@ -255,7 +255,7 @@ fn each_lease_format_names_devices_from_files() {
         ("10.0.0.4", "four", "ip:10.0.0.4"),
     ] {
         let id = c.identify(ip(addr), None);
-        assert_eq!((id.name.as_deref(), &*id.key), (Some(name), key));
+        assert_eq!((id.name.as_deref(), id.key.as_str()), (Some(name), key));
     }
     assert_eq!(c.malformed_lease_lines(), 1);
 }

@@ -13,6 +13,7 @@ use std::time::UNIX_EPOCH;
 use prost::Message as _;
 
 use super::{ClientAddress, Event};
+use crate::store::DeviceKey;
 
 /// `message Dnstap` (dnstap.proto).
 #[derive(Clone, PartialEq, prost::Message)]
@@ -152,12 +153,12 @@ impl BuildHasher for KeyedHasher {
 
 /// The `extra` JSON object (version 1).
 fn extra(e: &Event, stamp: &Stamp<'_>) -> Vec<u8> {
-    let device: std::borrow::Cow<'_, str> = match (stamp.privacy, e.device.strip_prefix("ip:")) {
-        (ClientAddress::Keep, _) | (_, None) => e.device.as_ref().into(),
-        (ClientAddress::Drop, Some(_)) => "ip:-".into(),
+    let device: std::borrow::Cow<'_, str> = match (stamp.privacy, e.device.addr()) {
+        (ClientAddress::Keep, _) | (_, None) => e.device.as_str().into(),
+        (ClientAddress::Drop, Some(_)) => DeviceKey::HIDDEN_ADDR.into(),
         (ClientAddress::Hash, Some(_)) => match client_address(e.addr, stamp) {
-            Some(a) => format!("ip:{a}").into(),
-            None => "ip:-".into(),
+            Some(a) => DeviceKey::from_addr(a).to_string().into(),
+            None => DeviceKey::HIDDEN_ADDR.into(),
         },
     };
     let hit = e.hit.as_deref();

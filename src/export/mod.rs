@@ -24,7 +24,7 @@ pub use config::{ClientAddress, Endpoint, ExportConfig, Messages};
 use crate::filter::BlockResponse;
 use crate::policy::Action;
 use crate::stats::Stats;
-use crate::store::AnsweredFrom;
+use crate::store::{AnsweredFrom, DeviceKey};
 
 /// The longest name in presentation form without the final dot (RFC 1035: 253).
 const NAME_MAX: usize = 253;
@@ -64,7 +64,7 @@ pub struct HitInfo {
 #[derive(Clone, Copy)]
 pub struct Client<'a> {
     pub addr: IpAddr,
-    pub device: &'a Arc<str>,
+    pub device: &'a DeviceKey,
     pub device_name: Option<&'a Arc<str>>,
 }
 
@@ -77,7 +77,7 @@ pub struct Event {
     /// The answer's RCODE as far as the event tells it (blocked, failed, or NOERROR).
     rcode: u8,
     name: NameBuf,
-    device: Arc<str>,
+    device: DeviceKey,
     device_name: Option<Arc<str>>,
     hit: Option<Box<HitInfo>>,
 }

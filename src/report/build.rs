@@ -12,7 +12,7 @@ use rusqlite::{Connection, params};
 use super::ReportError;
 use super::model::*;
 use super::period::{Period, rfc3339};
-use crate::store::{StoreError, read};
+use crate::store::{DeviceKey, DeviceRow, StoreError, read};
 
 /// What to build.
 #[derive(Debug, Clone)]
@@ -50,16 +50,6 @@ struct Acc {
     prev: i64,
 }
 
-struct DbDevice {
-    id: i64,
-    key: String,
-    mac: Option<String>,
-    name: Option<String>,
-    group: Option<String>,
-    first_seen: i64,
-    last_seen: i64,
-}
-
 fn sql(path: &Path) -> impl Fn(rusqlite::Error) -> ReportError + '_ {
     move |source| {
         ReportError::Store(StoreError::Sqlite {
@@ -69,7 +59,7 @@ fn sql(path: &Path) -> impl Fn(rusqlite::Error) -> ReportError + '_ {
     }
 }
 
-fn matches(d: &DbDevice, want: &str) -> bool {
+fn matches(d: &DeviceRow, want: &str) -> bool {
     d.name
         .as_deref()
         .is_some_and(|n| n.eq_ignore_ascii_case(want))
@@ -81,9 +71,11 @@ fn matches(d: &DbDevice, want: &str) -> bool {
 }
 
 /// Where a device's figures go: by MAC across databases, else by name, else per database.
-fn ident(db: usize, d: &DbDevice) -> String {
-    match (&d.mac, &d.name) {
-        (Some(m), _) => format!("mac:{m}"),
+fn ident(db: usize, d: &DeviceRow) -> String {
+    // The MAC column holds the MAC part of a MAC key (store/batch.rs).
+    let mac = d.mac.as_deref().and_then(|m| m.parse().ok());
+    match (mac, &d.name) {
+        (Some(mac), _) => DeviceKey::from_mac(mac).to_string(),
         (None, Some(n)) => format!("name:{n}"),
         (None, None) => format!("key:{db}:{}", d.key),
     }
@@ -127,25 +119,12 @@ fn read_db(
     let prev = o.period.previous()?;
     let (pstart, pend) = (prev.start()?, prev.end()?);
 
-    let devices: HashMap<i64, DbDevice> = conn
-        .prepare("SELECT id, key, mac, name, grp, first_seen, last_seen FROM devices")
+    let devices: HashMap<i64, DeviceRow> = read::devices(&conn, o.now.as_second())
         .map_err(&e)?
-        .query_map([], |r| {
-            Ok(DbDevice {
-                id: r.get(0)?,
-                key: r.get(1)?,
-                mac: r.get(2)?,
-                name: r.get(3)?,
-                group: r.get(4)?,
-                first_seen: r.get(5)?,
-                last_seen: r.get(6)?,
-            })
-        })
-        .map_err(&e)?
-        .map(|d| d.map(|d| (d.id, d)))
-        .collect::<rusqlite::Result<_>>()
-        .map_err(&e)?;
-    let wanted = |id: i64| -> Option<&DbDevice> {
+        .into_iter()
+        .map(|d| (d.id, d))
+        .collect();
+    let wanted = |id: i64| -> Option<&DeviceRow> {
         let d = devices.get(&id)?;
         match &o.device {
             Some(w) if !matches(d, w) => None,
@@ -155,7 +134,7 @@ fn read_db(
     let categories: HashMap<i64, String> =
         table(&conn, "SELECT id, name FROM categories").map_err(&e)?;
 
-    let acc_for = |d: &DbDevice, accs: &mut BTreeMap<String, Acc>| -> String {
+    let acc_for = |d: &DeviceRow, accs: &mut BTreeMap<String, Acc>| -> String {
         let id = ident(idx, d);
         let a = accs.entry(id.clone()).or_default();
         if a.name.is_none() {

@@ -24,7 +24,7 @@ use crate::filter::{Verdict, name_key};
 use crate::metrics::Metrics;
 use crate::policy::Action;
 use crate::stats::Stats;
-use crate::store::{AnsweredFrom, DeviceInfo, HitEvent, Logger, QueryEvent, unix_now};
+use crate::store::{AnsweredFrom, HitEvent, Logger, QueryEvent, unix_now};
 
 /// The query handler. Everything it reads per query is in the current [`Snapshot`].
 pub struct Handler {
@@ -281,7 +281,7 @@ impl Handler {
         }
         self.logger.log_query(QueryEvent {
             ts: unix_now(),
-            device: device_info(device),
+            device: device.clone(),
             name: name.to_string(),
             qtype: u16::from(qtype),
             answered_from: from,
@@ -301,7 +301,7 @@ impl Handler {
         let action = hit.verdict.action?;
         let event = HitEvent {
             ts: unix_now(),
-            device: device_info(device),
+            device: device.clone(),
             name: name.to_string(),
             qtype: u16::from(qtype),
             category: snap.filter.categories().name(m.category).to_string(),
@@ -338,17 +338,6 @@ fn category<'s>(snap: &'s Snapshot, verdict: &Verdict) -> &'s str {
         .matched
         .as_ref()
         .map_or("?", |m| snap.filter.categories().name(m.category))
-}
-
-/// A device as the hit log stores it.
-fn device_info(device: &Identity) -> DeviceInfo {
-    DeviceInfo {
-        key: device.key.to_string(),
-        mac: device.mac.map(|m| m.to_string()),
-        addr: device.addr,
-        name: device.name.as_deref().map(str::to_string),
-        group: device.group.as_deref().map(str::to_string),
-    }
 }
 
 #[async_trait::async_trait]

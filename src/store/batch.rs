@@ -8,8 +8,10 @@ use std::net::IpAddr;
 
 use rusqlite::{Connection, Transaction, params};
 
-use super::writer::{DeviceInfo, DeviceKey, Msg, Totals};
+use super::event::{DeviceKey, Totals};
+use super::logger::Msg;
 use super::{action_code, unix_now};
+use crate::clients::Identity;
 
 /// The writer's counters as the status row records them.
 #[derive(Debug, Clone, Copy)]
@@ -29,7 +31,7 @@ pub(super) struct Db {
     names: HashMap<String, i64>,
     categories: HashMap<String, i64>,
     rules: HashMap<String, i64>,
-    devices: HashMap<String, i64>,
+    devices: HashMap<DeviceKey, i64>,
 }
 
 impl Db {
@@ -79,8 +81,8 @@ fn intern(
 /// Upsert a device seen in a hit or query; returns its id.
 fn upsert_device(
     tx: &Transaction<'_>,
-    cache: &mut HashMap<String, i64>,
-    d: &DeviceInfo,
+    cache: &mut HashMap<DeviceKey, i64>,
+    d: &Identity,
     first: i64,
     last: i64,
 ) -> rusqlite::Result<i64> {
@@ -93,46 +95,54 @@ fn upsert_device(
            first_seen = min(devices.first_seen, excluded.first_seen),
            last_seen = max(devices.last_seen, excluded.last_seen)",
     )?
-    .execute(params![d.key, d.mac_column(), d.name, d.group, first, last])?;
+    // The MAC column comes from the key, so two keys can never claim one MAC.
+    .execute(params![
+        d.key.as_str(),
+        d.key.mac(),
+        d.name.as_deref(),
+        d.group.as_deref(),
+        first,
+        last
+    ])?;
     device_id(tx, cache, &d.key)
 }
 
 /// A device known only from the totals: create it if new, never change its details.
 fn touch_device(
     tx: &Transaction<'_>,
-    cache: &mut HashMap<String, i64>,
-    key: &str,
+    cache: &mut HashMap<DeviceKey, i64>,
+    key: &DeviceKey,
     ts: i64,
 ) -> rusqlite::Result<i64> {
     tx.prepare_cached(
         "INSERT INTO devices(key, mac, first_seen, last_seen) VALUES (?1, ?2, ?3, ?3)
          ON CONFLICT(key) DO UPDATE SET last_seen = max(devices.last_seen, excluded.last_seen)",
     )?
-    .execute(params![key, key.strip_prefix("mac:"), ts])?;
+    .execute(params![key.as_str(), key.mac(), ts])?;
     device_id(tx, cache, key)
 }
 
 fn device_id(
     tx: &Transaction<'_>,
-    cache: &mut HashMap<String, i64>,
-    key: &str,
+    cache: &mut HashMap<DeviceKey, i64>,
+    key: &DeviceKey,
 ) -> rusqlite::Result<i64> {
     if let Some(&id) = cache.get(key) {
         return Ok(id);
     }
     let id: i64 = tx
         .prepare_cached("SELECT id FROM devices WHERE key = ?1")?
-        .query_row([key], |r| r.get(0))?;
+        .query_row([key.as_str()], |r| r.get(0))?;
     if cache.len() >= CACHE_LIMIT {
         cache.clear();
     }
-    cache.insert(key.to_string(), id);
+    cache.insert(key.clone(), id);
     Ok(id)
 }
 
 /// A `hits` row: ts, device_id, name_id, qtype, category_id, action, rule_id,
 /// cname_origin_id.
-type HitRow = [Option<i64>; 8];
+type HitParams = [Option<i64>; 8];
 
 /// Rows per multi-row INSERT: one statement step for many rows.
 const HITS_PER_INSERT: usize = 32;
@@ -140,7 +150,7 @@ const HITS_PER_INSERT: usize = 32;
 const INSERT_HITS: &str = "INSERT INTO hits(ts, device_id, name_id, qtype, category_id, action, rule_id, cname_origin_id) VALUES ";
 
 /// Insert `rows` into `hits`, [`HITS_PER_INSERT`] at a time.
-fn insert_hits(tx: &Transaction<'_>, rows: &[HitRow]) -> rusqlite::Result<()> {
+fn insert_hits(tx: &Transaction<'_>, rows: &[HitParams]) -> rusqlite::Result<()> {
     const ROW: &str = "(?, ?, ?, ?, ?, ?, ?, ?)";
     static MANY: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
         format!("{INSERT_HITS}{}", vec![ROW; HITS_PER_INSERT].join(", "))
@@ -181,8 +191,8 @@ pub(super) fn write_batch(
     let tx = conn.transaction()?;
 
     // Latest details, first/last time and addresses per device in this batch.
-    let mut seen: HashMap<&str, (&DeviceInfo, i64, i64)> = HashMap::default();
-    let mut addrs: HashMap<(&str, IpAddr), i64> = HashMap::default();
+    let mut seen: HashMap<&DeviceKey, (&Identity, i64, i64)> = HashMap::default();
+    let mut addrs: HashMap<(&DeviceKey, IpAddr), i64> = HashMap::default();
     for m in batch {
         let (d, ts) = match m {
             Msg::Hit(h) => (&h.device, h.ts),
@@ -212,7 +222,7 @@ pub(super) fn write_batch(
     }
 
     let mut rollups: HashMap<(i64, i64, i64, i64), i64> = HashMap::default();
-    let mut hits: Vec<HitRow> = Vec::with_capacity(batch.len());
+    let mut hits: Vec<HitParams> = Vec::with_capacity(batch.len());
     for m in batch {
         match m {
             Msg::Hit(h) => {

@@ -1,12 +1,17 @@
-//! The hit log: a SQLite database written by one background thread (`writer`), read by
-//! the `devices`, `log` and `status` commands (`read`; the commands are in `crate::cli`). See docs/store.md.
+//! The hit log: events (`event`) queued by the query path (`logger`), written by one
+//! background thread (`writer`: `batch` SQL, `retry` policy, `recover`, `retention`),
+//! read by the `devices`, `log` and `status` commands (`read`; the commands are in
+//! `crate::cli`). See docs/store.md.
 
 mod batch;
+mod event;
+mod logger;
 pub mod read;
+mod recover;
 mod retention;
 mod retry;
 pub mod schema;
-pub mod writer;
+pub(crate) mod writer;
 
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
@@ -14,10 +19,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub use event::{AnsweredFrom, DeviceKey, HitEvent, QueryEvent};
+pub use logger::{Logger, WriteObserver};
 pub use read::{DeviceRow, HitFilter, HitRow, StatusInfo};
-pub use writer::{
-    AnsweredFrom, DeviceInfo, DeviceKey, HitEvent, Logger, QueryEvent, WriterHandle, start,
-};
+pub use writer::{Flusher, WriterHandle, start};
 
 /// `[store]`: where the hit log lives and how much of it is kept.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,7 +1,19 @@
 //! Unit tests of the hit log writer: exact row counts, the queue bound, a failing disk,
 //! corruption, retention and the size cap.
 
+use std::path::{Path, PathBuf};
+
+use rusqlite::Connection;
+
 use super::*;
+use crate::clients::Identity;
+use crate::policy::Action;
+use crate::store::unix_now;
+use crate::store::{AnsweredFrom, HitEvent, QueryEvent};
+
+fn key(text: &str) -> DeviceKey {
+    DeviceKey::parse(text).unwrap()
+}
 
 pub(crate) fn config(dir: &Path) -> StoreConfig {
     StoreConfig {
@@ -11,7 +23,7 @@ pub(crate) fn config(dir: &Path) -> StoreConfig {
     }
 }
 
-pub(crate) fn hit(ts: i64, device: &DeviceInfo, name: &str) -> HitEvent {
+pub(crate) fn hit(ts: i64, device: &Identity, name: &str) -> HitEvent {
     HitEvent {
         ts,
         device: device.clone(),
@@ -29,8 +41,8 @@ fn count(db: &Path, sql: &str) -> i64 {
     c.query_row(sql, [], |r| r.get(0)).unwrap()
 }
 
-fn tv() -> DeviceInfo {
-    DeviceInfo::from_addr("192.168.1.5".parse().unwrap())
+fn tv() -> Identity {
+    Identity::from_addr("192.168.1.5".parse().unwrap())
 }
 
 #[test]
@@ -112,9 +124,15 @@ fn mac_device_with_two_addresses_is_one_device() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path());
     let (logger, handle) = start(&cfg);
-    let mut a = DeviceInfo::from_mac("AA:BB:CC:DD:EE:FF", "192.168.1.7".parse().unwrap());
+    let mut a = Identity::from_mac(
+        "AA:BB:CC:DD:EE:FF".parse().unwrap(),
+        "192.168.1.7".parse().unwrap(),
+    );
     a.name = Some("phone".into());
-    let b = DeviceInfo::from_mac("aa:bb:cc:dd:ee:ff", "fd00::7".parse().unwrap());
+    let b = Identity::from_mac(
+        "aa:bb:cc:dd:ee:ff".parse().unwrap(),
+        "fd00::7".parse().unwrap(),
+    );
     logger.hit(hit(100, &a, "graph.facebook.com"));
     assert!(handle.flush());
     logger.hit(hit(200, &b, "graph.facebook.com"));
@@ -144,14 +162,14 @@ fn query_totals_are_per_device_and_hour() {
     // Recent hours: rollup retention would delete old ones at the first flush.
     let hour = unix_now() / 3600 - 2;
     let h = hour * 3600;
-    logger.query_at(h + 5, "ip:10.0.0.2", false, false);
-    logger.query_at(h + 60, "ip:10.0.0.2", true, true);
-    logger.query_at(h + 3599, "ip:10.0.0.2", true, false);
+    logger.query_at(h + 5, &key("ip:10.0.0.2"), false, false);
+    logger.query_at(h + 60, &key("ip:10.0.0.2"), true, true);
+    logger.query_at(h + 3599, &key("ip:10.0.0.2"), true, false);
     assert!(handle.flush());
     // Totals from a later batch add to the same hour's row.
-    logger.query_at(h + 100, "ip:10.0.0.2", false, false);
-    logger.query_at(h + 3600, "ip:10.0.0.2", false, false);
-    logger.query_at(h + 10, "mac:aa:bb:cc:dd:ee:ff", true, true);
+    logger.query_at(h + 100, &key("ip:10.0.0.2"), false, false);
+    logger.query_at(h + 3600, &key("ip:10.0.0.2"), false, false);
+    logger.query_at(h + 10, &key("mac:aa:bb:cc:dd:ee:ff"), true, true);
     handle.shutdown();
     let c = Connection::open(&cfg.db).unwrap();
     let mut s = c
@@ -442,13 +460,13 @@ fn measure_bytes_per_hit() {
         db: db.clone(),
         ..StoreConfig::default()
     };
-    let devices: Vec<DeviceInfo> = (0..10)
+    let devices: Vec<Identity> = (0..10)
         .map(|i| {
-            let mut d = DeviceInfo::from_mac(
-                &format!("aa:bb:cc:dd:ee:{i:02x}"),
+            let mut d = Identity::from_mac(
+                format!("aa:bb:cc:dd:ee:{i:02x}").parse().unwrap(),
                 format!("192.168.1.{}", 10 + i).parse().unwrap(),
             );
-            d.name = Some(format!("device-{i}"));
+            d.name = Some(format!("device-{i}").into());
             d
         })
         .collect();

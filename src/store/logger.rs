@@ -1,0 +1,163 @@
+//! The query path's side of the hit log: a [`Logger`] that queues events on a bounded
+//! channel for the writer thread and never blocks, never touches SQLite, and counts what
+//! it has to drop.
+
+// FxHash: the keys are ours (device keys), and SipHash was a tenth of the writer's time.
+use rustc_hash::FxHashMap as HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::SyncSender;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use super::event::{DeviceKey, HitEvent, QueryEvent, Totals};
+use super::unix_now;
+
+/// Events are boxed: the queue's ring holds `channel_capacity` slots and every slot gets
+/// touched as it turns, so a slot the size of an event cost 16 MiB of RSS at the default
+/// capacity; a pointer costs 1 MiB.
+pub(super) enum Msg {
+    Hit(Box<HitEvent>),
+    Query(Box<QueryEvent>),
+    Flush(SyncSender<()>),
+    Shutdown,
+}
+
+/// Hourly totals per device, as the query path adds them up for the writer.
+pub(super) type TotalsMap = HashMap<DeviceKey, HashMap<i64, Totals>>;
+
+/// The counters, totals and status the loggers and the writer thread both see.
+pub(super) struct LogState {
+    pub(super) dropped: AtomicU64,
+    pub(super) written: AtomicU64,
+    /// Events accepted and neither written nor dropped yet, in the channel or held by
+    /// the writer; never more than `capacity`, so only overflow is ever dropped.
+    pub(super) queued: AtomicU64,
+    capacity: u64,
+    pub(super) totals: Mutex<TotalsMap>,
+    pub(super) status: Mutex<Option<String>>,
+    log_all_queries: bool,
+    /// Told how long each batch write took (the metrics endpoint's histogram).
+    pub(super) on_write: Mutex<Option<WriteObserver>>,
+}
+
+impl LogState {
+    pub(super) fn new(capacity: usize, log_all_queries: bool) -> LogState {
+        LogState {
+            dropped: AtomicU64::new(0),
+            written: AtomicU64::new(0),
+            queued: AtomicU64::new(0),
+            capacity: capacity as u64,
+            totals: Mutex::new(HashMap::default()),
+            status: Mutex::new(None),
+            log_all_queries,
+            on_write: Mutex::new(None),
+        }
+    }
+}
+
+/// Called with the duration of each batch write, on the writer thread.
+pub type WriteObserver = Arc<dyn Fn(Duration) + Send + Sync>;
+
+/// A poisoned lock only means another thread panicked mid-increment; the counts are
+/// still usable, and the query path must not panic over a log.
+pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The query path's side of the log. Cheap to clone; no method blocks or touches SQLite.
+#[derive(Clone)]
+pub struct Logger {
+    tx: SyncSender<Msg>,
+    state: Arc<LogState>,
+}
+
+impl std::fmt::Debug for Logger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Logger")
+            .field("dropped", &self.dropped())
+            .finish()
+    }
+}
+
+impl Logger {
+    pub(super) fn new(tx: SyncSender<Msg>, state: Arc<LogState>) -> Logger {
+        Logger { tx, state }
+    }
+
+    /// Queue a hit; when the queue is full it is dropped and counted.
+    pub fn hit(&self, event: HitEvent) {
+        self.send(Msg::Hit(Box::new(event)));
+    }
+
+    /// Count one query of `device` in this hour's totals.
+    pub fn query(&self, device: &DeviceKey, meta: bool, blocked: bool) {
+        self.query_at(unix_now(), device, meta, blocked);
+    }
+
+    /// [`Logger::query`] at a given time (unix seconds).
+    pub fn query_at(&self, ts: i64, device: &DeviceKey, meta: bool, blocked: bool) {
+        let add = Totals {
+            queries: 1,
+            meta: meta as i64,
+            blocked: blocked as i64,
+        };
+        let hour = ts.div_euclid(3600);
+        let mut totals = lock(&self.state.totals);
+        // Look up before inserting so the common case allocates nothing.
+        match totals.get_mut(device) {
+            Some(hours) => hours.entry(hour).or_default().add(add),
+            None => {
+                totals.insert(device.clone(), [(hour, add)].into_iter().collect());
+            }
+        }
+    }
+
+    /// Queue a query for the full query log; does nothing unless `log_all_queries` is on.
+    pub fn log_query(&self, event: QueryEvent) {
+        if self.state.log_all_queries {
+            self.send(Msg::Query(Box::new(event)));
+        }
+    }
+
+    /// Whether [`Logger::log_query`] records anything.
+    pub fn logs_all_queries(&self) -> bool {
+        self.state.log_all_queries
+    }
+
+    /// The server's counters as JSON, for `metaguard status`; the latest call wins.
+    pub fn status(&self, json: String) {
+        *lock(&self.state.status) = Some(json);
+    }
+
+    /// Call `f` with the duration of every batch written from now on.
+    pub fn on_write(&self, f: WriteObserver) {
+        *lock(&self.state.on_write) = Some(f);
+    }
+
+    /// Events lost so far: the queue was full (while the disk failed or the writer fell
+    /// behind), or the writer was gone.
+    pub fn dropped(&self) -> u64 {
+        self.state.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Events waiting to be written now (at most `channel_capacity`).
+    pub fn queued(&self) -> u64 {
+        self.state.queued.load(Ordering::Relaxed)
+    }
+
+    /// Events committed to the database so far.
+    pub fn written(&self) -> u64 {
+        self.state.written.load(Ordering::Relaxed)
+    }
+
+    /// A slot in the queue first, then the channel: the count of slots, not the
+    /// channel's room, is the bound, since the writer holds events it could not write.
+    fn send(&self, msg: Msg) {
+        let s = &self.state;
+        if s.queued.fetch_add(1, Ordering::Relaxed) >= s.capacity || self.tx.try_send(msg).is_err()
+        {
+            s.queued.fetch_sub(1, Ordering::Relaxed);
+            s.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
