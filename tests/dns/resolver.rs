@@ -1,13 +1,11 @@
 //! The resolver core over real UDP and TCP on 127.0.0.1, against an in-process upstream.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
+use crate::support::*;
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::{RData, RecordType};
 use metaguard::filter::BlockResponse;
-use support::*;
 
 #[tokio::test]
 async fn forwards_allowed_names_over_udp_and_tcp() {

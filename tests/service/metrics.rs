@@ -2,15 +2,13 @@
 //! in both formats, checked by Prometheus's own `promtool`, and the Grafana dashboard in
 //! docs/grafana/ checked against a real scrape.
 
-mod support;
-
 use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use crate::support::*;
 use hickory_proto::rr::RecordType;
-use support::*;
 
 /// `GET /metrics` with an optional `Accept` header: (head, body).
 fn scrape(addr: SocketAddr, accept: Option<&str>) -> (String, String) {

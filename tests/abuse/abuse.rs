@@ -1,15 +1,13 @@
 //! Abuse from clients and upstreams: malformed EDNS, amplification, connection hoarding,
 //! floods of random names, CHAOS probes, and answers an attacker could forge.
 
-mod support;
-
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use crate::support::*;
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::{DNSClass, RecordType};
 use metaguard::access::{Access, RateLimitConfig, default_allow_clients};
-use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream, UdpSocket};
 

@@ -2,7 +2,7 @@
 //! (hickory-server's TLS and HTTP/2 listeners, a certificate made for the test), and
 //! upstreams whose certificate comes from a private CA given as `[tls] ca_file`.
 
-mod support;
+use crate::support;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::str::FromStr;

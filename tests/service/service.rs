@@ -1,14 +1,12 @@
 //! Running as a service: the systemd notify protocol through the real binary (the
 //! Prometheus endpoint is tested in tests/metrics.rs).
 
-mod support;
-
 use std::os::unix::net::UnixDatagram;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::support::*;
 use hickory_proto::rr::RecordType;
-use support::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_metaguard");
 

@@ -3,15 +3,13 @@
 //! `delv` validating answers, referrals' glue and denials through metaguard from a
 //! trust anchor of ours; then a tampered signature that `delv` must reject.
 
-mod support;
-
 use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use crate::support::*;
 use hickory_proto::rr::RecordType;
-use support::*;
 
 /// `name` on PATH or in the sbin directories (nsd lives in /usr/sbin).
 fn tool(name: &str) -> Option<PathBuf> {

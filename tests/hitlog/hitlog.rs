@@ -1,16 +1,14 @@
 //! The hit log end to end: real server, real queries, real SQLite file.
 
-mod support;
-
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::support::{self, *};
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
 use hickory_proto::rr::RecordType;
 use hickory_proto::rr::rdata::opt::EdnsOption;
 use metaguard::clients::{DeviceConfig, DeviceMatch};
 use rusqlite::Connection;
-use support::*;
 
 fn count(db: &std::path::Path, sql: &str) -> i64 {
     let c = Connection::open(db).unwrap();

@@ -3,17 +3,15 @@
 //! and decoded by `dnstap-ldns`; the capture killed and restarted mid-stream, under
 //! load, with the DNS answers and the drop counter checked.
 
-mod support;
-
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::support::*;
 use hickory_proto::rr::RecordType;
 use metaguard::config::Config;
 use metaguard::export::{ClientAddress, Endpoint, Messages};
-use support::*;
 
 fn have(tool: &str) -> bool {
     Command::new("sh")

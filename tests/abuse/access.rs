@@ -3,14 +3,12 @@
 //! subnets (2001:db8::/64 on a veth pair, in a network namespace the test makes) is
 //! answered, checked with dig.
 
-mod support;
-
 use std::io::Read;
 use std::process::{Command, Stdio};
 
+use crate::support::*;
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::RecordType;
-use support::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_metaguard");
 

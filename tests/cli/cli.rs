@@ -1,14 +1,12 @@
 //! The `metaguard` binary as a user runs it: `serve` with signals, `check`, `config check`.
 
-mod support;
-
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use crate::support::*;
 use hickory_proto::rr::RecordType;
-use support::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_metaguard");
 

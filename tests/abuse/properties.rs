@@ -1,13 +1,12 @@
 //! Property tests: whatever bytes arrive (list files, config files, EDNS options, DNS
 //! packets), the parsers return a value or an error and never panic.
 
-mod support;
-
 use std::net::{SocketAddr, UdpSocket};
 use std::path::Path;
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use crate::support::*;
 use hickory_proto::op::{Edns, Message};
 use hickory_proto::rr::RecordType;
 use hickory_proto::rr::rdata::opt::EdnsOption;
@@ -19,7 +18,6 @@ use metaguard::filter::parse::{ListFormat, detect_format, parse_domain_line, par
 use metaguard::filter::{Filter, ListSource};
 use metaguard::policy::Action;
 use proptest::prelude::*;
-use support::*;
 
 /// Text that looks like list lines: domains, hosts entries, ABP rules, junk.
 fn list_text() -> impl Strategy<Value = String> {
