@@ -19,6 +19,17 @@ use metaguard::filter::{Filter, ListSource};
 use metaguard::policy::Action;
 use proptest::prelude::*;
 
+/// `cases` runs, and the regressions in properties.proptest-regressions next to this file
+/// (proptest's default looks beside the binary's main.rs, one directory up).
+fn cases(n: u32) -> ProptestConfig {
+    ProptestConfig {
+        failure_persistence: Some(Box::new(
+            proptest::test_runner::FileFailurePersistence::WithSource("proptest-regressions"),
+        )),
+        ..ProptestConfig::with_cases(n)
+    }
+}
+
 /// Text that looks like list lines: domains, hosts entries, ABP rules, junk.
 fn list_text() -> impl Strategy<Value = String> {
     let line = prop_oneof![
@@ -37,7 +48,7 @@ fn any_text() -> impl Strategy<Value = String> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(512))]
+    #![proptest_config(cases(512))]
 
     #[test]
     fn list_lines_never_panic(line in prop_oneof![any_text(), list_text()]) {
@@ -93,7 +104,7 @@ proptest! {
 
 proptest! {
     // Each case compiles a filter (with the adblock engine for ABP text).
-    #![proptest_config(ProptestConfig::with_cases(48))]
+    #![proptest_config(cases(48))]
 
     #[test]
     fn filter_build_and_check_never_panic(
@@ -151,7 +162,7 @@ fn ask(sock: &UdpSocket, addr: SocketAddr, bytes: &[u8]) -> Option<Vec<u8>> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(64))]
+    #![proptest_config(cases(64))]
 
     #[test]
     fn random_packets_never_stop_the_server(
