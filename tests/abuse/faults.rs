@@ -9,10 +9,6 @@ use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
 use rusqlite::Connection;
 
-fn q(id: u16) -> Q {
-    Q { id, ..Q::default() }
-}
-
 fn count(db: &std::path::Path, sql: &str) -> i64 {
     let c = Connection::open(db).unwrap();
     c.query_row(sql, [], |r| r.get(0)).unwrap()

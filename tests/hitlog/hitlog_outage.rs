@@ -14,10 +14,6 @@ use hickory_proto::rr::RecordType;
 use metaguard::server::Running;
 use rusqlite::{Connection, OpenFlags};
 
-fn q(id: u16) -> Q {
-    Q { id, ..Q::default() }
-}
-
 fn count(db: &Path, sql: &str) -> i64 {
     let c = Connection::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
     c.query_row(sql, [], |r| r.get(0)).unwrap()
