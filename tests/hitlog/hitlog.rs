@@ -1,8 +1,5 @@
 //! The hit log end to end: real server, real queries, real SQLite file.
 
-use std::net::SocketAddr;
-use std::time::Duration;
-
 use crate::support::{self, *};
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
 use hickory_proto::rr::RecordType;
@@ -25,17 +22,6 @@ fn query_with_mac(qname: &str, code: u16, data: Vec<u8>) -> Vec<u8> {
     e.options_mut().insert(EdnsOption::Unknown(code, data));
     m.set_edns(e);
     m.to_vec().unwrap()
-}
-
-async fn udp_from(src: &str, server: SocketAddr, bytes: &[u8]) -> Message {
-    let sock = tokio::net::UdpSocket::bind(src).await.unwrap();
-    sock.send_to(bytes, server).await.unwrap();
-    let mut buf = vec![0u8; 4096];
-    let (n, _) = tokio::time::timeout(Duration::from_secs(3), sock.recv_from(&mut buf))
-        .await
-        .unwrap()
-        .unwrap();
-    Message::from_vec(&buf[..n]).unwrap()
 }
 
 #[tokio::test]

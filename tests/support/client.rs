@@ -112,6 +112,23 @@ pub fn ips(m: &Message) -> Vec<String> {
         .collect()
 }
 
+/// Send `bytes` over UDP from `src` (an address and port, any of 127/8) and wait (at most
+/// 3 s) for the answer.
+pub async fn udp_from(
+    src: impl tokio::net::ToSocketAddrs,
+    server: SocketAddr,
+    bytes: &[u8],
+) -> Message {
+    let sock = UdpSocket::bind(src).await.unwrap();
+    sock.send_to(bytes, server).await.unwrap();
+    let mut buf = vec![0u8; 65535];
+    let (n, _) = tokio::time::timeout(Duration::from_secs(3), sock.recv_from(&mut buf))
+        .await
+        .expect("a UDP answer in time")
+        .unwrap();
+    Message::from_vec(&buf[..n]).unwrap()
+}
+
 /// Options of a test query with this ID (EDNS and RD on).
 pub fn q(id: u16) -> Q {
     Q { id, ..Q::default() }
