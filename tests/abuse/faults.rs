@@ -9,11 +9,6 @@ use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
 use rusqlite::Connection;
 
-fn count(db: &std::path::Path, sql: &str) -> i64 {
-    let c = Connection::open(db).unwrap();
-    c.query_row(sql, [], |r| r.get(0)).unwrap()
-}
-
 #[tokio::test]
 async fn garbage_and_wrong_ids_from_upstream_give_servfail_within_the_deadline() {
     let up = Upstream::start().await;

@@ -7,11 +7,6 @@ use hickory_proto::rr::rdata::opt::EdnsOption;
 use metaguard::clients::{DeviceConfig, DeviceMatch};
 use rusqlite::Connection;
 
-fn count(db: &std::path::Path, sql: &str) -> i64 {
-    let c = Connection::open(db).unwrap();
-    c.query_row(sql, [], |r| r.get(0)).unwrap()
-}
-
 /// A query with dnsmasq's MAC option (`code` 65001 raw or 65073 text/base64).
 fn query_with_mac(qname: &str, code: u16, data: Vec<u8>) -> Vec<u8> {
     let mut m = Message::new(99, MessageType::Query, OpCode::Query);

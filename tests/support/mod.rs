@@ -21,6 +21,12 @@ pub use upstream::*;
 use metaguard::config::Config;
 use metaguard::server::Running;
 
+/// One integer that `sql` selects from the SQLite database at `db` (the hit log).
+pub fn count(db: &std::path::Path, sql: &str) -> i64 {
+    let c = rusqlite::Connection::open(db).unwrap();
+    c.query_row(sql, [], |r| r.get(0)).unwrap()
+}
+
 /// A config for tests: listens on 127.0.0.1 port 0, forwards to `upstream` only.
 pub fn config(upstream: &Upstream) -> Config {
     let mut c = Config::default();
