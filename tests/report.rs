@@ -6,7 +6,6 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -17,8 +16,8 @@ use metaguard::report::fixture::{self, FixtureDevice, FixtureSpec};
 use metaguard::report::{
     EmailConfig, Format, Period, ReportConfig, ReportRequest, Security, When, model, render,
 };
+use support::BIN;
 
-const BIN: &str = env!("CARGO_BIN_EXE_metaguard");
 const XSS: &str = "<script>alert(1)</script>";
 const FORMULA: &str = "=HYPERLINK(\"x\")";
 /// ISO week 13 of 2025: Berlin moves its clocks forward on Sunday 30 March.
@@ -389,15 +388,7 @@ fn local_smtp(port: u16, to: &[&str]) -> EmailConfig {
 
 /// A tiny SMTP server: enough of RFC 5321 for lettre without TLS. Returns the DATA.
 fn smtp_sink() -> (u16, std::thread::JoinHandle<String>) {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = l.local_addr().unwrap().port();
-    let t = std::thread::spawn(move || {
-        let (s, _) = l.accept().unwrap();
-        s.set_read_timeout(Some(std::time::Duration::from_secs(20)))
-            .unwrap();
-        smtp_session(s).unwrap()
-    });
-    (port, t)
+    support::http::accept_once(|s| smtp_session(s).unwrap())
 }
 
 /// One SMTP session on `s` (plain, or TLS from the first byte); returns the DATA.
@@ -446,33 +437,21 @@ fn smtps_sink(
     ca: &support::pki::PrivateCa,
 ) -> (u16, std::thread::JoinHandle<Result<String, String>>) {
     let cfg = ca.server_config(&["127.0.0.1"], &[]);
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = l.local_addr().unwrap().port();
-    let t = std::thread::spawn(move || {
-        let (s, _) = l.accept().map_err(|e| e.to_string())?;
-        s.set_read_timeout(Some(std::time::Duration::from_secs(20)))
-            .unwrap();
+    support::http::accept_once(move |s| {
         let tls = rustls::StreamOwned::new(rustls::ServerConnection::new(cfg).unwrap(), s);
         smtp_session(tls).map_err(|e| e.to_string())
-    });
-    (port, t)
+    })
 }
 
 /// A tiny HTTP server taking one POST; returns (request head, body).
 fn http_sink() -> (u16, std::thread::JoinHandle<(String, String)>) {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = l.local_addr().unwrap().port();
-    let t = std::thread::spawn(move || {
-        let (s, _) = l.accept().unwrap();
-        s.set_read_timeout(Some(std::time::Duration::from_secs(20)))
-            .unwrap();
+    support::http::accept_once(|s| {
         let mut w = s.try_clone().unwrap();
-        let (head, body) = support::pki::read_request(&mut BufReader::new(s)).unwrap();
+        let (head, body) = support::http::read_request(&mut BufReader::new(s)).unwrap();
         w.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
             .unwrap();
         (head, String::from_utf8(body).unwrap())
-    });
-    (port, t)
+    })
 }
 
 /// SMTP over TLS and an HTTPS webhook whose certificates come from a private CA: refused
@@ -642,12 +621,7 @@ fn report_example_html() {
 
 /// An SMTP server that offers AUTH, records the AUTH exchange and rejects it.
 fn smtp_auth_sink() -> (u16, std::thread::JoinHandle<String>) {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = l.local_addr().unwrap().port();
-    let t = std::thread::spawn(move || {
-        let (s, _) = l.accept().unwrap();
-        s.set_read_timeout(Some(std::time::Duration::from_secs(20)))
-            .unwrap();
+    support::http::accept_once(|s| {
         let mut w = s.try_clone().unwrap();
         let mut r = BufReader::new(s);
         let mut auth = String::new();
@@ -672,8 +646,7 @@ fn smtp_auth_sink() -> (u16, std::thread::JoinHandle<String>) {
             }
         }
         auth
-    });
-    (port, t)
+    })
 }
 
 #[test]

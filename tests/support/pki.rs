@@ -1,8 +1,7 @@
 //! A private CA for tests (rcgen): its PEM file for `[tls] ca_file`, server certificates
 //! it signs, and a one-request HTTPS server on 127.0.0.1 (rustls over a std socket).
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
+use std::io::{BufReader, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -17,7 +16,8 @@ pub struct PrivateCa {
     issuer: CertifiedIssuer<'static, KeyPair>,
 }
 
-fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+/// The ring crypto provider, as metaguard uses it.
+pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
@@ -67,29 +67,6 @@ impl PrivateCa {
     }
 }
 
-/// One HTTP/1.1 request from `r`: its head (through the blank line) and its body
-/// (Content-Length bytes).
-pub fn read_request(r: &mut impl BufRead) -> std::io::Result<(String, Vec<u8>)> {
-    let mut head = String::new();
-    let mut len = 0usize;
-    loop {
-        let mut line = String::new();
-        if r.read_line(&mut line)? == 0 {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
-        }
-        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-            len = v.trim().parse().unwrap();
-        }
-        head.push_str(&line);
-        if line == "\r\n" {
-            break;
-        }
-    }
-    let mut body = vec![0; len];
-    r.read_exact(&mut body)?;
-    Ok((head, body))
-}
-
 /// What [`https_once`] saw: the request head and body, or why the handshake failed.
 pub type Seen = Result<(String, Vec<u8>), String>;
 
@@ -97,15 +74,10 @@ pub type Seen = Result<(String, Vec<u8>), String>;
 /// one connection, reads one request and answers 200 with `body`. Returns its port.
 pub fn https_once(ca: &PrivateCa, body: Vec<u8>) -> (u16, std::thread::JoinHandle<Seen>) {
     let cfg = ca.server_config(&["127.0.0.1"], &[b"http/1.1"]);
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = l.local_addr().unwrap().port();
-    let t = std::thread::spawn(move || {
-        let (s, _) = l.accept().map_err(|e| e.to_string())?;
-        s.set_read_timeout(Some(std::time::Duration::from_secs(20)))
-            .unwrap();
+    super::http::accept_once(move |s| {
         let conn = rustls::ServerConnection::new(cfg).unwrap();
         let mut r = BufReader::new(rustls::StreamOwned::new(conn, s));
-        let (head, got) = read_request(&mut r).map_err(|e| e.to_string())?;
+        let (head, got) = super::http::read_request(&mut r).map_err(|e| e.to_string())?;
         let w = r.get_mut();
         w.write_all(
             format!(
@@ -120,6 +92,5 @@ pub fn https_once(ca: &PrivateCa, body: Vec<u8>) -> (u16, std::thread::JoinHandl
         w.conn.send_close_notify();
         let _ = w.flush();
         Ok((head, got))
-    });
-    (port, t)
+    })
 }

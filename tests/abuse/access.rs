@@ -3,26 +3,12 @@
 //! subnets (2001:db8::/64 on a veth pair, in a network namespace the test makes) is
 //! answered, checked with dig.
 
-mod support;
-
 use std::io::Read;
 use std::process::{Command, Stdio};
 
+use crate::support::*;
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::RecordType;
-use support::*;
-
-const BIN: &str = env!("CARGO_BIN_EXE_metaguard");
-
-fn free_port() -> u16 {
-    loop {
-        let u = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        let port = u.local_addr().unwrap().port();
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-}
 
 /// 25 queries from 127.0.0.1, which `allow_clients` leaves out, give one WARN line that
 /// names the source, not 25 lines and not none.
@@ -63,13 +49,7 @@ async fn refused_queries_are_logged_once_with_the_source() {
         let m = Message::from_vec(&udp_raw(addr, &bytes).await.unwrap()).unwrap();
         assert_eq!(m.metadata.response_code, ResponseCode::Refused);
     }
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .unwrap()
-            .success()
-    );
+    process::kill(child.id(), "-TERM");
     child.wait().unwrap();
     let mut err = String::new();
     child
@@ -116,15 +96,8 @@ cat "$LOG"; echo "=== dig"; cat "$OUT"
 /// Runs [`NETNS_SCRIPT`] with `allow` as the `[server]` allow_clients line (or none);
 /// `None` when namespaces cannot be made here.
 fn in_netns(allow: Option<&str>) -> Option<String> {
-    for tool in ["unshare", "nsenter", "ip", "dig"] {
-        if Command::new("sh")
-            .args(["-c", &format!("command -v {tool}")])
-            .output()
-            .map_or(true, |o| !o.status.success())
-        {
-            eprintln!("skipped: {tool} not installed");
-            return None;
-        }
+    if !tools::installed(&["unshare", "nsenter", "ip", "dig"]) {
+        return None;
     }
     let probe = Command::new("unshare")
         .args(["-rn", "sh", "-c", "ip link add v0 type veth peer name v1"])

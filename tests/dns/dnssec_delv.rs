@@ -3,24 +3,14 @@
 //! `delv` validating answers, referrals' glue and denials through metaguard from a
 //! trust anchor of ours; then a tampered signature that `delv` must reject.
 
-mod support;
-
-use std::net::{SocketAddr, UdpSocket};
-use std::path::{Path, PathBuf};
+use std::net::SocketAddr;
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use crate::support::tools::tool;
+use crate::support::*;
 use hickory_proto::rr::RecordType;
-use support::*;
-
-/// `name` on PATH or in the sbin directories (nsd lives in /usr/sbin).
-fn tool(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin".into(), "/sbin".into()])
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
-}
 
 fn run(dir: &Path, cmd: &Path, args: &[&str]) -> String {
     let out = Command::new(cmd)
@@ -131,17 +121,6 @@ impl Drop for Nsd {
     }
 }
 
-/// A port free for UDP and TCP on 127.0.0.1 (for NSD to bind next).
-fn free_port() -> u16 {
-    loop {
-        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let port = udp.local_addr().unwrap().port();
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-}
-
 /// Run delv through metaguard with our trust anchors, rooted at `zone`.
 async fn delv(dir: &Path, via: SocketAddr, zone: &str, qname: &str, qtype: &str) -> String {
     let out = tokio::process::Command::new(tool("delv").unwrap())
@@ -173,12 +152,7 @@ async fn metaguard_for(nsd_port: u16) -> (Upstream, metaguard::server::Running) 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delv_validates_through_metaguard_and_rejects_a_tampered_signature() {
-    let missing: Vec<&str> = ["nsd", "delv", "ldns-keygen", "ldns-signzone"]
-        .into_iter()
-        .filter(|t| tool(t).is_none())
-        .collect();
-    if !missing.is_empty() {
-        eprintln!("skipped: {} not installed", missing.join(", "));
+    if !tools::installed(&["nsd", "delv", "ldns-keygen", "ldns-signzone"]) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

@@ -2,31 +2,16 @@
 //! in both formats, checked by Prometheus's own `promtool`, and the Grafana dashboard in
 //! docs/grafana/ checked against a real scrape.
 
-mod support;
-
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
+use crate::support::*;
 use hickory_proto::rr::RecordType;
-use support::*;
 
 /// `GET /metrics` with an optional `Accept` header: (head, body).
 fn scrape(addr: SocketAddr, accept: Option<&str>) -> (String, String) {
-    http_get(addr, "/metrics", accept)
-}
-
-/// `GET path` with an optional `Accept` header: (head, body).
-fn http_get(addr: SocketAddr, path: &str, accept: Option<&str>) -> (String, String) {
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let accept = accept.map_or(String::new(), |a| format!("Accept: {a}\r\n"));
-    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n{accept}\r\n").unwrap();
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).unwrap();
-    let (head, body) = resp.split_once("\r\n\r\n").unwrap();
-    (head.to_string(), body.to_string())
+    http::get(addr, "/metrics", accept)
 }
 
 fn content_type(head: &str) -> String {
@@ -203,7 +188,7 @@ async fn grafana_dashboard_is_json_and_uses_only_metrics_the_server_serves() {
 #[tokio::test]
 async fn metrics_endpoint_serves_counters_categories_and_latency() {
     let (_up, srv, maddr) = busy_server().await;
-    let (head, body) = tokio::task::spawn_blocking(move || http_get(maddr, "/metrics", None))
+    let (head, body) = tokio::task::spawn_blocking(move || http::get(maddr, "/metrics", None))
         .await
         .unwrap();
     assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
@@ -226,7 +211,7 @@ async fn metrics_endpoint_serves_counters_categories_and_latency() {
         !body.contains("metaguard_db_write_latency_seconds_count 0\n"),
         "{body}"
     );
-    let (head, _) = tokio::task::spawn_blocking(move || http_get(maddr, "/", None))
+    let (head, _) = tokio::task::spawn_blocking(move || http::get(maddr, "/", None))
         .await
         .unwrap();
     assert!(head.starts_with("HTTP/1.1 404"), "{head}");

@@ -1,88 +1,11 @@
 //! The `metaguard` binary as a user runs it: `serve` with signals, `check`, `config check`.
 
-mod support;
-
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use crate::support::process::Serve;
+use crate::support::*;
 use hickory_proto::rr::RecordType;
-use support::*;
-
-const BIN: &str = env!("CARGO_BIN_EXE_metaguard");
-
-fn free_port() -> u16 {
-    // UDP and TCP both free on the same port.
-    loop {
-        let u = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        let port = u.local_addr().unwrap().port();
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-}
-
-/// A running `metaguard serve` whose stderr lines arrive on a channel.
-struct Serve {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-}
-
-impl Serve {
-    fn start(args: &[&str]) -> Serve {
-        let mut child = Command::new(BIN)
-            .args(args)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start metaguard");
-        let stderr = child.stderr.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Serve { child, lines }
-    }
-
-    /// Wait for a stderr line containing `needle`; returns it.
-    fn wait_for(&self, needle: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let mut seen = Vec::new();
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(l) if l.contains(needle) => return l,
-                Ok(l) => seen.push(l),
-                Err(e) => panic!(
-                    "no line with {needle:?} ({e}); stderr so far:\n{}",
-                    seen.join("\n")
-                ),
-            }
-        }
-    }
-
-    fn signal(&self, sig: &str) {
-        let ok = Command::new("kill")
-            .args([&format!("-{sig}"), &self.child.id().to_string()])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "kill -{sig}");
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 #[tokio::test]
 async fn serve_reloads_on_sighup_and_exits_cleanly_on_sigterm() {

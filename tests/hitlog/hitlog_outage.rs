@@ -3,22 +3,16 @@
 //! lock, a full disk and a read-only file system. Each delays the log; only the queue's
 //! overflow is dropped, DNS keeps answering, and "writable again" follows a real write.
 
-mod support;
-
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::{Mutex, Once};
 use std::time::{Duration, Instant};
 
+use crate::support::*;
 use hickory_proto::rr::RecordType;
 use metaguard::server::Running;
 use rusqlite::{Connection, OpenFlags};
-use support::*;
-
-fn q(id: u16) -> Q {
-    Q { id, ..Q::default() }
-}
 
 fn count(db: &Path, sql: &str) -> i64 {
     let c = Connection::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();

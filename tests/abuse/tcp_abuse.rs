@@ -3,36 +3,14 @@
 //! connection, slow queries pipelined ahead of a quick one, and a UDP flood from one
 //! address while another asks names the cache does not hold.
 
-mod support;
-
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use crate::support::*;
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::RecordType;
-use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpSocket, TcpStream, UdpSocket};
-
-fn q(id: u16) -> Q {
-    Q { id, ..Q::default() }
-}
-
-/// A TCP connection from `src` (any 127.x address: Linux routes all of 127/8 to lo).
-async fn connect_from(src: &str, server: SocketAddr, rcvbuf: Option<u32>) -> TcpStream {
-    let s = TcpSocket::new_v4().unwrap();
-    if let Some(n) = rcvbuf {
-        s.set_recv_buffer_size(n).unwrap();
-    }
-    s.bind(format!("{src}:0").parse().unwrap()).unwrap();
-    s.connect(server).await.unwrap()
-}
-
-fn framed(bytes: &[u8]) -> Vec<u8> {
-    let mut f = (bytes.len() as u16).to_be_bytes().to_vec();
-    f.extend_from_slice(bytes);
-    f
-}
+use tokio::net::{TcpStream, UdpSocket};
 
 /// Read one framed answer within `within`.
 async fn read_answer(s: &mut TcpStream, within: Duration) -> Message {

@@ -2,7 +2,7 @@
 //! 200, 304, 404, timeout, oversized, shrunk and garbage lists, and the refresher; and
 //! an HTTPS server whose certificate comes from a private CA (`[tls] ca_file`).
 
-mod support;
+use crate::support;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

@@ -2,23 +2,12 @@
 //! wrong IDs, cut or reset TCP, one slow name; a locked and a corrupt hit-log database
 //! (a full disk, a read-only one and a 30 s lock: tests/hitlog_outage.rs).
 
-mod support;
-
 use std::time::{Duration, Instant};
 
+use crate::support::*;
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
 use rusqlite::Connection;
-use support::*;
-
-fn q(id: u16) -> Q {
-    Q { id, ..Q::default() }
-}
-
-fn count(db: &std::path::Path, sql: &str) -> i64 {
-    let c = Connection::open(db).unwrap();
-    c.query_row(sql, [], |r| r.get(0)).unwrap()
-}
 
 #[tokio::test]
 async fn garbage_and_wrong_ids_from_upstream_give_servfail_within_the_deadline() {

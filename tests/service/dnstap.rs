@@ -3,38 +3,19 @@
 //! and decoded by `dnstap-ldns`; the capture killed and restarted mid-stream, under
 //! load, with the DNS answers and the drop counter checked.
 
-mod support;
-
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::support::*;
 use hickory_proto::rr::RecordType;
 use metaguard::config::Config;
 use metaguard::export::{ClientAddress, Endpoint, Messages};
-use support::*;
-
-fn have(tool: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
 
 /// Whether fstrm_capture and dnstap-ldns are here; says so when not.
 fn tools() -> bool {
-    for (tool, package) in [
-        ("fstrm_capture", "fstrm-bin"),
-        ("dnstap-ldns", "dnstap-ldns"),
-    ] {
-        if !have(tool) {
-            eprintln!("skipped: {tool} not installed (Debian package {package})");
-            return false;
-        }
-    }
-    true
+    tools::installed(&["fstrm_capture", "dnstap-ldns"])
 }
 
 /// A running `fstrm_capture` on a Unix socket, writing one file.
@@ -65,12 +46,7 @@ impl Capture {
     }
 
     fn signal(&mut self, sig: &str) {
-        let ok = Command::new("kill")
-            .args([sig, &self.child.id().to_string()])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "kill {sig}");
+        process::kill(self.child.id(), sig);
         self.child.wait().unwrap();
     }
 
@@ -165,7 +141,7 @@ fn frames_in(file: &Path) -> usize {
 /// Field 3 (`extra`) of each captured message, as `protoc --decode_raw` (no schema)
 /// reads it; `None` when protoc is not installed. dnstap-ldns does not print `extra`.
 fn extras(file: &Path) -> Option<Vec<serde_json::Value>> {
-    if !have("protoc") {
+    if !tools::have("protoc") {
         eprintln!("skipped the extra check: protoc not installed (protobuf-compiler)");
         return None;
     }

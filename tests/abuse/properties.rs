@@ -1,13 +1,12 @@
 //! Property tests: whatever bytes arrive (list files, config files, EDNS options, DNS
 //! packets), the parsers return a value or an error and never panic.
 
-mod support;
-
 use std::net::{SocketAddr, UdpSocket};
 use std::path::Path;
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use crate::support::*;
 use hickory_proto::op::{Edns, Message};
 use hickory_proto::rr::RecordType;
 use hickory_proto::rr::rdata::opt::EdnsOption;
@@ -19,7 +18,17 @@ use metaguard::filter::parse::{ListFormat, detect_format, parse_domain_line, par
 use metaguard::filter::{Filter, ListSource};
 use metaguard::policy::Action;
 use proptest::prelude::*;
-use support::*;
+
+/// `cases` runs, and the regressions in properties.proptest-regressions next to this file
+/// (proptest's default looks beside the binary's main.rs, one directory up).
+fn cases(n: u32) -> ProptestConfig {
+    ProptestConfig {
+        failure_persistence: Some(Box::new(
+            proptest::test_runner::FileFailurePersistence::WithSource("proptest-regressions"),
+        )),
+        ..ProptestConfig::with_cases(n)
+    }
+}
 
 /// Text that looks like list lines: domains, hosts entries, ABP rules, junk.
 fn list_text() -> impl Strategy<Value = String> {
@@ -39,7 +48,7 @@ fn any_text() -> impl Strategy<Value = String> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(512))]
+    #![proptest_config(cases(512))]
 
     #[test]
     fn list_lines_never_panic(line in prop_oneof![any_text(), list_text()]) {
@@ -95,7 +104,7 @@ proptest! {
 
 proptest! {
     // Each case compiles a filter (with the adblock engine for ABP text).
-    #![proptest_config(ProptestConfig::with_cases(48))]
+    #![proptest_config(cases(48))]
 
     #[test]
     fn filter_build_and_check_never_panic(
@@ -153,7 +162,7 @@ fn ask(sock: &UdpSocket, addr: SocketAddr, bytes: &[u8]) -> Option<Vec<u8>> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(64))]
+    #![proptest_config(cases(64))]
 
     #[test]
     fn random_packets_never_stop_the_server(

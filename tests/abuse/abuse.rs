@@ -1,21 +1,14 @@
 //! Abuse from clients and upstreams: malformed EDNS, amplification, connection hoarding,
 //! floods of random names, CHAOS probes, and answers an attacker could forge.
 
-mod support;
-
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use crate::support::*;
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::{DNSClass, RecordType};
 use metaguard::access::{Access, RateLimitConfig, default_allow_clients};
-use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpSocket, TcpStream, UdpSocket};
-
-fn q(id: u16) -> Q {
-    Q { id, ..Q::default() }
-}
+use tokio::net::{TcpStream, UdpSocket};
 
 /// A query advertising `payload` as its EDNS UDP size.
 fn query_with_payload(qname: &str, payload: u16) -> Vec<u8> {
@@ -99,12 +92,6 @@ async fn udp_answers_fit_the_clients_edns_size_and_never_exceed_1232() {
     srv.stop().await;
 }
 
-async fn connect_from(src: &str, server: SocketAddr) -> TcpStream {
-    let s = TcpSocket::new_v4().unwrap();
-    s.bind(format!("{src}:0").parse().unwrap()).unwrap();
-    s.connect(server).await.unwrap()
-}
-
 /// Wait until the listener has seen (accepted or turned away) `n` connections.
 async fn until_rejected(srv: &metaguard::server::Running, n: u64) {
     let t = Instant::now();
@@ -123,10 +110,10 @@ async fn hundreds_of_idle_tcp_connections_do_not_lock_out_another_client() {
     let addr = srv.addrs()[0];
     let mut hoard = Vec::new();
     for _ in 0..300 {
-        hoard.push(connect_from("127.0.0.1", addr).await);
+        hoard.push(connect_from("127.0.0.1", addr, None).await);
     }
     until_rejected(&srv, 300 - 32).await;
-    let mut s = connect_from("127.0.0.2", addr).await;
+    let mut s = connect_from("127.0.0.2", addr, None).await;
     let q = query_bytes("other.example.", RecordType::A, q(3));
     s.write_u16(q.len() as u16).await.unwrap();
     s.write_all(&q).await.unwrap();
@@ -150,11 +137,11 @@ async fn a_per_client_cap_above_the_total_is_held_to_half_of_it() {
     let addr = srv.addrs()[0];
     let mut hoard = Vec::new();
     for _ in 0..40 {
-        hoard.push(connect_from("127.0.0.1", addr).await);
+        hoard.push(connect_from("127.0.0.1", addr, None).await);
     }
     until_rejected(&srv, 40 - 8).await;
     for i in 0..4u16 {
-        let mut s = connect_from("127.0.0.2", addr).await;
+        let mut s = connect_from("127.0.0.2", addr, None).await;
         let q = query_bytes("other.example.", RecordType::A, q(i));
         s.write_u16(q.len() as u16).await.unwrap();
         s.write_all(&q).await.unwrap();

@@ -1,21 +1,11 @@
 //! The hit log end to end: real server, real queries, real SQLite file.
 
-mod support;
-
-use std::net::SocketAddr;
-use std::time::Duration;
-
+use crate::support::{self, *};
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
 use hickory_proto::rr::RecordType;
 use hickory_proto::rr::rdata::opt::EdnsOption;
 use metaguard::clients::{DeviceConfig, DeviceMatch};
 use rusqlite::Connection;
-use support::*;
-
-fn count(db: &std::path::Path, sql: &str) -> i64 {
-    let c = Connection::open(db).unwrap();
-    c.query_row(sql, [], |r| r.get(0)).unwrap()
-}
 
 /// A query with dnsmasq's MAC option (`code` 65001 raw or 65073 text/base64).
 fn query_with_mac(qname: &str, code: u16, data: Vec<u8>) -> Vec<u8> {
@@ -27,17 +17,6 @@ fn query_with_mac(qname: &str, code: u16, data: Vec<u8>) -> Vec<u8> {
     e.options_mut().insert(EdnsOption::Unknown(code, data));
     m.set_edns(e);
     m.to_vec().unwrap()
-}
-
-async fn udp_from(src: &str, server: SocketAddr, bytes: &[u8]) -> Message {
-    let sock = tokio::net::UdpSocket::bind(src).await.unwrap();
-    sock.send_to(bytes, server).await.unwrap();
-    let mut buf = vec![0u8; 4096];
-    let (n, _) = tokio::time::timeout(Duration::from_secs(3), sock.recv_from(&mut buf))
-        .await
-        .unwrap()
-        .unwrap();
-    Message::from_vec(&buf[..n]).unwrap()
 }
 
 #[tokio::test]

@@ -2,49 +2,18 @@
 //! (hickory-server's TLS and HTTP/2 listeners, a certificate made for the test), and
 //! upstreams whose certificate comes from a private CA given as `[tls] ca_file`.
 
-mod support;
-
-use std::net::{Ipv4Addr, SocketAddr};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hickory_proto::op::Metadata;
-use hickory_proto::rr::rdata::A;
 use hickory_proto::rr::{Name, RData, Record, RecordType};
-use hickory_server::net::runtime::Time;
-use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo, Server};
-use hickory_server::zone_handler::MessageResponseBuilder;
+use hickory_server::server::Server;
 use metaguard::upstream::{UpstreamConfig, UpstreamSpec, Upstreams};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
-/// Answers every A query with 192.0.2.7.
-struct Fixed;
-
-#[async_trait::async_trait]
-impl RequestHandler for Fixed {
-    async fn handle_request<R: ResponseHandler, T: Time>(
-        &self,
-        request: &Request,
-        mut rh: R,
-    ) -> ResponseInfo {
-        let info = request.request_info().expect("one question");
-        let mut meta = Metadata::response_from_request(&request.metadata);
-        meta.recursion_available = true;
-        let rec = Record::from_rdata(
-            info.query.original().name().clone(),
-            60,
-            RData::A(A(Ipv4Addr::new(192, 0, 2, 7))),
-        );
-        let resp =
-            MessageResponseBuilder::from_message_request(request).build(meta, [&rec], [], [], []);
-        rh.send_response(resp).await.expect("answer sent")
-    }
-}
-
-fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
-}
+use crate::support;
+use crate::support::encrypted::{self, Fixed};
+use crate::support::pki::provider;
 
 /// A self-signed certificate for `dns.test`, the server config with `alpn`, and a client
 /// config that trusts only that certificate.
@@ -105,12 +74,7 @@ fn a_records(records: &[Record]) -> Vec<String> {
 #[tokio::test]
 async fn dns_over_tls_upstream_answers() {
     let (server_cfg, client) = tls_pair(b"dot");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr: SocketAddr = listener.local_addr().unwrap();
-    let mut server = Server::new(Fixed);
-    server
-        .register_tls_listener_with_tls_config(listener, Duration::from_secs(5), server_cfg)
-        .unwrap();
+    let (addr, mut server) = encrypted::dot(server_cfg).await;
     let records = resolve_via(&format!("tls://{addr}#dns.test"), client).await;
     assert_eq!(a_records(&records), ["192.0.2.7"]);
     server.shutdown_gracefully().await.ok();
@@ -119,18 +83,7 @@ async fn dns_over_tls_upstream_answers() {
 #[tokio::test]
 async fn dns_over_https_upstream_answers() {
     let (server_cfg, client) = tls_pair(b"h2");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr: SocketAddr = listener.local_addr().unwrap();
-    let mut server = Server::new(Fixed);
-    server
-        .register_https_listener_with_tls_config(
-            listener,
-            Duration::from_secs(5),
-            server_cfg,
-            Some("dns.test".to_string()),
-            "/dns-query".to_string(),
-        )
-        .unwrap();
+    let (addr, mut server) = encrypted::doh(server_cfg).await;
     let records = resolve_via(&format!("https://{addr}/dns-query#dns.test"), client).await;
     assert_eq!(a_records(&records), ["192.0.2.7"]);
     server.shutdown_gracefully().await.ok();
@@ -140,12 +93,7 @@ async fn dns_over_https_upstream_answers() {
 async fn dns_over_tls_refuses_an_untrusted_certificate() {
     let (server_cfg, _) = tls_pair(b"dot");
     let (_, other_client) = tls_pair(b"dot"); // trusts a different certificate
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr: SocketAddr = listener.local_addr().unwrap();
-    let mut server = Server::new(Fixed);
-    server
-        .register_tls_listener_with_tls_config(listener, Duration::from_secs(5), server_cfg)
-        .unwrap();
+    let (addr, mut server) = encrypted::dot(server_cfg).await;
     let spec: UpstreamSpec = format!("tls://{addr}#dns.test").parse().unwrap();
     let cfg = UpstreamConfig {
         attempt_timeout: Duration::from_secs(3),
@@ -169,26 +117,11 @@ async fn dns_over_tls_refuses_an_untrusted_certificate() {
 /// A DoT (`https: false`) or DoH server on 127.0.0.1 whose certificate for `dns.test` is
 /// signed by `ca`. Returns the upstream spec.
 async fn private_ca_server(ca: &support::pki::PrivateCa, https: bool) -> (String, Server<Fixed>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr: SocketAddr = listener.local_addr().unwrap();
-    let mut server = Server::new(Fixed);
     if https {
-        let cfg = ca.server_config(&["dns.test"], &[b"h2"]);
-        server
-            .register_https_listener_with_tls_config(
-                listener,
-                Duration::from_secs(5),
-                cfg,
-                Some("dns.test".to_string()),
-                "/dns-query".to_string(),
-            )
-            .unwrap();
+        let (addr, server) = encrypted::doh(ca.server_config(&["dns.test"], &[b"h2"])).await;
         (format!("https://{addr}/dns-query#dns.test"), server)
     } else {
-        let cfg = ca.server_config(&["dns.test"], &[b"dot"]);
-        server
-            .register_tls_listener_with_tls_config(listener, Duration::from_secs(5), cfg)
-            .unwrap();
+        let (addr, server) = encrypted::dot(ca.server_config(&["dns.test"], &[b"dot"])).await;
         (format!("tls://{addr}#dns.test"), server)
     }
 }

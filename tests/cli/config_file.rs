@@ -7,7 +7,10 @@ use metaguard::config::Config;
 
 #[test]
 fn shipped_config_equals_the_defaults() {
-    let text = include_str!("../config/metaguard.toml");
+    let text = include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/config/metaguard.toml"
+    ));
     let parsed = Config::parse(text, Path::new("config/metaguard.toml")).unwrap();
     // On failure, compare with `metaguard config check config/metaguard.toml`.
     assert_eq!(
@@ -73,11 +76,18 @@ fn shipped_config_names_every_option() {
     }
     let defaults: toml::Value =
         toml::from_str(&metaguard::config::Config::default().to_toml()).unwrap();
-    let shipped: toml::Value = toml::from_str(include_str!("../config/metaguard.toml")).unwrap();
+    let shipped: toml::Value = toml::from_str(include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/config/metaguard.toml"
+    )))
+    .unwrap();
     let (mut want, mut have) = (Vec::new(), Vec::new());
     keys("", &defaults, &mut want);
     keys("", &shipped, &mut have);
-    let text = include_str!("../config/metaguard.toml");
+    let text = include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/config/metaguard.toml"
+    ));
     let missing: Vec<_> = want
         .iter()
         .filter(|k| !have.contains(k))

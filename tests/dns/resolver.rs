@@ -1,13 +1,11 @@
 //! The resolver core over real UDP and TCP on 127.0.0.1, against an in-process upstream.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
+use crate::support::*;
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::{RData, RecordType};
 use metaguard::filter::BlockResponse;
-use support::*;
 
 #[tokio::test]
 async fn forwards_allowed_names_over_udp_and_tcp() {
@@ -857,17 +855,6 @@ fn query_as(qname: &str, qtype: RecordType, dnssec_ok: bool, mac: Option<[u8; 6]
     m.to_vec().unwrap()
 }
 
-async fn udp_raw_from(src: std::net::IpAddr, server: std::net::SocketAddr, q: &[u8]) -> Message {
-    let sock = tokio::net::UdpSocket::bind((src, 0)).await.unwrap();
-    sock.send_to(q, server).await.unwrap();
-    let mut buf = vec![0u8; 65535];
-    let (n, _) = tokio::time::timeout(Duration::from_secs(3), sock.recv_from(&mut buf))
-        .await
-        .expect("a UDP answer in time")
-        .unwrap();
-    Message::from_vec(&buf[..n]).unwrap()
-}
-
 async fn tcp_raw_from(src: std::net::IpAddr, server: std::net::SocketAddr, q: &[u8]) -> Message {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let sock = tokio::net::TcpSocket::new_v4().unwrap();
@@ -1002,7 +989,7 @@ async fn one_decision_whatever_the_path_identity_or_policy() {
         // The first answer fills the cache; then one over each path.
         let _ = tcp_raw_from(src, addr, &q).await;
         let s0 = srv.stats();
-        let over_udp = udp_raw_from(src, addr, &q).await;
+        let over_udp = udp_from((src, 0), addr, &q).await;
         let s1 = srv.stats();
         let over_tcp = tcp_raw_from(src, addr, &q).await;
         let s2 = srv.stats();
@@ -1018,8 +1005,8 @@ async fn one_decision_whatever_the_path_identity_or_policy() {
         (sources[0].1, None, false),
     ] {
         let s0 = srv.stats();
-        let _ = udp_raw_from(
-            src,
+        let _ = udp_from(
+            (src, 0),
             addr,
             &query_as("www.meta.ai.", RecordType::A, false, mac),
         )

@@ -1,84 +1,11 @@
 //! Running as a service: the systemd notify protocol through the real binary (the
 //! Prometheus endpoint is tested in tests/metrics.rs).
 
-mod support;
-
-use std::os::unix::net::UnixDatagram;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
+use crate::support::process::*;
+use crate::support::*;
 use hickory_proto::rr::RecordType;
-use support::*;
-
-const BIN: &str = env!("CARGO_BIN_EXE_metaguard");
-
-fn kill(pid: u32, sig: &str) {
-    let ok = Command::new("kill")
-        .args([sig, &pid.to_string()])
-        .status()
-        .expect("kill runs")
-        .success();
-    assert!(ok, "kill {sig} {pid}");
-}
-
-/// Notifications until one contains `want` (or the time runs out), all returned.
-fn recv_until(sock: &UnixDatagram, want: &str, seen: &mut Vec<String>) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut buf = [0u8; 4096];
-    while Instant::now() < deadline {
-        if let Ok(n) = sock.recv(&mut buf) {
-            let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
-            let hit = msg.lines().any(|l| l == want);
-            seen.push(msg);
-            if hit {
-                return true;
-            }
-        }
-    }
-    false
-}
-
-/// Kills the server if the test fails before it stops it.
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// A socket standing in for systemd's NOTIFY_SOCKET, in `dir`.
-fn notify_socket(dir: &std::path::Path) -> (std::path::PathBuf, UnixDatagram) {
-    let path = dir.join("notify.sock");
-    let sock = UnixDatagram::bind(&path).unwrap();
-    sock.set_read_timeout(Some(Duration::from_millis(200)))
-        .unwrap();
-    (path, sock)
-}
-
-/// Start `cmd` (a `metaguard serve` line) as systemd would: NOTIFY_SOCKET in `dir`,
-/// stderr into the file `stderr`. Returns once READY=1 came (asserted, with the log),
-/// with the process (killed on drop) and the notify socket for what follows.
-fn start_until_ready(
-    mut cmd: Command,
-    dir: &std::path::Path,
-    stderr: &std::path::Path,
-) -> (KillOnDrop, UnixDatagram) {
-    let (sock_path, sock) = notify_socket(dir);
-    let child = cmd
-        .env("NOTIFY_SOCKET", &sock_path)
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(stderr).unwrap())
-        .spawn()
-        .unwrap();
-    let child = KillOnDrop(child);
-    let mut seen = Vec::new();
-    let ready = recv_until(&sock, "READY=1", &mut seen);
-    let log = std::fs::read_to_string(stderr).unwrap_or_default();
-    assert!(ready, "no READY=1: {seen:?}\n{log}");
-    (child, sock)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn notifies_systemd_ready_watchdog_reload_and_stopping() {
@@ -206,10 +133,7 @@ async fn starts_without_a_nameserver_and_follows_resolv_conf() {
         .arg(&config)
         .arg("--db")
         .arg(dir.join("m.db"));
-    let (d, e) = (dir.clone(), err.clone());
-    let (_child, sock) = tokio::task::spawn_blocking(move || start_until_ready(cmd, &d, &e))
-        .await
-        .unwrap();
+    let (_child, sock) = ready(cmd, &dir, &err).await;
     let log = std::fs::read_to_string(&err).unwrap();
     assert!(log.contains("lists no usable nameserver"), "{log}");
     let addr = listening_on(&log);
@@ -224,12 +148,7 @@ async fn starts_without_a_nameserver_and_follows_resolv_conf() {
 
     // DHCP writes the router's address: the next look at the file reloads.
     std::fs::write(&resolv, format!("nameserver {ip}\n")).unwrap();
-    let reloaded = tokio::task::spawn_blocking(move || {
-        let mut seen = Vec::new();
-        recv_until(&sock, "RELOADING=1", &mut seen) && recv_until(&sock, "READY=1", &mut seen)
-    })
-    .await
-    .unwrap();
+    let reloaded = reloaded(&sock).await;
     let log = std::fs::read_to_string(&err).unwrap();
     assert!(reloaded, "{log}");
     let line = log.lines().find(|l| l.contains("reloaded:"));
@@ -240,19 +159,6 @@ async fn starts_without_a_nameserver_and_follows_resolv_conf() {
     let m = udp(addr, "www.example.com.", RecordType::A, Q::default()).await;
     assert_eq!(ips(&m), ["192.0.2.1"]);
     assert_eq!(up.hits("www.example.com"), 1);
-}
-
-/// The 127.0.0.1 address the server's log says it listens on.
-fn listening_on(log: &str) -> std::net::SocketAddr {
-    let line = log
-        .lines()
-        .find(|l| l.contains("listening on 127.0.0.1:"))
-        .unwrap_or_else(|| panic!("{log}"));
-    line.split("listening on ")
-        .nth(1)
-        .and_then(|r| r.split(' ').next())
-        .and_then(|a| a.parse().ok())
-        .unwrap_or_else(|| panic!("an address in {line:?}"))
 }
 
 /// A SIGHUP with settings that cannot work keeps the running config: the error is
@@ -276,10 +182,7 @@ async fn a_reload_with_settings_that_cannot_work_keeps_the_running_config() {
         .args(["--listen", "127.0.0.1:0", "--upstream", &up.spec()])
         .arg("--db")
         .arg(dir.join("m.db"));
-    let (d, e) = (dir.clone(), err.clone());
-    let (child, sock) = tokio::task::spawn_blocking(move || start_until_ready(cmd, &d, &e))
-        .await
-        .unwrap();
+    let (child, sock) = ready(cmd, &dir, &err).await;
     let addr = listening_on(&std::fs::read_to_string(&err).unwrap());
     let blocked = |m: &hickory_proto::op::Message| ips(m) == ["0.0.0.0"];
     assert!(blocked(
@@ -308,13 +211,7 @@ async fn a_reload_with_settings_that_cannot_work_keeps_the_running_config() {
         .unwrap();
         let seen_len = std::fs::metadata(&err).unwrap().len() as usize;
         kill(pid, "-HUP");
-        let s = sock.try_clone().unwrap();
-        let reloaded = tokio::task::spawn_blocking(move || {
-            let mut seen = Vec::new();
-            recv_until(&s, "RELOADING=1", &mut seen) && recv_until(&s, "READY=1", &mut seen)
-        })
-        .await
-        .unwrap();
+        let reloaded = reloaded(&sock).await;
         let log = std::fs::read(&err).unwrap();
         // What this reload logged.
         let log = String::from_utf8_lossy(&log[seen_len..]);

@@ -4,18 +4,16 @@
 //! its state paths moved into a temporary directory. IPv6 listeners are skipped, with
 //! a note, on a host without IPv6.
 
-mod support;
-
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::support::*;
 use hickory_proto::op::Message;
 use hickory_proto::rr::RecordType;
 use metaguard::config::Config;
 use socket2::{Domain, Protocol, Socket, Type};
-use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 

@@ -24,7 +24,10 @@ struct Row {
 }
 
 fn rows() -> Vec<Row> {
-    let text = include_str!("data/meta-names.tsv");
+    let text = include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/meta-names.tsv"
+    ));
     text.lines()
         .skip(1)
         .filter(|l| !l.trim().is_empty())

@@ -4,15 +4,13 @@
 //! ask, and blocked names stay blocked with DO set. The in-process upstream here; a real
 //! signed zone (NSD) validated by `delv` through metaguard in tests/dnssec_delv.rs.
 
-mod support;
-
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 
+use crate::support::*;
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::rdata::{A, AAAA, MX, NULL, SRV};
 use hickory_proto::rr::{RData, Record, RecordType};
-use support::*;
 
 /// A query with the DNSSEC bits of our choosing.
 #[derive(Clone, Copy, Default)]
