@@ -115,9 +115,11 @@ mod tests {
 
     #[test]
     fn few_connections_need_no_more_than_their_pipelines() {
-        let mut cfg = ServerConfig::default();
-        cfg.max_tcp_connections = 4;
-        cfg.max_udp_in_flight = 100;
+        let mut cfg = ServerConfig {
+            max_tcp_connections: 4,
+            max_udp_in_flight: 100,
+            ..ServerConfig::default()
+        };
         // 4 connections × 32 pipelined = 128 > 100 in flight: the cap counts.
         assert_eq!(
             files_needed(&cfg, 1, &limits(&cfg)),
