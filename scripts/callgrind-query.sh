@@ -4,16 +4,21 @@
 # hosts list and hit logging to SQLite, sends the 50k-query workload once to warm the cache,
 # zeroes the counters, sends it again at 3000 qps, dumps, and prints instructions / 50,000.
 # Usage: scripts/callgrind-query.sh [BIN] [extra serve args...]   (BIN: target/release/metaguard)
+# MG_CONFIG: the config file serve reads (default /dev/null: the built-in defaults), e.g.
+# one with [export] dnstap to a running fstrm_capture. The shared harness is found beside
+# the main checkout (also from a git worktree) unless BENCH_DIR says where.
 # Everything stays on 127.0.0.1.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
-bench=${BENCH_DIR:-$repo/../shared/bench}
+common=$(git -C "$repo" rev-parse --path-format=absolute --git-common-dir 2>/dev/null || echo "$repo/.git")
+bench=${BENCH_DIR:-$(dirname "$common")/../shared/bench}
 bin=${1:-$repo/target/release/metaguard}
 shift || true
 data=${BENCH_DATA_DIR:-/tmp/dnsbench-data}
 [[ -f $data/queries.txt ]] || "$bench/gen-workload.py" "$data" >/dev/null
 export BENCH_PORT_BASE=${BENCH_PORT_BASE:-5400} BENCH_DATA_DIR=$data
 export BENCH_RUN_DIR=${BENCH_RUN_DIR:-$(mktemp -d /tmp/callgrind-query.XXXXXX)}
+mkdir -p "$BENCH_RUN_DIR"
 # shellcheck source=/dev/null
 source "$bench/peers.sh"
 up_port=$(peer_port upstream)
@@ -28,7 +33,7 @@ cleanup() {
 trap cleanup EXIT
 
 valgrind --tool=callgrind --separate-threads=yes --callgrind-out-file="$BENCH_RUN_DIR/callgrind.out.%p" \
-    "$bin" serve --config /dev/null --listen "127.0.0.1:$port" \
+    "$bin" serve --config "${MG_CONFIG:-/dev/null}" --listen "127.0.0.1:$port" \
     --upstream "127.0.0.1:$up_port" --blocklist "$data/blocklist.hosts" \
     --db "$BENCH_RUN_DIR/metaguard.db" "$@" >"$BENCH_RUN_DIR/server.log" 2>&1 &
 vg=$!

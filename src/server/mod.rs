@@ -54,7 +54,8 @@ pub struct ServerConfig {
     pub allow_clients: Option<Vec<IpNet>>,
     pub rate_limit: RateLimitConfig,
     /// UDP queries being answered at once (one client: an eighth); past it new ones
-    /// are dropped and counted.
+    /// are dropped and counted. TCP queries of one listener are held to it as well
+    /// (past it they wait, like a full pipeline).
     #[serde(deserialize_with = "crate::config::at_least_one")]
     pub max_udp_in_flight: NonZeroUsize,
     /// Open TCP connections, in total and from one client address (the latter is held
@@ -273,14 +274,13 @@ pub async fn start(config: Config) -> Result<Running, ServeError> {
         idle_timeout: server_cfg.tcp_idle_timeout,
         max_queries_per_connection: server_cfg.max_tcp_queries_per_connection,
         pipeline: tcp::TcpLimits::PIPELINE,
+        // TCP has the same in-flight budget per listener as UDP: it bounds the upstream
+        // sockets (and so the open files) TCP queries can hold.
+        max_in_flight: server_cfg.max_udp_in_flight.get(),
         conn_buffer: tcp::TcpLimits::CONN_BUFFER,
         total_buffer: tcp::TcpLimits::TOTAL_BUFFER,
     };
-    rlimit::raise_nofile(rlimit::files_needed(
-        &server_cfg,
-        addrs.len(),
-        limits.pipeline,
-    ));
+    rlimit::raise_nofile(rlimit::files_needed(&server_cfg, addrs.len(), &limits));
     let mut listeners = tokio::task::JoinSet::new();
     for ((udp_sock, tcp_listener), addr) in bound.into_iter().zip(&addrs) {
         tracing::info!("listening on {addr} (udp, tcp)");

@@ -1,7 +1,9 @@
 //! The TCP listener. Connections are capped in total and per client address; at a
 //! cap the longest-idle one is closed to make room ([`super::tcp_slots`]). The queries
 //! of one connection are answered concurrently (up to [`TcpLimits::pipeline`] at a
-//! time, answers in the order they are ready, as RFC 7766 §6.2.1.1 allows). Nothing
+//! time, answers in the order they are ready, as RFC 7766 §6.2.1.1 allows), and those
+//! of all connections up to [`TcpLimits::max_in_flight`], which bounds the upstream
+//! sockets TCP can hold ([`super::rlimit`] counts on it). Nothing
 //! waits without a deadline: a read, a write and a wait for a pipeline slot each get
 //! `tcp_idle_timeout`. Answers waiting to be written are bounded in bytes per
 //! connection and per listener; a connection whose answers are not read is closed.
@@ -33,6 +35,9 @@ pub struct TcpLimits {
     pub max_queries_per_connection: NonZeroUsize,
     /// Queries of one connection answered at the same time.
     pub pipeline: usize,
+    /// Queries of all connections of a listener answered at the same time (each may
+    /// hold an upstream socket; queries of evicted connections still count).
+    pub max_in_flight: usize,
     /// Answer bytes one connection may have waiting to be written (at least one
     /// answer of the largest size, 65,537 bytes with its length).
     pub conn_buffer: usize,
@@ -56,6 +61,7 @@ const DRAIN: Duration = Duration::from_secs(2);
 pub async fn serve(listener: TcpListener, dispatcher: Arc<Dispatcher>, limits: TcpLimits) {
     let slots = Slots::new(limits.max_connections, limits.max_per_client);
     let buffered = Arc::new(Semaphore::new(limits.total_buffer.max(1 << 17)));
+    let in_flight = Arc::new(Semaphore::new(limits.max_in_flight.max(1)));
     loop {
         let (stream, src) = tokio::select! {
             r = listener.accept() => match r {
@@ -86,6 +92,7 @@ pub async fn serve(listener: TcpListener, dispatcher: Arc<Dispatcher>, limits: T
             slot,
             own: Arc::new(Semaphore::new(limits.conn_buffer.max(1 << 17))),
             all: buffered.clone(),
+            in_flight: in_flight.clone(),
         };
         dispatcher.tracker.spawn(conn.run(stream));
     }
@@ -121,6 +128,8 @@ struct Conn {
     own: Arc<Semaphore>,
     /// The listener's answer buffer, in bytes.
     all: Arc<Semaphore>,
+    /// The listener's queries being answered.
+    in_flight: Arc<Semaphore>,
 }
 
 impl Conn {
@@ -174,8 +183,14 @@ impl Conn {
             };
             self.slot.activity.touch();
             // Queries that wait on the upstream end within its deadline, so a slot
-            // comes free in time unless something is stuck.
-            let wait = tokio::time::timeout(limits.idle_timeout, pipeline.clone().acquire_owned());
+            // comes free in time unless something is stuck. The listener's slot is
+            // taken second, in arrival order, so one connection waits for its own
+            // pipeline before it competes with the others.
+            let (pipeline, in_flight) = (pipeline.clone(), self.in_flight.clone());
+            let wait = tokio::time::timeout(limits.idle_timeout, async move {
+                let mine = pipeline.acquire_owned().await?;
+                Ok::<_, tokio::sync::AcquireError>((mine, in_flight.acquire_owned().await?))
+            });
             let permit = tokio::select! {
                 p = wait => match p {
                     Ok(Ok(p)) => p,

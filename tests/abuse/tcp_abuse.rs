@@ -289,3 +289,48 @@ async fn a_udp_flood_from_one_address_does_not_starve_another() {
     flood.await.unwrap();
     srv.stop().await;
 }
+
+/// All TCP connections of a listener share `max_udp_in_flight` slots for the queries
+/// being answered (each may hold an upstream socket: the open-files need counts on it).
+/// With 4 slots, 8 slow queries pipelined on two connections are answered in two waves.
+#[tokio::test]
+async fn tcp_queries_in_flight_are_capped_per_listener() {
+    let up = Upstream::start().await;
+    for i in 0..8 {
+        up.set(
+            &format!("slow{i}.example"),
+            Behaviour::Slow(Duration::from_millis(600)),
+        );
+    }
+    let mut c = config(&up);
+    c.server.max_udp_in_flight = std::num::NonZeroUsize::new(4).unwrap();
+    let srv = serve(c).await;
+    let addr = srv.addrs()[0];
+    let mut conns = [
+        TcpStream::connect(addr).await.unwrap(),
+        TcpStream::connect(addr).await.unwrap(),
+    ];
+    let start = Instant::now();
+    for (k, s) in conns.iter_mut().enumerate() {
+        let mut all = Vec::new();
+        for j in 0..4u16 {
+            let i = k as u16 * 4 + j;
+            let qname = format!("slow{i}.example.");
+            all.extend(framed(&query_bytes(&qname, RecordType::A, q(i))));
+        }
+        s.write_all(&all).await.unwrap();
+    }
+    let mut last = Duration::ZERO;
+    for s in &mut conns {
+        for _ in 0..4 {
+            let m = read_answer(s, Duration::from_secs(5)).await;
+            assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+            last = start.elapsed();
+        }
+    }
+    assert!(
+        last >= Duration::from_millis(1100),
+        "all 8 answered within {last:?}: no more than 4 may have been in flight"
+    );
+    srv.stop().await;
+}
