@@ -63,7 +63,7 @@ pub fn default_allow_clients() -> Vec<IpNet> {
 /// The networks of this host's own interfaces (what dnsmasq's `--local-service`
 /// admits), minus loopback and what `covered` already holds; read from the kernel
 /// (getifaddrs) each time it is called: at start and on each reload.
-pub fn interface_subnets(covered: &[IpNet]) -> Vec<IpNet> {
+pub(crate) fn interface_subnets(covered: &[IpNet]) -> Vec<IpNet> {
     match if_addrs::get_if_addrs() {
         Ok(ifs) => local_subnets(
             ifs.iter().map(|i| match &i.addr {
@@ -140,7 +140,7 @@ impl Access {
         }
     }
 
-    pub fn is_allowed(&self, ip: IpAddr) -> bool {
+    pub(crate) fn is_allowed(&self, ip: IpAddr) -> bool {
         let ip = ip.to_canonical();
         self.allow.iter().any(|n| n.contains(&ip))
     }

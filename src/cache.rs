@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 mod encoded;
 
-pub use encoded::Encoded;
+pub(crate) use encoded::Encoded;
 
 /// `[cache]` in the config.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -20,16 +20,16 @@ pub struct CacheConfig {
     pub size: usize,
     /// Floor for positive TTLs (raises very short TTLs).
     #[serde(with = "humantime_serde")]
-    pub min_ttl: Duration,
+    pub(crate) min_ttl: Duration,
     /// Ceiling for every TTL.
     #[serde(with = "humantime_serde")]
     pub max_ttl: Duration,
     /// Ceiling for negative answers (NXDOMAIN, NODATA) that carry an SOA.
     #[serde(with = "humantime_serde")]
-    pub negative_max_ttl: Duration,
+    pub(crate) negative_max_ttl: Duration,
     /// How long to keep a negative answer that came without an SOA.
     #[serde(with = "humantime_serde")]
-    pub negative_ttl_without_soa: Duration,
+    pub(crate) negative_ttl_without_soa: Duration,
 }
 
 impl Default for CacheConfig {
@@ -63,14 +63,14 @@ pub struct Answer {
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Default)]
 pub struct DnssecBits {
     /// DO, from the client's OPT record.
-    pub dnssec_ok: bool,
+    pub(crate) dnssec_ok: bool,
     /// CD, from the client's header.
-    pub checking_disabled: bool,
+    pub(crate) checking_disabled: bool,
 }
 
 impl Answer {
     /// Names in the answer's CNAME chain (targets of every CNAME record).
-    pub fn cname_targets(&self) -> impl Iterator<Item = &hickory_proto::rr::Name> {
+    pub(crate) fn cname_targets(&self) -> impl Iterator<Item = &hickory_proto::rr::Name> {
         self.answers.iter().filter_map(|r| match &r.data {
             RData::CNAME(c) => Some(&c.0),
             _ => None,
@@ -125,7 +125,7 @@ pub struct Cached {
 
 impl Cached {
     /// The answer as cached (TTLs not counted down).
-    pub fn stored_answer(&self) -> &Answer {
+    pub(crate) fn stored_answer(&self) -> &Answer {
         &self.entry.answer
     }
 
@@ -135,7 +135,7 @@ impl Cached {
     }
 
     /// The answer's CNAME targets as the filter checks them.
-    pub fn cname_keys(&self) -> &[String] {
+    pub(crate) fn cname_keys(&self) -> &[String] {
         &self.entry.cname_keys
     }
 
@@ -145,7 +145,7 @@ impl Cached {
     }
 
     /// A copy of the answer with its TTLs counted down, to serve.
-    pub fn served(&self) -> Served {
+    pub(crate) fn served(&self) -> Served {
         let mut answer = self.entry.answer.clone();
         for r in answer
             .answers
@@ -182,7 +182,7 @@ impl quick_cache::Equivalent<Key> for KeyRef<'_> {
 }
 
 /// A cached answer ready to serve, with TTLs already decremented.
-pub type Served = Answer;
+pub(crate) type Served = Answer;
 
 /// The shared cache. Cheap to clone; every clone sees the same entries.
 #[derive(Clone)]
@@ -201,10 +201,12 @@ impl Cache {
     }
 
     /// The answer for `name` (normalized), `qtype` and `bits`, with TTLs counted down.
-    pub fn get(&self, name: &str, qtype: RecordType, bits: DnssecBits) -> Option<Served> {
+    #[cfg(test)]
+    pub(crate) fn get(&self, name: &str, qtype: RecordType, bits: DnssecBits) -> Option<Served> {
         self.get_at(name, qtype, bits, Instant::now())
     }
 
+    #[cfg(test)]
     fn get_at(
         &self,
         name: &str,
@@ -278,23 +280,19 @@ impl Cache {
 
     /// Give `answer` the TTLs a client sees, fresh from the upstream or cached (see
     /// [`clamp_ttls`]); with the cache off too.
-    pub fn clamp_ttls(&self, answer: &mut Answer) {
+    pub(crate) fn clamp_ttls(&self, answer: &mut Answer) {
         clamp_ttls(answer, &self.cfg);
     }
 
     /// Drop every entry (on reload: the policy may have changed).
-    pub fn clear(&self) {
+    pub(crate) fn clear(&self) {
         if let Some(inner) = &self.inner {
             inner.clear();
         }
     }
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.inner.as_ref().map_or(0, |c| c.len())
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 

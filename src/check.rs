@@ -12,7 +12,7 @@ use crate::lists::ListError;
 
 /// Why `check` could not give verdicts.
 #[derive(Debug, thiserror::Error)]
-pub enum CheckError {
+pub(crate) enum CheckError {
     #[error(transparent)]
     Lists(#[from] ListError),
     #[error(transparent)]
@@ -21,18 +21,18 @@ pub enum CheckError {
 
 /// One line of `check --format json`.
 #[derive(Debug, Serialize, PartialEq, Eq)]
-pub struct CheckLine {
-    pub name: String,
-    pub action: &'static str,
-    pub category: Option<String>,
-    pub rule: Option<String>,
-    pub list: Option<String>,
-    pub line: Option<u32>,
+pub(crate) struct CheckLine {
+    pub(crate) name: String,
+    pub(crate) action: &'static str,
+    pub(crate) category: Option<String>,
+    pub(crate) rule: Option<String>,
+    pub(crate) list: Option<String>,
+    pub(crate) line: Option<u32>,
 }
 
 /// The verdicts for `names`. `client` picks the device's policy: the group of the
 /// `[[devices]]` entry it matches, directly or through its MAC in the lease files.
-pub fn verdicts(
+pub(crate) fn verdicts(
     config: &Config,
     names: &[String],
     client: Option<IpAddr>,

@@ -1,13 +1,13 @@
 //! The command line: clap definitions and the dispatch to each command, whose work is
 //! in `cli/<command>.rs` (text and JSON output through the one renderer, `cli/table.rs`).
 
-pub mod check;
-pub mod config;
-pub mod devices;
+pub(crate) mod check;
+pub(crate) mod config;
+pub(crate) mod devices;
 pub mod lists;
-pub mod log;
-pub mod report;
-pub mod status;
+pub(crate) mod log;
+pub(crate) mod report;
+pub(crate) mod status;
 mod stderr;
 mod table;
 #[cfg(test)]
@@ -31,22 +31,22 @@ pub use stderr::{error_line, init_tracing};
 #[command(name = "metaguard", version, about)]
 pub struct Cli {
     #[command(subcommand)]
-    pub command: Command,
+    pub(crate) command: Command,
 }
 
 /// Flags shared by the commands that load the config.
 #[derive(Debug, Clone, clap::Args)]
-pub struct ConfigArgs {
+pub(crate) struct ConfigArgs {
     /// Config file (default: /etc/metaguard/metaguard.toml when present).
     #[arg(long, value_name = "PATH")]
-    pub config: Option<PathBuf>,
+    pub(crate) config: Option<PathBuf>,
     /// Extra list file (hosts, domains or ABP), category `custom`, action block. Repeatable.
     #[arg(long, value_name = "FILE")]
-    pub blocklist: Vec<PathBuf>,
+    pub(crate) blocklist: Vec<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Run the resolver.
     Serve {
         #[command(flatten)]
@@ -132,47 +132,47 @@ pub enum Command {
 
 /// `metaguard report`.
 #[derive(Debug, Clone, clap::Args)]
-pub struct ReportArgs {
+pub(crate) struct ReportArgs {
     /// ISO week YYYY-Www (default, and without a value: the last complete week).
     #[arg(long, value_name = "YYYY-Www", num_args = 0..=1, default_missing_value = "",
           conflicts_with_all = ["since", "until"])]
-    pub week: Option<String>,
+    pub(crate) week: Option<String>,
     /// First day, YYYY-MM-DD (with --until).
     #[arg(long, value_name = "DATE", requires = "until")]
-    pub since: Option<String>,
+    pub(crate) since: Option<String>,
     /// Last day, YYYY-MM-DD, included (with --since).
     #[arg(long, value_name = "DATE", requires = "since")]
-    pub until: Option<String>,
+    pub(crate) until: Option<String>,
     /// Only this device: name, MAC, key or id.
     #[arg(long, value_name = "D")]
-    pub device: Option<String>,
+    pub(crate) device: Option<String>,
     #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
-    pub format: ReportFormat,
+    pub(crate) format: ReportFormat,
     /// Write the report to FILE (atomically, mode 0640) instead of stdout.
     #[arg(long, value_name = "FILE")]
-    pub out: Option<PathBuf>,
+    pub(crate) out: Option<PathBuf>,
     /// Database to read (repeatable: reports of several routers are merged, devices
     /// joined by MAC, else name). Default: [store] db of the config.
     #[arg(long, value_name = "PATH")]
-    pub db: Vec<PathBuf>,
+    pub(crate) db: Vec<PathBuf>,
     /// Config file (default: /etc/metaguard/metaguard.toml when present).
     #[arg(long, value_name = "PATH")]
-    pub config: Option<PathBuf>,
+    pub(crate) config: Option<PathBuf>,
     /// Also e-mail the report as [report.email] says.
     #[arg(long)]
-    pub email: bool,
+    pub(crate) email: bool,
     /// Deliver the report as configured, as the weekly unit does: write it as HTML to
     /// [report] dir (LABEL.html) and, when [report.email] server is set, e-mail it.
     /// Prints what it delivered instead of the report.
     #[arg(long)]
-    pub deliver: bool,
+    pub(crate) deliver: bool,
     /// Also POST the JSON report to URL.
     #[arg(long, value_name = "URL")]
-    pub webhook: Option<String>,
+    pub(crate) webhook: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ReportFormat {
+pub(crate) enum ReportFormat {
     Text,
     Markdown,
     Html,
@@ -181,7 +181,7 @@ pub enum ReportFormat {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum ConfigCommand {
+pub(crate) enum ConfigCommand {
     /// Print the effective config, or the errors with file:line:column (exit 1).
     Check {
         /// Config file (default: /etc/metaguard/metaguard.toml when present).
@@ -190,20 +190,20 @@ pub enum ConfigCommand {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum DevicesCommand {
+pub(crate) enum DevicesCommand {
     /// Name a device (the server's own names never overwrite it).
     Rename { id: i64, name: String },
 }
 
 /// Where the commands that read the hit log find it.
 #[derive(Debug, Clone, clap::Args)]
-pub struct DbArgs {
+pub(crate) struct DbArgs {
     /// The database (default: [store] db of the config).
     #[arg(long, value_name = "PATH", global = true)]
-    pub db: Option<PathBuf>,
+    pub(crate) db: Option<PathBuf>,
     /// Config file to take [store] db from (default: /etc/metaguard/metaguard.toml when present).
     #[arg(long, value_name = "PATH", global = true)]
-    pub config: Option<PathBuf>,
+    pub(crate) config: Option<PathBuf>,
 }
 
 impl DbArgs {
@@ -216,7 +216,7 @@ impl DbArgs {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum ListsCommand {
+pub(crate) enum ListsCommand {
     /// Fetch the remote lists that are due now (all with --force); exit 1 when a
     /// list is left without a usable copy.
     Update {
@@ -229,7 +229,7 @@ pub enum ListsCommand {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Format {
+pub(crate) enum Format {
     Text,
     Json,
 }

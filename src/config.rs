@@ -23,15 +23,15 @@ use crate::policy::{CategoryActions, GroupsConfig};
 use crate::remote::{RemoteConfig, RemoteListConfig};
 use crate::report::ReportConfig;
 use crate::server::ServerConfig;
-pub use crate::store::StoreConfig;
+pub(crate) use crate::store::StoreConfig;
 use crate::tls::TlsConfig;
 use crate::upstream::{UpstreamConfig, UpstreamSpec};
-pub use check::{Problem, Seg};
+pub(crate) use check::{Problem, Seg};
 pub(crate) use limit::at_least_one;
-pub use name::{DomainName, ListedName, NotADomain};
+pub(crate) use name::{DomainName, ListedName};
 
 /// Where `serve` looks for a config when `--config` is not given.
-pub const DEFAULT_PATH: &str = "/etc/metaguard/metaguard.toml";
+pub(crate) const DEFAULT_PATH: &str = "/etc/metaguard/metaguard.toml";
 
 /// The whole config. Every section has defaults, so an empty file is valid.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -141,7 +141,7 @@ impl Config {
     /// The settings that cannot work (zero limits, unknown categories and groups, an
     /// upstream that is metaguard's own address, ...), for a config from no file;
     /// [`Config::parse`] reports the same at their line and column.
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
         let problems = check::problems(self);
         if problems.is_empty() {
             Ok(())
@@ -161,7 +161,9 @@ impl Config {
 
     /// `--config PATH` when given, else the default path when it exists, else defaults.
     /// Returns the config and the file it came from.
-    pub fn locate(explicit: Option<&Path>) -> Result<(Config, Option<PathBuf>), ConfigError> {
+    pub(crate) fn locate(
+        explicit: Option<&Path>,
+    ) -> Result<(Config, Option<PathBuf>), ConfigError> {
         match explicit {
             Some(p) => Ok((Config::load(p)?, Some(p.to_path_buf()))),
             None if Path::new(DEFAULT_PATH).is_file() => Ok((
@@ -173,7 +175,7 @@ impl Config {
     }
 
     /// Apply command-line flags on top of the file.
-    pub fn apply(&mut self, o: &Overrides) {
+    pub(crate) fn apply(&mut self, o: &Overrides) {
         if !o.listen.is_empty() {
             self.server.listen = o.listen.clone();
         }
@@ -194,11 +196,11 @@ impl Config {
 
 /// Flags of `serve` and `check` that override the config file.
 #[derive(Debug, Clone, Default)]
-pub struct Overrides {
-    pub listen: Vec<SocketAddr>,
-    pub upstream: Vec<UpstreamSpec>,
-    pub blocklist: Vec<PathBuf>,
-    pub db: Option<PathBuf>,
+pub(crate) struct Overrides {
+    pub(crate) listen: Vec<SocketAddr>,
+    pub(crate) upstream: Vec<UpstreamSpec>,
+    pub(crate) blocklist: Vec<PathBuf>,
+    pub(crate) db: Option<PathBuf>,
 }
 
 /// Deserialize a string value through `FromStr`, for `Deserialize` impls of config

@@ -7,7 +7,7 @@ use std::path::Path;
 /// Write `bytes` to `path` through a hidden temporary file in the same directory, fsync
 /// and rename, so readers never see half a file; the file gets exactly `mode` (the
 /// umask does not apply). The directory must exist. On error the temporary is removed.
-pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
@@ -38,7 +38,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()>
 }
 
 /// `text` as a file name: ASCII letters, digits, '.' and '-' kept, anything else '_'.
-pub fn safe_name(text: &str) -> String {
+pub(crate) fn safe_name(text: &str) -> String {
     text.chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || c == '.' || c == '-' {

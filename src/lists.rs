@@ -96,7 +96,7 @@ fn parse_action(s: &str) -> Option<Action> {
 /// The categories `[categories]` and `[groups.*]` may name: each embedded list's (from
 /// the header of its override in `lists_dir` when there is one), `custom`, and those of
 /// the remote `[[lists]]`.
-pub fn known_categories(cfg: &crate::config::Config) -> std::collections::BTreeSet<String> {
+pub(crate) fn known_categories(cfg: &crate::config::Config) -> std::collections::BTreeSet<String> {
     let mut out = std::collections::BTreeSet::from([CUSTOM.to_string()]);
     for (file, text) in EMBEDDED {
         let over = std::fs::read_to_string(cfg.filter.lists_dir.join(file)).ok();
@@ -153,7 +153,7 @@ pub fn sources(cfg: &FilterConfig) -> Result<Vec<ListSource>, ListError> {
 
 /// [`sources`] plus the last good copies of the remote `[[lists]]` (never-fetched
 /// ones skipped): what `serve`, `check` and `lists` build the filter from.
-pub fn all_sources(cfg: &crate::config::Config) -> Result<Vec<ListSource>, ListError> {
+pub(crate) fn all_sources(cfg: &crate::config::Config) -> Result<Vec<ListSource>, ListError> {
     let mut out = sources(&cfg.filter)?;
     out.extend(crate::remote::cached_sources(
         &crate::remote::RemoteSettings::of(cfg),

@@ -6,11 +6,11 @@
 use std::time::{Duration, Instant};
 
 /// How often a recurring event may be logged: once a minute.
-pub const PERIOD: Duration = Duration::from_secs(60);
+pub(crate) const PERIOD: Duration = Duration::from_secs(60);
 
 /// The state of one rate-limited log line.
 #[derive(Debug, Default)]
-pub struct LogEvery {
+pub(crate) struct LogEvery {
     /// When the last line was logged.
     last: Option<Instant>,
     /// Occurrences since that line that were not logged.
@@ -19,7 +19,7 @@ pub struct LogEvery {
 
 /// What [`LogEvery::hit`] decided for one occurrence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     /// Counted; no line now.
     Quiet,
     /// Log a line now. `more` occurrences were counted in the `since` before this one
@@ -28,7 +28,7 @@ pub enum Verdict {
 }
 
 impl LogEvery {
-    pub const fn new() -> LogEvery {
+    pub(crate) const fn new() -> LogEvery {
         LogEvery {
             last: None,
             suppressed: 0,
@@ -36,7 +36,7 @@ impl LogEvery {
     }
 
     /// One occurrence at `now`.
-    pub fn hit(&mut self, now: Instant) -> Verdict {
+    pub(crate) fn hit(&mut self, now: Instant) -> Verdict {
         match self.last {
             Some(last) if now.saturating_duration_since(last) < PERIOD => {
                 self.suppressed += 1;
@@ -55,7 +55,7 @@ impl LogEvery {
 }
 
 /// A duration for a log line, rounded to whole seconds ("1m 5s").
-pub fn round(d: Duration) -> humantime::FormattedDuration {
+pub(crate) fn round(d: Duration) -> humantime::FormattedDuration {
     humantime::format_duration(Duration::from_secs(d.as_secs()))
 }
 

@@ -56,8 +56,8 @@ fn serialize_listen<S: Serializer>(v: &Option<SocketAddr>, s: S) -> Result<S::Ok
 #[derive(Debug, thiserror::Error)]
 #[error("cannot serve metrics on {addr}: {source}")]
 pub struct MetricsError {
-    pub addr: SocketAddr,
-    pub source: std::io::Error,
+    pub(crate) addr: SocketAddr,
+    pub(crate) source: std::io::Error,
 }
 
 /// Counters copied from [`stats::Stats`] at each scrape, in declaration order.
@@ -130,7 +130,7 @@ type Labels = Vec<(String, String)>;
 
 /// The metrics handle the query path records into. Cheap to call whether or not the
 /// endpoint is on.
-pub struct Metrics {
+pub(crate) struct Metrics {
     registry: Registry,
     stats: Vec<(&'static str, Counter)>,
     blocked: Family<Labels, Counter>,
@@ -153,7 +153,7 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    pub fn new() -> Metrics {
+    pub(crate) fn new() -> Metrics {
         let mut registry = Registry::with_prefix("metaguard");
         let mut stats = Vec::new();
         for (name, help) in STAT_COUNTERS {
@@ -192,7 +192,7 @@ impl Metrics {
     }
 
     /// One blocked answer of `category`.
-    pub fn blocked(&self, category: &str) {
+    pub(crate) fn blocked(&self, category: &str) {
         if let Ok(known) = self.blocked_by.read()
             && let Some((_, c)) = known.iter().find(|(k, _)| **k == *category)
         {
@@ -212,17 +212,17 @@ impl Metrics {
     }
 
     /// How long one upstream resolution took.
-    pub fn observe_upstream(&self, d: Duration) {
+    pub(crate) fn observe_upstream(&self, d: Duration) {
         self.upstream.observe(d.as_secs_f64());
     }
 
     /// How long one database batch write took.
-    pub fn observe_db_write(&self, d: Duration) {
+    pub(crate) fn observe_db_write(&self, d: Duration) {
         self.db_write.observe(d.as_secs_f64());
     }
 
     /// The metrics text in `format`, with the server's counters as of `snapshot`.
-    pub fn render(&self, snapshot: &stats::Reading, format: Format) -> String {
+    pub(crate) fn render(&self, snapshot: &stats::Reading, format: Format) -> String {
         for (name, c) in &self.stats {
             c.inner()
                 .store(stat_value(snapshot, name), Ordering::Relaxed);
@@ -240,7 +240,7 @@ impl Metrics {
 
 /// The two exposition formats `/metrics` speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
+pub(crate) enum Format {
     /// `text/plain; version=0.0.4`: what every Prometheus-compatible scraper reads.
     Text004,
     /// `application/openmetrics-text; version=1.0.0`, for scrapers that ask for it.
@@ -250,7 +250,7 @@ pub enum Format {
 impl Format {
     /// OpenMetrics when `accept` (an `Accept` header value) prefers it over plain text;
     /// the classic format otherwise, and when there is no header.
-    pub fn negotiate(accept: Option<&str>) -> Format {
+    pub(crate) fn negotiate(accept: Option<&str>) -> Format {
         let (mut om, mut text) = (0.0f32, 0.0f32);
         for item in accept.unwrap_or("").split(',') {
             let mut parts = item.split(';').map(str::trim);
@@ -272,7 +272,7 @@ impl Format {
         }
     }
 
-    pub fn content_type(self) -> &'static str {
+    pub(crate) fn content_type(self) -> &'static str {
         match self {
             Format::Text004 => "text/plain; version=0.0.4; charset=utf-8",
             Format::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
@@ -326,14 +326,14 @@ fn to_text_004(om: &str) -> String {
 }
 
 /// Bind `addr` for the endpoint (before the server reports ready).
-pub async fn bind(addr: SocketAddr) -> Result<TcpListener, MetricsError> {
+pub(crate) async fn bind(addr: SocketAddr) -> Result<TcpListener, MetricsError> {
     TcpListener::bind(addr)
         .await
         .map_err(|source| MetricsError { addr, source })
 }
 
 /// Serve `GET /metrics` on `listener` until `shutdown`. `snapshot` reads the counters.
-pub async fn serve<F>(
+pub(crate) async fn serve<F>(
     listener: TcpListener,
     metrics: Arc<Metrics>,
     snapshot: F,

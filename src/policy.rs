@@ -18,7 +18,7 @@ pub enum Action {
 }
 
 impl Action {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Action::Log => "log",
             Action::Block => "block",
@@ -34,12 +34,12 @@ impl std::fmt::Display for Action {
 }
 
 /// Index of a category in [`Categories`].
-pub type CategoryId = u16;
+pub(crate) type CategoryId = u16;
 
 /// Category of `--blocklist` files and `filter.block` entries.
-pub const CUSTOM: &str = "custom";
+pub(crate) const CUSTOM: &str = "custom";
 /// Category of `filter.allow` entries.
-pub const ALLOW: &str = "allow";
+pub(crate) const ALLOW: &str = "allow";
 
 /// The interned category names of one filter build.
 #[derive(Debug, Default, Clone)]
@@ -49,7 +49,7 @@ pub struct Categories {
 
 impl Categories {
     /// Id of `name`, adding it when new.
-    pub fn intern(&mut self, name: &str) -> CategoryId {
+    pub(crate) fn intern(&mut self, name: &str) -> CategoryId {
         if let Some(i) = self.names.iter().position(|n| &**n == name) {
             return i as CategoryId;
         }
@@ -57,26 +57,18 @@ impl Categories {
         (self.names.len() - 1) as CategoryId
     }
 
-    pub fn id(&self, name: &str) -> Option<CategoryId> {
+    pub(crate) fn id(&self, name: &str) -> Option<CategoryId> {
         self.names
             .iter()
             .position(|n| &**n == name)
             .map(|i| i as CategoryId)
     }
 
-    pub fn name(&self, id: CategoryId) -> &str {
+    pub(crate) fn name(&self, id: CategoryId) -> &str {
         self.names.get(id as usize).map_or("?", |n| n)
     }
 
-    pub fn len(&self) -> usize {
-        self.names.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.names.is_empty()
-    }
-
-    pub fn iter(&self) -> impl Iterator<Item = (CategoryId, &str)> {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (CategoryId, &str)> {
         self.names
             .iter()
             .enumerate()
@@ -85,10 +77,10 @@ impl Categories {
 }
 
 /// `[categories]`: action per category name, overriding the lists' own defaults.
-pub type CategoryActions = BTreeMap<String, Action>;
+pub(crate) type CategoryActions = BTreeMap<String, Action>;
 
 /// `[groups.NAME]`: action per category for the devices of that group.
-pub type GroupsConfig = BTreeMap<String, CategoryActions>;
+pub(crate) type GroupsConfig = BTreeMap<String, CategoryActions>;
 
 /// Action tables, one per group plus the default, indexed by [`CategoryId`].
 #[derive(Debug, Clone)]

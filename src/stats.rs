@@ -8,7 +8,7 @@ macro_rules! counters {
     ($($name:ident: $doc:literal),* $(,)?) => {
         /// Live counters, one atomic each.
         #[derive(Debug, Default)]
-        pub struct Stats {
+        pub(crate) struct Stats {
             $(#[doc = $doc] pub $name: AtomicU64,)*
         }
 
@@ -20,7 +20,7 @@ macro_rules! counters {
 
         impl Stats {
             /// Every counter's value now.
-            pub fn reading(&self) -> Reading {
+            pub(crate) fn reading(&self) -> Reading {
                 Reading { $($name: self.$name.load(Ordering::Relaxed),)* }
             }
         }
@@ -47,7 +47,7 @@ counters! {
 }
 
 impl Stats {
-    pub fn inc(counter: &AtomicU64) {
+    pub(crate) fn inc(counter: &AtomicU64) {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 }

@@ -20,12 +20,12 @@ pub struct TlsConfig {
     /// PEM file of one or more CA certificates, trusted in addition to the default roots
     /// by every TLS client. Unset: the default roots only.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub ca_file: Option<CaFile>,
+    pub(crate) ca_file: Option<CaFile>,
 }
 
 /// Why a `ca_file` cannot be used.
 #[derive(Debug, thiserror::Error)]
-pub enum TlsError {
+pub(crate) enum TlsError {
     #[error("cannot read ca_file {path}: {source}")]
     Read {
         path: String,
@@ -45,7 +45,7 @@ pub enum TlsError {
 
 /// A CA file and the certificates read from it.
 #[derive(Clone, PartialEq, Eq)]
-pub struct CaFile {
+pub(crate) struct CaFile {
     path: PathBuf,
     certs: Arc<[CertificateDer<'static>]>,
 }
@@ -63,7 +63,7 @@ impl fmt::Debug for CaFile {
 
 impl CaFile {
     /// Read `path` and check that each certificate in it can be a trust anchor.
-    pub fn load(path: &Path) -> Result<CaFile, TlsError> {
+    pub(crate) fn load(path: &Path) -> Result<CaFile, TlsError> {
         let shown = || path.display().to_string();
         let bytes = std::fs::read(path).map_err(|source| TlsError::Read {
             path: shown(),
@@ -92,11 +92,7 @@ impl CaFile {
         })
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    pub fn certs(&self) -> &[CertificateDer<'static>] {
+    pub(crate) fn certs(&self) -> &[CertificateDer<'static>] {
         &self.certs
     }
 }
@@ -125,13 +121,13 @@ impl<'de> Deserialize<'de> for CaFile {
 
 impl TlsConfig {
     /// The certificates of `ca_file`, none when it is unset.
-    pub fn extra_roots(&self) -> &[CertificateDer<'static>] {
+    pub(crate) fn extra_roots(&self) -> &[CertificateDer<'static>] {
         self.ca_file.as_ref().map_or(&[], |c| c.certs())
     }
 
     /// The rustls client config of the DoT and DoH upstreams: the Mozilla roots hickory
     /// uses by default (webpki-roots) plus `ca_file`.
-    pub fn rustls_client(&self) -> rustls::ClientConfig {
+    pub(crate) fn rustls_client(&self) -> rustls::ClientConfig {
         let mut roots = RootCertStore {
             roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
         };
@@ -151,7 +147,7 @@ impl TlsConfig {
     /// The TLS settings of ureq (remote lists, webhook). Without `ca_file` ureq's own
     /// Mozilla roots; with it, ureq takes one list of roots only, so it gets the system's
     /// (`/etc/ssl/certs`, or `SSL_CERT_FILE`) plus `ca_file`.
-    pub fn ureq(&self) -> ureq::tls::TlsConfig {
+    pub(crate) fn ureq(&self) -> ureq::tls::TlsConfig {
         let extra = self.extra_roots();
         if extra.is_empty() {
             return ureq::tls::TlsConfig::default();
@@ -175,7 +171,7 @@ impl TlsConfig {
     }
 
     /// The TLS parameters of SMTP for `domain`: lettre's roots (the system's) plus `ca_file`.
-    pub fn smtp(
+    pub(crate) fn smtp(
         &self,
         domain: &str,
     ) -> Result<lettre::transport::smtp::client::TlsParameters, lettre::transport::smtp::Error>
@@ -193,7 +189,7 @@ impl TlsConfig {
 /// Why a TLS handshake with `addr` as `server_name` fails with `config` (offering
 /// `alpn`), or `None` when it succeeds. A diagnosis for the log: hickory's pool reports a
 /// failed handshake only as "no connections available".
-pub async fn handshake_error(
+pub(crate) async fn handshake_error(
     addr: std::net::SocketAddr,
     server_name: &str,
     alpn: &[u8],

@@ -41,7 +41,7 @@ pub struct UpstreamConfig {
 
 impl UpstreamConfig {
     /// The resolv.conf the upstreams come from: `resolv_conf` when `servers` is empty.
-    pub fn resolv_conf_in_use(&self) -> Option<&Path> {
+    pub(crate) fn resolv_conf_in_use(&self) -> Option<&Path> {
         self.servers
             .is_empty()
             .then_some(self.resolv_conf.as_path())
@@ -100,7 +100,7 @@ pub enum UpstreamSpec {
 }
 
 impl UpstreamSpec {
-    pub fn addr(&self) -> SocketAddr {
+    pub(crate) fn addr(&self) -> SocketAddr {
         match self {
             UpstreamSpec::Plain(a) | UpstreamSpec::Tcp(a) => *a,
             UpstreamSpec::Tls { addr, .. } | UpstreamSpec::Https { addr, .. } => *addr,
@@ -220,7 +220,7 @@ impl<'de> Deserialize<'de> for UpstreamSpec {
 
 /// The nameservers of a resolv.conf, minus any that is one of `own` (never forward to
 /// ourselves).
-pub fn from_resolv_conf(
+pub(crate) fn from_resolv_conf(
     path: &Path,
     own: &[SocketAddr],
 ) -> Result<Vec<UpstreamSpec>, UpstreamError> {
@@ -396,7 +396,7 @@ impl Upstreams {
         });
     }
 
-    pub fn specs(&self) -> impl Iterator<Item = &UpstreamSpec> {
+    pub(crate) fn specs(&self) -> impl Iterator<Item = &UpstreamSpec> {
         self.servers.iter().map(|s| &s.spec)
     }
 

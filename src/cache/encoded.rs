@@ -24,7 +24,7 @@ pub struct Encoded {
 impl Encoded {
     /// Encode `answer` to the question `name` (normalized). `None` when it cannot be
     /// (the full path then serves it).
-    pub fn new(answer: &Answer, name: &str) -> Option<Encoded> {
+    pub(crate) fn new(answer: &Answer, name: &str) -> Option<Encoded> {
         let rcode = u16::from(answer.rcode);
         if rcode > 15 {
             return None;

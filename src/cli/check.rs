@@ -8,7 +8,7 @@ use crate::config::Config;
 use super::table::{Column, Table, json_lines};
 
 /// The verdicts for `names`, rendered.
-pub fn run(
+pub(crate) fn run(
     config: &Config,
     names: &[String],
     client: Option<IpAddr>,

@@ -5,7 +5,7 @@ use std::path::Path;
 use crate::config::Config;
 
 /// Print the effective config (exit code 0), or each error on its own line (1).
-pub fn check(path: Option<&Path>) -> i32 {
+pub(crate) fn check(path: Option<&Path>) -> i32 {
     let result = match path {
         Some(p) => Config::load(p),
         None => Config::locate(None).map(|(c, _)| c),

@@ -8,7 +8,7 @@ use crate::store::read;
 use super::table::{Table, json_lines, utc};
 
 /// `metaguard devices`: every device seen, most recently seen first.
-pub fn devices(db: &Path, now: i64, json: bool) -> Result<String, StoreError> {
+pub(crate) fn devices(db: &Path, now: i64, json: bool) -> Result<String, StoreError> {
     let conn = read::open(db)?;
     let rows = read::devices(&conn, now).map_err(StoreError::sqlite(db))?;
     if json {
@@ -45,7 +45,7 @@ pub fn devices(db: &Path, now: i64, json: bool) -> Result<String, StoreError> {
 }
 
 /// `metaguard devices rename ID NAME`.
-pub fn rename(db: &Path, id: i64, name: &str) -> Result<String, StoreError> {
+pub(crate) fn rename(db: &Path, id: i64, name: &str) -> Result<String, StoreError> {
     read::rename_device(db, id, name)?;
     Ok(format!("device {id} is now {name}\n"))
 }

@@ -15,11 +15,11 @@ use super::table::{Column, Table, json_lines};
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct ListRow {
     pub name: String,
-    pub category: String,
+    pub(crate) category: String,
     pub action: String,
-    pub format: ListFormat,
+    pub(crate) format: ListFormat,
     pub rules: usize,
-    pub bad_lines: usize,
+    pub(crate) bad_lines: usize,
     pub source: String,
     /// Remote: when the copy was fetched; embedded and files: the header's date.
     pub last_update: Option<String>,

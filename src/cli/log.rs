@@ -10,10 +10,10 @@ use crate::store::read::{self, HitFilter, HitRow};
 use super::table::{json_lines, utc};
 
 /// Rows `metaguard log` prints before following or when not following.
-pub const LOG_TAIL: usize = 50;
+pub(crate) const LOG_TAIL: usize = 50;
 
 /// `--since`: a duration back from `now` (`1h`, `2d`), an RFC 3339 time, or a date.
-pub fn parse_since(s: &str, now: i64) -> Result<i64, StoreError> {
+pub(crate) fn parse_since(s: &str, now: i64) -> Result<i64, StoreError> {
     let s = s.trim();
     if let Ok(d) = humantime::parse_duration(s) {
         return Ok(now.saturating_sub(i64::try_from(d.as_secs()).unwrap_or(i64::MAX)));
@@ -31,7 +31,12 @@ pub fn parse_since(s: &str, now: i64) -> Result<i64, StoreError> {
 }
 
 /// `metaguard log`: print the last rows, then with `follow` new ones every half second.
-pub fn run(db: &Path, filter: &HitFilter, follow: bool, json: bool) -> Result<(), StoreError> {
+pub(crate) fn run(
+    db: &Path,
+    filter: &HitFilter,
+    follow: bool,
+    json: bool,
+) -> Result<(), StoreError> {
     if follow {
         self::follow(
             db,
@@ -47,7 +52,11 @@ pub fn run(db: &Path, filter: &HitFilter, follow: bool, json: bool) -> Result<()
 }
 
 /// `metaguard log` once: the text and the id of the last row shown.
-pub fn log(db: &Path, filter: &HitFilter, json: bool) -> Result<(String, Option<i64>), StoreError> {
+pub(crate) fn log(
+    db: &Path,
+    filter: &HitFilter,
+    json: bool,
+) -> Result<(String, Option<i64>), StoreError> {
     let conn = read::open(db)?;
     let rows = read::hits(&conn, filter).map_err(StoreError::sqlite(db))?;
     Ok((render(&rows, json), rows.last().map(|r| r.id)))
@@ -55,7 +64,7 @@ pub fn log(db: &Path, filter: &HitFilter, json: bool) -> Result<(String, Option<
 
 /// `metaguard log --follow`: the last rows, then new ones every `poll`, until writing
 /// to `out` fails (the reader went away).
-pub fn follow(
+pub(crate) fn follow(
     db: &Path,
     filter: &HitFilter,
     json: bool,

@@ -19,7 +19,7 @@ impl From<ReportFormat> for crate::report::Format {
 }
 
 /// Turn `metaguard report` flags into a request (config loaded, defaults applied).
-pub fn request(args: &ReportArgs) -> anyhow::Result<crate::report::ReportRequest> {
+pub(crate) fn request(args: &ReportArgs) -> anyhow::Result<crate::report::ReportRequest> {
     use std::io::IsTerminal;
 
     use crate::report::{ReportRequest, When};
@@ -55,7 +55,7 @@ pub fn request(args: &ReportArgs) -> anyhow::Result<crate::report::ReportRequest
 }
 
 /// `metaguard report`.
-pub fn run(args: &ReportArgs) -> anyhow::Result<i32> {
+pub(crate) fn run(args: &ReportArgs) -> anyhow::Result<i32> {
     print!("{}", crate::report::run(&request(args)?)?);
     Ok(0)
 }

@@ -8,7 +8,7 @@ use crate::store::{StoreError, read, unix_now};
 use super::table::{Table, json_lines, utc};
 
 /// `metaguard status`.
-pub fn status(db: &Path, json: bool) -> Result<String, StoreError> {
+pub(crate) fn status(db: &Path, json: bool) -> Result<String, StoreError> {
     let conn = read::open(db)?;
     let s = read::status(&conn).map_err(StoreError::sqlite(db))?;
     if json {

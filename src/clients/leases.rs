@@ -12,7 +12,7 @@ use super::Mac;
 /// Which program wrote a lease file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum LeaseFormat {
+pub(crate) enum LeaseFormat {
     /// `expiry mac ip hostname clientid`, one lease a line.
     Dnsmasq,
     /// ISC dhcpd's `lease IP { hardware ethernet MAC; client-hostname "name"; }`.
@@ -27,26 +27,26 @@ pub enum LeaseFormat {
 #[serde(deny_unknown_fields)]
 pub struct LeaseFile {
     pub path: PathBuf,
-    pub format: LeaseFormat,
+    pub(crate) format: LeaseFormat,
 }
 
 /// What one lease says: any of a MAC, an address and a name.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Lease {
-    pub mac: Option<Mac>,
-    pub ip: Option<IpAddr>,
-    pub name: Option<String>,
+pub(crate) struct Lease {
+    pub(crate) mac: Option<Mac>,
+    pub(crate) ip: Option<IpAddr>,
+    pub(crate) name: Option<String>,
 }
 
 /// The leases of one file and how many lines were skipped as unreadable.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Parsed {
-    pub leases: Vec<Lease>,
-    pub malformed: usize,
+pub(crate) struct Parsed {
+    pub(crate) leases: Vec<Lease>,
+    pub(crate) malformed: usize,
 }
 
 /// Parse the text of a lease file in `format`.
-pub fn parse(format: LeaseFormat, text: &str) -> Parsed {
+pub(crate) fn parse(format: LeaseFormat, text: &str) -> Parsed {
     match format {
         LeaseFormat::Dnsmasq => parse_dnsmasq(text),
         LeaseFormat::Isc => parse_isc(text),

@@ -38,7 +38,7 @@ impl Mac {
     }
 
     /// An all-zero address is what the kernel shows for an unresolved neighbour.
-    pub fn is_zero(&self) -> bool {
+    pub(crate) fn is_zero(&self) -> bool {
         self.0 == [0; 6]
     }
 }

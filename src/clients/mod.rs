@@ -30,7 +30,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::store::DeviceKey;
 
-pub use leases::{LeaseFile, LeaseFormat};
+pub(crate) use leases::{LeaseFile, LeaseFormat};
 pub use mac::{BadMac, EDNS_MAC_RAW, EDNS_MAC_TEXT, Mac, mac_from_edns};
 
 /// Where the kernel shows the IPv4 neighbour table.
@@ -49,7 +49,7 @@ pub struct ClientsConfig {
     pub neighbours: bool,
     /// How often neighbour tables and lease files are re-read.
     #[serde(with = "humantime_serde")]
-    pub refresh: Duration,
+    pub(crate) refresh: Duration,
 }
 
 impl Default for ClientsConfig {
@@ -153,14 +153,14 @@ pub enum ClientsError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
     /// Stable key of the device: by MAC when its MAC is known, else by address.
-    pub key: DeviceKey,
-    pub mac: Option<Mac>,
+    pub(crate) key: DeviceKey,
+    pub(crate) mac: Option<Mac>,
     /// The query's source address (IPv4-mapped IPv6 made IPv4).
-    pub addr: IpAddr,
+    pub(crate) addr: IpAddr,
     /// From `[[devices]]`, else from the leases.
     pub name: Option<Arc<str>>,
     /// From `[[devices]]`.
-    pub group: Option<Arc<str>>,
+    pub(crate) group: Option<Arc<str>>,
 }
 
 impl Identity {
@@ -175,8 +175,9 @@ impl Identity {
         }
     }
 
-    /// A device known by its MAC, currently at `addr`.
-    pub fn from_mac(mac: Mac, addr: IpAddr) -> Self {
+    /// A device known by its MAC, currently at `addr` (the fixture and tests).
+    #[cfg(any(test, feature = "test-fixtures"))]
+    pub(crate) fn from_mac(mac: Mac, addr: IpAddr) -> Self {
         Identity {
             key: DeviceKey::from_mac(mac),
             mac: Some(mac),
@@ -225,7 +226,7 @@ struct NeighbourSources {
 
 /// Device identity for every query.
 #[derive(Debug)]
-pub struct Clients {
+pub(crate) struct Clients {
     devices: Devices,
     leases: Vec<LeaseFile>,
     neighbours: Option<NeighbourSources>,
@@ -236,7 +237,10 @@ pub struct Clients {
 
 impl Clients {
     /// Tables for `devices`; nothing is read until `refresh_now`.
-    pub fn new(devices: &[DeviceConfig], cfg: &ClientsConfig) -> Result<Clients, ClientsError> {
+    pub(crate) fn new(
+        devices: &[DeviceConfig],
+        cfg: &ClientsConfig,
+    ) -> Result<Clients, ClientsError> {
         let mut t = Devices::default();
         // Which device claimed an entry first, to name both in the error.
         let mut claimed: HashMap<DeviceMatch, usize> = HashMap::new();
@@ -284,7 +288,7 @@ impl Clients {
     }
 
     /// Who sent a query from `src` with `edns`. Table lookups only: no I/O, no await.
-    pub fn identify(&self, src: IpAddr, edns: Option<&Edns>) -> Identity {
+    pub(crate) fn identify(&self, src: IpAddr, edns: Option<&Edns>) -> Identity {
         let addr = src.to_canonical();
         let learnt = self.learnt.load();
         let edns_mac = edns.and_then(mac_from_edns);
@@ -323,7 +327,7 @@ impl Clients {
 
     /// Re-read the neighbour tables and lease files and swap in what they say.
     /// Blocking I/O: call it from `spawn_blocking`.
-    pub fn refresh_now(&self) {
+    pub(crate) fn refresh_now(&self) {
         let mut learnt = Learnt::default();
         let mut malformed = 0;
         for file in &self.leases {
@@ -372,13 +376,14 @@ impl Clients {
     }
 
     /// Lease-file lines skipped as unreadable at the last refresh.
-    pub fn malformed_lease_lines(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn malformed_lease_lines(&self) -> usize {
         self.malformed.load(Ordering::Relaxed)
     }
 
     /// Refresh now and then every `refresh` until `shutdown`, each time on the
     /// blocking pool so the runtime's workers never wait on files or `ip`.
-    pub fn spawn_refresher(
+    pub(crate) fn spawn_refresher(
         self: &Arc<Self>,
         shutdown: CancellationToken,
     ) -> tokio::task::JoinHandle<()> {

@@ -10,7 +10,7 @@ use super::Mac;
 
 /// Address-to-MAC pairs from the text of `/proc/net/arp`. Incomplete entries (flags
 /// 0x0, or an all-zero MAC) are skipped: they name no device.
-pub fn parse_proc_arp(text: &str) -> Vec<(IpAddr, Mac)> {
+pub(crate) fn parse_proc_arp(text: &str) -> Vec<(IpAddr, Mac)> {
     text.lines()
         .skip(1) // the column header
         .filter_map(|line| {
@@ -30,7 +30,7 @@ pub fn parse_proc_arp(text: &str) -> Vec<(IpAddr, Mac)> {
 /// Address-to-MAC pairs from `ip neigh show` output:
 /// `fe80::1 dev eth0 lladdr aa:bb:cc:dd:ee:ff router REACHABLE`. Lines without
 /// `lladdr` (FAILED, INCOMPLETE) are skipped.
-pub fn parse_ip_neigh(text: &str) -> Vec<(IpAddr, Mac)> {
+pub(crate) fn parse_ip_neigh(text: &str) -> Vec<(IpAddr, Mac)> {
     text.lines()
         .filter_map(|line| {
             let mut f = line.split_whitespace();
@@ -45,7 +45,7 @@ pub fn parse_ip_neigh(text: &str) -> Vec<(IpAddr, Mac)> {
 /// Read the IPv4 table at `path`. A missing or unreadable file (no procfs in a
 /// container) is an empty table, logged at debug: identity then falls back to leases
 /// and source addresses.
-pub fn read_arp(path: &Path) -> Vec<(IpAddr, Mac)> {
+pub(crate) fn read_arp(path: &Path) -> Vec<(IpAddr, Mac)> {
     match std::fs::read_to_string(path) {
         Ok(text) => parse_proc_arp(&text),
         Err(e) => {
@@ -56,7 +56,7 @@ pub fn read_arp(path: &Path) -> Vec<(IpAddr, Mac)> {
 }
 
 /// Run `program -6 neigh show` (normally `ip`). Missing iproute2 is an empty table.
-pub fn read_ip6_neigh(program: &Path) -> Vec<(IpAddr, Mac)> {
+pub(crate) fn read_ip6_neigh(program: &Path) -> Vec<(IpAddr, Mac)> {
     match Command::new(program).args(["-6", "neigh", "show"]).output() {
         Ok(out) if out.status.success() => parse_ip_neigh(&String::from_utf8_lossy(&out.stdout)),
         Ok(out) => {

@@ -13,7 +13,7 @@ use super::Config;
 
 /// One step of a setting's path: a table key or an array index.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Seg {
+pub(crate) enum Seg {
     Key(String),
     Index(usize),
 }
@@ -22,10 +22,10 @@ pub enum Seg {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
     /// Where it is: `["upstream", "servers", 0]`.
-    pub path: Vec<Seg>,
-    pub message: String,
+    pub(crate) path: Vec<Seg>,
+    pub(crate) message: String,
     /// The key itself is wrong (an unknown category), not its value.
-    pub at_key: bool,
+    pub(crate) at_key: bool,
 }
 
 impl fmt::Display for Problem {
@@ -110,7 +110,7 @@ impl Checks {
 }
 
 /// Every problem of `c`, in no particular order.
-pub fn problems(c: &Config) -> Vec<Problem> {
+pub(crate) fn problems(c: &Config) -> Vec<Problem> {
     let mut ch = Checks::default();
     server(c, &mut ch);
     limits(c, &mut ch);

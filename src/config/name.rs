@@ -11,10 +11,10 @@ use crate::filter::parse::normalize_domain;
 /// A domain name: lowercase ASCII (IDNA for others), no dot at either end. As
 /// `[server] rebind_allow` entries: the name and its subdomains.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct DomainName(String);
+pub(crate) struct DomainName(String);
 
 impl DomainName {
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         &self.0
     }
 }

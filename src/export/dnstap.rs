@@ -17,65 +17,65 @@ use crate::store::DeviceKey;
 
 /// `message Dnstap` (dnstap.proto).
 #[derive(Clone, PartialEq, prost::Message)]
-pub struct Dnstap {
+pub(crate) struct Dnstap {
     #[prost(bytes = "vec", optional, tag = "1")]
-    pub identity: Option<Vec<u8>>,
+    pub(crate) identity: Option<Vec<u8>>,
     #[prost(bytes = "vec", optional, tag = "2")]
-    pub version: Option<Vec<u8>>,
+    pub(crate) version: Option<Vec<u8>>,
     #[prost(bytes = "vec", optional, tag = "3")]
-    pub extra: Option<Vec<u8>>,
+    pub(crate) extra: Option<Vec<u8>>,
     #[prost(message, optional, tag = "14")]
-    pub message: Option<Message>,
+    pub(crate) message: Option<Message>,
     /// `Dnstap.Type`: 1 = MESSAGE.
     #[prost(int32, required, tag = "15")]
-    pub r#type: i32,
+    pub(crate) r#type: i32,
 }
 
 /// `message Message` (dnstap.proto).
 #[derive(Clone, PartialEq, prost::Message)]
-pub struct Message {
+pub(crate) struct Message {
     /// `Message.Type`: 5 = CLIENT_QUERY, 6 = CLIENT_RESPONSE.
     #[prost(int32, required, tag = "1")]
-    pub r#type: i32,
+    pub(crate) r#type: i32,
     /// `SocketFamily`: 1 = INET, 2 = INET6.
     #[prost(int32, optional, tag = "2")]
-    pub socket_family: Option<i32>,
+    pub(crate) socket_family: Option<i32>,
     /// `SocketProtocol`: 1 = UDP, 2 = TCP.
     #[prost(int32, optional, tag = "3")]
-    pub socket_protocol: Option<i32>,
+    pub(crate) socket_protocol: Option<i32>,
     #[prost(bytes = "vec", optional, tag = "4")]
-    pub query_address: Option<Vec<u8>>,
+    pub(crate) query_address: Option<Vec<u8>>,
     #[prost(bytes = "vec", optional, tag = "5")]
-    pub response_address: Option<Vec<u8>>,
+    pub(crate) response_address: Option<Vec<u8>>,
     #[prost(uint32, optional, tag = "6")]
-    pub query_port: Option<u32>,
+    pub(crate) query_port: Option<u32>,
     #[prost(uint32, optional, tag = "7")]
-    pub response_port: Option<u32>,
+    pub(crate) response_port: Option<u32>,
     #[prost(uint64, optional, tag = "8")]
-    pub query_time_sec: Option<u64>,
+    pub(crate) query_time_sec: Option<u64>,
     #[prost(fixed32, optional, tag = "9")]
-    pub query_time_nsec: Option<u32>,
+    pub(crate) query_time_nsec: Option<u32>,
     #[prost(bytes = "vec", optional, tag = "10")]
-    pub query_message: Option<Vec<u8>>,
+    pub(crate) query_message: Option<Vec<u8>>,
     #[prost(bytes = "vec", optional, tag = "11")]
-    pub query_zone: Option<Vec<u8>>,
+    pub(crate) query_zone: Option<Vec<u8>>,
     #[prost(uint64, optional, tag = "12")]
-    pub response_time_sec: Option<u64>,
+    pub(crate) response_time_sec: Option<u64>,
     #[prost(fixed32, optional, tag = "13")]
-    pub response_time_nsec: Option<u32>,
+    pub(crate) response_time_nsec: Option<u32>,
     #[prost(bytes = "vec", optional, tag = "14")]
-    pub response_message: Option<Vec<u8>>,
+    pub(crate) response_message: Option<Vec<u8>>,
 }
 
-pub const TYPE_MESSAGE: i32 = 1;
-pub const CLIENT_QUERY: i32 = 5;
-pub const CLIENT_RESPONSE: i32 = 6;
+pub(crate) const TYPE_MESSAGE: i32 = 1;
+pub(crate) const CLIENT_QUERY: i32 = 5;
+pub(crate) const CLIENT_RESPONSE: i32 = 6;
 
 /// What every message of one output carries.
-pub struct Stamp<'a> {
-    pub identity: &'a [u8],
-    pub privacy: ClientAddress,
-    pub hash_key: (u64, u64),
+pub(crate) struct Stamp<'a> {
+    pub(crate) identity: &'a [u8],
+    pub(crate) privacy: ClientAddress,
+    pub(crate) hash_key: (u64, u64),
 }
 
 /// A DNS message with the header and the question only: the query as the client asked
@@ -174,7 +174,7 @@ fn extra(e: &Event, stamp: &Stamp<'_>) -> Vec<u8> {
 }
 
 /// The two encoded dnstap messages of `e`: its query and its response.
-pub fn encode(e: &Event, stamp: &Stamp<'_>) -> [Vec<u8>; 2] {
+pub(crate) fn encode(e: &Event, stamp: &Stamp<'_>) -> [Vec<u8>; 2] {
     let since = e.time.duration_since(UNIX_EPOCH).unwrap_or_default();
     let (sec, nsec) = (since.as_secs(), since.subsec_nanos());
     let addr = client_address(e.addr, stamp);

@@ -8,7 +8,7 @@ use std::io;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// The content type of a dnstap stream.
-pub const CONTENT_TYPE: &[u8] = b"protobuf:dnstap.Dnstap";
+pub(crate) const CONTENT_TYPE: &[u8] = b"protobuf:dnstap.Dnstap";
 
 const ACCEPT: u32 = 0x01;
 const START: u32 = 0x02;
@@ -66,7 +66,7 @@ async fn read_control<R: AsyncRead + Unpin>(r: &mut R) -> io::Result<(u32, bool)
 
 /// The writer's side of the handshake: READY, wait for ACCEPT of our content type,
 /// START.
-pub async fn open<S: AsyncRead + AsyncWrite + Unpin>(s: &mut S) -> io::Result<()> {
+pub(crate) async fn open<S: AsyncRead + AsyncWrite + Unpin>(s: &mut S) -> io::Result<()> {
     s.write_all(&control(READY, true)).await?;
     s.flush().await?;
     match read_control(s).await? {
@@ -89,13 +89,13 @@ pub async fn open<S: AsyncRead + AsyncWrite + Unpin>(s: &mut S) -> io::Result<()
 }
 
 /// Append one data frame holding `payload` to `out`.
-pub fn data(out: &mut Vec<u8>, payload: &[u8]) {
+pub(crate) fn data(out: &mut Vec<u8>, payload: &[u8]) {
     out.extend_from_slice(&(payload.len() as u32).to_be_bytes());
     out.extend_from_slice(payload);
 }
 
 /// Close the stream: STOP, then wait for the reader's FINISH.
-pub async fn close<S: AsyncRead + AsyncWrite + Unpin>(s: &mut S) -> io::Result<()> {
+pub(crate) async fn close<S: AsyncRead + AsyncWrite + Unpin>(s: &mut S) -> io::Result<()> {
     s.write_all(&control(STOP, false)).await?;
     s.flush().await?;
     match read_control(s).await? {

@@ -31,7 +31,7 @@ const NAME_MAX: usize = 253;
 
 /// A query name held inline, so an event costs no allocation.
 #[derive(Clone, Copy)]
-pub struct NameBuf {
+pub(crate) struct NameBuf {
     len: u8,
     bytes: [u8; NAME_MAX],
 }
@@ -48,28 +48,28 @@ impl NameBuf {
         }
     }
 
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         std::str::from_utf8(&self.bytes[..self.len as usize]).unwrap_or("")
     }
 }
 
 /// What a rule match adds to an event (hits only).
-pub struct HitInfo {
-    pub category: Box<str>,
-    pub action: Action,
-    pub rule: Option<Box<str>>,
+pub(crate) struct HitInfo {
+    pub(crate) category: Box<str>,
+    pub(crate) action: Action,
+    pub(crate) rule: Option<Box<str>>,
 }
 
 /// The client side of an answered query: who asked and what they were told.
 #[derive(Clone, Copy)]
-pub struct Client<'a> {
-    pub addr: IpAddr,
-    pub device: &'a DeviceKey,
-    pub device_name: Option<&'a Arc<str>>,
+pub(crate) struct Client<'a> {
+    pub(crate) addr: IpAddr,
+    pub(crate) device: &'a DeviceKey,
+    pub(crate) device_name: Option<&'a Arc<str>>,
 }
 
 /// One answered query, as the export task turns it into two dnstap messages.
-pub struct Event {
+pub(crate) struct Event {
     time: SystemTime,
     addr: IpAddr,
     id: u16,
@@ -98,7 +98,7 @@ impl Drop for Sink {
 
 /// The handle the query path emits into. Off (one atomic load per query) when
 /// `[export] dnstap` is not set.
-pub struct Export {
+pub(crate) struct Export {
     sink: ArcSwapOption<Sink>,
     stats: Arc<Stats>,
     /// Drawn once per process: the key of `client_address = "hash"`.
@@ -109,7 +109,7 @@ pub struct Export {
 }
 
 impl Export {
-    pub fn new(stats: Arc<Stats>) -> Export {
+    pub(crate) fn new(stats: Arc<Stats>) -> Export {
         Export {
             sink: ArcSwapOption::empty(),
             stats,
@@ -121,7 +121,7 @@ impl Export {
 
     /// Follow `config`: start the output, replace it when the section changed, or stop
     /// it. `block` tells the RCODE of blocked answers. Must run inside the tokio runtime.
-    pub fn configure(&self, config: &ExportConfig, block: BlockResponse) {
+    pub(crate) fn configure(&self, config: &ExportConfig, block: BlockResponse) {
         let rcode = match block {
             BlockResponse::Null => 0,
             BlockResponse::Nxdomain => 3,
@@ -159,14 +159,21 @@ impl Export {
     }
 
     /// Stop the output and wait (at most `limit`) for the task to write what is queued.
-    pub async fn stop(&self, limit: std::time::Duration) {
+    pub(crate) async fn stop(&self, limit: std::time::Duration) {
         self.sink.store(None);
         self.tasks.close();
         let _ = tokio::time::timeout(limit, self.tasks.wait()).await;
     }
 
     /// A query that matched no rule: exported when `dnstap_messages = "all"`.
-    pub fn query(&self, client: Client<'_>, name: &str, qtype: u16, id: u16, from: AnsweredFrom) {
+    pub(crate) fn query(
+        &self,
+        client: Client<'_>,
+        name: &str,
+        qtype: u16,
+        id: u16,
+        from: AnsweredFrom,
+    ) {
         let guard = self.sink.load();
         let Some(sink) = guard.as_ref() else { return };
         if sink.config.dnstap_messages != Messages::All {
@@ -177,7 +184,7 @@ impl Export {
 
     /// A query a rule matched (always exported while the output is on).
     #[allow(clippy::too_many_arguments)]
-    pub fn hit(
+    pub(crate) fn hit(
         &self,
         client: Client<'_>,
         name: &str,
@@ -228,11 +235,6 @@ impl Export {
             // Both of its frames (query and response) are lost.
             self.stats.dnstap_dropped.fetch_add(2, Ordering::Relaxed);
         }
-    }
-
-    /// Whether the output is on (for tests and `status`).
-    pub fn is_on(&self) -> bool {
-        self.sink.load().is_some()
     }
 }
 

@@ -25,12 +25,12 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 const BATCH: usize = 256;
 
 /// What the task needs to know.
-pub struct Output {
-    pub endpoint: Endpoint,
-    pub identity: String,
-    pub privacy: ClientAddress,
-    pub hash_key: (u64, u64),
-    pub stats: std::sync::Arc<Stats>,
+pub(crate) struct Output {
+    pub(crate) endpoint: Endpoint,
+    pub(crate) identity: String,
+    pub(crate) privacy: ClientAddress,
+    pub(crate) hash_key: (u64, u64),
+    pub(crate) stats: std::sync::Arc<Stats>,
 }
 
 /// A connection to the collector.
@@ -131,7 +131,7 @@ async fn connect(out: &Output, stop: &CancellationToken, quiet: &mut bool) -> Op
 }
 
 /// Run the output until the queue's sender is gone (reload or shutdown).
-pub async fn run(out: Output, mut rx: mpsc::Receiver<Event>, stop: CancellationToken) {
+pub(crate) async fn run(out: Output, mut rx: mpsc::Receiver<Event>, stop: CancellationToken) {
     let identity = if out.identity.is_empty() {
         host_name()
     } else {

@@ -40,16 +40,16 @@ pub struct ListSource {
 #[derive(Debug, Clone, Serialize)]
 pub struct ListStats {
     pub name: String,
-    pub category: String,
-    pub origin: String,
+    pub(crate) category: String,
+    pub(crate) origin: String,
     pub format: ListFormat,
     /// Rules kept.
     pub rules: usize,
     /// Lines that could not be read (counted and skipped).
     pub bad_lines: usize,
-    pub title: Option<String>,
-    pub sources: Option<String>,
-    pub reviewed: Option<String>,
+    pub(crate) title: Option<String>,
+    pub(crate) sources: Option<String>,
+    pub(crate) reviewed: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -63,17 +63,17 @@ struct Entry {
 
 /// The rule behind a verdict.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Match {
-    pub list: u16,
+pub(crate) struct Match {
+    pub(crate) list: u16,
     /// 1-based line in the list.
-    pub line: u32,
-    pub category: CategoryId,
-    pub rule: RuleText,
+    pub(crate) line: u32,
+    pub(crate) category: CategoryId,
+    pub(crate) rule: RuleText,
 }
 
 /// The text of a matched rule, without copying for domain rules.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RuleText {
+pub(crate) enum RuleText {
     /// A domain rule: the suffix of the checked name starting at this byte.
     Suffix { start: usize, subdomains_only: bool },
     /// An Adblock Plus rule, as written in its list.
@@ -84,12 +84,12 @@ pub enum RuleText {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verdict {
     /// `None` when no rule matched.
-    pub action: Option<Action>,
-    pub matched: Option<Match>,
+    pub(crate) action: Option<Action>,
+    pub(crate) matched: Option<Match>,
 }
 
 impl Verdict {
-    pub const NONE: Verdict = Verdict {
+    pub(crate) const NONE: Verdict = Verdict {
         action: None,
         matched: None,
     };
@@ -253,7 +253,7 @@ impl Filter {
         &self.lists
     }
 
-    pub fn list(&self, id: u16) -> Option<&ListStats> {
+    pub(crate) fn list(&self, id: u16) -> Option<&ListStats> {
         self.lists.get(id as usize)
     }
 
@@ -435,7 +435,7 @@ fn count_abp(text: &str) -> (usize, usize) {
 /// A wire name as the filter wants it (lowercase, no trailing dot), without going
 /// through `Display`: host names are copied byte by byte; anything unusual (escapes,
 /// dots or spaces inside a label) takes the slow, exact path.
-pub fn name_key(name: &hickory_proto::rr::Name) -> String {
+pub(crate) fn name_key(name: &hickory_proto::rr::Name) -> String {
     let mut out = String::with_capacity(name.len());
     for label in name.iter() {
         if !out.is_empty() {

@@ -35,7 +35,7 @@ pub struct DomainRule {
     /// Lowercase ASCII (punycode) name without trailing dot.
     pub name: String,
     /// `*.name`: the rule covers subdomains only, not the name itself.
-    pub subdomains_only: bool,
+    pub(crate) subdomains_only: bool,
 }
 
 /// What a single line holds.
@@ -178,7 +178,7 @@ pub fn parse_domain_line(line: &str) -> Line {
 
 /// Lowercase, strip the trailing dot, convert IDN to punycode and check the syntax.
 /// Returns `None` for anything that is not a host name (IPs, URLs, wildcards inside).
-pub fn normalize_domain(raw: &str) -> Option<String> {
+pub(crate) fn normalize_domain(raw: &str) -> Option<String> {
     let raw = raw.trim().trim_end_matches('.');
     if raw.is_empty() || raw.len() > 253 {
         return None;
@@ -204,11 +204,11 @@ pub fn normalize_domain(raw: &str) -> Option<String> {
 /// Header fields of our own blocklist files (`# Key: value` lines at the top).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct ListHeader {
-    pub title: Option<String>,
+    pub(crate) title: Option<String>,
     pub category: Option<String>,
     pub action: Option<String>,
-    pub sources: Option<String>,
-    pub reviewed: Option<String>,
+    pub(crate) sources: Option<String>,
+    pub(crate) reviewed: Option<String>,
 }
 
 /// Read the `# Key: value` header of a list (stops at the first non-comment line).

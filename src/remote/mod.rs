@@ -106,7 +106,7 @@ pub struct RemoteSettings {
 
 impl RemoteSettings {
     /// The sections of `config` remote lists use.
-    pub fn of(config: &Config) -> RemoteSettings {
+    pub(crate) fn of(config: &Config) -> RemoteSettings {
         RemoteSettings {
             remote: config.remote.clone(),
             lists: config.lists.clone(),
@@ -120,12 +120,12 @@ impl RemoteSettings {
 pub struct Sidecar {
     pub url: String,
     pub etag: Option<String>,
-    pub last_modified: Option<String>,
+    pub(crate) last_modified: Option<String>,
     /// When the stored copy was downloaded (RFC 3339).
     pub fetched_at: String,
     /// When the server last confirmed it (200 or 304), RFC 3339.
     #[serde(default)]
-    pub checked_at: Option<String>,
+    pub(crate) checked_at: Option<String>,
     /// Rules in the stored copy.
     pub rules: usize,
 }
@@ -151,7 +151,7 @@ pub enum UpdateResult {
 /// The outcome for one list.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct UpdateOutcome {
-    pub url: String,
+    pub(crate) url: String,
     #[serde(flatten)]
     pub result: UpdateResult,
     /// A usable copy exists after the update (new or kept).
@@ -194,11 +194,11 @@ pub enum UpdateEvent {
 }
 
 /// A progress callback; `Sync` so the update future can run on a tokio task.
-pub type Progress<'a> = &'a (dyn Fn(UpdateEvent) + Send + Sync);
+pub(crate) type Progress<'a> = &'a (dyn Fn(UpdateEvent) + Send + Sync);
 
 /// Errors storing a copy.
 #[derive(Debug, thiserror::Error)]
-pub enum RemoteError {
+pub(crate) enum RemoteError {
     #[error("cannot write {path}: {source}")]
     Write {
         path: PathBuf,
@@ -207,7 +207,7 @@ pub enum RemoteError {
 }
 
 /// File stem of a list's copy: the URL without scheme, made file-safe, plus a hash.
-pub fn file_stem(url: &str) -> String {
+pub(crate) fn file_stem(url: &str) -> String {
     let rest = url.split_once("://").map_or(url, |(_, r)| r);
     let mut s: String = crate::files::safe_name(rest).chars().take(80).collect();
     // FNV-1a, so two URLs that sanitize alike still get two files.
@@ -295,13 +295,13 @@ fn now_rfc3339() -> String {
 }
 
 /// Rules and bad lines of `text`, counted by the filter's own parsers.
-pub fn count(list: &RemoteListConfig, text: &str) -> ListStats {
+pub(crate) fn count(list: &RemoteListConfig, text: &str) -> ListStats {
     let f = Filter::build(vec![source_for(list, text.to_string())]);
     f.lists()[0].clone()
 }
 
 /// Why a download is not good enough to replace `previous` (its rule count).
-pub fn sanity_check(stats: &ListStats, previous: Option<usize>) -> Result<(), String> {
+pub(crate) fn sanity_check(stats: &ListStats, previous: Option<usize>) -> Result<(), String> {
     if stats.bad_lines > stats.rules {
         return Err(format!(
             "mostly unparseable: {} bad lines, {} rules",

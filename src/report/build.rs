@@ -16,13 +16,13 @@ use crate::store::{DeviceKey, DeviceRow, StoreError, read};
 
 /// What to build.
 #[derive(Debug, Clone)]
-pub struct BuildOptions {
-    pub dbs: Vec<PathBuf>,
-    pub period: Period,
+pub(crate) struct BuildOptions {
+    pub(crate) dbs: Vec<PathBuf>,
+    pub(crate) period: Period,
     /// Only this device: name, MAC, key or id (id only with one database).
-    pub device: Option<String>,
-    pub top_domains: usize,
-    pub now: Timestamp,
+    pub(crate) device: Option<String>,
+    pub(crate) top_domains: usize,
+    pub(crate) now: Timestamp,
 }
 
 /// Quarter hours: every time zone offset in use is a multiple of 15 minutes, so a
@@ -332,7 +332,7 @@ fn top(domains: &HashMap<(String, String), i64>, n: usize, only: Option<&str>) -
 }
 
 /// Build the report.
-pub fn build(o: &BuildOptions) -> Result<ReportModel, ReportError> {
+pub(crate) fn build(o: &BuildOptions) -> Result<ReportModel, ReportError> {
     let tz = &o.period.tz;
     let dates = o.period.dates()?;
     let mut accs: BTreeMap<String, Acc> = BTreeMap::new();

@@ -14,11 +14,11 @@ use super::{EmailConfig, ReportError, Security};
 use crate::tls::TlsConfig;
 
 /// How long SMTP and webhook exchanges may take.
-pub const TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Write the HTML report for the period `label` into `dir` (made if missing) as
 /// `LABEL.html`, atomically. Returns the path.
-pub fn write_to_dir(dir: &Path, label: &str, html: &str) -> Result<PathBuf, ReportError> {
+pub(crate) fn write_to_dir(dir: &Path, label: &str, html: &str) -> Result<PathBuf, ReportError> {
     std::fs::create_dir_all(dir).map_err(ReportError::io(dir))?;
     let path = dir.join(format!("{}.html", crate::files::safe_name(label)));
     write_atomic(&path, html.as_bytes())?;
@@ -27,12 +27,12 @@ pub fn write_to_dir(dir: &Path, label: &str, html: &str) -> Result<PathBuf, Repo
 
 /// Write `bytes` to `path` via a temporary file in the same directory and a rename, so
 /// readers never see half a report; the file gets mode 0640.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ReportError> {
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ReportError> {
     crate::files::write_atomic(path, bytes, 0o640).map_err(ReportError::io(path))
 }
 
 /// The e-mail subject for a report.
-pub fn subject(m: &ReportModel) -> String {
+pub(crate) fn subject(m: &ReportModel) -> String {
     if m.empty {
         format!("metaguard report {}: no data", m.period.label)
     } else {
@@ -49,7 +49,7 @@ fn read_password(path: &Path) -> Result<String, ReportError> {
 }
 
 /// Send the report (plain text with an HTML alternative) as `cfg` says.
-pub fn send_email(
+pub(crate) fn send_email(
     cfg: &EmailConfig,
     tls: &TlsConfig,
     subject: &str,
@@ -109,7 +109,7 @@ pub fn send_email(
 }
 
 /// POST `json` to `url` (ntfy, Gotify, Home Assistant, anything taking JSON).
-pub fn post_webhook(url: &str, json: &str, tls: &TlsConfig) -> Result<(), ReportError> {
+pub(crate) fn post_webhook(url: &str, json: &str, tls: &TlsConfig) -> Result<(), ReportError> {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_global(Some(TIMEOUT))
         .tls_config(tls.ureq())

@@ -54,7 +54,7 @@ impl FixtureSpec {
 }
 
 /// (name, category, action) the generator picks from; weights by repetition.
-pub const DOMAINS: &[(&str, &str, Action)] = &[
+pub(crate) const DOMAINS: &[(&str, &str, Action)] = &[
     ("connect.facebook.net", "pixel", Action::Block),
     ("connect.facebook.net", "pixel", Action::Block),
     ("pixel.facebook.com", "pixel", Action::Block),
@@ -73,13 +73,13 @@ pub const DOMAINS: &[(&str, &str, Action)] = &[
 
 /// splitmix64: small, seeded, the same on every platform.
 #[derive(Debug, Clone)]
-pub struct Rng(u64);
+pub(crate) struct Rng(u64);
 
 impl Rng {
-    pub fn new(seed: u64) -> Self {
+    pub(crate) fn new(seed: u64) -> Self {
         Rng(seed)
     }
-    pub fn next_u64(&mut self) -> u64 {
+    pub(crate) fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -87,13 +87,13 @@ impl Rng {
         z ^ (z >> 31)
     }
     /// Uniform in `0..n` (n > 0).
-    pub fn below(&mut self, n: u64) -> u64 {
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
         self.next_u64() % n.max(1)
     }
 }
 
 /// The store's view of fixture device `i`.
-pub fn device_info(spec: &FixtureSpec, i: usize) -> Identity {
+pub(crate) fn device_info(spec: &FixtureSpec, i: usize) -> Identity {
     let addr = IpAddr::V4(Ipv4Addr::new(192, 168, 1, 10 + (i % 240) as u8));
     let d = &spec.devices[i];
     let mut info = match &d.mac {
@@ -150,7 +150,7 @@ pub fn events(spec: &FixtureSpec) -> impl Iterator<Item = HitEvent> + '_ {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Written {
     pub hits: u64,
-    pub queries: u64,
+    pub(crate) queries: u64,
 }
 
 /// Why the fixture could not be written.

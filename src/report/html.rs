@@ -197,7 +197,7 @@ fn heat_map(grid: &[Vec<i64>], label: &str) -> Markup {
 }
 
 /// The whole report as one HTML document.
-pub fn html(m: &ReportModel) -> String {
+pub(crate) fn html(m: &ReportModel) -> String {
     let h = &m.household;
     let title = format!("metaguard report {}", m.period.label);
     let first = m.period.days.first().cloned().unwrap_or_default();

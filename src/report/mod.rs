@@ -2,16 +2,16 @@
 //! into a [`ReportModel`] (`build`), render it as text, Markdown, HTML, JSON or CSV
 //! (`render`, `html`), and deliver it by file, e-mail or webhook (`deliver`).
 
-pub mod build;
-pub mod deliver;
+pub(crate) mod build;
+pub(crate) mod deliver;
 /// Test data, not API: only with the `test-fixtures` feature (tests and benches).
 #[cfg(feature = "test-fixtures")]
 #[doc(hidden)]
 pub mod fixture;
-pub mod html;
-pub mod model;
-pub mod period;
-pub mod render;
+pub(crate) mod html;
+pub(crate) mod model;
+pub(crate) mod period;
+pub(crate) mod render;
 
 use std::path::{Path, PathBuf};
 
@@ -20,7 +20,7 @@ use jiff::tz::TimeZone;
 use serde::{Deserialize, Serialize};
 
 use crate::store::StoreError;
-pub use model::ReportModel;
+pub(crate) use model::ReportModel;
 pub use period::Period;
 
 /// `[report]`: report defaults and delivery settings.
@@ -28,7 +28,7 @@ pub use period::Period;
 #[serde(default, deny_unknown_fields)]
 pub struct ReportConfig {
     /// Domains listed per device.
-    pub top_domains: usize,
+    pub(crate) top_domains: usize,
     /// `metaguard report --deliver` (the weekly unit) writes each report here as HTML,
     /// named for its period (`2026-W47.html`). Empty: no file.
     pub dir: PathBuf,
@@ -193,7 +193,7 @@ pub struct ReportRequest {
 /// The local time zone: `TZ`, else /etc/localtime, else UTC (with a warning). Names
 /// are looked up in the system tz database (/usr/share/zoneinfo, or `TZDIR`); the
 /// binary bundles none.
-pub fn local_tz() -> TimeZone {
+pub(crate) fn local_tz() -> TimeZone {
     match TimeZone::try_system() {
         Ok(tz) => tz,
         Err(e) => {
@@ -207,7 +207,7 @@ pub fn local_tz() -> TimeZone {
 }
 
 /// Resolve the period of a request.
-pub fn period_of(when: &When, tz: &TimeZone, now: Timestamp) -> Result<Period, ReportError> {
+pub(crate) fn period_of(when: &When, tz: &TimeZone, now: Timestamp) -> Result<Period, ReportError> {
     match when {
         When::LastWeek => Period::last_complete_week(now, tz),
         When::Week(w) => Period::parse_week(w, tz),

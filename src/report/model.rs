@@ -4,10 +4,10 @@
 use serde::Serialize;
 
 /// The JSON schema version; bumped on any incompatible change.
-pub const SCHEMA_VERSION: u32 = 1;
+pub(crate) const SCHEMA_VERSION: u32 = 1;
 
 /// Categories blocked by default (the rest are logged).
-pub const BLOCKED_BY_DEFAULT: &[&str] = &[
+pub(crate) const BLOCKED_BY_DEFAULT: &[&str] = &[
     "pixel",
     "audience-network",
     "sdk-telemetry",
@@ -16,14 +16,14 @@ pub const BLOCKED_BY_DEFAULT: &[&str] = &[
 ];
 
 /// The category of Meta AI endpoints.
-pub const META_AI: &str = "meta-ai";
+pub(crate) const META_AI: &str = "meta-ai";
 
 /// Blocked, logged and allowed Meta lookups.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct Counts {
     pub blocked: i64,
     pub logged: i64,
-    pub allowed: i64,
+    pub(crate) allowed: i64,
 }
 
 impl Counts {
@@ -31,14 +31,14 @@ impl Counts {
         self.blocked + self.logged + self.allowed
     }
 
-    pub fn add(&mut self, o: &Counts) {
+    pub(crate) fn add(&mut self, o: &Counts) {
         self.blocked += o.blocked;
         self.logged += o.logged;
         self.allowed += o.allowed;
     }
 
     /// Count `n` lookups of stored action code `action` (0 log, 1 block, 2 allow).
-    pub fn add_action(&mut self, action: i64, n: i64) {
+    pub(crate) fn add_action(&mut self, action: i64, n: i64) {
         match action {
             1 => self.blocked += n,
             2 => self.allowed += n,
@@ -50,9 +50,9 @@ impl Counts {
 /// The whole report.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ReportModel {
-    pub schema_version: u32,
+    pub(crate) schema_version: u32,
     /// When it was made, local RFC 3339.
-    pub generated_at: String,
+    pub(crate) generated_at: String,
     pub period: PeriodInfo,
     /// The databases read.
     pub sources: Vec<String>,
@@ -60,35 +60,35 @@ pub struct ReportModel {
     pub empty: bool,
     pub household: Household,
     /// Household lookups by category.
-    pub categories: Vec<CategoryCount>,
+    pub(crate) categories: Vec<CategoryCount>,
     /// Household lookups per local day.
     pub daily: Vec<DayCount>,
     /// Household lookups by local weekday (0 = Monday) and hour: 7 rows of 24.
-    pub hour_grid: Vec<Vec<i64>>,
+    pub(crate) hour_grid: Vec<Vec<i64>>,
     /// Most Meta lookups first.
     pub devices: Vec<DeviceReport>,
     pub meta_ai: MetaAi,
     /// What DNS cannot see.
-    pub blind_spots: Vec<String>,
+    pub(crate) blind_spots: Vec<String>,
     /// Caveats about this report's data (trimmed raw rows, missing totals).
-    pub notes: Vec<String>,
+    pub(crate) notes: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PeriodInfo {
     /// `2026-W10` or `2026-03-01..2026-03-07`.
-    pub label: String,
+    pub(crate) label: String,
     /// Local midnight starting the first day, RFC 3339.
     pub start: String,
     /// Local midnight after the last day (excluded).
-    pub end: String,
-    pub time_zone: String,
+    pub(crate) end: String,
+    pub(crate) time_zone: String,
     /// 168, or 167/169 across a DST change.
     pub hours: i64,
     /// The local dates, `YYYY-MM-DD`.
     pub days: Vec<String>,
     /// The period compared against.
-    pub previous_label: String,
+    pub(crate) previous_label: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -105,63 +105,63 @@ pub struct Household {
     pub meta_share_pct: Option<f64>,
     pub previous_meta_lookups: i64,
     /// Change against the previous period in percent; null when it had none.
-    pub change_pct: Option<f64>,
+    pub(crate) change_pct: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct CategoryCount {
-    pub category: String,
+    pub(crate) category: String,
     /// `block` or `log`: what the category does unless configured otherwise.
-    pub default_action: String,
+    pub(crate) default_action: String,
     #[serde(flatten)]
-    pub counts: Counts,
-    pub total: i64,
+    pub(crate) counts: Counts,
+    pub(crate) total: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DayCount {
-    pub date: String,
+    pub(crate) date: String,
     #[serde(flatten)]
-    pub counts: Counts,
+    pub(crate) counts: Counts,
     pub total: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DayCategoryCount {
-    pub date: String,
-    pub category: String,
+    pub(crate) date: String,
+    pub(crate) category: String,
     #[serde(flatten)]
     pub counts: Counts,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DomainCount {
-    pub domain: String,
-    pub category: String,
-    pub lookups: i64,
+    pub(crate) domain: String,
+    pub(crate) category: String,
+    pub(crate) lookups: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DeviceReport {
     /// Its name, else its MAC, else its key.
     pub name: String,
-    pub mac: Option<String>,
+    pub(crate) mac: Option<String>,
     /// The store's keys for it (`mac:…` or `ip:…`), one per database it was found in.
-    pub keys: Vec<String>,
-    pub group: Option<String>,
+    pub(crate) keys: Vec<String>,
+    pub(crate) group: Option<String>,
     pub meta_lookups: i64,
     #[serde(flatten)]
     pub counts: Counts,
-    pub all_lookups: i64,
-    pub meta_share_pct: Option<f64>,
+    pub(crate) all_lookups: i64,
+    pub(crate) meta_share_pct: Option<f64>,
     pub previous_meta_lookups: i64,
-    pub change_pct: Option<f64>,
+    pub(crate) change_pct: Option<f64>,
     /// When the store first and last saw the device at all, RFC 3339.
-    pub first_seen: Option<String>,
-    pub last_seen: Option<String>,
+    pub(crate) first_seen: Option<String>,
+    pub(crate) last_seen: Option<String>,
     /// Its first and last Meta lookup in the period.
-    pub first_hit: Option<String>,
-    pub last_hit: Option<String>,
+    pub(crate) first_hit: Option<String>,
+    pub(crate) last_hit: Option<String>,
     pub categories: Vec<CategoryCount>,
     pub top_domains: Vec<DomainCount>,
     /// Per local day and category (only combinations with lookups).
@@ -174,23 +174,23 @@ pub struct DeviceReport {
 pub struct MetaAi {
     pub note: String,
     pub lookups: i64,
-    pub devices: Vec<MetaAiDevice>,
+    pub(crate) devices: Vec<MetaAiDevice>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct MetaAiDevice {
-    pub device: String,
-    pub lookups: i64,
-    pub domains: Vec<DomainCount>,
+pub(crate) struct MetaAiDevice {
+    pub(crate) device: String,
+    pub(crate) lookups: i64,
+    pub(crate) domains: Vec<DomainCount>,
 }
 
 /// Percentage change from `prev` to `cur`; None when `prev` is 0.
-pub fn change_pct(cur: i64, prev: i64) -> Option<f64> {
+pub(crate) fn change_pct(cur: i64, prev: i64) -> Option<f64> {
     (prev > 0).then(|| round1((cur - prev) as f64 * 100.0 / prev as f64))
 }
 
 /// `part` as a percentage of `whole`; None when `whole` is 0.
-pub fn share_pct(part: i64, whole: i64) -> Option<f64> {
+pub(crate) fn share_pct(part: i64, whole: i64) -> Option<f64> {
     (whole > 0).then(|| round1(part as f64 * 100.0 / whole as f64))
 }
 
@@ -199,7 +199,7 @@ fn round1(x: f64) -> f64 {
 }
 
 /// `block` for the categories blocked by default, else `log`.
-pub fn default_action(category: &str) -> &'static str {
+pub(crate) fn default_action(category: &str) -> &'static str {
     if BLOCKED_BY_DEFAULT.contains(&category) {
         "block"
     } else {
@@ -207,9 +207,9 @@ pub fn default_action(category: &str) -> &'static str {
     }
 }
 
-pub const META_AI_NOTE: &str = "Since 16 December 2025 Meta uses people's conversations with Meta AI to personalise the ads and content they see. Devices below looked up Meta AI endpoints.";
+pub(crate) const META_AI_NOTE: &str = "Since 16 December 2025 Meta uses people's conversations with Meta AI to personalise the ads and content they see. Devices below looked up Meta AI endpoints.";
 
-pub const BLIND_SPOTS: &[&str] = &[
+pub(crate) const BLIND_SPOTS: &[&str] = &[
     "The Conversions API sends events from a website's or shop's server straight to Meta, server to server: no lookup from your network, so DNS never sees it.",
     "Tracking inside Meta's own apps and pages (Facebook, Instagram, WhatsApp, Messenger, Threads) uses the same first-party hosts as the app itself; DNS can log those lookups but cannot tell tracking from use, and blocking them breaks the app.",
     "Devices using their own encrypted DNS (DoH/DoT in a browser or app) or a VPN bypass this resolver and are not counted.",

@@ -10,10 +10,10 @@ use super::ReportError;
 /// Local days `first ..= first + days - 1` in `tz`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Period {
-    pub first: Date,
+    pub(crate) first: Date,
     /// Number of days (7 for a week).
-    pub days: i64,
-    pub tz: TimeZone,
+    pub(crate) days: i64,
+    pub(crate) tz: TimeZone,
     /// `2026-W10`, or `2026-03-01..2026-03-07`.
     pub label: String,
 }
@@ -24,7 +24,7 @@ fn add_days(d: Date, n: i64) -> Result<Date, ReportError> {
 
 impl Period {
     /// The ISO week `year`-W`week`.
-    pub fn iso_week(year: i16, week: i8, tz: &TimeZone) -> Result<Period, ReportError> {
+    pub(crate) fn iso_week(year: i16, week: i8, tz: &TimeZone) -> Result<Period, ReportError> {
         let first = ISOWeekDate::new(year, week, Weekday::Monday)
             .map_err(|_| ReportError::BadWeek(format!("{year}-W{week:02}")))?
             .date();
@@ -61,7 +61,11 @@ impl Period {
     }
 
     /// Dates `since ..= until`, `YYYY-MM-DD`.
-    pub fn parse_range(since: &str, until: &str, tz: &TimeZone) -> Result<Period, ReportError> {
+    pub(crate) fn parse_range(
+        since: &str,
+        until: &str,
+        tz: &TimeZone,
+    ) -> Result<Period, ReportError> {
         let parse = |s: &str| -> Result<Date, ReportError> {
             s.trim()
                 .parse::<Date>()
@@ -101,12 +105,12 @@ impl Period {
     }
 
     /// The local day `i` (0-based).
-    pub fn day(&self, i: i64) -> Result<Date, ReportError> {
+    pub(crate) fn day(&self, i: i64) -> Result<Date, ReportError> {
         add_days(self.first, i)
     }
 
     /// The local days, first to last.
-    pub fn dates(&self) -> Result<Vec<Date>, ReportError> {
+    pub(crate) fn dates(&self) -> Result<Vec<Date>, ReportError> {
         (0..self.days).map(|i| self.day(i)).collect()
     }
 
@@ -129,12 +133,12 @@ impl Period {
     }
 
     /// Length in hours (167 or 169 for a week with a DST change).
-    pub fn hours(&self) -> Result<i64, ReportError> {
+    pub(crate) fn hours(&self) -> Result<i64, ReportError> {
         Ok((self.end()? - self.start()?) / 3600)
     }
 
     /// The time zone's name, or its offset when it has none.
-    pub fn tz_name(&self) -> String {
+    pub(crate) fn tz_name(&self) -> String {
         self.tz.iana_name().map(str::to_string).unwrap_or_else(|| {
             self.tz
                 .to_offset(Timestamp::from_second(self.start().unwrap_or(0)).unwrap_or_default())
@@ -144,7 +148,7 @@ impl Period {
 }
 
 /// `ts` as local RFC 3339 (`2026-03-02T08:15:00+01:00`).
-pub fn rfc3339(ts: i64, tz: &TimeZone) -> String {
+pub(crate) fn rfc3339(ts: i64, tz: &TimeZone) -> String {
     match Timestamp::from_second(ts) {
         Ok(t) => t
             .to_zoned_datetime(tz.clone())

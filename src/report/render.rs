@@ -10,14 +10,14 @@ const WEEKDAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
 
 /// A database string made safe for a terminal: control characters (escape sequences)
 /// become `?`.
-pub fn plain(s: &str) -> String {
+pub(crate) fn plain(s: &str) -> String {
     s.chars()
         .map(|c| if c.is_control() { '?' } else { c })
         .collect()
 }
 
 /// A database string made inert in Markdown (and in HTML that Markdown passes through).
-pub fn md(s: &str) -> String {
+pub(crate) fn md(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in plain(s).chars() {
         match c {
@@ -36,7 +36,7 @@ pub fn md(s: &str) -> String {
 
 /// A CSV cell a spreadsheet will not run as a formula: `'` before a leading `=`, `+`,
 /// `-`, `@`, tab or carriage return.
-pub fn csv_cell(s: &str) -> String {
+pub(crate) fn csv_cell(s: &str) -> String {
     match s.chars().next() {
         Some('=' | '+' | '-' | '@' | '\t' | '\r') => format!("'{s}"),
         _ => s.to_string(),
@@ -44,7 +44,7 @@ pub fn csv_cell(s: &str) -> String {
 }
 
 /// `+12.5%`, `-3.0%`, or `new` when there was nothing before.
-pub fn change(c: Option<f64>, cur: i64) -> String {
+pub(crate) fn change(c: Option<f64>, cur: i64) -> String {
     match c {
         Some(p) => format!("{p:+.1}%"),
         None if cur > 0 => "new".into(),
@@ -152,7 +152,7 @@ fn empty_line(m: &ReportModel) -> String {
 }
 
 /// The terminal report: aligned columns, colour only when `color`.
-pub fn text(m: &ReportModel, color: bool) -> String {
+pub(crate) fn text(m: &ReportModel, color: bool) -> String {
     let st = Style { on: color };
     let mut o = String::new();
     let h = &m.household;
@@ -311,7 +311,7 @@ pub fn text(m: &ReportModel, color: bool) -> String {
 }
 
 /// The report as Markdown (GitHub flavoured tables).
-pub fn markdown(m: &ReportModel) -> String {
+pub(crate) fn markdown(m: &ReportModel) -> String {
     let mut o = String::new();
     let h = &m.household;
     let _ = writeln!(o, "# metaguard report {}\n", md(&m.period.label));
@@ -429,7 +429,7 @@ pub fn markdown(m: &ReportModel) -> String {
 }
 
 /// The model as pretty JSON (schema in docs/report-schema.md).
-pub fn json(m: &ReportModel) -> Result<String, ReportError> {
+pub(crate) fn json(m: &ReportModel) -> Result<String, ReportError> {
     let mut s = serde_json::to_string_pretty(m)?;
     s.push('\n');
     Ok(s)
@@ -437,7 +437,7 @@ pub fn json(m: &ReportModel) -> Result<String, ReportError> {
 
 /// One row per device × category × day of the period (zero days included, for pivot
 /// tables), for the categories the device used.
-pub fn csv(m: &ReportModel) -> Result<String, ReportError> {
+pub(crate) fn csv(m: &ReportModel) -> Result<String, ReportError> {
     let err = |e: csv::Error| ReportError::Csv(e.to_string());
     let mut w = csv::Writer::from_writer(Vec::new());
     w.write_record([

@@ -15,22 +15,22 @@ use crate::server::response::is_local_qtype;
 
 /// The question of a query, as the decision reads it.
 #[derive(Debug, Clone, Copy)]
-pub struct Question<'a> {
+pub(crate) struct Question<'a> {
     /// Normalized: lowercase, no trailing dot ([`name_key`]).
-    pub name: &'a str,
-    pub qtype: RecordType,
-    pub class: DNSClass,
+    pub(crate) name: &'a str,
+    pub(crate) qtype: RecordType,
+    pub(crate) class: DNSClass,
     /// DO and CD: part of the cache key.
-    pub bits: DnssecBits,
+    pub(crate) bits: DnssecBits,
 }
 
 /// What a query matched, for the hit log.
 #[derive(Debug)]
-pub struct Hit {
-    pub verdict: Verdict,
+pub(crate) struct Hit {
+    pub(crate) verdict: Verdict,
     /// The name the rule matched: the query name, or a CNAME target.
-    pub matched: String,
-    pub from_cname: bool,
+    pub(crate) matched: String,
+    pub(crate) from_cname: bool,
 }
 
 impl Hit {
@@ -46,7 +46,7 @@ impl Hit {
 
 /// What to do with a query.
 #[derive(Debug)]
-pub enum Decision {
+pub(crate) enum Decision {
     /// Answered here, never forwarded. `hit` is a `log` rule on the name.
     Local { answer: Local, hit: Option<Hit> },
     /// A `block` rule matched the name.
@@ -59,7 +59,7 @@ pub enum Decision {
 
 /// The answers given without the upstream or the cache.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Local {
+pub(crate) enum Local {
     /// A class other than IN (CHAOS `version.bind` and friends): REFUSED, and nothing
     /// about ourselves. Read before the device: not logged as its query.
     OtherClass,
@@ -71,7 +71,7 @@ pub enum Local {
 
 /// What the check of an answer found.
 #[derive(Debug)]
-pub enum Check {
+pub(crate) enum Check {
     /// Serve it; `hit` is a `log` rule on the name or, when the name matched nothing,
     /// on a name in its CNAME chain.
     Pass(Option<Hit>),
@@ -82,7 +82,12 @@ pub enum Check {
 }
 
 /// Decide what to do with `q` from `device`. The stages, in this order:
-pub fn decide(snap: &Snapshot, cache: &Cache, q: &Question<'_>, device: &Identity) -> Decision {
+pub(crate) fn decide(
+    snap: &Snapshot,
+    cache: &Cache,
+    q: &Question<'_>,
+    device: &Identity,
+) -> Decision {
     // 1. Class: only IN is served. First, since nothing below means anything for CHAOS.
     if q.class != DNSClass::IN {
         return Decision::Local {
@@ -129,7 +134,7 @@ pub fn decide(snap: &Snapshot, cache: &Cache, q: &Question<'_>, device: &Identit
 
 /// Check `answer` to `q`, given the `verdict` on its name. `cname_keys` are its CNAME
 /// targets as the filter reads them when already known (cached), else read from it.
-pub fn check_answer(
+pub(crate) fn check_answer(
     snap: &Snapshot,
     q: &Question<'_>,
     device: &Identity,

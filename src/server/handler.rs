@@ -27,7 +27,7 @@ use crate::stats::Stats;
 use crate::store::{AnsweredFrom, HitEvent, Logger, QueryEvent, unix_now};
 
 /// The query handler. Everything it reads per query is in the current [`Snapshot`].
-pub struct Handler {
+pub(crate) struct Handler {
     pub(super) state: Arc<ArcSwap<Snapshot>>,
     pub(super) cache: Cache,
     pub(super) stats: Arc<Stats>,
@@ -38,7 +38,7 @@ pub struct Handler {
 
 impl Handler {
     /// Answer one parsed query, and log it.
-    pub async fn resolve(&self, snap: &Snapshot, req: &Request) -> Reply {
+    pub(crate) async fn resolve(&self, snap: &Snapshot, req: &Request) -> Reply {
         Stats::inc(&self.stats.queries);
         // The message itself first: the inline path's parser takes only plain queries.
         if req.metadata.op_code != OpCode::Query {
@@ -222,7 +222,7 @@ impl Handler {
     /// neither the upstream nor hickory: blocked, or a cache hit that passes its check.
     /// Counted and logged exactly as [`Handler::resolve`] would; `false` leaves the
     /// query untouched (nothing counted) for the full path.
-    pub fn inline(
+    pub(crate) fn inline(
         &self,
         snap: &Snapshot,
         wq: &wire::Query<'_>,

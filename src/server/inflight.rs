@@ -12,13 +12,13 @@ use std::sync::atomic::{AtomicU32, Ordering};
 const BUCKETS: usize = 1024;
 
 /// Queries in flight per bucket of client addresses.
-pub struct PerClient {
+pub(crate) struct PerClient {
     cap: u32,
     counts: Box<[AtomicU32]>,
 }
 
 /// One query's place in its client's share; given back on drop.
-pub struct Share {
+pub(crate) struct Share {
     table: Arc<PerClient>,
     bucket: usize,
 }
@@ -31,7 +31,7 @@ impl Drop for Share {
 
 impl PerClient {
     /// A table where one client holds at most `cap` slots.
-    pub fn new(cap: NonZeroUsize) -> Arc<PerClient> {
+    pub(crate) fn new(cap: NonZeroUsize) -> Arc<PerClient> {
         Arc::new(PerClient {
             cap: u32::try_from(cap.get()).unwrap_or(u32::MAX),
             counts: (0..BUCKETS).map(|_| AtomicU32::new(0)).collect(),
@@ -41,7 +41,7 @@ impl PerClient {
     /// One client's share of `total` slots: an eighth, at least 16 (a dnsmasq in
     /// front forwards at most 150 at once by default, which an eighth of the default
     /// 2048 covers), never more than the total.
-    pub fn share_of(total: NonZeroUsize) -> NonZeroUsize {
+    pub(crate) fn share_of(total: NonZeroUsize) -> NonZeroUsize {
         const FLOOR: NonZeroUsize = NonZeroUsize::new(16).unwrap();
         NonZeroUsize::new(total.get() / 8)
             .map_or(FLOOR, |eighth| eighth.max(FLOOR))
@@ -49,7 +49,7 @@ impl PerClient {
     }
 
     /// A slot for a query from `ip`, `None` when that client holds its whole share.
-    pub fn try_take(self: &Arc<Self>, ip: IpAddr) -> Option<Share> {
+    pub(crate) fn try_take(self: &Arc<Self>, ip: IpAddr) -> Option<Share> {
         let bucket = bucket(ip);
         let counter = &self.counts[bucket];
         if counter.fetch_add(1, Ordering::Relaxed) >= self.cap {

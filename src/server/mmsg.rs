@@ -9,14 +9,14 @@ use std::net::SocketAddr;
 use tokio::net::UdpSocket;
 
 /// Datagrams moved per system call at most.
-pub const BATCH: usize = 32;
+pub(crate) const BATCH: usize = 32;
 
 /// Bytes read per query. DNS queries are a few hundred bytes at most; a longer datagram
 /// is cut and then dropped as malformed.
 const SLOT: usize = 4096;
 
 /// Queries received by one call.
-pub struct Inbox {
+pub(crate) struct Inbox {
     bufs: Box<[u8]>,
     lens: [usize; BATCH],
     from: [Option<SocketAddr>; BATCH],
@@ -43,13 +43,13 @@ impl Default for Inbox {
 
 impl Inbox {
     /// How many datagrams the last [`recv`] got.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.n
     }
 
     /// Datagram `i` and its sender; `None` when it was cut short or its sender is not
     /// an IP address.
-    pub fn get(&self, i: usize) -> Option<(&[u8], SocketAddr)> {
+    pub(crate) fn get(&self, i: usize) -> Option<(&[u8], SocketAddr)> {
         if i >= self.n || self.lens[i] > SLOT {
             return None;
         }
@@ -59,7 +59,7 @@ impl Inbox {
 }
 
 /// Answers to send with one call.
-pub struct Outbox {
+pub(crate) struct Outbox {
     bufs: Vec<Vec<u8>>,
     /// Where each queued answer goes (entries from `n` on are stale).
     to: [SocketAddr; BATCH],
@@ -82,17 +82,17 @@ impl Default for Outbox {
 
 impl Outbox {
     /// The buffer for the next answer (write it, then [`Outbox::push`]).
-    pub fn next(&mut self) -> &mut Vec<u8> {
+    pub(crate) fn next(&mut self) -> &mut Vec<u8> {
         &mut self.bufs[self.n]
     }
 
     /// Queue the answer written into [`Outbox::next`] for `to`.
-    pub fn push(&mut self, to: SocketAddr) {
+    pub(crate) fn push(&mut self, to: SocketAddr) {
         self.to[self.n] = to;
         self.n += 1;
     }
 
-    pub fn is_full(&self) -> bool {
+    pub(crate) fn is_full(&self) -> bool {
         self.n == BATCH
     }
 
@@ -106,7 +106,7 @@ impl Outbox {
 
     /// Send every queued answer and empty the box. An answer the socket cannot take now
     /// is handed back to `later` (to be sent by a task); one that fails is logged.
-    pub fn flush(&mut self, socket: &UdpSocket, mut later: impl FnMut(&[u8], SocketAddr)) {
+    pub(crate) fn flush(&mut self, socket: &UdpSocket, mut later: impl FnMut(&[u8], SocketAddr)) {
         let mut sent = 0;
         while sent < self.n {
             match send(socket, self, sent) {
@@ -141,7 +141,7 @@ mod sys {
     use super::{BATCH, Inbox, Outbox, SLOT};
 
     /// `mmsghdr`s, their `iovec`s and address buffers, wired together once.
-    pub struct Headers {
+    pub(crate) struct Headers {
         names: Box<[libc::sockaddr_storage; BATCH]>,
         iovs: Box<[libc::iovec; BATCH]>,
         hdrs: Box<[libc::mmsghdr; BATCH]>,
@@ -154,7 +154,7 @@ mod sys {
 
     impl Headers {
         /// Headers whose iovecs point at `bufs` (one SLOT each) when given.
-        pub fn new(bufs: Option<&mut [u8]>) -> Headers {
+        pub(crate) fn new(bufs: Option<&mut [u8]>) -> Headers {
             // SAFETY: all-zero is a valid value of these plain C structs.
             let mut h = unsafe {
                 Headers {
@@ -180,7 +180,7 @@ mod sys {
     }
 
     /// Receive up to [`BATCH`] datagrams; `WouldBlock` when there are none.
-    pub fn recv(socket: &UdpSocket, inbox: &mut Inbox) -> io::Result<usize> {
+    pub(crate) fn recv(socket: &UdpSocket, inbox: &mut Inbox) -> io::Result<usize> {
         inbox.n = 0;
         let fd = socket.as_raw_fd();
         let h = &mut inbox.headers;
@@ -216,7 +216,7 @@ mod sys {
     }
 
     /// Send the queued answers from `first` on with one call; how many went.
-    pub fn send(socket: &UdpSocket, outbox: &mut Outbox, first: usize) -> io::Result<usize> {
+    pub(crate) fn send(socket: &UdpSocket, outbox: &mut Outbox, first: usize) -> io::Result<usize> {
         let fd = socket.as_raw_fd();
         let h = &mut outbox.headers;
         let m = outbox.n - first;
@@ -299,7 +299,7 @@ mod sys {
     use super::{Inbox, Outbox, SLOT};
 
     /// Receive one datagram; `WouldBlock` when there is none.
-    pub fn recv(socket: &UdpSocket, inbox: &mut Inbox) -> io::Result<usize> {
+    pub(crate) fn recv(socket: &UdpSocket, inbox: &mut Inbox) -> io::Result<usize> {
         inbox.n = 0;
         let (len, from) = socket.try_recv_from(&mut inbox.bufs[..SLOT])?;
         inbox.lens[0] = len;
@@ -309,11 +309,11 @@ mod sys {
     }
 
     /// Send the answer at `first`.
-    pub fn send(socket: &UdpSocket, outbox: &mut Outbox, first: usize) -> io::Result<usize> {
+    pub(crate) fn send(socket: &UdpSocket, outbox: &mut Outbox, first: usize) -> io::Result<usize> {
         socket.try_send_to(&outbox.bufs[first], outbox.to[first])?;
         Ok(1)
     }
 }
 
-pub use sys::recv;
+pub(crate) use sys::recv;
 use sys::send;

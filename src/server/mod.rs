@@ -9,7 +9,7 @@ mod handler;
 mod inflight;
 mod mmsg;
 mod refused;
-pub mod response;
+pub(crate) mod response;
 mod rlimit;
 mod snapshot;
 mod sockets;
@@ -27,8 +27,8 @@ use std::time::{Duration, Instant};
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
-pub use handler::Handler;
-pub use snapshot::Snapshot;
+pub(crate) use handler::Handler;
+pub(crate) use snapshot::Snapshot;
 pub(crate) use snapshot::compile;
 
 use dispatch::Dispatcher;
@@ -37,7 +37,7 @@ use crate::access::RateLimitConfig;
 use crate::clients::ClientsError;
 use crate::config::{Config, ConfigError, DomainName};
 use crate::lists::ListError;
-use crate::metrics::{self, Metrics, MetricsError};
+use crate::metrics::{self, MetricsError};
 use crate::stats;
 use crate::store::{self, WriterHandle, unix_now};
 use crate::upstream::UpstreamError;
@@ -70,17 +70,17 @@ pub struct ServerConfig {
     pub tcp_idle_timeout: Duration,
     /// Queries on one TCP connection before it is closed.
     #[serde(deserialize_with = "crate::config::at_least_one")]
-    pub max_tcp_queries_per_connection: NonZeroUsize,
+    pub(crate) max_tcp_queries_per_connection: NonZeroUsize,
     /// Threads answering queries; 0 means one per CPU. One is the default: each UDP
     /// socket's loop answers blocked and cached queries itself (133k qps at 6.2 µs CPU
     /// per query on the 2-core bench box), so more threads only help queries waiting on
     /// the upstream, and work stealing between threads cost more than it gave.
-    pub threads: usize,
+    pub(crate) threads: usize,
     /// DNS-rebinding protection: an upstream answer for a name outside `rebind_allow`
     /// that holds a private, loopback or link-local address is answered NXDOMAIN.
     pub rebind_protection: bool,
     /// Domains (and their subdomains) whose answers may hold private addresses.
-    pub rebind_allow: Vec<DomainName>,
+    pub(crate) rebind_allow: Vec<DomainName>,
 }
 
 impl Default for ServerConfig {
@@ -152,11 +152,6 @@ impl Running {
         self.metrics_addr
     }
 
-    /// The handle the query path records metrics into.
-    pub fn metrics(&self) -> Arc<Metrics> {
-        self.dispatcher.handler.metrics.clone()
-    }
-
     /// Every counter now.
     pub fn stats(&self) -> stats::Reading {
         self.dispatcher.reading()
@@ -176,22 +171,8 @@ impl Running {
         self.dispatcher.handler.cache.len()
     }
 
-    /// Client addresses the rate limiter tracks now (bounded by `max_clients` + 1024).
-    pub fn rate_limited_clients(&self) -> usize {
-        self.dispatcher
-            .handler
-            .state
-            .load()
-            .access
-            .tracked_clients()
-    }
-
-    pub fn uptime(&self) -> Duration {
-        self.started.elapsed()
-    }
-
     /// The resolv.conf the upstreams come from, when `[upstream] servers` is empty.
-    pub fn resolv_conf(&self) -> Option<PathBuf> {
+    pub(crate) fn resolv_conf(&self) -> Option<PathBuf> {
         let snap = self.dispatcher.handler.state.load();
         snap.config.upstream.resolv_conf_in_use().map(PathBuf::from)
     }

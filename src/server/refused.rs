@@ -26,7 +26,7 @@ struct Window {
 
 /// Counts refused queries and says when to log them.
 #[derive(Debug)]
-pub struct RefusedLog {
+pub(crate) struct RefusedLog {
     window: Mutex<Window>,
 }
 
@@ -44,14 +44,14 @@ impl Default for RefusedLog {
 
 impl RefusedLog {
     /// Count one query from `ip` refused at `now`; logs at WARN when it is time.
-    pub fn refused(&self, ip: IpAddr, now: Instant) {
+    pub(crate) fn refused(&self, ip: IpAddr, now: Instant) {
         if let Some(line) = self.note(ip, now) {
             tracing::warn!("{line}");
         }
     }
 
     /// [`RefusedLog::refused`] without the logging: the line to log, if any.
-    pub fn note(&self, ip: IpAddr, now: Instant) -> Option<String> {
+    pub(crate) fn note(&self, ip: IpAddr, now: Instant) -> Option<String> {
         let ip = ip.to_canonical();
         let mut guard = self.window.lock().ok()?;
         let w = &mut *guard;

@@ -19,50 +19,48 @@ use crate::cache::Answer;
 use crate::filter::BlockResponse;
 
 /// RFC 8914 info codes we send.
-pub const EDE_BLOCKED: u16 = 15;
-pub const EDE_NO_REACHABLE_AUTHORITY: u16 = 22;
-pub const EDE_NOT_SUPPORTED: u16 = 21;
+pub(crate) const EDE_BLOCKED: u16 = 15;
+pub(crate) const EDE_NO_REACHABLE_AUTHORITY: u16 = 22;
+pub(crate) const EDE_NOT_SUPPORTED: u16 = 21;
 
 /// Largest UDP answer we send, whatever the client offers (DNS flag day 2020).
-pub const MAX_UDP_PAYLOAD: u16 = 1232;
+pub(crate) const MAX_UDP_PAYLOAD: u16 = 1232;
 
 /// The largest answer a UDP client gets: what its OPT record offers (512 without
 /// one), at least 512 and at most [`MAX_UDP_PAYLOAD`].
-pub fn udp_limit(offered: Option<u16>) -> u16 {
+pub(crate) fn udp_limit(offered: Option<u16>) -> u16 {
     offered.unwrap_or(512).clamp(512, MAX_UDP_PAYLOAD)
 }
 
 /// What the handler decided to answer, before it is encoded.
 #[derive(Debug, Default)]
-pub struct Reply {
-    pub rcode: ResponseCode,
-    pub answers: Vec<Record>,
-    pub authorities: Vec<Record>,
-    pub additionals: Vec<Record>,
+pub(crate) struct Reply {
+    pub(crate) rcode: ResponseCode,
+    pub(crate) answers: Vec<Record>,
+    pub(crate) authorities: Vec<Record>,
+    pub(crate) additionals: Vec<Record>,
     /// The upstream's AD bit, for clients that asked for DNSSEC (see [`metadata`]).
-    pub authentic: bool,
+    pub(crate) authentic: bool,
     /// Extended DNS Error: info code and text (sent only to EDNS clients).
-    pub ede: Option<(u16, String)>,
-    /// No answer at all (rate limited).
-    pub drop: bool,
+    pub(crate) ede: Option<(u16, String)>,
 }
 
 impl Reply {
-    pub fn error(rcode: ResponseCode) -> Reply {
+    pub(crate) fn error(rcode: ResponseCode) -> Reply {
         Reply {
             rcode,
             ..Default::default()
         }
     }
 
-    pub fn with_ede(mut self, code: u16, text: impl Into<String>) -> Reply {
+    pub(crate) fn with_ede(mut self, code: u16, text: impl Into<String>) -> Reply {
         self.ede = Some((code, text.into()));
         self
     }
 
     /// The OPT record of the answer, for a client that sent one; DO copied from the
     /// client's (RFC 3225 §3).
-    pub fn edns(&self, dnssec_ok: bool) -> Edns {
+    pub(crate) fn edns(&self, dnssec_ok: bool) -> Edns {
         let mut edns = Edns::new();
         edns.set_max_payload(MAX_UDP_PAYLOAD);
         edns.set_version(0);
@@ -85,7 +83,7 @@ fn soa_record(owner: &Name, ttl: u32) -> Record {
 }
 
 /// The answer for a blocked name, with EDE 15 naming the category.
-pub fn blocked(
+pub(crate) fn blocked(
     mode: BlockResponse,
     owner: &Name,
     qtype: RecordType,
@@ -125,7 +123,7 @@ pub fn blocked(
 }
 
 /// RFC 8482: a small synthesized HINFO instead of everything the name has.
-pub fn any_minimal(owner: &Name) -> Reply {
+pub(crate) fn any_minimal(owner: &Name) -> Reply {
     let hinfo = HINFO::new("RFC8482".to_string(), String::new());
     Reply {
         answers: vec![Record::from_rdata(owner.clone(), 3600, RData::HINFO(hinfo))],
@@ -135,7 +133,7 @@ pub fn any_minimal(owner: &Name) -> Reply {
 
 /// Query types answered here and never forwarded (the inline path leaves them to the
 /// full path): ANY (RFC 8482), zone transfers, and the meta- and obsolete QTYPEs.
-pub fn is_local_qtype(qtype: u16) -> bool {
+pub(crate) fn is_local_qtype(qtype: u16) -> bool {
     qtype == 0 || qtype == 41 || (128..=255).contains(&qtype)
 }
 
@@ -143,7 +141,7 @@ pub fn is_local_qtype(qtype: u16) -> bool {
 /// (AXFR, IXFR: we serve no zone), NOTIMP for type 0, OPT (41), the range kept for
 /// meta-types and QTYPEs (128-248), TKEY, TSIG and the obsolete MAILB and MAILA.
 /// `None` for every other type (ANY has its own answer, [`any_minimal`]).
-pub fn not_forwarded(qtype: RecordType) -> Option<Reply> {
+pub(crate) fn not_forwarded(qtype: RecordType) -> Option<Reply> {
     let code = u16::from(qtype);
     let rcode = match code {
         251 | 252 => ResponseCode::Refused,
@@ -160,7 +158,7 @@ pub fn not_forwarded(qtype: RecordType) -> Option<Reply> {
 /// An upstream (or cached) answer, with the question's owner name in the client's
 /// spelling (keeps 0x20 case randomization working). Every section is relayed as it
 /// came (DNSSEC records, glue, SRV and MX targets' addresses).
-pub fn from_answer(answer: Answer, owner: &Name) -> Reply {
+pub(crate) fn from_answer(answer: Answer, owner: &Name) -> Reply {
     let Answer {
         rcode,
         mut answers,
@@ -184,7 +182,7 @@ pub fn from_answer(answer: Answer, owner: &Name) -> Reply {
 }
 
 /// A FORMERR for a packet whose header we read but whose body we could not.
-pub fn formerr_from_header(raw: &[u8]) -> Option<Vec<u8>> {
+pub(crate) fn formerr_from_header(raw: &[u8]) -> Option<Vec<u8>> {
     if raw.len() < 12 {
         return None;
     }
@@ -200,7 +198,7 @@ pub fn formerr_from_header(raw: &[u8]) -> Option<Vec<u8>> {
 /// A [`ResponseHandler`] that encodes the answer into a buffer for the listener to send,
 /// in at most `max_size` bytes (the UDP size the client can take, 65535 over TCP).
 #[derive(Clone)]
-pub struct Capture {
+pub(crate) struct Capture {
     max_size: u16,
     out: Arc<Mutex<Captured>>,
 }
@@ -213,7 +211,7 @@ struct Captured {
 }
 
 impl Capture {
-    pub fn new(max_size: u16) -> Capture {
+    pub(crate) fn new(max_size: u16) -> Capture {
         Capture {
             max_size,
             out: Arc::new(Mutex::new(Captured::default())),
@@ -221,7 +219,7 @@ impl Capture {
     }
 
     /// The encoded answer, if the handler sent one.
-    pub fn take(&self) -> Option<Vec<u8>> {
+    pub(crate) fn take(&self) -> Option<Vec<u8>> {
         self.out.lock().ok()?.bytes.take()
     }
 
@@ -297,7 +295,7 @@ fn fit(bytes: &[u8], max_size: u16, edns: Option<&Edns>) -> Result<(Header, Vec<
 /// OPT record, which an EDNS client gets in every answer (RFC 6891 §6.1.1). Owner names
 /// equal to the question's are a pointer to it, so a 64 KB answer that came compressed
 /// over TCP fits again (hickory compresses only the first 120 names of a message).
-pub fn emit_within(msg: &Message, max_size: u16) -> Result<(Header, Vec<u8>), ProtoError> {
+pub(crate) fn emit_within(msg: &Message, max_size: u16) -> Result<(Header, Vec<u8>), ProtoError> {
     let opt = msg.edns.as_ref().map(|e| {
         let mut e = e.clone();
         e.set_rcode_high(msg.metadata.response_code.high());
@@ -382,7 +380,7 @@ impl BinEncodable for Owned<'_> {
 }
 
 /// The answer to `request` from `reply`, encoded in at most `max_size` bytes.
-pub async fn encode(
+pub(crate) async fn encode(
     request: &hickory_server::server::Request,
     reply: &Reply,
     max_size: u16,
@@ -447,7 +445,7 @@ fn servfail(
 
 /// Build the answer to `request` from `reply` and hand it to `handle` (EDNS echoed
 /// when the client sent it). The one place answers are put together.
-pub async fn send<R: ResponseHandler>(
+pub(crate) async fn send<R: ResponseHandler>(
     request: &hickory_server::server::Request,
     reply: &Reply,
     mut handle: R,
@@ -481,7 +479,7 @@ pub async fn send<R: ResponseHandler>(
 }
 
 /// The metadata of an answer to `req`.
-pub fn metadata(req: &Metadata, rcode: ResponseCode) -> Metadata {
+pub(crate) fn metadata(req: &Metadata, rcode: ResponseCode) -> Metadata {
     let mut meta = Metadata::response_from_request(req);
     meta.recursion_available = true;
     meta.response_code = rcode;
@@ -491,6 +489,6 @@ pub fn metadata(req: &Metadata, rcode: ResponseCode) -> Metadata {
 /// The AD bit of an answer: the upstream's, passed on only to a client that asked for
 /// DNSSEC with DO or AD (RFC 6840 §5.7, §5.8), as dnsmasq's `--proxy-dnssec` does. We
 /// validate nothing ourselves: AD is the upstream's word, worth what the path to it is.
-pub fn authentic(upstream_ad: bool, dnssec_ok: bool, client_ad: bool) -> bool {
+pub(crate) fn authentic(upstream_ad: bool, dnssec_ok: bool, client_ad: bool) -> bool {
     upstream_ad && (dnssec_ok || client_ad)
 }

@@ -17,7 +17,7 @@ const MARGIN: u64 = 256;
 /// after that socket is closed); one socket per TCP connection; and one upstream
 /// socket per TCP query in flight, which `tcp.max_in_flight` caps for the listener
 /// (evicted connections' queries included) below connections × pipeline.
-pub fn files_needed(cfg: &ServerConfig, listeners: usize, tcp: &TcpLimits) -> u64 {
+pub(crate) fn files_needed(cfg: &ServerConfig, listeners: usize, tcp: &TcpLimits) -> u64 {
     let connections = cfg.max_tcp_connections.get() as u64;
     let tcp_in_flight = (tcp.max_in_flight as u64).min(connections * tcp.pipeline as u64);
     let per_listener = 2 + cfg.max_udp_in_flight.get() as u64 + connections + tcp_in_flight;
@@ -46,7 +46,7 @@ fn current() -> std::io::Result<(u64, u64)> {
 
 /// Raise the soft RLIMIT_NOFILE to `need` (at most the hard limit); warn when the
 /// limit stays below it.
-pub fn raise_nofile(need: u64) {
+pub(crate) fn raise_nofile(need: u64) {
     let (soft, hard) = match current() {
         Ok(l) => l,
         Err(e) => {

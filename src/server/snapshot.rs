@@ -32,14 +32,14 @@ pub(crate) fn compile(config: &Config) -> Result<(Filter, Policy), ListError> {
 }
 
 /// Everything a query reads, built once per (re)load and swapped whole.
-pub struct Snapshot {
-    pub config: Config,
-    pub filter: Filter,
-    pub policy: Policy,
-    pub upstreams: Upstreams,
-    pub access: Access,
-    pub clients: Arc<Clients>,
-    pub deadline: Duration,
+pub(crate) struct Snapshot {
+    pub(crate) config: Config,
+    pub(crate) filter: Filter,
+    pub(crate) policy: Policy,
+    pub(crate) upstreams: Upstreams,
+    pub(crate) access: Access,
+    pub(crate) clients: Arc<Clients>,
+    pub(crate) deadline: Duration,
 }
 
 impl Snapshot {
@@ -48,7 +48,7 @@ impl Snapshot {
     /// `starting`: a resolv.conf with no usable nameserver (not written yet at boot, or
     /// naming only ourselves) gives no upstream instead of an error, as dnsmasq starts
     /// and waits for one; on reload it is an error and the running snapshot stays.
-    pub fn build(
+    pub(crate) fn build(
         config: Config,
         own: &[SocketAddr],
         starting: bool,

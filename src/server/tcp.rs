@@ -27,38 +27,38 @@ use crate::stats::Stats;
 
 /// Limits of the TCP listener (from `[server]`).
 #[derive(Debug, Clone, Copy)]
-pub struct TcpLimits {
-    pub max_connections: NonZeroUsize,
-    pub max_per_client: NonZeroUsize,
+pub(crate) struct TcpLimits {
+    pub(crate) max_connections: NonZeroUsize,
+    pub(crate) max_per_client: NonZeroUsize,
     /// No query read, no answer written, no pipeline slot for this long: closed.
-    pub idle_timeout: Duration,
-    pub max_queries_per_connection: NonZeroUsize,
+    pub(crate) idle_timeout: Duration,
+    pub(crate) max_queries_per_connection: NonZeroUsize,
     /// Queries of one connection answered at the same time.
-    pub pipeline: usize,
+    pub(crate) pipeline: usize,
     /// Queries of all connections of a listener answered at the same time (each may
     /// hold an upstream socket; queries of evicted connections still count).
-    pub max_in_flight: usize,
+    pub(crate) max_in_flight: usize,
     /// Answer bytes one connection may have waiting to be written (at least one
     /// answer of the largest size, 65,537 bytes with its length).
-    pub conn_buffer: usize,
+    pub(crate) conn_buffer: usize,
     /// Answer bytes all connections of a listener may have waiting to be written.
-    pub total_buffer: usize,
+    pub(crate) total_buffer: usize,
 }
 
 impl TcpLimits {
     /// Queries of one connection answered at the same time.
-    pub const PIPELINE: usize = 32;
+    pub(crate) const PIPELINE: usize = 32;
     /// 128 KiB: two of the largest answers.
-    pub const CONN_BUFFER: usize = 128 * 1024;
+    pub(crate) const CONN_BUFFER: usize = 128 * 1024;
     /// 16 MiB for all connections of a listener.
-    pub const TOTAL_BUFFER: usize = 16 * 1024 * 1024;
+    pub(crate) const TOTAL_BUFFER: usize = 16 * 1024 * 1024;
 }
 
 /// How long the rest of a client's data is read and dropped after our FIN.
 const DRAIN: Duration = Duration::from_secs(2);
 
 /// Accept on `listener` until shutdown.
-pub async fn serve(listener: TcpListener, dispatcher: Arc<Dispatcher>, limits: TcpLimits) {
+pub(crate) async fn serve(listener: TcpListener, dispatcher: Arc<Dispatcher>, limits: TcpLimits) {
     let slots = Slots::new(limits.max_connections, limits.max_per_client);
     let buffered = Arc::new(Semaphore::new(limits.total_buffer.max(1 << 17)));
     let in_flight = Arc::new(Semaphore::new(limits.max_in_flight.max(1)));

@@ -13,14 +13,14 @@ use tokio_util::sync::CancellationToken;
 
 /// When a connection last made progress (a query read or an answer written), in
 /// milliseconds since the table was made. Updated lock-free by the connection.
-pub struct Activity {
+pub(crate) struct Activity {
     epoch: Instant,
     last_ms: AtomicU64,
 }
 
 impl Activity {
     /// Progress now.
-    pub fn touch(&self) {
+    pub(crate) fn touch(&self) {
         self.last_ms
             .store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
     }
@@ -68,7 +68,7 @@ impl Table {
 }
 
 /// The connection table of one listener.
-pub struct Slots {
+pub(crate) struct Slots {
     epoch: Instant,
     max_total: usize,
     max_per_client: usize,
@@ -76,12 +76,12 @@ pub struct Slots {
 }
 
 /// A connection's place in the table; gives it back on drop.
-pub struct Slot {
+pub(crate) struct Slot {
     slots: Arc<Slots>,
     id: u64,
-    pub activity: Arc<Activity>,
+    pub(crate) activity: Arc<Activity>,
     /// Cancelled when the connection is evicted to make room for a new one.
-    pub close: CancellationToken,
+    pub(crate) close: CancellationToken,
 }
 
 impl Drop for Slot {
@@ -93,7 +93,7 @@ impl Drop for Slot {
 }
 
 impl Slots {
-    pub fn new(max_total: NonZeroUsize, max_per_client: NonZeroUsize) -> Arc<Slots> {
+    pub(crate) fn new(max_total: NonZeroUsize, max_per_client: NonZeroUsize) -> Arc<Slots> {
         Arc::new(Slots {
             epoch: Instant::now(),
             max_total: max_total.get(),
@@ -105,7 +105,7 @@ impl Slots {
     /// A slot for a new connection from `ip`, and how many connections were closed to
     /// make room for it (0 or 1). The victim is the longest-idle connection of `ip`
     /// when `ip` is at its cap, else the longest-idle of all when the total is.
-    pub fn take(self: &Arc<Self>, ip: IpAddr) -> (Option<Slot>, u64) {
+    pub(crate) fn take(self: &Arc<Self>, ip: IpAddr) -> (Option<Slot>, u64) {
         let Ok(mut t) = self.table.lock() else {
             return (None, 0);
         };

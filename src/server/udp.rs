@@ -23,7 +23,7 @@ use crate::access::Admit;
 use crate::stats::Stats;
 
 /// Serve `socket` until the shared shutdown token is cancelled.
-pub async fn serve(
+pub(crate) async fn serve(
     socket: Arc<UdpSocket>,
     dispatcher: Arc<Dispatcher>,
     max_in_flight: NonZeroUsize,

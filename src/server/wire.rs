@@ -20,9 +20,9 @@ pub struct Query<'a> {
     question_end: usize,
     pub qtype: u16,
     /// The client's UDP payload size, when it sent an OPT record.
-    pub edns: Option<u16>,
+    pub(crate) edns: Option<u16>,
     /// DO in the client's OPT record (RFC 3225).
-    pub dnssec_ok: bool,
+    pub(crate) dnssec_ok: bool,
 }
 
 /// The bytes a label may hold for the inline path: ASCII letters, digits, '-' and '_'.
@@ -122,11 +122,11 @@ impl<'a> Query<'a> {
 
     /// The largest answer the client takes over UDP.
     /// The query's ID.
-    pub fn id(&self) -> u16 {
+    pub(crate) fn id(&self) -> u16 {
         u16::from_be_bytes([self.packet[0], self.packet[1]])
     }
 
-    pub fn max_udp(&self) -> usize {
+    pub(crate) fn max_udp(&self) -> usize {
         usize::from(udp_limit(self.edns))
     }
 }

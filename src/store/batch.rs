@@ -16,9 +16,9 @@ use crate::clients::Identity;
 /// The writer's counters as the status row records them.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Counters {
-    pub written: u64,
-    pub dropped: u64,
-    pub queued: u64,
+    pub(crate) written: u64,
+    pub(crate) dropped: u64,
+    pub(crate) queued: u64,
 }
 
 /// Interned ids kept in memory; past it the cache starts over.

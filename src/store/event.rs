@@ -11,7 +11,7 @@ use crate::policy::Action;
 /// A device's identity in the log: `mac:aa:bb:cc:dd:ee:ff` when its MAC is known, else
 /// `ip:192.168.1.5`. Cheap to clone (the text is shared).
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct DeviceKey(Arc<str>);
+pub(crate) struct DeviceKey(Arc<str>);
 
 const MAC_PREFIX: &str = "mac:";
 const ADDR_PREFIX: &str = "ip:";
@@ -19,20 +19,21 @@ const ADDR_PREFIX: &str = "ip:";
 impl DeviceKey {
     /// What an address key shows when the address is withheld (dnstap's
     /// `client_address = "drop"`).
-    pub const HIDDEN_ADDR: &'static str = "ip:-";
+    pub(crate) const HIDDEN_ADDR: &'static str = "ip:-";
 
     /// The key of a device known by its MAC.
-    pub fn from_mac(mac: Mac) -> Self {
+    pub(crate) fn from_mac(mac: Mac) -> Self {
         DeviceKey(format!("{MAC_PREFIX}{mac}").into())
     }
 
     /// The key of a device known only by its address.
-    pub fn from_addr(addr: IpAddr) -> Self {
+    pub(crate) fn from_addr(addr: IpAddr) -> Self {
         DeviceKey(format!("{ADDR_PREFIX}{addr}").into())
     }
 
     /// A key as printed; `None` unless it is a MAC key or an address key.
-    pub fn parse(text: &str) -> Option<Self> {
+    #[cfg(test)]
+    pub(crate) fn parse(text: &str) -> Option<Self> {
         if let Some(mac) = text.strip_prefix(MAC_PREFIX) {
             return mac.parse().ok().map(Self::from_mac);
         }
@@ -41,17 +42,17 @@ impl DeviceKey {
     }
 
     /// The key as text.
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         &self.0
     }
 
     /// The MAC of a MAC key (`aa:bb:cc:dd:ee:ff`), as the `devices.mac` column holds it.
-    pub fn mac(&self) -> Option<&str> {
+    pub(crate) fn mac(&self) -> Option<&str> {
         self.0.strip_prefix(MAC_PREFIX)
     }
 
     /// The address of an address key, as printed.
-    pub fn addr(&self) -> Option<&str> {
+    pub(crate) fn addr(&self) -> Option<&str> {
         self.0.strip_prefix(ADDR_PREFIX)
     }
 }
@@ -99,7 +100,7 @@ pub struct HitEvent {
 
 /// Where an answer came from, for the optional full query log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AnsweredFrom {
+pub(crate) enum AnsweredFrom {
     Upstream = 0,
     Cache = 1,
     Blocked = 2,
@@ -108,12 +109,12 @@ pub enum AnsweredFrom {
 
 /// One query, for `log_all_queries`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct QueryEvent {
-    pub ts: i64,
-    pub device: Identity,
-    pub name: String,
-    pub qtype: u16,
-    pub answered_from: AnsweredFrom,
+pub(crate) struct QueryEvent {
+    pub(crate) ts: i64,
+    pub(crate) device: Identity,
+    pub(crate) name: String,
+    pub(crate) qtype: u16,
+    pub(crate) answered_from: AnsweredFrom,
 }
 
 /// Queries, Meta queries and blocked queries of one device in one hour.

@@ -56,7 +56,7 @@ impl LogState {
 }
 
 /// Called with the duration of each batch write, on the writer thread.
-pub type WriteObserver = Arc<dyn Fn(Duration) + Send + Sync>;
+pub(crate) type WriteObserver = Arc<dyn Fn(Duration) + Send + Sync>;
 
 /// A poisoned lock only means another thread panicked mid-increment; the counts are
 /// still usable, and the query path must not panic over a log.
@@ -90,12 +90,12 @@ impl Logger {
     }
 
     /// Count one query of `device` in this hour's totals.
-    pub fn query(&self, device: &DeviceKey, meta: bool, blocked: bool) {
+    pub(crate) fn query(&self, device: &DeviceKey, meta: bool, blocked: bool) {
         self.query_at(unix_now(), device, meta, blocked);
     }
 
     /// [`Logger::query`] at a given time (unix seconds).
-    pub fn query_at(&self, ts: i64, device: &DeviceKey, meta: bool, blocked: bool) {
+    pub(crate) fn query_at(&self, ts: i64, device: &DeviceKey, meta: bool, blocked: bool) {
         let add = Totals {
             queries: 1,
             meta: meta as i64,
@@ -113,24 +113,24 @@ impl Logger {
     }
 
     /// Queue a query for the full query log; does nothing unless `log_all_queries` is on.
-    pub fn log_query(&self, event: QueryEvent) {
+    pub(crate) fn log_query(&self, event: QueryEvent) {
         if self.state.log_all_queries {
             self.send(Msg::Query(Box::new(event)));
         }
     }
 
     /// Whether [`Logger::log_query`] records anything.
-    pub fn logs_all_queries(&self) -> bool {
+    pub(crate) fn logs_all_queries(&self) -> bool {
         self.state.log_all_queries
     }
 
     /// The server's counters as JSON, for `metaguard status`; the latest call wins.
-    pub fn status(&self, json: String) {
+    pub(crate) fn status(&self, json: String) {
         *lock(&self.state.status) = Some(json);
     }
 
     /// Call `f` with the duration of every batch written from now on.
-    pub fn on_write(&self, f: WriteObserver) {
+    pub(crate) fn on_write(&self, f: WriteObserver) {
         *lock(&self.state.on_write) = Some(f);
     }
 
@@ -141,12 +141,14 @@ impl Logger {
     }
 
     /// Events waiting to be written now (at most `channel_capacity`).
-    pub fn queued(&self) -> u64 {
+    #[cfg(test)]
+    pub(crate) fn queued(&self) -> u64 {
         self.state.queued.load(Ordering::Relaxed)
     }
 
     /// Events committed to the database so far.
-    pub fn written(&self) -> u64 {
+    #[cfg(test)]
+    pub(crate) fn written(&self) -> u64 {
         self.state.written.load(Ordering::Relaxed)
     }
 

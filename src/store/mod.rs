@@ -6,11 +6,11 @@
 mod batch;
 mod event;
 mod logger;
-pub mod read;
+pub(crate) mod read;
 mod recover;
 mod retention;
 mod retry;
-pub mod schema;
+pub(crate) mod schema;
 pub(crate) mod writer;
 
 use std::num::NonZeroUsize;
@@ -19,10 +19,12 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-pub use event::{AnsweredFrom, DeviceKey, HitEvent, QueryEvent};
-pub use logger::{Logger, WriteObserver};
-pub use read::{DeviceRow, HitFilter, HitRow, StatusInfo};
-pub use writer::{Flusher, WriterHandle, start};
+pub use event::HitEvent;
+pub(crate) use event::{AnsweredFrom, DeviceKey, QueryEvent};
+pub(crate) use logger::Logger;
+pub(crate) use read::{DeviceRow, HitFilter};
+pub(crate) use writer::WriterHandle;
+pub use writer::start;
 
 /// `[store]`: where the hit log lives and how much of it is kept.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -51,7 +53,7 @@ pub struct StoreConfig {
 }
 
 /// The most events `channel_capacity` may hold: about 400 MB of events when full.
-pub const MAX_CHANNEL_CAPACITY: usize = 1 << 20;
+pub(crate) const MAX_CHANNEL_CAPACITY: usize = 1 << 20;
 
 fn queue_size<'de, D: serde::Deserializer<'de>>(d: D) -> Result<NonZeroUsize, D::Error> {
     let n: NonZeroUsize = crate::config::at_least_one(d)?;

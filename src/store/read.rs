@@ -11,30 +11,30 @@ use super::{StoreError, action_from_code, schema};
 use crate::policy::Action;
 
 /// Open the database read-only; a missing file is an error naming the path.
-pub fn open(path: &Path) -> Result<Connection, StoreError> {
+pub(crate) fn open(path: &Path) -> Result<Connection, StoreError> {
     schema::open_ro(path)
 }
 
 /// One row of `metaguard devices`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct DeviceRow {
-    pub id: i64,
-    pub key: String,
-    pub name: Option<String>,
-    pub mac: Option<String>,
+pub(crate) struct DeviceRow {
+    pub(crate) id: i64,
+    pub(crate) key: String,
+    pub(crate) name: Option<String>,
+    pub(crate) mac: Option<String>,
     /// Addresses, most recently seen first.
-    pub addrs: Vec<String>,
-    pub group: Option<String>,
-    pub first_seen: i64,
-    pub last_seen: i64,
+    pub(crate) addrs: Vec<String>,
+    pub(crate) group: Option<String>,
+    pub(crate) first_seen: i64,
+    pub(crate) last_seen: i64,
     /// Logged and blocked Meta hits (not allowed ones) in the last 7 days, today included.
-    pub meta_hits_7d: i64,
+    pub(crate) meta_hits_7d: i64,
     /// All queries counted in the last 7 days (hourly totals).
-    pub queries_7d: i64,
+    pub(crate) queries_7d: i64,
 }
 
 /// The devices, most recently seen first.
-pub fn devices(conn: &Connection, now: i64) -> rusqlite::Result<Vec<DeviceRow>> {
+pub(crate) fn devices(conn: &Connection, now: i64) -> rusqlite::Result<Vec<DeviceRow>> {
     // From the rollups rather than raw hits, which the size cap may have trimmed.
     let since_day = now.div_euclid(86400) - 6;
     let since_hour = now.div_euclid(3600) - 7 * 24;
@@ -75,7 +75,7 @@ pub fn devices(conn: &Connection, now: i64) -> rusqlite::Result<Vec<DeviceRow>> 
 
 /// Give device `id` a name (`metaguard devices rename`); later names from the server
 /// do not overwrite it.
-pub fn rename_device(db_path: &Path, id: i64, name: &str) -> Result<(), StoreError> {
+pub(crate) fn rename_device(db_path: &Path, id: i64, name: &str) -> Result<(), StoreError> {
     let conn = schema::open_existing_rw(db_path)?;
     let n = conn
         .execute(
@@ -91,40 +91,40 @@ pub fn rename_device(db_path: &Path, id: i64, name: &str) -> Result<(), StoreErr
 
 /// Which hits `metaguard log` shows.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct HitFilter {
+pub(crate) struct HitFilter {
     /// Device id, name, MAC or key.
-    pub device: Option<String>,
-    pub category: Option<String>,
+    pub(crate) device: Option<String>,
+    pub(crate) category: Option<String>,
     /// Unix seconds.
-    pub since: Option<i64>,
+    pub(crate) since: Option<i64>,
     /// Only rows after this id, oldest first (`--follow`); without it, the newest rows.
-    pub after_id: Option<i64>,
-    pub limit: usize,
+    pub(crate) after_id: Option<i64>,
+    pub(crate) limit: usize,
 }
 
 /// One line of `metaguard log`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct HitRow {
-    pub id: i64,
-    pub ts: i64,
-    pub device_id: i64,
+pub(crate) struct HitRow {
+    pub(crate) id: i64,
+    pub(crate) ts: i64,
+    pub(crate) device_id: i64,
     /// The device's name, else its key.
-    pub device: String,
-    pub name: String,
-    pub qtype: u16,
-    pub category: String,
-    pub action: Option<Action>,
-    pub rule: Option<String>,
-    pub cname_origin: Option<String>,
+    pub(crate) device: String,
+    pub(crate) name: String,
+    pub(crate) qtype: u16,
+    pub(crate) category: String,
+    pub(crate) action: Option<Action>,
+    pub(crate) rule: Option<String>,
+    pub(crate) cname_origin: Option<String>,
 }
 
 /// The id of the newest hit (0 when there is none): `log --follow` shows hits after it.
-pub fn last_hit_id(conn: &Connection) -> rusqlite::Result<i64> {
+pub(crate) fn last_hit_id(conn: &Connection) -> rusqlite::Result<i64> {
     conn.query_row("SELECT coalesce(max(id), 0) FROM hits", [], |r| r.get(0))
 }
 
 /// Hits matching `f`, oldest first.
-pub fn hits(conn: &Connection, f: &HitFilter) -> rusqlite::Result<Vec<HitRow>> {
+pub(crate) fn hits(conn: &Connection, f: &HitFilter) -> rusqlite::Result<Vec<HitRow>> {
     let order = if f.after_id.is_some() { "ASC" } else { "DESC" };
     let sql = format!(
         "SELECT h.id, h.ts, h.device_id, coalesce(d.name, d.key), n.name, h.qtype, c.name,
@@ -172,29 +172,29 @@ pub fn hits(conn: &Connection, f: &HitFilter) -> rusqlite::Result<Vec<HitRow>> {
 
 /// What `metaguard status` shows.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct StatusInfo {
-    pub db: String,
+pub(crate) struct StatusInfo {
+    pub(crate) db: String,
     /// The database file plus its WAL.
-    pub db_bytes: u64,
-    pub schema_version: i64,
+    pub(crate) db_bytes: u64,
+    pub(crate) schema_version: i64,
     /// The server's last counters (JSON it wrote), and when (unix seconds).
-    pub server: Option<serde_json::Value>,
-    pub server_updated: Option<i64>,
+    pub(crate) server: Option<serde_json::Value>,
+    pub(crate) server_updated: Option<i64>,
     /// The writer's own counters: written, dropped.
-    pub writer: Option<serde_json::Value>,
+    pub(crate) writer: Option<serde_json::Value>,
     /// Other `server_status` rows as stored.
-    pub other: BTreeMap<String, String>,
-    pub devices: i64,
-    pub hits: i64,
-    pub names: i64,
-    pub queries: i64,
-    pub daily_rollups: i64,
-    pub oldest_hit: Option<i64>,
-    pub newest_hit: Option<i64>,
+    pub(crate) other: BTreeMap<String, String>,
+    pub(crate) devices: i64,
+    pub(crate) hits: i64,
+    pub(crate) names: i64,
+    pub(crate) queries: i64,
+    pub(crate) daily_rollups: i64,
+    pub(crate) oldest_hit: Option<i64>,
+    pub(crate) newest_hit: Option<i64>,
 }
 
 /// Status rows, size and row counts.
-pub fn status(conn: &Connection) -> rusqlite::Result<StatusInfo> {
+pub(crate) fn status(conn: &Connection) -> rusqlite::Result<StatusInfo> {
     let db = conn.path().unwrap_or("").to_string();
     let size = |p: &str| std::fs::metadata(p).map_or(0, |m| m.len());
     let db_bytes = if db.is_empty() {

@@ -16,13 +16,13 @@ const MIGRATIONS: &[&str] = &[
 ];
 
 /// The schema version this build writes.
-pub const LATEST: i64 = MIGRATIONS.len() as i64;
+pub(crate) const LATEST: i64 = MIGRATIONS.len() as i64;
 
 /// How long a statement waits for another connection's lock before failing.
-pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Open (creating when missing) the database for writing, set it up and migrate it.
-pub fn open_rw(path: &Path) -> Result<Connection, StoreError> {
+pub(crate) fn open_rw(path: &Path) -> Result<Connection, StoreError> {
     let conn = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_WRITE
@@ -52,12 +52,12 @@ fn configure(conn: &Connection) -> rusqlite::Result<()> {
 }
 
 /// The database's `user_version`.
-pub fn version(conn: &Connection) -> rusqlite::Result<i64> {
+pub(crate) fn version(conn: &Connection) -> rusqlite::Result<i64> {
     conn.pragma_query_value(None, "user_version", |r| r.get(0))
 }
 
 /// Apply the migrations the database has not seen, each in its own transaction.
-pub fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
+pub(crate) fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
     let err = StoreError::sqlite(path);
     let found = version(conn).map_err(StoreError::sqlite(path))?;
     if found > LATEST {
@@ -80,12 +80,12 @@ pub fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
 }
 
 /// Open an existing database read-only, refusing one from a newer metaguard.
-pub fn open_ro(path: &Path) -> Result<Connection, StoreError> {
+pub(crate) fn open_ro(path: &Path) -> Result<Connection, StoreError> {
     open_existing(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
 }
 
 /// Open an existing database for a small edit (`devices rename`), never creating one.
-pub fn open_existing_rw(path: &Path) -> Result<Connection, StoreError> {
+pub(crate) fn open_existing_rw(path: &Path) -> Result<Connection, StoreError> {
     open_existing(path, OpenFlags::SQLITE_OPEN_READ_WRITE)
 }
 

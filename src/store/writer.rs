@@ -31,13 +31,13 @@ pub struct WriterHandle {
 
 /// A cloneable handle that can ask the writer to flush (see [`WriterHandle::flush`]).
 #[derive(Clone)]
-pub struct Flusher {
+pub(crate) struct Flusher {
     tx: SyncSender<Msg>,
 }
 
 impl Flusher {
     /// Blocks until everything queued before the call is written (false if the thread is gone).
-    pub fn flush(&self) -> bool {
+    pub(crate) fn flush(&self) -> bool {
         let (ack, done) = std::sync::mpsc::sync_channel(1);
         if self.tx.send(Msg::Flush(ack)).is_err() {
             return false;
@@ -54,14 +54,14 @@ impl WriterHandle {
     }
 
     /// A handle for flushing from another thread.
-    pub fn flusher(&self) -> Flusher {
+    pub(crate) fn flusher(&self) -> Flusher {
         Flusher {
             tx: self.tx.clone(),
         }
     }
 
     /// Write everything queued and stop the thread. Events logged afterwards are dropped.
-    pub fn shutdown(mut self) {
+    pub(crate) fn shutdown(mut self) {
         self.stop();
     }
 

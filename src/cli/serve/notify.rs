@@ -14,27 +14,27 @@ fn send(states: &[NotifyState]) {
 }
 
 /// Sockets bound and lists loaded: the service is up.
-pub fn ready() {
+pub(crate) fn ready() {
     send(&[NotifyState::Ready, NotifyState::Status("answering queries")]);
 }
 
 /// A SIGHUP reload begins; [`ready`] ends it.
-pub fn reloading() {
+pub(crate) fn reloading() {
     send(&[NotifyState::Reloading]);
 }
 
 /// Shutdown begins.
-pub fn stopping() {
+pub(crate) fn stopping() {
     send(&[NotifyState::Stopping]);
 }
 
 /// Tell the watchdog we are alive.
-pub fn watchdog() {
+pub(crate) fn watchdog() {
     send(&[NotifyState::Watchdog]);
 }
 
 /// How often to ping the watchdog: half of `WATCHDOG_USEC` when systemd set it for us.
-pub fn watchdog_interval() -> Option<Duration> {
+pub(crate) fn watchdog_interval() -> Option<Duration> {
     let mut usec = 0u64;
     if sd_notify::watchdog_enabled(false, &mut usec) && usec > 0 {
         Some(Duration::from_micros(usec / 2).max(Duration::from_millis(1)))
