@@ -101,6 +101,7 @@ fn local_subnets(addrs: impl Iterator<Item = (IpAddr, u8)>, covered: &[IpNet]) -
 /// What the listener does with a packet from a client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Admit {
+    /// Answer it.
     Yes,
     /// Not an allowed network: REFUSED.
     Refused,
@@ -126,6 +127,7 @@ pub struct Access {
 }
 
 impl Access {
+    /// Access for the `allow` networks with the `rate` limit per client.
     pub fn new(allow: &[IpNet], rate: &RateLimitConfig) -> Access {
         let quota =
             NonZeroU32::new(rate.qps).map(|qps| Quota::per_second(qps).allow_burst(rate.burst));

@@ -47,8 +47,11 @@ impl Default for CacheConfig {
 /// An upstream answer as we keep it: its rcode, AD bit and three sections as they came.
 #[derive(Debug, Clone, Default)]
 pub struct Answer {
+    /// The upstream's response code.
     pub rcode: ResponseCode,
+    /// The answer section.
     pub answers: Vec<Record>,
+    /// The authority section (SOA of a negative answer, delegations).
     pub authorities: Vec<Record>,
     /// Glue, SRV/MX targets' addresses, DNSSEC records: relayed as the upstream sent them.
     pub additionals: Vec<Record>,
@@ -192,6 +195,7 @@ pub struct Cache {
 }
 
 impl Cache {
+    /// An empty cache sized by `cfg` (none when `size` is 0).
     pub fn new(cfg: &CacheConfig) -> Cache {
         let inner = (cfg.size > 0).then(|| Arc::new(quick_cache::sync::Cache::new(cfg.size)));
         Cache {

@@ -37,14 +37,19 @@ pub(crate) const DEFAULT_PATH: &str = "/etc/metaguard/metaguard.toml";
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
+    /// `[server]`: listeners, who may ask, and the limits that keep it up.
     pub server: ServerConfig,
+    /// `[upstream]`: the resolvers queries go to.
     pub upstream: UpstreamConfig,
+    /// `[cache]`: the answer cache.
     pub cache: CacheConfig,
+    /// `[filter]`: list files and the answer of a blocked name.
     pub filter: FilterConfig,
     /// Action per category, overriding the lists' defaults.
     pub categories: CategoryActions,
     /// Per-group category actions.
     pub groups: GroupsConfig,
+    /// `[store]`: the hit log database and its retention.
     pub store: StoreConfig,
     /// Where device names and MACs come from.
     pub clients: ClientsConfig,
@@ -68,11 +73,16 @@ pub struct Config {
 /// A config that could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// A value the config cannot have, at its place in the file.
     #[error("{file}:{line}:{column}: {message}")]
     Invalid {
+        /// The config file.
         file: String,
+        /// 1-based line of the value.
         line: usize,
+        /// 1-based column of the value.
         column: usize,
+        /// What is wrong with it.
         message: String,
     },
     /// Settings that parse but cannot work, each [`ConfigError::Invalid`] with its place.
@@ -82,9 +92,12 @@ pub enum ConfigError {
     /// a config built in code).
     #[error("{}", lines(.0))]
     Unworkable(Vec<Problem>),
+    /// The config file could not be read.
     #[error("cannot read config {file}: {source}")]
     Read {
+        /// The config file.
         file: String,
+        /// Why it could not be read.
         source: std::io::Error,
     },
 }

@@ -6,7 +6,7 @@
 //! (`store`) and dnstap (`export`). The modules below are listed in that order, then
 //! what loads the config and lists, then the commands. docs/architecture.md has the
 //! stage-by-stage walk.
-#![warn(unreachable_pub)]
+#![warn(missing_docs, unreachable_pub)]
 
 /// Listeners, the snapshot of settings and lists, start/reload/stop, the decision per query.
 pub mod server;

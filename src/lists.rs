@@ -44,9 +44,12 @@ pub const EMBEDDED: &[(&str, &str)] = &[
 /// Errors reading the lists the config names.
 #[derive(Debug, thiserror::Error)]
 pub enum ListError {
+    /// A list file could not be read.
     #[error("cannot read list {path}: {source}")]
     Read {
+        /// The list file.
         path: PathBuf,
+        /// Why it could not be read.
         source: std::io::Error,
     },
 }

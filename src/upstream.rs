@@ -62,19 +62,35 @@ impl Default for UpstreamConfig {
 /// Errors of this module.
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
+    /// An `--upstream` or `[upstream] servers` entry that cannot be used.
     #[error("bad upstream {spec:?}: {reason}")]
-    BadSpec { spec: String, reason: String },
+    BadSpec {
+        /// The entry as written.
+        spec: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     #[error("no upstream: {path} lists no usable nameserver; set --upstream or [upstream] servers")]
-    NoneUsable { path: String },
+    /// The resolv.conf lists no nameserver we can use.
+    NoneUsable {
+        /// The resolv.conf read.
+        path: String,
+    },
+    /// `/etc/resolv.conf` (or the given file) could not be read.
     #[error("cannot read {path}: {source}; set --upstream or [upstream] servers")]
     ResolvConf {
+        /// The file that could not be read.
         path: String,
+        /// Why it could not be read.
         source: std::io::Error,
     },
+    /// A TLS client config could not be made.
     #[error("TLS setup failed: {0}")]
     Tls(String),
+    /// No upstream answered; the text lists why, per upstream.
     #[error("every upstream failed: {0}")]
     Failed(String),
+    /// No upstream answered in time.
     #[error("upstream timed out")]
     Timeout,
 }
@@ -88,13 +104,18 @@ pub enum UpstreamSpec {
     Tcp(SocketAddr),
     /// `tls://IP:PORT#server-name` (DNS over TLS)
     Tls {
+        /// Address of the DoT server.
         addr: SocketAddr,
+        /// Name its certificate must carry.
         server_name: String,
     },
     /// `https://IP[:PORT]/path#server-name` (DNS over HTTPS)
     Https {
+        /// Address of the DoH server.
         addr: SocketAddr,
+        /// URL path of the DoH endpoint (`/dns-query`).
         path: String,
+        /// Name its certificate must carry.
         server_name: String,
     },
 }

@@ -14,12 +14,16 @@ use super::table::{Column, Table, json_lines};
 /// One row of `metaguard lists`.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct ListRow {
+    /// Short name of the list.
     pub name: String,
     pub(crate) category: String,
+    /// The category's action under the config (`block` or `log`).
     pub action: String,
     pub(crate) format: ListFormat,
+    /// Rules kept.
     pub rules: usize,
     pub(crate) bad_lines: usize,
+    /// Where it came from: `embedded`, a path or a URL.
     pub source: String,
     /// Remote: when the copy was fetched; embedded and files: the header's date.
     pub last_update: Option<String>,

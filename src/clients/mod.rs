@@ -74,8 +74,11 @@ impl Default for ClientsConfig {
 /// One `match` entry of a `[[devices]]` item.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum DeviceMatch {
+    /// The device's MAC address.
     Mac(Mac),
+    /// One IP address.
     Ip(IpAddr),
+    /// Every address of a network.
     Net(IpNet),
 }
 
@@ -131,9 +134,12 @@ impl<'de> Deserialize<'de> for DeviceMatch {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeviceConfig {
+    /// The device's name, shown in the log and reports.
     pub name: String,
+    /// MACs, addresses or networks that identify it (`match = [...]`).
     #[serde(rename = "match")]
     pub matches: Vec<DeviceMatch>,
+    /// Its `[groups.NAME]` policy group; none: the default actions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group: Option<String>,
 }
@@ -141,10 +147,14 @@ pub struct DeviceConfig {
 /// A device list that cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientsError {
+    /// Two devices claim the same MAC, address or network.
     #[error("devices {first:?} and {second:?} both match {entry}")]
     DuplicateMatch {
+        /// The MAC, address or network both devices claim.
         entry: String,
+        /// The device that claims it first.
         first: String,
+        /// The device that claims it again.
         second: String,
     },
 }

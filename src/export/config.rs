@@ -67,6 +67,7 @@ pub enum ClientAddress {
 /// Where the Frame Streams connection goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Endpoint {
+    /// A Unix socket path.
     Unix(PathBuf),
     /// Host (a name or an address) and port.
     Tcp(String, u16),

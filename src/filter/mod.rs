@@ -27,21 +27,26 @@ pub use parse::ListFormat;
 pub struct ListSource {
     /// Short name shown in verdicts (`pixel.txt`, a file path, a URL).
     pub name: String,
+    /// Category of its rules (`pixel`, `meta-ai`, ...).
     pub category: String,
     /// Where it came from: `embedded`, a path or a URL.
     pub origin: String,
+    /// How its lines are written (hosts, domains, Adblock Plus, or detected).
     pub format: ListFormat,
     /// The category action the list declares in its header, if any.
     pub default_action: Option<Action>,
+    /// The list's whole text.
     pub text: String,
 }
 
 /// What compiling one list gave.
 #[derive(Debug, Clone, Serialize)]
 pub struct ListStats {
+    /// Short name of the list, as in [`ListSource::name`].
     pub name: String,
     pub(crate) category: String,
     pub(crate) origin: String,
+    /// The format it was read as (detected when `auto`).
     pub format: ListFormat,
     /// Rules kept.
     pub rules: usize,
@@ -94,6 +99,7 @@ impl Verdict {
         matched: None,
     };
 
+    /// Whether the name is blocked.
     pub fn is_block(&self) -> bool {
         self.action == Some(Action::Block)
     }
@@ -240,6 +246,7 @@ impl Filter {
         }
     }
 
+    /// The categories the lists and config name, by id.
     pub fn categories(&self) -> &Categories {
         &self.categories
     }
@@ -249,6 +256,7 @@ impl Filter {
         &self.list_defaults
     }
 
+    /// What compiling each list gave, in list order.
     pub fn lists(&self) -> &[ListStats] {
         &self.lists
     }

@@ -205,7 +205,9 @@ pub(crate) fn normalize_domain(raw: &str) -> Option<String> {
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct ListHeader {
     pub(crate) title: Option<String>,
+    /// `# Category:`: the category of its rules.
     pub category: Option<String>,
+    /// `# Action:`: the category's default action (`block` or `log`).
     pub action: Option<String>,
     pub(crate) sources: Option<String>,
     pub(crate) reviewed: Option<String>,

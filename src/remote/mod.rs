@@ -49,6 +49,7 @@ pub struct RemoteListConfig {
     pub url: String,
     /// Category of its rules; the action comes from `[categories]`.
     pub category: String,
+    /// How its lines are written; `auto` detects it.
     #[serde(default)]
     pub format: ListFormat,
     /// How often to fetch it again.
@@ -99,8 +100,11 @@ impl Default for RemoteConfig {
 /// and `[tls]` (the CA their downloads trust).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RemoteSettings {
+    /// `[remote]`: state directory and download limits.
     pub remote: RemoteConfig,
+    /// `[[lists]]`: the remote lists.
     pub lists: Vec<RemoteListConfig>,
+    /// `[tls]`: the CA downloads trust besides the default roots.
     pub tls: TlsConfig,
 }
 
@@ -118,7 +122,9 @@ impl RemoteSettings {
 /// The JSON sidecar of a stored copy.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Sidecar {
+    /// The list's URL.
     pub url: String,
+    /// The server's `ETag` for the stored copy, for a conditional fetch.
     pub etag: Option<String>,
     pub(crate) last_modified: Option<String>,
     /// When the stored copy was downloaded (RFC 3339).
@@ -134,16 +140,21 @@ pub struct Sidecar {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "result", rename_all = "snake_case")]
 pub enum UpdateResult {
+    /// A new copy was stored.
     Updated {
+        /// Rules in the new copy.
         rules: usize,
     },
+    /// The server has nothing newer (304).
     NotModified,
     /// Downloaded but failed the sanity check; the old copy stays.
     Rejected {
+        /// Why the download was rejected.
         reason: String,
     },
     /// Could not download; the old copy stays.
     Failed {
+        /// Why the download failed.
         error: String,
     },
 }
@@ -152,6 +163,7 @@ pub enum UpdateResult {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct UpdateOutcome {
     pub(crate) url: String,
+    /// What the update did.
     #[serde(flatten)]
     pub result: UpdateResult,
     /// A usable copy exists after the update (new or kept).
@@ -181,15 +193,21 @@ impl std::fmt::Display for UpdateOutcome {
 pub enum UpdateEvent {
     /// Starting list `index` (0-based) of `total` due lists.
     Started {
+        /// 0-based index of the list.
         index: usize,
+        /// Lists due in this update.
         total: usize,
+        /// The list's URL.
         url: String,
     },
     /// Bytes of the body received so far.
     Progress {
+        /// The list's URL.
         url: String,
+        /// Bytes received so far.
         bytes: u64,
     },
+    /// One list is done.
     Finished(UpdateOutcome),
 }
 

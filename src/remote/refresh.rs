@@ -89,6 +89,7 @@ pub struct Refresher {
 }
 
 impl Refresher {
+    /// Start refreshing the lists of `cfg` when due; `on_change` runs after a list changed.
     pub fn start(cfg: &RemoteSettings, on_change: impl Fn() + Send + Sync + 'static) -> Refresher {
         Self::spawn(cfg, Arc::new(on_change))
     }

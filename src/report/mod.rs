@@ -65,7 +65,9 @@ pub enum Security {
 pub struct EmailConfig {
     /// SMTP server host name.
     pub server: String,
+    /// SMTP port (587 for STARTTLS, 465 for TLS).
     pub port: u16,
+    /// How the SMTP connection is secured: `starttls`, `tls` or `none`.
     pub security: Security,
     /// Sender address, e.g. `metaguard <router@example.org>`.
     pub from: String,
@@ -94,34 +96,53 @@ impl Default for EmailConfig {
 /// Why a report could not be made or delivered.
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
+    /// The hit log could not be read.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A `--week` not written `YYYY-Www`.
     #[error("cannot read week {0:?}: give it as YYYY-Www, like 2026-W10")]
     BadWeek(String),
+    /// A date not written `YYYY-MM-DD`.
     #[error("cannot read date {0:?}: give it as YYYY-MM-DD")]
     BadDate(String),
     #[error("--until {until} is before --since {since}")]
-    BadRange { since: String, until: String },
+    /// `--until` before `--since`.
+    BadRange {
+        /// The `--since` date.
+        since: String,
+        /// The `--until` date.
+        until: String,
+    },
+    /// A time computation failed (time zone, calendar).
     #[error("time: {0}")]
     Time(String),
+    /// A file could not be read or written.
     #[error("{}: {source}", .path.display())]
     Io {
+        /// The file.
         path: PathBuf,
+        /// Why it failed.
         source: std::io::Error,
     },
+    /// The CSV output could not be written.
     #[error("cannot write CSV: {0}")]
     Csv(String),
+    /// The JSON output could not be written.
     #[error("cannot write JSON: {0}")]
     Json(#[from] serde_json::Error),
+    /// `[report.email]` is incomplete or wrong.
     #[error("[report.email] {0}")]
     EmailConfig(String),
+    /// The SMTP server did not take the e-mail.
     #[error("cannot send the report by e-mail: {0}")]
     Email(String),
+    /// The webhook did not take the report.
     #[error("cannot post the report to the webhook: {0}")]
     Webhook(String),
     #[error(
         "--deliver has nowhere to deliver the report: set [report] dir or [report.email] server"
     )]
+    /// `--deliver` with neither `[report] dir` nor an e-mail server set.
     NowhereToDeliver,
 }
 
@@ -143,11 +164,16 @@ impl From<jiff::Error> for ReportError {
 /// Output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Format {
+    /// Plain text for a terminal.
     #[default]
     Text,
+    /// Markdown.
     Markdown,
+    /// A self-contained HTML page.
     Html,
+    /// JSON: the report model.
     Json,
+    /// CSV: one row per device, category and day.
     Csv,
 }
 
@@ -160,7 +186,12 @@ pub enum When {
     /// An ISO week, `YYYY-Www`.
     Week(String),
     /// Dates `YYYY-MM-DD`, both included.
-    Range { since: String, until: String },
+    Range {
+        /// The first day.
+        since: String,
+        /// The last day.
+        until: String,
+    },
 }
 
 /// Everything `metaguard report` was asked for.
@@ -168,7 +199,9 @@ pub enum When {
 pub struct ReportRequest {
     /// Databases to merge (at least one).
     pub dbs: Vec<PathBuf>,
+    /// `[report]` of the config.
     pub config: ReportConfig,
+    /// The period to cover.
     pub when: When,
     /// The local time zone (weeks, days and hours are local).
     pub tz: TimeZone,
@@ -176,13 +209,16 @@ pub struct ReportRequest {
     pub now: Timestamp,
     /// Only this device: name, MAC, key or id.
     pub device: Option<String>,
+    /// The output format.
     pub format: Format,
     /// Write here (atomically, mode 0640) instead of returning it for stdout.
     pub out: Option<PathBuf>,
+    /// Send it by e-mail to `[report.email] to`.
     pub email: bool,
     /// Deliver as configured (the weekly unit): HTML to `[report] dir`, and e-mail when
     /// `[report.email] server` is set.
     pub deliver: bool,
+    /// Post it as JSON to this URL.
     pub webhook: Option<String>,
     /// `[tls]`: the CA that SMTP and the webhook trust besides the default roots.
     pub tls: crate::tls::TlsConfig,

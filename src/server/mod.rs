@@ -52,6 +52,7 @@ pub struct ServerConfig {
     /// the private and link-local ranges, and the subnets of this host's interfaces.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub allow_clients: Option<Vec<IpNet>>,
+    /// `[server.rate_limit]`: queries per second and burst allowed to one client.
     pub rate_limit: RateLimitConfig,
     /// UDP queries being answered at once (one client: an eighth); past it new ones
     /// are dropped and counted. TCP queries of one listener are held to it as well
@@ -62,6 +63,7 @@ pub struct ServerConfig {
     /// to at most half the total). At a cap the longest-idle one is closed for the new.
     #[serde(deserialize_with = "crate::config::at_least_one")]
     pub max_tcp_connections: NonZeroUsize,
+    /// Open TCP connections from one client address (held to at most half the total).
     #[serde(deserialize_with = "crate::config::at_least_one")]
     pub max_tcp_connections_per_client: NonZeroUsize,
     /// A TCP connection that sends no query for this long is closed; also the
@@ -110,22 +112,32 @@ impl Default for ServerConfig {
 /// Why the server could not start or reload.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
+    /// The config could not be read or checked.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// A block list could not be read.
     #[error(transparent)]
     Lists(#[from] ListError),
+    /// No usable upstream.
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
+    /// The `[[devices]]` cannot be used.
     #[error(transparent)]
     Clients(#[from] ClientsError),
+    /// A listener could not be bound.
     #[error("cannot listen on {addr} ({proto}): {source}")]
     Bind {
+        /// The address that could not be bound.
         addr: SocketAddr,
+        /// `udp` or `tcp`.
         proto: &'static str,
+        /// Why the bind failed.
         source: std::io::Error,
     },
+    /// The metrics endpoint could not start.
     #[error(transparent)]
     Metrics(#[from] MetricsError),
+    /// `[server] listen` is empty.
     #[error("no listen address configured")]
     NoListen,
 }

@@ -18,6 +18,7 @@ pub struct Query<'a> {
     packet: &'a [u8],
     /// End of the question (name, type, class) in `packet`.
     question_end: usize,
+    /// The question's type (RFC 1035 TYPE value).
     pub qtype: u16,
     /// The client's UDP payload size, when it sent an OPT record.
     pub(crate) edns: Option<u16>,

@@ -89,10 +89,15 @@ pub struct HitEvent {
     /// Who asked. Its name only fills an empty name in the log, so a rename by the user
     /// (`metaguard devices rename`) sticks.
     pub device: Identity,
+    /// The query name, lowercased, without the trailing dot.
     pub name: String,
+    /// The query type (RFC 1035 TYPE value).
     pub qtype: u16,
+    /// Category of the rule that matched.
     pub category: String,
+    /// What was done: blocked or only logged.
     pub action: Action,
+    /// The rule that matched, as written in its list.
     pub rule: Option<String>,
     /// The CNAME target that matched, when the match came from the answer's chain.
     pub cname_origin: Option<String>,

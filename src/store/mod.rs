@@ -83,37 +83,56 @@ impl Default for StoreConfig {
 /// Why the database could not be opened, read or written.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// The database file does not exist.
     #[error("no database at {}: has `metaguard serve` run with this [store] db?", .0.display())]
     Missing(PathBuf),
     #[error(
         "database {} has schema version {found}, newer than this metaguard knows ({known}); upgrade metaguard",
         .path.display()
     )]
+    /// The database was made by a newer metaguard.
     TooNew {
+        /// The file.
         path: PathBuf,
+        /// Its schema version.
         found: i64,
+        /// The newest schema version this metaguard knows.
         known: i64,
     },
     #[error(
         "database {} has schema version {found}; run `metaguard serve` once to upgrade it",
         .path.display()
     )]
-    Outdated { path: PathBuf, found: i64 },
+    /// The database has an older schema; `serve` upgrades it.
+    Outdated {
+        /// The database file.
+        path: PathBuf,
+        /// Its schema version.
+        found: i64,
+    },
+    /// SQLite failed on the database.
     #[error("database {}: {source}", .path.display())]
     Sqlite {
+        /// The file.
         path: PathBuf,
+        /// SQLite's error.
         source: rusqlite::Error,
     },
+    /// A file next to the database could not be read or written.
     #[error("{}: {source}", .path.display())]
     Io {
+        /// The file.
         path: PathBuf,
+        /// Why it failed.
         source: std::io::Error,
     },
+    /// `devices` was given an id no device has.
     #[error("no device with id {0}")]
     NoSuchDevice(i64),
     #[error(
         "cannot read time {0:?}: give a duration like 1h or 2d, or a date like 2024-05-01T12:00:00Z"
     )]
+    /// A `--since`/`--until` that is neither a duration nor a date.
     BadTime(String),
 }
 
