@@ -108,8 +108,9 @@ impl Answer {
     }
 }
 
+/// One stored answer: the records, their wire form, and when it expires.
 #[derive(Debug)]
-struct Entry {
+struct CacheEntry {
     answer: Answer,
     /// The same records on the wire, for the listener's fast path.
     wire: Option<Encoded>,
@@ -122,7 +123,7 @@ struct Entry {
 /// A live cache entry, borrowed for one answer: read it, don't keep it.
 #[derive(Debug)]
 pub struct Cached {
-    entry: Arc<Entry>,
+    entry: Arc<CacheEntry>,
     elapsed: u32,
 }
 
@@ -190,7 +191,7 @@ pub(crate) type Served = Answer;
 /// The shared cache. Cheap to clone; every clone sees the same entries.
 #[derive(Clone)]
 pub struct Cache {
-    inner: Option<Arc<quick_cache::sync::Cache<Key, Arc<Entry>>>>,
+    inner: Option<Arc<quick_cache::sync::Cache<Key, Arc<CacheEntry>>>>,
     cfg: CacheConfig,
 }
 
@@ -262,7 +263,7 @@ impl Cache {
         let Some(ttl) = clamp_ttls(&mut answer, &self.cfg) else {
             return;
         };
-        let entry = Entry {
+        let entry = CacheEntry {
             wire: Encoded::new(&answer, name),
             cname_keys: answer
                 .cname_targets()

@@ -57,8 +57,9 @@ pub struct ListStats {
     pub(crate) reviewed: Option<String>,
 }
 
+/// Where one rule for a name is written: its list and line (the text stays there).
 #[derive(Debug, Clone, Copy)]
-struct Entry {
+struct RuleRef {
     list: u16,
     line: u32,
     subdomains_only: bool,
@@ -137,8 +138,8 @@ pub struct Filter {
     list_categories: Vec<CategoryId>,
     // Fx: the keys come from our own lists, not from the network, so no flooding risk;
     // SipHash was a tenth of the per-query cost.
-    domains: FxHashMap<Box<str>, Entry>,
-    overflow: FxHashMap<Box<str>, Vec<Entry>>,
+    domains: FxHashMap<Box<str>, RuleRef>,
+    overflow: FxHashMap<Box<str>, Vec<RuleRef>>,
     abp: Option<Abp>,
 }
 
@@ -159,8 +160,8 @@ impl Filter {
         let mut list_defaults = HashMap::new();
         let mut lists = Vec::with_capacity(sources.len());
         let mut list_categories = Vec::with_capacity(sources.len());
-        let mut domains: FxHashMap<Box<str>, Entry> = FxHashMap::default();
-        let mut overflow: FxHashMap<Box<str>, Vec<Entry>> = FxHashMap::default();
+        let mut domains: FxHashMap<Box<str>, RuleRef> = FxHashMap::default();
+        let mut overflow: FxHashMap<Box<str>, Vec<RuleRef>> = FxHashMap::default();
         let mut abp_set: Option<adblock::FilterSet> = None;
         let mut abp_lists = Vec::new();
 
@@ -203,7 +204,7 @@ impl Filter {
                             Line::Rules(found) => {
                                 for r in found {
                                     rules += 1;
-                                    let entry = Entry {
+                                    let entry = RuleRef {
                                         list: list_id,
                                         line: n as u32 + 1,
                                         subdomains_only: r.subdomains_only,
@@ -286,7 +287,7 @@ impl Filter {
         loop {
             let suffix = &name[start..];
             if let Some(e) = self.domains.get(suffix) {
-                let mut consider = |e: &Entry| {
+                let mut consider = |e: &RuleRef| {
                     if e.subdomains_only && start == 0 {
                         return;
                     }
@@ -386,10 +387,10 @@ fn slot_index(action: Action) -> usize {
 }
 
 fn insert(
-    domains: &mut FxHashMap<Box<str>, Entry>,
-    overflow: &mut FxHashMap<Box<str>, Vec<Entry>>,
+    domains: &mut FxHashMap<Box<str>, RuleRef>,
+    overflow: &mut FxHashMap<Box<str>, Vec<RuleRef>>,
     name: String,
-    entry: Entry,
+    entry: RuleRef,
 ) {
     match domains.get_mut(name.as_str()) {
         None => {

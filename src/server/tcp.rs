@@ -85,7 +85,7 @@ pub(crate) async fn serve(listener: TcpListener, dispatcher: Arc<Dispatcher>, li
         let Some(slot) = slot else {
             continue;
         };
-        let conn = Conn {
+        let conn = TcpConn {
             dispatcher: dispatcher.clone(),
             src,
             limits,
@@ -119,7 +119,8 @@ enum End {
     Closed,
 }
 
-struct Conn {
+/// One TCP client connection being served: reads its queries, writes their answers.
+struct TcpConn {
     dispatcher: Arc<Dispatcher>,
     src: SocketAddr,
     limits: TcpLimits,
@@ -132,7 +133,7 @@ struct Conn {
     in_flight: Arc<Semaphore>,
 }
 
-impl Conn {
+impl TcpConn {
     async fn run(self, mut stream: TcpStream) {
         let _ = stream.set_nodelay(true);
         let (tx, rx) = mpsc::unbounded_channel::<Frame>();

@@ -30,23 +30,25 @@ impl Activity {
     }
 }
 
-struct Entry {
+/// One open connection as the slots see it: its client, its activity, how to close it.
+struct OpenConn {
     ip: IpAddr,
     activity: Arc<Activity>,
     /// Cancelled to close the connection (evicted).
     close: CancellationToken,
 }
 
+/// The open connections and the count per client, under one lock.
 #[derive(Default)]
-struct Table {
+struct SlotTable {
     next_id: u64,
-    conns: HashMap<u64, Entry>,
+    conns: HashMap<u64, OpenConn>,
     per_client: HashMap<IpAddr, usize>,
 }
 
-impl Table {
+impl SlotTable {
     /// Forget connection `id`; whether it was still here.
-    fn remove(&mut self, id: u64) -> Option<Entry> {
+    fn remove(&mut self, id: u64) -> Option<OpenConn> {
         let e = self.conns.remove(&id)?;
         if let Some(n) = self.per_client.get_mut(&e.ip) {
             *n -= 1;
@@ -72,7 +74,7 @@ pub(crate) struct Slots {
     epoch: Instant,
     max_total: usize,
     max_per_client: usize,
-    table: Mutex<Table>,
+    table: Mutex<SlotTable>,
 }
 
 /// A connection's place in the table; gives it back on drop.
@@ -98,7 +100,7 @@ impl Slots {
             epoch: Instant::now(),
             max_total: max_total.get(),
             max_per_client: max_per_client.get(),
-            table: Mutex::new(Table::default()),
+            table: Mutex::new(SlotTable::default()),
         })
     }
 
@@ -134,7 +136,7 @@ impl Slots {
         let close = CancellationToken::new();
         t.conns.insert(
             id,
-            Entry {
+            OpenConn {
                 ip,
                 activity: activity.clone(),
                 close: close.clone(),
