@@ -71,8 +71,8 @@ pub(crate) enum Command {
         /// Check as this client address would be treated.
         #[arg(long, value_name = "IP")]
         client: Option<IpAddr>,
-        #[arg(long, value_enum, default_value_t = Format::Text)]
-        format: Format,
+        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        format: OutputFormat,
     },
     /// Devices seen, with their Meta hits of the last 7 days.
     Devices {
@@ -80,8 +80,8 @@ pub(crate) enum Command {
         command: Option<DevicesCommand>,
         #[command(flatten)]
         db: DbArgs,
-        #[arg(long, value_enum, default_value_t = Format::Text)]
-        format: Format,
+        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        format: OutputFormat,
     },
     /// The hit log, newest last (like `pihole -t` with --follow).
     Log {
@@ -102,22 +102,22 @@ pub(crate) enum Command {
         /// Rows shown before following.
         #[arg(long, short = 'n', default_value_t = log::LOG_TAIL)]
         lines: usize,
-        #[arg(long, value_enum, default_value_t = Format::Text)]
-        format: Format,
+        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        format: OutputFormat,
     },
     /// What the running server last reported, and the database's size and rows.
     Status {
         #[command(flatten)]
         db: DbArgs,
-        #[arg(long, value_enum, default_value_t = Format::Text)]
-        format: Format,
+        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        format: OutputFormat,
     },
     /// Show every list (embedded, files, remote), or fetch the remote ones.
     Lists {
         #[command(flatten)]
         config: ConfigArgs,
-        #[arg(long, value_enum, default_value_t = Format::Text)]
-        format: Format,
+        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        format: OutputFormat,
         #[command(subcommand)]
         command: Option<ListsCommand>,
     },
@@ -228,8 +228,10 @@ pub(crate) enum ListsCommand {
     },
 }
 
+/// `--format` of the commands that print rows (`check`, `devices`, `log`, `status`,
+/// `lists`): aligned text or JSON.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub(crate) enum Format {
+pub(crate) enum OutputFormat {
     Text,
     Json,
 }
@@ -285,7 +287,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             let cfg = load(&config, Overrides::default())?;
             print!(
                 "{}",
-                check::run(&cfg, &names, client, format == Format::Json)?
+                check::run(&cfg, &names, client, format == OutputFormat::Json)?
             );
             Ok(0)
         }
@@ -296,7 +298,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         } => {
             let path = db.path()?;
             let out = match command {
-                None => devices::devices(&path, unix_now(), format == Format::Json)?,
+                None => devices::devices(&path, unix_now(), format == OutputFormat::Json)?,
                 Some(DevicesCommand::Rename { id, name }) => devices::rename(&path, id, &name)?,
             };
             print!("{out}");
@@ -322,11 +324,14 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
                 after_id: None,
                 limit: lines,
             };
-            log::run(&path, &filter, follow, format == Format::Json)?;
+            log::run(&path, &filter, follow, format == OutputFormat::Json)?;
             Ok(0)
         }
         Command::Status { db, format } => {
-            print!("{}", status::status(&db.path()?, format == Format::Json)?);
+            print!(
+                "{}",
+                status::status(&db.path()?, format == OutputFormat::Json)?
+            );
             Ok(0)
         }
         Command::Lists {
@@ -337,7 +342,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             let cfg = load(&config, Overrides::default())?;
             print!(
                 "{}",
-                lists::render(&lists::rows(&cfg)?, format == Format::Json)
+                lists::render(&lists::rows(&cfg)?, format == OutputFormat::Json)
             );
             Ok(0)
         }

@@ -17,9 +17,9 @@ pub(crate) struct LogEvery {
     suppressed: u64,
 }
 
-/// What [`LogEvery::hit`] decided for one occurrence.
+/// What [`LogEvery::occurred`] decided for one occurrence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Verdict {
+pub(crate) enum LogChoice {
     /// Counted; no line now.
     Quiet,
     /// Log a line now. `more` occurrences were counted in the `since` before this one
@@ -36,16 +36,16 @@ impl LogEvery {
     }
 
     /// One occurrence at `now`.
-    pub(crate) fn hit(&mut self, now: Instant) -> Verdict {
+    pub(crate) fn occurred(&mut self, now: Instant) -> LogChoice {
         match self.last {
             Some(last) if now.saturating_duration_since(last) < PERIOD => {
                 self.suppressed += 1;
-                Verdict::Quiet
+                LogChoice::Quiet
             }
             last => {
                 let more = std::mem::take(&mut self.suppressed);
                 self.last = Some(now);
-                Verdict::Log {
+                LogChoice::Log {
                     more,
                     since: last.map(|l| now.saturating_duration_since(l)),
                 }
@@ -68,27 +68,31 @@ mod tests {
         let t0 = Instant::now();
         let mut l = LogEvery::new();
         assert_eq!(
-            l.hit(t0),
-            Verdict::Log {
+            l.occurred(t0),
+            LogChoice::Log {
                 more: 0,
                 since: None
             }
         );
         for s in 1..60 {
-            assert_eq!(l.hit(t0 + Duration::from_secs(s)), Verdict::Quiet, "{s}");
+            assert_eq!(
+                l.occurred(t0 + Duration::from_secs(s)),
+                LogChoice::Quiet,
+                "{s}"
+            );
         }
         assert_eq!(
-            l.hit(t0 + Duration::from_secs(61)),
-            Verdict::Log {
+            l.occurred(t0 + Duration::from_secs(61)),
+            LogChoice::Log {
                 more: 59,
                 since: Some(Duration::from_secs(61))
             }
         );
-        assert_eq!(l.hit(t0 + Duration::from_secs(62)), Verdict::Quiet);
+        assert_eq!(l.occurred(t0 + Duration::from_secs(62)), LogChoice::Quiet);
         // A quiet hour, then one more: logged at once, counting the one in between.
         assert_eq!(
-            l.hit(t0 + Duration::from_secs(3661)),
-            Verdict::Log {
+            l.occurred(t0 + Duration::from_secs(3661)),
+            LogChoice::Log {
                 more: 1,
                 since: Some(Duration::from_secs(3600))
             }
@@ -99,8 +103,8 @@ mod tests {
     fn a_clock_going_backwards_never_logs_twice() {
         let t0 = Instant::now() + Duration::from_secs(100);
         let mut l = LogEvery::new();
-        assert!(matches!(l.hit(t0), Verdict::Log { .. }));
-        assert_eq!(l.hit(t0 - Duration::from_secs(50)), Verdict::Quiet);
+        assert!(matches!(l.occurred(t0), LogChoice::Log { .. }));
+        assert_eq!(l.occurred(t0 - Duration::from_secs(50)), LogChoice::Quiet);
     }
 
     #[test]

@@ -222,7 +222,7 @@ impl Metrics {
     }
 
     /// The metrics text in `format`, with the server's counters as of `snapshot`.
-    pub(crate) fn render(&self, snapshot: &stats::Reading, format: Format) -> String {
+    pub(crate) fn render(&self, snapshot: &stats::Reading, format: MetricsFormat) -> String {
         for (name, c) in &self.stats {
             c.inner()
                 .store(stat_value(snapshot, name), Ordering::Relaxed);
@@ -232,25 +232,25 @@ impl Metrics {
             tracing::warn!("cannot encode metrics: {e}");
         }
         match format {
-            Format::OpenMetrics => out,
-            Format::Text004 => to_text_004(&out),
+            MetricsFormat::OpenMetrics => out,
+            MetricsFormat::Text004 => to_text_004(&out),
         }
     }
 }
 
 /// The two exposition formats `/metrics` speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Format {
+pub(crate) enum MetricsFormat {
     /// `text/plain; version=0.0.4`: what every Prometheus-compatible scraper reads.
     Text004,
     /// `application/openmetrics-text; version=1.0.0`, for scrapers that ask for it.
     OpenMetrics,
 }
 
-impl Format {
+impl MetricsFormat {
     /// OpenMetrics when `accept` (an `Accept` header value) prefers it over plain text;
     /// the classic format otherwise, and when there is no header.
-    pub(crate) fn negotiate(accept: Option<&str>) -> Format {
+    pub(crate) fn negotiate(accept: Option<&str>) -> MetricsFormat {
         let (mut om, mut text) = (0.0f32, 0.0f32);
         for item in accept.unwrap_or("").split(',') {
             let mut parts = item.split(';').map(str::trim);
@@ -266,16 +266,18 @@ impl Format {
             }
         }
         if om > 0.0 && om >= text {
-            Format::OpenMetrics
+            MetricsFormat::OpenMetrics
         } else {
-            Format::Text004
+            MetricsFormat::Text004
         }
     }
 
     pub(crate) fn content_type(self) -> &'static str {
         match self {
-            Format::Text004 => "text/plain; version=0.0.4; charset=utf-8",
-            Format::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            MetricsFormat::Text004 => "text/plain; version=0.0.4; charset=utf-8",
+            MetricsFormat::OpenMetrics => {
+                "application/openmetrics-text; version=1.0.0; charset=utf-8"
+            }
         }
     }
 }
@@ -412,7 +414,7 @@ fn header<'h>(head: &'h str, name: &str) -> Option<&'h str> {
 /// Status, reason, content type and body for a request head.
 fn route(
     head: &str,
-    render: impl FnOnce(Format) -> String,
+    render: impl FnOnce(MetricsFormat) -> String,
 ) -> (u16, &'static str, &'static str, String) {
     const TEXT: &str = "text/plain; charset=utf-8";
     let mut parts = head.lines().next().unwrap_or("").split_whitespace();
@@ -420,7 +422,7 @@ fn route(
     let path = target.split('?').next().unwrap_or("");
     match (method, path) {
         ("GET" | "HEAD", "/metrics") => {
-            let format = Format::negotiate(header(head, "accept"));
+            let format = MetricsFormat::negotiate(header(head, "accept"));
             (200, "OK", format.content_type(), render(format))
         }
         ("GET" | "HEAD", _) => (404, "Not Found", TEXT, "not found; try /metrics\n".into()),
@@ -456,7 +458,7 @@ mod tests {
             cache_hits: 2,
             ..Default::default()
         };
-        let text = m.render(&snap, Format::OpenMetrics);
+        let text = m.render(&snap, MetricsFormat::OpenMetrics);
         assert!(text.contains("metaguard_queries_total 7"), "{text}");
         assert!(text.contains("metaguard_cache_hits_total 2"), "{text}");
         assert!(
@@ -472,7 +474,7 @@ mod tests {
             "{text}"
         );
         assert!(text.ends_with("# EOF\n"), "{text}");
-        let classic = m.render(&snap, Format::Text004);
+        let classic = m.render(&snap, MetricsFormat::Text004);
         assert!(
             classic.contains("# HELP metaguard_queries_total Queries"),
             "{classic}"
@@ -490,24 +492,27 @@ mod tests {
 
     #[test]
     fn accept_picks_the_format() {
-        use Format::*;
-        assert_eq!(Format::negotiate(None), Text004);
-        assert_eq!(Format::negotiate(Some("*/*")), Text004);
-        assert_eq!(Format::negotiate(Some("text/plain;version=0.0.4")), Text004);
+        use MetricsFormat::*;
+        assert_eq!(MetricsFormat::negotiate(None), Text004);
+        assert_eq!(MetricsFormat::negotiate(Some("*/*")), Text004);
         assert_eq!(
-            Format::negotiate(Some("application/openmetrics-text;version=1.0.0")),
+            MetricsFormat::negotiate(Some("text/plain;version=0.0.4")),
+            Text004
+        );
+        assert_eq!(
+            MetricsFormat::negotiate(Some("application/openmetrics-text;version=1.0.0")),
             OpenMetrics
         );
         // What Prometheus 2.x and 3.x send.
         let prom = "application/openmetrics-text;version=1.0.0;q=0.5,\
             application/openmetrics-text;version=0.0.1;q=0.4,text/plain;version=0.0.4;q=0.3,*/*;q=0.2";
-        assert_eq!(Format::negotiate(Some(prom)), OpenMetrics);
+        assert_eq!(MetricsFormat::negotiate(Some(prom)), OpenMetrics);
         assert_eq!(
-            Format::negotiate(Some("text/plain;q=0.9,application/openmetrics-text;q=0.1")),
+            MetricsFormat::negotiate(Some("text/plain;q=0.9,application/openmetrics-text;q=0.1")),
             Text004
         );
         assert_eq!(
-            Format::negotiate(Some("application/openmetrics-text;q=0")),
+            MetricsFormat::negotiate(Some("application/openmetrics-text;q=0")),
             Text004
         );
     }

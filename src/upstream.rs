@@ -21,7 +21,7 @@ use hickory_resolver::{NameServerPool, PoolContext};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::cache::{Answer, DnssecBits};
-use crate::lograte::{self, LogEvery, Verdict};
+use crate::lograte::{self, LogChoice, LogEvery};
 
 /// `[upstream]` in the config.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -290,13 +290,13 @@ struct Server {
 
 impl Server {
     /// Count one failure at `now`; whether to log it at WARN (once a minute).
-    fn failed(&self, cause: &dyn fmt::Display, now: Instant) -> Verdict {
+    fn failed(&self, cause: &dyn fmt::Display, now: Instant) -> LogChoice {
         self.failures.fetch_add(1, Ordering::Relaxed);
         let verdict = match self.warn.lock() {
-            Ok(mut w) => w.hit(now),
-            Err(_) => Verdict::Quiet,
+            Ok(mut w) => w.occurred(now),
+            Err(_) => LogChoice::Quiet,
         };
-        if verdict == Verdict::Quiet {
+        if verdict == LogChoice::Quiet {
             tracing::debug!(upstream = %self.spec, error = %cause, "upstream failed");
         }
         verdict
@@ -315,11 +315,11 @@ impl Server {
 }
 
 /// The WARN line for a failure of `spec`, or `None` when this one is only counted.
-fn failure_line(spec: &UpstreamSpec, cause: &dyn fmt::Display, v: Verdict) -> Option<String> {
+fn failure_line(spec: &UpstreamSpec, cause: &dyn fmt::Display, v: LogChoice) -> Option<String> {
     match v {
-        Verdict::Quiet => None,
-        Verdict::Log { more: 0, .. } => Some(format!("upstream {spec} failed: {cause}")),
-        Verdict::Log { more, since } => Some(format!(
+        LogChoice::Quiet => None,
+        LogChoice::Log { more: 0, .. } => Some(format!("upstream {spec} failed: {cause}")),
+        LogChoice::Log { more, since } => Some(format!(
             "upstream {spec} failed: {cause} ({more} more failure{} in the last {})",
             if more == 1 { "" } else { "s" },
             lograte::round(since.unwrap_or_default()),
@@ -391,8 +391,8 @@ impl Upstreams {
     /// Log the failure `e` of `server` at WARN when `verdict` says so. hickory's pool
     /// reports a failed TLS handshake (an untrusted certificate) only as "no connections
     /// available": then a handshake of our own, in a task of its own, finds the cause.
-    fn warn(&self, server: &Server, e: &NetError, verdict: Verdict) {
-        if verdict == Verdict::Quiet {
+    fn warn(&self, server: &Server, e: &NetError, verdict: LogChoice) {
+        if verdict == LogChoice::Quiet {
             return;
         }
         let Some((addr, name, alpn)) = server
@@ -584,7 +584,7 @@ mod tests {
             lines.extend(failure_line(
                 &spec,
                 &cause,
-                every.hit(t0 + Duration::from_secs(s)),
+                every.occurred(t0 + Duration::from_secs(s)),
             ));
         }
         assert_eq!(

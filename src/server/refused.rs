@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::Instant;
 
-use crate::lograte::{self, LogEvery, Verdict};
+use crate::lograte::{self, LogChoice, LogEvery};
 
 /// Sources counted by address in one line; past that they are counted as "others".
 const MAX_SOURCES: usize = 16;
@@ -62,7 +62,7 @@ impl RefusedLog {
         } else {
             w.others += 1;
         }
-        let Verdict::Log { since, .. } = w.every.hit(now) else {
+        let LogChoice::Log { since, .. } = w.every.occurred(now) else {
             return None;
         };
         let line = summary(&mut w.sources, w.others, since);
