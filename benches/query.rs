@@ -12,7 +12,7 @@ use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::rdata::A;
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use metaguard::cache::{Answer, Cache, CacheConfig};
-use metaguard::clients::Identity;
+use metaguard::clients::Device;
 use metaguard::filter::{BlockResponse, Filter, FilterConfig};
 use metaguard::policy::Action;
 use metaguard::server::wire;
@@ -91,7 +91,7 @@ fn bench(c: &mut Criterion) {
         ..StoreConfig::default()
     };
     let (logger, writer) = store::start(&cfg);
-    let device = Identity::from_addr("192.168.1.5".parse().unwrap());
+    let device = Device::from_addr("192.168.1.5".parse().unwrap());
     let mut group = c.benchmark_group("writer");
     group.sample_size(20);
     group.bench_function("batch_of_500_hits", |b| {

@@ -9,7 +9,7 @@ use crate::store::{StoreError, unix_now};
 use super::devices::{devices, rename};
 use super::log::{LOG_TAIL, log, parse_since};
 use super::status::status;
-use crate::clients::Identity;
+use crate::clients::Device;
 use crate::policy::Action;
 use crate::store::writer::tests::{config, hit};
 use crate::store::{StoreConfig, start};
@@ -19,13 +19,13 @@ fn sample(dir: &Path) -> (StoreConfig, i64) {
     let cfg = config(dir);
     let now = unix_now();
     let (logger, handle) = start(&cfg);
-    let mut phone = Identity::from_mac(
+    let mut phone = Device::from_mac(
         "aa:bb:cc:dd:ee:ff".parse().unwrap(),
         "192.168.1.7".parse().unwrap(),
     );
     phone.name = Some("phone".into());
     phone.group = Some("kids".into());
-    let tv = Identity::from_addr("192.168.1.5".parse().unwrap());
+    let tv = Device::from_addr("192.168.1.5".parse().unwrap());
     logger.hit(hit(now - 7200, &phone, "graph.facebook.com"));
     let mut via = hit(now - 60, &phone, "cdn.example.net");
     via.cname_origin = Some("star.c10r.facebook.com".into());
@@ -146,7 +146,7 @@ fn rename_sticks_and_commands_render() {
 
     // The server's own name for the device does not undo the rename.
     let (logger, handle) = start(&cfg);
-    let mut d = Identity::from_addr("192.168.1.5".parse().unwrap());
+    let mut d = Device::from_addr("192.168.1.5".parse().unwrap());
     d.name = Some("dhcp-name".into());
     logger.hit(hit(now, &d, "graph.facebook.com"));
     handle.shutdown();

@@ -130,7 +130,7 @@ impl<'de> Deserialize<'de> for DeviceMatch {
     }
 }
 
-/// One `[[devices]]` item: a named device, how to recognise it, its policy group.
+/// One `[[devices]]` item as configured: a named device, how to recognise it, its policy group.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeviceConfig {
@@ -159,9 +159,11 @@ pub enum ClientsError {
     },
 }
 
-/// Who sent a query.
+/// The device that sent one query, as `Clients::identify` found it: its log key, MAC,
+/// address, name and group. The other device types: [`DeviceConfig`] and [`DeviceMatch`]
+/// (the config), `DeviceKey` (the log's key), `DeviceRow` (`metaguard devices`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Identity {
+pub struct Device {
     /// Stable key of the device: by MAC when its MAC is known, else by address.
     pub(crate) key: DeviceKey,
     pub(crate) mac: Option<Mac>,
@@ -173,10 +175,10 @@ pub struct Identity {
     pub(crate) group: Option<Arc<str>>,
 }
 
-impl Identity {
+impl Device {
     /// A device known only by its address.
     pub fn from_addr(addr: IpAddr) -> Self {
-        Identity {
+        Device {
             key: DeviceKey::from_addr(addr),
             mac: None,
             addr,
@@ -188,7 +190,7 @@ impl Identity {
     /// A device known by its MAC, currently at `addr` (the fixture and tests).
     #[cfg(any(test, feature = "test-fixtures"))]
     pub(crate) fn from_mac(mac: Mac, addr: IpAddr) -> Self {
-        Identity {
+        Device {
             key: DeviceKey::from_mac(mac),
             mac: Some(mac),
             addr,
@@ -198,17 +200,17 @@ impl Identity {
     }
 }
 
-/// A `[[devices]]` entry, as `identify` hands it out.
+/// A `[[devices]]` entry's name and group, as `identify` hands them out in a [`Device`].
 #[derive(Debug)]
 struct Configured {
     name: Arc<str>,
     group: Option<Arc<str>>,
 }
 
-/// The `[[devices]]` list as lookup tables. Fixed for the life of a `Clients`: a config
+/// The `[[devices]]` list as lookup tables (by MAC, address, network). Fixed for the life of a `Clients`: a config
 /// reload builds a new one.
 #[derive(Debug, Default)]
-struct Devices {
+struct DeviceTable {
     list: Vec<Configured>,
     by_mac: HashMap<Mac, usize>,
     by_ip: HashMap<IpAddr, usize>,
@@ -234,10 +236,11 @@ struct NeighbourSources {
     ip_program: Option<PathBuf>,
 }
 
-/// Device identity for every query.
+/// Finds the [`Device`] behind every query: from `[[devices]]`, the EDNS MAC option,
+/// the neighbour tables and the DHCP leases.
 #[derive(Debug)]
 pub(crate) struct Clients {
-    devices: Devices,
+    devices: DeviceTable,
     leases: Vec<LeaseFile>,
     neighbours: Option<NeighbourSources>,
     refresh: Duration,
@@ -251,7 +254,7 @@ impl Clients {
         devices: &[DeviceConfig],
         cfg: &ClientsConfig,
     ) -> Result<Clients, ClientsError> {
-        let mut t = Devices::default();
+        let mut t = DeviceTable::default();
         // Which device claimed an entry first, to name both in the error.
         let mut claimed: HashMap<DeviceMatch, usize> = HashMap::new();
         for (i, d) in devices.iter().enumerate() {
@@ -298,7 +301,7 @@ impl Clients {
     }
 
     /// Who sent a query from `src` with `edns`. Table lookups only: no I/O, no await.
-    pub(crate) fn identify(&self, src: IpAddr, edns: Option<&Edns>) -> Identity {
+    pub(crate) fn identify(&self, src: IpAddr, edns: Option<&Edns>) -> Device {
         let addr = src.to_canonical();
         let learnt = self.learnt.load();
         let edns_mac = edns.and_then(mac_from_edns);
@@ -326,7 +329,7 @@ impl Clients {
                 .cloned()
         });
         let key = device_key(mac, addr);
-        Identity {
+        Device {
             key,
             mac,
             addr,

@@ -6,7 +6,7 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 
-use crate::clients::Identity;
+use crate::clients::Device;
 use crate::policy::Action;
 use crate::store::{self, HitEvent, StoreConfig};
 
@@ -93,12 +93,12 @@ impl Rng {
 }
 
 /// The store's view of fixture device `i`.
-pub(crate) fn device_info(spec: &FixtureSpec, i: usize) -> Identity {
+pub(crate) fn device_info(spec: &FixtureSpec, i: usize) -> Device {
     let addr = IpAddr::V4(Ipv4Addr::new(192, 168, 1, 10 + (i % 240) as u8));
     let d = &spec.devices[i];
     let mut info = match &d.mac {
-        Some(m) => Identity::from_mac(m.parse().expect("a fixture MAC"), addr),
-        None => Identity::from_addr(addr),
+        Some(m) => Device::from_mac(m.parse().expect("a fixture MAC"), addr),
+        None => Device::from_addr(addr),
     };
     info.name = d.name.as_deref().map(Into::into);
     info
@@ -107,7 +107,7 @@ pub(crate) fn device_info(spec: &FixtureSpec, i: usize) -> Identity {
 /// The fixture's hits in time order, the same for the same spec.
 pub fn events(spec: &FixtureSpec) -> impl Iterator<Item = HitEvent> + '_ {
     let mut rng = Rng::new(spec.seed);
-    let infos: Vec<Identity> = (0..spec.devices.len())
+    let infos: Vec<Device> = (0..spec.devices.len())
         .map(|i| device_info(spec, i))
         .collect();
     let days = (spec.end - spec.start + 86399) / 86400;

@@ -141,6 +141,7 @@ pub struct DomainCount {
     pub(crate) lookups: i64,
 }
 
+/// One device's line of the report: its Meta lookups, blocked and logged.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DeviceReport {
     /// Its name, else its MAC, else its key.
@@ -177,6 +178,7 @@ pub struct MetaAi {
     pub(crate) devices: Vec<MetaAiDevice>,
 }
 
+/// A device that looked up Meta AI endpoints, and how often.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub(crate) struct MetaAiDevice {
     pub(crate) device: String,

@@ -7,7 +7,7 @@ use hickory_proto::rr::{DNSClass, RData, RecordType};
 
 use super::Snapshot;
 use crate::cache::{Answer, Cache, Cached, DnssecBits};
-use crate::clients::Identity;
+use crate::clients::Device;
 use crate::config::DomainName;
 use crate::filter::{Verdict, name_key};
 use crate::policy::Action;
@@ -86,7 +86,7 @@ pub(crate) fn decide(
     snap: &Snapshot,
     cache: &Cache,
     q: &Question<'_>,
-    device: &Identity,
+    device: &Device,
 ) -> Decision {
     // 1. Class: only IN is served. First, since nothing below means anything for CHAOS.
     if q.class != DNSClass::IN {
@@ -137,7 +137,7 @@ pub(crate) fn decide(
 pub(crate) fn check_answer(
     snap: &Snapshot,
     q: &Question<'_>,
-    device: &Identity,
+    device: &Device,
     verdict: Verdict,
     answer: &Answer,
     cname_keys: Option<&[String]>,

@@ -18,7 +18,7 @@ use super::decide::{self, Check, Decision, Hit, Local, Question};
 use super::response::{self, EDE_NO_REACHABLE_AUTHORITY, EDE_NOT_SUPPORTED, Reply};
 use super::wire;
 use crate::cache::{Answer, Cache, DnssecBits};
-use crate::clients::Identity;
+use crate::clients::Device;
 use crate::export::{self, Export};
 use crate::filter::{Verdict, name_key};
 use crate::metrics::Metrics;
@@ -108,7 +108,7 @@ impl Handler {
         snap: &Snapshot,
         q: &Question<'_>,
         query: &LowerQuery,
-        device: &Identity,
+        device: &Device,
         verdict: Verdict,
     ) -> (Reply, Option<Hit>, AnsweredFrom) {
         let owner = query.original().name();
@@ -188,7 +188,7 @@ impl Handler {
     fn record(
         &self,
         snap: &Snapshot,
-        device: &Identity,
+        device: &Device,
         name: &str,
         qtype: RecordType,
         id: u16,
@@ -275,7 +275,7 @@ impl Handler {
     }
 
     /// Record the query in the full query log, when `[store] log_all_queries` is on.
-    fn log_query(&self, device: &Identity, name: &str, qtype: RecordType, from: AnsweredFrom) {
+    fn log_query(&self, device: &Device, name: &str, qtype: RecordType, from: AnsweredFrom) {
         if !self.logger.logs_all_queries() {
             return;
         }
@@ -292,7 +292,7 @@ impl Handler {
     fn log_hit(
         &self,
         snap: &Snapshot,
-        device: &Identity,
+        device: &Device,
         name: &str,
         qtype: RecordType,
         hit: Hit,

@@ -11,7 +11,7 @@ use rusqlite::{Connection, Transaction, params};
 use super::event::{DeviceKey, Totals};
 use super::logger::Msg;
 use super::{action_code, unix_now};
-use crate::clients::Identity;
+use crate::clients::Device;
 
 /// The writer's counters as the status row records them.
 #[derive(Debug, Clone, Copy)]
@@ -82,7 +82,7 @@ fn intern(
 fn upsert_device(
     tx: &Transaction<'_>,
     cache: &mut HashMap<DeviceKey, i64>,
-    d: &Identity,
+    d: &Device,
     first: i64,
     last: i64,
 ) -> rusqlite::Result<i64> {
@@ -191,7 +191,7 @@ pub(super) fn write_batch(
     let tx = conn.transaction()?;
 
     // Latest details, first/last time and addresses per device in this batch.
-    let mut seen: HashMap<&DeviceKey, (&Identity, i64, i64)> = HashMap::default();
+    let mut seen: HashMap<&DeviceKey, (&Device, i64, i64)> = HashMap::default();
     let mut addrs: HashMap<(&DeviceKey, IpAddr), i64> = HashMap::default();
     for m in batch {
         let (d, ts) = match m {

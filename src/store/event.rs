@@ -5,10 +5,10 @@ use std::fmt;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use crate::clients::{Identity, Mac};
+use crate::clients::{Device, Mac};
 use crate::policy::Action;
 
-/// A device's identity in the log: `mac:aa:bb:cc:dd:ee:ff` when its MAC is known, else
+/// A device's key in the hit log: `mac:aa:bb:cc:dd:ee:ff` when its MAC is known, else
 /// `ip:192.168.1.5`. Cheap to clone (the text is shared).
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub(crate) struct DeviceKey(Arc<str>);
@@ -88,7 +88,7 @@ pub struct HitEvent {
     pub ts: i64,
     /// Who asked. Its name only fills an empty name in the log, so a rename by the user
     /// (`metaguard devices rename`) sticks.
-    pub device: Identity,
+    pub device: Device,
     /// The query name, lowercased, without the trailing dot.
     pub name: String,
     /// The query type (RFC 1035 TYPE value).
@@ -116,7 +116,7 @@ pub(crate) enum AnsweredFrom {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct QueryEvent {
     pub(crate) ts: i64,
-    pub(crate) device: Identity,
+    pub(crate) device: Device,
     pub(crate) name: String,
     pub(crate) qtype: u16,
     pub(crate) answered_from: AnsweredFrom,

@@ -15,7 +15,7 @@ pub(crate) fn open(path: &Path) -> Result<Connection, StoreError> {
     schema::open_ro(path)
 }
 
-/// One row of `metaguard devices`.
+/// One row of `metaguard devices`: a device as the hit log knows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub(crate) struct DeviceRow {
     pub(crate) id: i64,

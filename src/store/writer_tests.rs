@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use rusqlite::Connection;
 
 use super::*;
-use crate::clients::Identity;
+use crate::clients::Device;
 use crate::policy::Action;
 use crate::store::unix_now;
 use crate::store::{AnsweredFrom, HitEvent, QueryEvent};
@@ -23,7 +23,7 @@ pub(crate) fn config(dir: &Path) -> StoreConfig {
     }
 }
 
-pub(crate) fn hit(ts: i64, device: &Identity, name: &str) -> HitEvent {
+pub(crate) fn hit(ts: i64, device: &Device, name: &str) -> HitEvent {
     HitEvent {
         ts,
         device: device.clone(),
@@ -41,8 +41,8 @@ fn count(db: &Path, sql: &str) -> i64 {
     c.query_row(sql, [], |r| r.get(0)).unwrap()
 }
 
-fn tv() -> Identity {
-    Identity::from_addr("192.168.1.5".parse().unwrap())
+fn tv() -> Device {
+    Device::from_addr("192.168.1.5".parse().unwrap())
 }
 
 #[test]
@@ -124,12 +124,12 @@ fn mac_device_with_two_addresses_is_one_device() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path());
     let (logger, handle) = start(&cfg);
-    let mut a = Identity::from_mac(
+    let mut a = Device::from_mac(
         "AA:BB:CC:DD:EE:FF".parse().unwrap(),
         "192.168.1.7".parse().unwrap(),
     );
     a.name = Some("phone".into());
-    let b = Identity::from_mac(
+    let b = Device::from_mac(
         "aa:bb:cc:dd:ee:ff".parse().unwrap(),
         "fd00::7".parse().unwrap(),
     );
@@ -460,9 +460,9 @@ fn measure_bytes_per_hit() {
         db: db.clone(),
         ..StoreConfig::default()
     };
-    let devices: Vec<Identity> = (0..10)
+    let devices: Vec<Device> = (0..10)
         .map(|i| {
-            let mut d = Identity::from_mac(
+            let mut d = Device::from_mac(
                 format!("aa:bb:cc:dd:ee:{i:02x}").parse().unwrap(),
                 format!("192.168.1.{}", 10 + i).parse().unwrap(),
             );
