@@ -221,11 +221,11 @@ impl Metrics {
         self.db_write.observe(d.as_secs_f64());
     }
 
-    /// The metrics text in `format`, with the server's counters as of `snapshot`.
-    pub(crate) fn render(&self, snapshot: &stats::Reading, format: MetricsFormat) -> String {
+    /// The metrics text in `format`, with the server's counters as of `reading`.
+    pub(crate) fn render(&self, reading: &stats::Reading, format: MetricsFormat) -> String {
         for (name, c) in &self.stats {
             c.inner()
-                .store(stat_value(snapshot, name), Ordering::Relaxed);
+                .store(stat_value(reading, name), Ordering::Relaxed);
         }
         let mut out = String::new();
         if let Err(e) = encode(&mut out, &self.registry) {
@@ -334,16 +334,16 @@ pub(crate) async fn bind(addr: SocketAddr) -> Result<TcpListener, MetricsError> 
         .map_err(|source| MetricsError { addr, source })
 }
 
-/// Serve `GET /metrics` on `listener` until `shutdown`. `snapshot` reads the counters.
+/// Serve `GET /metrics` on `listener` until `shutdown`. `reading` takes a reading of the counters.
 pub(crate) async fn serve<F>(
     listener: TcpListener,
     metrics: Arc<Metrics>,
-    snapshot: F,
+    reading: F,
     shutdown: CancellationToken,
 ) where
     F: Fn() -> stats::Reading + Send + Sync + 'static,
 {
-    let snapshot = Arc::new(snapshot);
+    let reading = Arc::new(reading);
     loop {
         let (stream, _) = tokio::select! {
             r = listener.accept() => match r {
@@ -356,11 +356,11 @@ pub(crate) async fn serve<F>(
             },
             _ = shutdown.cancelled() => break,
         };
-        let (metrics, snapshot) = (metrics.clone(), snapshot.clone());
+        let (metrics, reading) = (metrics.clone(), reading.clone());
         tokio::spawn(async move {
             let reply = async {
                 let req = read_head(stream).await?;
-                respond(req, |req| route(req, |f| metrics.render(&snapshot(), f))).await
+                respond(req, |req| route(req, |f| metrics.render(&reading(), f))).await
             };
             if let Ok(Err(e)) = tokio::time::timeout(Duration::from_secs(5), reply).await {
                 tracing::debug!("metrics request: {e}");
@@ -453,12 +453,12 @@ mod tests {
         m.blocked("pixel");
         m.observe_upstream(Duration::from_millis(3));
         m.observe_db_write(Duration::from_micros(300));
-        let snap = stats::Reading {
+        let reading = stats::Reading {
             queries: 7,
             cache_hits: 2,
             ..Default::default()
         };
-        let text = m.render(&snap, MetricsFormat::OpenMetrics);
+        let text = m.render(&reading, MetricsFormat::OpenMetrics);
         assert!(text.contains("metaguard_queries_total 7"), "{text}");
         assert!(text.contains("metaguard_cache_hits_total 2"), "{text}");
         assert!(
@@ -474,7 +474,7 @@ mod tests {
             "{text}"
         );
         assert!(text.ends_with("# EOF\n"), "{text}");
-        let classic = m.render(&snap, MetricsFormat::Text004);
+        let classic = m.render(&reading, MetricsFormat::Text004);
         assert!(
             classic.contains("# HELP metaguard_queries_total Queries"),
             "{classic}"

@@ -292,14 +292,14 @@ impl Server {
     /// Count one failure at `now`; whether to log it at WARN (once a minute).
     fn failed(&self, cause: &dyn fmt::Display, now: Instant) -> LogChoice {
         self.failures.fetch_add(1, Ordering::Relaxed);
-        let verdict = match self.warn.lock() {
+        let choice = match self.warn.lock() {
             Ok(mut w) => w.occurred(now),
             Err(_) => LogChoice::Quiet,
         };
-        if verdict == LogChoice::Quiet {
+        if choice == LogChoice::Quiet {
             tracing::debug!(upstream = %self.spec, error = %cause, "upstream failed");
         }
-        verdict
+        choice
     }
 
     /// The address, TLS name and ALPN of a DoT or DoH upstream.
@@ -388,18 +388,18 @@ impl Upstreams {
         })
     }
 
-    /// Log the failure `e` of `server` at WARN when `verdict` says so. hickory's pool
+    /// Log the failure `e` of `server` at WARN when `choice` says so. hickory's pool
     /// reports a failed TLS handshake (an untrusted certificate) only as "no connections
     /// available": then a handshake of our own, in a task of its own, finds the cause.
-    fn warn(&self, server: &Server, e: &NetError, verdict: LogChoice) {
-        if verdict == LogChoice::Quiet {
+    fn warn(&self, server: &Server, e: &NetError, choice: LogChoice) {
+        if choice == LogChoice::Quiet {
             return;
         }
         let Some((addr, name, alpn)) = server
             .tls_target()
             .filter(|_| matches!(e, NetError::NoConnections))
         else {
-            if let Some(line) = failure_line(&server.spec, e, verdict) {
+            if let Some(line) = failure_line(&server.spec, e, choice) {
                 tracing::warn!("{line}");
             }
             return;
@@ -411,7 +411,7 @@ impl Upstreams {
                 Some(why) => format!("{cause}: {why}"),
                 None => cause,
             };
-            if let Some(line) = failure_line(&spec, &cause, verdict) {
+            if let Some(line) = failure_line(&spec, &cause, choice) {
                 tracing::warn!("{line}");
             }
         });
@@ -443,8 +443,8 @@ impl Upstreams {
                     return Ok(answer);
                 }
                 Ok(Err(e)) => {
-                    let verdict = server.failed(&e, Instant::now());
-                    self.warn(server, &e, verdict);
+                    let choice = server.failed(&e, Instant::now());
+                    self.warn(server, &e, choice);
                     last = UpstreamError::Failed(format!("{}: {e}", server.spec));
                 }
                 Err(_) => {
@@ -452,8 +452,8 @@ impl Upstreams {
                         "no answer within {}",
                         humantime::format_duration(self.attempt_timeout)
                     );
-                    let verdict = server.failed(&cause, Instant::now());
-                    if let Some(line) = failure_line(&server.spec, &cause, verdict) {
+                    let choice = server.failed(&cause, Instant::now());
+                    if let Some(line) = failure_line(&server.spec, &cause, choice) {
                         tracing::warn!("{line}");
                     }
                     last = UpstreamError::Timeout;
