@@ -53,7 +53,7 @@ impl NameBuf {
     }
 }
 
-/// What a rule match adds to an event (hits only).
+/// What a hit adds to a dnstap event: its category, action and rule.
 pub(crate) struct HitInfo {
     pub(crate) category: Box<str>,
     pub(crate) action: Action,

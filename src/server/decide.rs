@@ -24,7 +24,9 @@ pub(crate) struct Question<'a> {
     pub(crate) bits: DnssecBits,
 }
 
-/// What a query matched, for the hit log.
+/// A hit as `decide()` finds it: the filter's verdict and the name it matched.
+/// `record()` turns it into the log's [`HitEvent`](crate::store::HitEvent) and dnstap's
+/// `HitInfo`.
 #[derive(Debug)]
 pub(crate) struct Hit {
     pub(crate) verdict: Verdict,

@@ -81,7 +81,7 @@ impl PartialEq<&str> for DeviceKey {
     }
 }
 
-/// One query that a rule matched.
+/// A hit as the log keeps it: one query that a rule matched, queued for the writer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HitEvent {
     /// Unix seconds.

@@ -102,7 +102,7 @@ pub(crate) struct HitFilter {
     pub(crate) limit: usize,
 }
 
-/// One line of `metaguard log`.
+/// A hit as `metaguard log` reads it back: one line of its output.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub(crate) struct HitRow {
     pub(crate) id: i64,
