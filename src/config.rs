@@ -113,7 +113,7 @@ fn lines<T: fmt::Display>(items: &[T]) -> String {
 
 impl Config {
     /// Parse `text`, naming `file` in errors: those of TOML and of the types, then the
-    /// settings that parse but cannot work (see [`Config::validate`]), each at its value.
+    /// settings that parse but cannot work (see `Config::validate`), each at its value.
     pub fn parse(text: &str, file: &Path) -> Result<Config, ConfigError> {
         let config = toml::from_str::<Config>(text).map_err(|e| {
             let (line, column) = e.span().map(|s| line_col(text, s.start)).unwrap_or((1, 1));

@@ -8,62 +8,62 @@
 //! stage-by-stage walk.
 #![warn(missing_docs, unreachable_pub)]
 
-/// Listeners, the snapshot of settings and lists, start/reload/stop, the decision per query.
+// Listeners, the snapshot of settings and lists, start/reload/stop, the decision per query.
 pub mod server;
 
-/// Who may ask: the allowed client networks and the per-client rate limit.
+// Who may ask: the allowed client networks and the per-client rate limit.
 pub mod access;
 
-/// Which device sent a query: config devices, the EDNS MAC, neighbour tables, DHCP leases.
+// Which device sent a query: config devices, the EDNS MAC, neighbour tables, DHCP leases.
 pub mod clients;
 
-/// The compiled lists: which rules match a name, and the verdict under a device's actions.
+// The compiled lists: which rules match a name, and the verdict under a device's actions.
 pub mod filter;
 
-/// Categories and the action of each, per device group.
+// Categories and the action of each, per device group.
 pub mod policy;
 
-/// The answer cache, TTL-honouring, with negative answers.
+// The answer cache, TTL-honouring, with negative answers.
 pub mod cache;
 
-/// The upstream resolvers (plain, TCP, DoT, DoH) and fail-over between them.
+// The upstream resolvers (plain, TCP, DoT, DoH) and fail-over between them.
 pub mod upstream;
 
-/// The hit log: the event queue, the writer thread, and the reads of the commands.
+// The hit log: the event queue, the writer thread, and the reads of the commands.
 pub mod store;
 
-/// The dnstap output to a Frame Streams collector.
+// The dnstap output to a Frame Streams collector.
 pub mod export;
 
-/// The server's lock-free counters.
+// The server's lock-free counters.
 pub mod stats;
 
-/// The optional Prometheus endpoint.
+// The optional Prometheus endpoint.
 pub(crate) mod metrics;
 
-/// At most one log line per period for a recurring event.
+// At most one log line per period for a recurring event.
 pub(crate) mod lograte;
 
-/// The TOML config, parsed and checked into settings.
+// The TOML config, parsed and checked into settings.
 pub mod config;
 
-/// Where the block lists come from: embedded, files, the config's own entries.
+// Where the block lists come from: embedded, files, the config's own entries.
 pub mod lists;
 
-/// Remote lists fetched over HTTP(S), with a last good copy on disk.
+// Remote lists fetched over HTTP(S), with a last good copy on disk.
 pub mod remote;
 
-/// The private CA every TLS client trusts, and the client configs made from it.
+// The private CA every TLS client trusts, and the client configs made from it.
 pub mod tls;
 
-/// Files written whole for others to read, with names made safe.
+// Files written whole for others to read, with names made safe.
 pub(crate) mod files;
 
-/// The verdict for given names, with the rule, list and line that decided it.
+// The verdict for given names, with the rule, list and line that decided it.
 pub(crate) mod check;
 
-/// Weekly exposure reports: build, render, deliver.
+// Weekly exposure reports: build, render, deliver.
 pub mod report;
 
-/// The command line: clap definitions and one file per command.
+// The command line: clap definitions and one file per command.
 pub mod cli;

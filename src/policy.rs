@@ -82,7 +82,7 @@ pub(crate) type CategoryActions = BTreeMap<String, Action>;
 /// `[groups.NAME]`: action per category for the devices of that group.
 pub(crate) type GroupsConfig = BTreeMap<String, CategoryActions>;
 
-/// Action tables, one per group plus the default, indexed by [`CategoryId`].
+/// Action tables, one per group plus the default, indexed by `CategoryId`.
 #[derive(Debug, Clone)]
 pub struct Policy {
     default: Vec<Action>,

@@ -1,5 +1,5 @@
 //! Weekly tracking-exposure reports (`metaguard report`): aggregate the hit log with SQL
-//! into a [`ReportModel`] (`build`), render it as text, Markdown, HTML, JSON or CSV
+//! into a `ReportModel` (`build`), render it as text, Markdown, HTML, JSON or CSV
 //! (`render`, `html`), and deliver it by file, e-mail or webhook (`deliver`).
 
 pub(crate) mod build;

@@ -1,4 +1,4 @@
-//! The server: [`start`] builds the [`Snapshot`], binds the listeners ([`sockets`]) and
+//! The server: [`start`] builds the `Snapshot`, binds the listeners (`sockets`) and
 //! spawns the UDP and TCP loops; [`Running`] reloads (a new snapshot swapped whole) and
 //! stops (drains in-flight queries). The supervisor that calls them on signals is
 //! `cli/serve.rs`.
