@@ -279,7 +279,8 @@ pub(crate) fn is_own(a: &SocketAddr, own: &[SocketAddr]) -> bool {
     })
 }
 
-struct Server {
+/// One upstream of [`Upstreams`]: how to reach it, its connections, its health.
+struct Upstream {
     spec: UpstreamSpec,
     pool: NameServerPool<TokioRuntimeProvider>,
     /// Consecutive failures; a failing server is tried after the healthy ones.
@@ -288,7 +289,7 @@ struct Server {
     warn: Mutex<LogEvery>,
 }
 
-impl Server {
+impl Upstream {
     /// Count one failure at `now`; whether to log it at WARN (once a minute).
     fn failed(&self, cause: &dyn fmt::Display, now: Instant) -> LogChoice {
         self.failures.fetch_add(1, Ordering::Relaxed);
@@ -330,7 +331,7 @@ fn failure_line(spec: &UpstreamSpec, cause: &dyn fmt::Display, v: LogChoice) -> 
 /// The configured upstreams, tried in order of health until one answers.
 #[derive(Clone)]
 pub struct Upstreams {
-    servers: Arc<[Server]>,
+    servers: Arc<[Upstream]>,
     attempt_timeout: Duration,
     /// The DoT/DoH client config, for diagnosing a failed handshake in the log.
     tls: Arc<rustls::ClientConfig>,
@@ -373,7 +374,7 @@ impl Upstreams {
                     Arc::new(cx),
                     TokioRuntimeProvider::default(),
                 );
-                Ok(Server {
+                Ok(Upstream {
                     spec: spec.clone(),
                     pool,
                     failures: AtomicU32::new(0),
@@ -391,7 +392,7 @@ impl Upstreams {
     /// Log the failure `e` of `server` at WARN when `choice` says so. hickory's pool
     /// reports a failed TLS handshake (an untrusted certificate) only as "no connections
     /// available": then a handshake of our own, in a task of its own, finds the cause.
-    fn warn(&self, server: &Server, e: &NetError, choice: LogChoice) {
+    fn warn(&self, server: &Upstream, e: &NetError, choice: LogChoice) {
         if choice == LogChoice::Quiet {
             return;
         }
