@@ -10,10 +10,10 @@ use hickory_proto::rr::rdata::opt::{EdnsCode, EdnsOption};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// EDNS option of dnsmasq `--add-mac`: the 6 raw bytes of the client's MAC.
-pub const EDNS_MAC_RAW: u16 = 65001;
+pub(crate) const EDNS_MAC_RAW: u16 = 65001;
 /// EDNS option of dnsmasq `--add-mac=text` (17 ASCII bytes) and `--add-mac=base64`
 /// (8 bytes of base64).
-pub const EDNS_MAC_TEXT: u16 = 65073;
+pub(crate) const EDNS_MAC_TEXT: u16 = 65073;
 
 /// A 48-bit Ethernet address.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -31,7 +31,8 @@ use tokio_util::sync::CancellationToken;
 use crate::store::DeviceKey;
 
 pub(crate) use leases::{LeaseFile, LeaseFormat};
-pub use mac::{BadMac, EDNS_MAC_RAW, EDNS_MAC_TEXT, Mac, mac_from_edns};
+pub use mac::mac_from_edns;
+pub(crate) use mac::{EDNS_MAC_RAW, EDNS_MAC_TEXT, Mac};
 
 /// Where the kernel shows the IPv4 neighbour table.
 const PROC_NET_ARP: &str = "/proc/net/arp";

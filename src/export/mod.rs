@@ -19,7 +19,8 @@ use arc_swap::ArcSwapOption;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-pub use config::{ClientAddress, Endpoint, ExportConfig, Messages};
+pub(crate) use config::ExportConfig;
+pub use config::{ClientAddress, Endpoint, Messages};
 
 use crate::filter::BlockResponse;
 use crate::policy::Action;
