@@ -48,8 +48,8 @@ pub(crate) fn verdicts(
         },
     )?;
     clients.refresh_now();
-    let identity = client.map(|ip| clients.identify(ip, None));
-    let actions = policy.actions(identity.as_ref().and_then(|i| i.group.as_deref()));
+    let device = client.map(|ip| clients.identify(ip, None));
+    let actions = policy.actions(device.as_ref().and_then(|i| i.group.as_deref()));
     Ok(names
         .iter()
         .map(|raw| {

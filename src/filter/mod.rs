@@ -86,7 +86,8 @@ pub(crate) enum RuleText {
     Abp(Box<str>),
 }
 
-/// The outcome of checking one name.
+/// The filter's verdict on one name: the rule that matched it, if any, and that rule's
+/// action for the device's group. One input of `decide()`, which makes the `Decision`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verdict {
     /// `None` when no rule matched.

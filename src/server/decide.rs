@@ -46,7 +46,8 @@ impl Hit {
     }
 }
 
-/// What to do with a query.
+/// What to do with a query: `decide()`'s result, from the filter's [`Verdict`] on its
+/// name, its type and the cache.
 #[derive(Debug)]
 pub(crate) enum Decision {
     /// Answered here, never forwarded. `hit` is a `log` rule on the name.
