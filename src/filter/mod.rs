@@ -7,10 +7,18 @@
 //! the device's table (`allow` > `block` > `log`) and reports the most specific
 //! rule of that action, so `graph.facebook.com` keeps its own category even though
 //! `facebook.com` matches too.
+//!
+//! Pattern rules of domain lists (`||sonar*.xx.fbcdn.net^`, `/regex$/`) are indexed by
+//! their literal suffix: the suffix map marks those suffixes, so a name tries patterns
+//! only when one of its suffixes carries the mark, on the same lookups as every name.
+//! A pattern counts as specific as its literal suffix plus one label: it is tried after
+//! the rules of longer suffixes and before those of its suffix and shorter ones.
 
 pub mod parse;
+mod pattern;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
 
@@ -54,11 +62,33 @@ pub struct ListStats {
 
 #[derive(Debug, Clone, Copy)]
 struct Entry {
+    /// [`NO_RULE`] when only patterns are indexed under this name.
     list: u16,
     line: u32,
-    subdomains_only: bool,
-    /// More entries for the same name live in `Filter::overflow`.
-    more: bool,
+    /// [`SUBDOMAINS_ONLY`], [`MORE`], [`PATTERNS`] (one byte keeps an entry at 8 bytes).
+    flags: u8,
+}
+
+/// `*.name`: the rule covers subdomains only.
+const SUBDOMAINS_ONLY: u8 = 1;
+/// More entries for the same name live in `Filter::overflow`.
+const MORE: u8 = 2;
+/// Pattern rules are indexed under this name in `Filter::patterns`.
+const PATTERNS: u8 = 4;
+/// The list id of an entry that only marks a pattern suffix.
+const NO_RULE: u16 = u16::MAX;
+
+impl Entry {
+    fn subdomains_only(&self) -> bool {
+        self.flags & SUBDOMAINS_ONLY != 0
+    }
+}
+
+/// A pattern rule with the list and line it came from.
+struct PatternEntry {
+    list: u16,
+    line: u32,
+    rule: parse::PatternRule,
 }
 
 /// The rule behind a verdict.
@@ -78,6 +108,8 @@ pub enum RuleText {
     Suffix { start: usize, subdomains_only: bool },
     /// An Adblock Plus rule, as written in its list.
     Abp(Box<str>),
+    /// A pattern rule of a domain list, as written (`||sonar*.xx.fbcdn.net^`).
+    Pattern(Arc<str>),
 }
 
 /// The outcome of checking one name.
@@ -113,6 +145,7 @@ impl Verdict {
                 }
             }
             RuleText::Abp(r) => r.to_string(),
+            RuleText::Pattern(r) => r.to_string(),
         })
     }
 }
@@ -133,6 +166,8 @@ pub struct Filter {
     // SipHash was a tenth of the per-query cost.
     domains: FxHashMap<Box<str>, Entry>,
     overflow: FxHashMap<Box<str>, Vec<Entry>>,
+    /// Pattern rules by their literal suffix (marked [`PATTERNS`] in `domains`).
+    patterns: FxHashMap<Box<str>, Vec<PatternEntry>>,
     abp: Option<Abp>,
 }
 
@@ -141,6 +176,7 @@ impl std::fmt::Debug for Filter {
         f.debug_struct("Filter")
             .field("lists", &self.lists.len())
             .field("domains", &self.domains.len())
+            .field("patterns", &self.patterns.len())
             .field("abp", &self.abp.is_some())
             .finish()
     }
@@ -155,6 +191,7 @@ impl Filter {
         let mut list_categories = Vec::with_capacity(sources.len());
         let mut domains: FxHashMap<Box<str>, Entry> = FxHashMap::default();
         let mut overflow: FxHashMap<Box<str>, Vec<Entry>> = FxHashMap::default();
+        let mut patterns: FxHashMap<Box<str>, Vec<PatternEntry>> = FxHashMap::default();
         let mut abp_set: Option<adblock::FilterSet> = None;
         let mut abp_lists = Vec::new();
 
@@ -200,11 +237,26 @@ impl Filter {
                                     let entry = Entry {
                                         list: list_id,
                                         line: n as u32 + 1,
-                                        subdomains_only: r.subdomains_only,
-                                        more: false,
+                                        flags: if r.subdomains_only {
+                                            SUBDOMAINS_ONLY
+                                        } else {
+                                            0
+                                        },
                                     };
                                     insert(&mut domains, &mut overflow, r.name, entry);
                                 }
+                            }
+                            Line::Pattern(rule) => {
+                                rules += 1;
+                                let key = rule.key().to_string();
+                                mark_patterns(&mut domains, &key);
+                                patterns.entry(key.into_boxed_str()).or_default().push(
+                                    PatternEntry {
+                                        list: list_id,
+                                        line: n as u32 + 1,
+                                        rule,
+                                    },
+                                );
                             }
                         }
                     }
@@ -236,6 +288,7 @@ impl Filter {
             list_categories,
             domains,
             overflow,
+            patterns,
             abp,
         }
     }
@@ -278,8 +331,12 @@ impl Filter {
         loop {
             let suffix = &name[start..];
             if let Some(e) = self.domains.get(suffix) {
+                // Patterns under this suffix are more specific than its own rules.
+                if e.flags & PATTERNS != 0 && start > 0 {
+                    self.check_patterns(name, start, suffix, &mut slots, &action_of);
+                }
                 let mut consider = |e: &Entry| {
-                    if e.subdomains_only && start == 0 {
+                    if e.list == NO_RULE || (e.subdomains_only() && start == 0) {
                         return;
                     }
                     let (category, action) = action_of(e.list);
@@ -291,13 +348,13 @@ impl Filter {
                             category,
                             rule: RuleText::Suffix {
                                 start,
-                                subdomains_only: e.subdomains_only,
+                                subdomains_only: e.subdomains_only(),
                             },
                         });
                     }
                 };
                 consider(e);
-                if e.more {
+                if e.flags & MORE != 0 {
                     for e in self.overflow.get(suffix).into_iter().flatten() {
                         consider(e);
                     }
@@ -323,6 +380,30 @@ impl Filter {
             }
         }
         Verdict::NONE
+    }
+
+    /// Try the patterns indexed under `suffix` (`name[start..]`); the first match of
+    /// each action fills its slot if a longer suffix has not.
+    fn check_patterns(
+        &self,
+        name: &str,
+        start: usize,
+        suffix: &str,
+        slots: &mut [Option<Match>; 3],
+        action_of: &dyn Fn(u16) -> (CategoryId, Action),
+    ) {
+        for p in self.patterns.get(suffix).into_iter().flatten() {
+            let (category, action) = action_of(p.list);
+            let slot = &mut slots[slot_index(action)];
+            if slot.is_none() && p.rule.matches_at(name, start) {
+                *slot = Some(Match {
+                    list: p.list,
+                    line: p.line,
+                    category,
+                    rule: RuleText::Pattern(p.rule.text.clone()),
+                });
+            }
+        }
     }
 
     fn check_abp(
@@ -387,19 +468,44 @@ fn insert(
         None => {
             domains.insert(name.into_boxed_str(), entry);
         }
+        Some(first) if first.list == NO_RULE => {
+            // Only a pattern mark so far: the rule takes the slot and keeps the mark.
+            *first = Entry {
+                flags: entry.flags | (first.flags & PATTERNS),
+                ..entry
+            };
+        }
         Some(first) => {
             // The same list naming a host twice adds nothing.
-            if first.list == entry.list && first.subdomains_only == entry.subdomains_only {
+            if first.list == entry.list && first.subdomains_only() == entry.subdomains_only() {
                 return;
             }
-            first.more = true;
+            first.flags |= MORE;
             let more = overflow.entry(name.into_boxed_str()).or_default();
             if !more
                 .iter()
-                .any(|e| e.list == entry.list && e.subdomains_only == entry.subdomains_only)
+                .any(|e| e.list == entry.list && e.subdomains_only() == entry.subdomains_only())
             {
                 more.push(entry);
             }
+        }
+    }
+}
+
+/// Mark `key` in the suffix map as having patterns (adding an entry without a rule if
+/// no rule names it), so checks find them on the lookups they make anyway.
+fn mark_patterns(domains: &mut FxHashMap<Box<str>, Entry>, key: &str) {
+    match domains.get_mut(key) {
+        Some(e) => e.flags |= PATTERNS,
+        None => {
+            domains.insert(
+                key.into(),
+                Entry {
+                    list: NO_RULE,
+                    line: 0,
+                    flags: PATTERNS,
+                },
+            );
         }
     }
 }
