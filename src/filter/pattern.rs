@@ -17,6 +17,11 @@
 
 use std::sync::Arc;
 
+use rustc_hash::FxHashMap;
+
+use super::{Entry, Filter, Match, NO_RULE, PATTERNS, RuleText, slot_index};
+use crate::policy::{Action, CategoryId};
+
 /// How a pattern decides, once a name is known to end in its key.
 #[derive(Debug, Clone)]
 pub(crate) enum Matcher {
@@ -87,6 +92,57 @@ impl PatternRule {
         name.ends_with(self.key.as_str())
             && (start == 0 || name.as_bytes()[start - 1] == b'.')
             && self.matches_at(name, start)
+    }
+}
+
+/// A pattern rule with the list and line it came from.
+pub(super) struct PatternEntry {
+    pub(super) list: u16,
+    pub(super) line: u32,
+    pub(super) rule: PatternRule,
+}
+
+impl Filter {
+    /// Try the patterns indexed under `suffix` (`name[start..]`); the first match of
+    /// each action fills its slot if a longer suffix has not.
+    pub(super) fn check_patterns(
+        &self,
+        name: &str,
+        start: usize,
+        suffix: &str,
+        slots: &mut [Option<Match>; 3],
+        action_of: &dyn Fn(u16) -> (CategoryId, Action),
+    ) {
+        for p in self.patterns.get(suffix).into_iter().flatten() {
+            let (category, action) = action_of(p.list);
+            let slot = &mut slots[slot_index(action)];
+            if slot.is_none() && p.rule.matches_at(name, start) {
+                *slot = Some(Match {
+                    list: p.list,
+                    line: p.line,
+                    category,
+                    rule: RuleText::Pattern(p.rule.text.clone()),
+                });
+            }
+        }
+    }
+}
+
+/// Mark `key` in the suffix map as having patterns (adding an entry without a rule if
+/// no rule names it), so checks find them on the lookups they make anyway.
+pub(super) fn mark_patterns(domains: &mut FxHashMap<Box<str>, Entry>, key: &str) {
+    match domains.get_mut(key) {
+        Some(e) => e.flags |= PATTERNS,
+        None => {
+            domains.insert(
+                key.into(),
+                Entry {
+                    list: NO_RULE,
+                    line: 0,
+                    flags: PATTERNS,
+                },
+            );
+        }
     }
 }
 
