@@ -53,7 +53,10 @@ fn embedded(patterns: bool) -> Vec<ListSource> {
             s.text = s
                 .text
                 .lines()
-                .filter(|l| !(l.starts_with("||") && l.contains('*')) && !l.starts_with('/'))
+                .filter(|l| {
+                    let pattern = l.starts_with('/') || (l.starts_with("||") && l.contains('*'));
+                    !pattern
+                })
                 .map(|l| format!("{l}\n"))
                 .collect();
         }

@@ -403,16 +403,16 @@ mod tests {
             }
         }
 
-        /// Action, category, rule text, (list, line) under "first-party logs, rest blocks".
-        fn verdict(
-            f: &Filter,
-            name: &str,
-        ) -> (
+        /// Action, category, rule text, (list, line).
+        type Seen = (
             Option<Action>,
             Option<String>,
             Option<String>,
             Option<(u16, u32)>,
-        ) {
+        );
+
+        /// What checking `name` gives under "first-party logs, the rest blocks".
+        fn verdict(f: &Filter, name: &str) -> Seen {
             let actions: HashMap<_, _> = f
                 .categories()
                 .iter()
