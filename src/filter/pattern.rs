@@ -288,8 +288,8 @@ fn regex_key(src: &str) -> Option<String> {
     while let Some(Tok::Lit(c)) = toks.pop() {
         tail.push(c);
     }
-    // Popped a token that is not a literal: if a quantifier, the literal before it was
-    // quantified and already taken; drop back to the first dot after it anyway.
+    // The tail ends at the first token that is not a literal (a quantifier, a class, a
+    // group); only the part after its first dot is sure to start at a label.
     tail.reverse();
     let tail = String::from_utf8(tail).ok()?;
     let key = &tail[tail.find('.')? + 1..];
