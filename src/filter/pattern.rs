@@ -60,8 +60,8 @@ impl PatternRule {
         &self.text
     }
 
-    /// Whether `name` (lowercase, no trailing dot) matches. `name` must end in the key at
-    /// a label boundary; [`PatternRule::matches`] checks that first.
+    /// Whether `name` (lowercase, no trailing dot) matches, given that it ends in the key
+    /// at `key_start`, a label start after the first ([`PatternRule::matches`] checks it).
     pub(crate) fn matches_at(&self, name: &str, key_start: usize) -> bool {
         match &self.matcher {
             Matcher::Regex(re) => re.is_match(name),
@@ -89,8 +89,10 @@ impl PatternRule {
         let Some(start) = name.len().checked_sub(self.key.len()) else {
             return false;
         };
+        // Like the filter: only names below the key try the pattern.
         name.ends_with(self.key.as_str())
-            && (start == 0 || name.as_bytes()[start - 1] == b'.')
+            && start > 0
+            && name.as_bytes()[start - 1] == b'.'
             && self.matches_at(name, start)
     }
 }
