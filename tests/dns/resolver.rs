@@ -1025,3 +1025,39 @@ async fn one_decision_whatever_the_path_identity_or_policy() {
     }
     srv.stop().await;
 }
+
+#[tokio::test]
+async fn pattern_rules_block_generated_names_and_answer_cdn_names_of_the_same_shape() {
+    // Issue 17: the embedded `||sonar*.xx.fbcdn.net^` beats the first-party `fbcdn.net`,
+    // while a first-party CDN name of the same shape is forwarded and answered.
+    let up = Upstream::start().await;
+    let srv = serve(config(&up)).await;
+    let addr = srv.addrs()[0];
+    let m = udp(
+        addr,
+        "sonar6-ist2-1.xx.fbcdn.net.",
+        RecordType::A,
+        Q::default(),
+    )
+    .await;
+    assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+    assert_eq!(ips(&m), ["0.0.0.0"]);
+    let (code, text) = ede(&m).expect("EDE on a blocked answer");
+    assert_eq!(code, 15);
+    assert!(text.contains("app-telemetry"), "{text}");
+    let m = tcp(
+        addr,
+        "scontent-ist2-1.xx.fbcdn.net.",
+        RecordType::A,
+        Q::default(),
+    )
+    .await;
+    assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+    assert_eq!(ips(&m), ["192.0.2.1"]);
+    assert!(ede(&m).is_none());
+    assert_eq!(up.hits("sonar6-ist2-1.xx.fbcdn.net"), 0);
+    assert_eq!(up.hits("scontent-ist2-1.xx.fbcdn.net"), 1);
+    let s = srv.stats();
+    assert_eq!((s.blocked, s.logged), (1, 1));
+    srv.stop().await;
+}
