@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use crate::filter::{FilterConfig, ListFormat, ListSource, parse};
 use crate::policy::{ALLOW, Action, CUSTOM};
 
-/// The Meta lists shipped in `blocklists/`, compiled in so `serve` works offline.
+/// The lists shipped in `blocklists/`, compiled in so `serve` works offline: the Meta
+/// lists, then `bypass.txt` (category `bypass`, not Meta).
 pub const EMBEDDED: &[(&str, &str)] = &[
     ("pixel.txt", include_str!("../blocklists/pixel.txt")),
     (
@@ -39,7 +40,12 @@ pub const EMBEDDED: &[(&str, &str)] = &[
         "first-party.txt",
         include_str!("../blocklists/first-party.txt"),
     ),
+    // Not Meta: public resolvers and bypass signals (`[bypass] log_resolvers`).
+    ("bypass.txt", include_str!("../blocklists/bypass.txt")),
 ];
+
+/// The embedded list of public resolvers and bypass signals (`[bypass] log_resolvers`).
+const BYPASS_LIST: &str = "bypass.txt";
 
 /// Errors reading the lists the config names.
 #[derive(Debug, thiserror::Error)]
@@ -155,6 +161,9 @@ pub fn sources(cfg: &FilterConfig) -> Result<Vec<ListSource>, ListError> {
 /// ones skipped): what `serve`, `check` and `lists` build the filter from.
 pub fn all_sources(cfg: &crate::config::Config) -> Result<Vec<ListSource>, ListError> {
     let mut out = sources(&cfg.filter)?;
+    if !cfg.bypass.log_resolvers {
+        out.retain(|s| s.name != BYPASS_LIST);
+    }
     out.extend(crate::remote::cached_sources(
         &crate::remote::RemoteSettings::of(cfg),
     ));
