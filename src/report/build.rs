@@ -12,6 +12,7 @@ use rusqlite::{Connection, params};
 use super::ReportError;
 use super::model::*;
 use super::period::{Period, rfc3339};
+use crate::bypass::BYPASS;
 use crate::store::{DeviceKey, DeviceRow, StoreError, read};
 
 /// What to build.
@@ -48,6 +49,9 @@ struct Acc {
     domains: HashMap<(String, String), i64>,
     all_lookups: i64,
     prev: i64,
+    /// `bypass` lookups, not Meta: by (name, category), and by day index.
+    bypass: HashMap<(String, String), i64>,
+    bypass_days: BTreeMap<usize, i64>,
 }
 
 fn sql(path: &Path) -> impl Fn(rusqlite::Error) -> ReportError + '_ {
@@ -193,6 +197,12 @@ fn read_db(
             .cloned()
             .unwrap_or_else(|| format!("category-{cat}"));
         let (day, wd, hour) = clock.at(bucket)?;
+        if category == BYPASS {
+            // Evidence of a bypass, not a Meta lookup: kept apart from every Meta count.
+            *a.bypass_days.entry(day).or_default() += n;
+            *domain_ids.entry((id, name, category)).or_default() += n;
+            continue;
+        }
         let mut c = Counts::default();
         c.add_action(action, n);
         a.counts.add(&c);
@@ -223,18 +233,27 @@ fn read_db(
             }
         };
         if let Some(a) = accs.get_mut(&id) {
-            *a.domains.entry((name, category)).or_default() += n;
+            let into = if category == BYPASS {
+                &mut a.bypass
+            } else {
+                &mut a.domains
+            };
+            *into.entry((name, category)).or_default() += n;
         }
     }
 
     // The previous period, for the change.
     let mut stmt = conn
         .prepare(
-            "SELECT device_id, count(*) FROM hits WHERE ts >= ?1 AND ts < ?2 GROUP BY device_id",
+            "SELECT device_id, count(*) FROM hits WHERE ts >= ?1 AND ts < ?2
+             AND category_id NOT IN (SELECT id FROM categories WHERE name = ?3)
+             GROUP BY device_id",
         )
         .map_err(&e)?;
     let prev_rows: Vec<(i64, i64)> = stmt
-        .query_map(params![pstart, pend], |r| Ok((r.get(0)?, r.get(1)?)))
+        .query_map(params![pstart, pend, BYPASS], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
         .map_err(&e)?
         .collect::<rusqlite::Result<_>>()
         .map_err(&e)?;
@@ -349,6 +368,7 @@ pub fn build(o: &BuildOptions) -> Result<ReportModel, ReportError> {
     let mut grid = vec![vec![0i64; 24]; 7];
     let mut devices = Vec::new();
     let mut ai_devices = Vec::new();
+    let mut bypass_devices = Vec::new();
     for (id, a) in &accs {
         household.add(&a.counts);
         all_lookups += a.all_lookups;
@@ -378,6 +398,23 @@ pub fn build(o: &BuildOptions) -> Result<ReportModel, ReportError> {
                 device: name.clone(),
                 lookups: ai,
                 domains: top(&a.domains, usize::MAX, Some(META_AI)),
+            });
+        }
+        let bypassed: i64 = a.bypass.values().sum();
+        if bypassed > 0 {
+            bypass_devices.push(BypassDevice {
+                device: name.clone(),
+                mac: a.mac.clone(),
+                lookups: bypassed,
+                names: top(&a.bypass, usize::MAX, None),
+                days: dates
+                    .iter()
+                    .enumerate()
+                    .map(|(i, d)| DayLookups {
+                        date: d.to_string(),
+                        lookups: a.bypass_days.get(&i).copied().unwrap_or(0),
+                    })
+                    .collect(),
             });
         }
         let total = a.counts.total();
@@ -419,6 +456,7 @@ pub fn build(o: &BuildOptions) -> Result<ReportModel, ReportError> {
             .then(a.name.cmp(&b.name))
     });
     ai_devices.sort_by(|a, b| b.lookups.cmp(&a.lookups).then(a.device.cmp(&b.device)));
+    bypass_devices.sort_by(|a, b| b.lookups.cmp(&a.lookups).then(a.device.cmp(&b.device)));
     let total = household.total();
     let prev = o.period.previous()?;
     Ok(ReportModel {
@@ -460,6 +498,11 @@ pub fn build(o: &BuildOptions) -> Result<ReportModel, ReportError> {
             note: META_AI_NOTE.to_string(),
             lookups: ai_devices.iter().map(|d| d.lookups).sum(),
             devices: ai_devices,
+        },
+        bypass: Bypass {
+            note: BYPASS_NOTE.to_string(),
+            lookups: bypass_devices.iter().map(|d| d.lookups).sum(),
+            devices: bypass_devices,
         },
         blind_spots: BLIND_SPOTS.iter().map(|s| s.to_string()).collect(),
         notes,

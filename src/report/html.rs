@@ -332,6 +332,28 @@ pub fn html(m: &ReportModel) -> String {
                             }
                         }
                     }
+                    section id="bypass" {
+                        h2 { "May bypass metaguard" }
+                        p class="note" { (m.bypass.note) }
+                        @if m.bypass.devices.is_empty() {
+                            p { "No device looked up a bypass name." }
+                        } @else {
+                            div class="scroll" {
+                                table {
+                                    thead { tr { th { "Device" } th { "Lookups" } th { "Names (how often)" } } }
+                                    tbody {
+                                        @for d in &m.bypass.devices {
+                                            tr {
+                                                td { (d.device) }
+                                                td { (d.lookups) }
+                                                td { (super::render::evidence(&d.names, |s| s.to_string())) }
+                                            }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
                 }
                 section id="dns-limits" {
                     h2 { "What DNS cannot see" }

@@ -68,6 +68,8 @@ pub struct ReportModel {
     /// Most Meta lookups first.
     pub devices: Vec<DeviceReport>,
     pub meta_ai: MetaAi,
+    /// Devices that may bypass metaguard (category `bypass`, not counted as Meta).
+    pub bypass: Bypass,
     /// What DNS cannot see.
     pub blind_spots: Vec<String>,
     /// Caveats about this report's data (trimmed raw rows, missing totals).
@@ -184,6 +186,36 @@ pub struct MetaAiDevice {
     pub domains: Vec<DomainCount>,
 }
 
+/// `bypass` lookups: public encrypted resolvers, the Firefox canary, iCloud Private
+/// Relay, DDR. Evidence that a device may resolve around metaguard.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Bypass {
+    pub note: String,
+    /// Category `bypass`, all devices.
+    pub lookups: i64,
+    /// Most lookups first.
+    pub devices: Vec<BypassDevice>,
+}
+
+/// One device that may bypass metaguard, with the evidence.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BypassDevice {
+    pub device: String,
+    pub mac: Option<String>,
+    pub lookups: i64,
+    /// The names it looked up and how often, most first.
+    pub names: Vec<DomainCount>,
+    /// Lookups per local day of the period (zero days included).
+    pub days: Vec<DayLookups>,
+}
+
+/// Lookups on one local day.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DayLookups {
+    pub date: String,
+    pub lookups: i64,
+}
+
 /// Percentage change from `prev` to `cur`; None when `prev` is 0.
 pub fn change_pct(cur: i64, prev: i64) -> Option<f64> {
     (prev > 0).then(|| round1((cur - prev) as f64 * 100.0 / prev as f64))
@@ -209,9 +241,12 @@ pub fn default_action(category: &str) -> &'static str {
 
 pub const META_AI_NOTE: &str = "Since 16 December 2025 Meta uses people's conversations with Meta AI to personalise the ads and content they see. Devices below looked up Meta AI endpoints.";
 
+/// The text above the bypass section.
+pub const BYPASS_NOTE: &str = "These devices looked up a public encrypted DNS resolver, the Firefox DoH canary, iCloud Private Relay or DDR: they may bypass metaguard, and then their Meta lookups are not counted here. These lookups are not Meta lookups.";
+
 pub const BLIND_SPOTS: &[&str] = &[
     "The Conversions API sends events from a website's or shop's server straight to Meta, server to server: no lookup from your network, so DNS never sees it.",
     "Tracking inside Meta's own apps and pages (Facebook, Instagram, WhatsApp, Messenger, Threads) uses the same first-party hosts as the app itself; DNS can log those lookups but cannot tell tracking from use, and blocking them breaks the app.",
-    "Devices using their own encrypted DNS (DoH/DoT in a browser or app) or a VPN bypass this resolver and are not counted.",
+    "Devices using their own encrypted DNS (DoH/DoT in a browser or app, Android Private DNS set to a host name) or a VPN bypass this resolver and are not counted; the bypass section shows the lookups that hint at it, and only a router firewall (port 853, known DoH addresses) stops it.",
     "A lookup is not a request: cached answers mean one lookup may stand for many requests, and a blocked lookup may be retried.",
 ];
