@@ -20,7 +20,7 @@ const NAMES: [&str; 4] = [
 ];
 
 /// An upstream that has an address for every name of [`NAMES`], and a config that names
-/// the device at 127.0.0.1 "laptop", with `extra` TOML on top.
+/// the device at 127.0.0.1 "laptop", with the `[bypass]` and `[filter] block` of `extra`.
 async fn setup(extra: &str) -> (Upstream, Config) {
     let up = Upstream::start().await;
     for (i, n) in NAMES.iter().enumerate() {
@@ -36,6 +36,7 @@ async fn setup(extra: &str) -> (Upstream, Config) {
     )
     .expect("the test config parses");
     c.bypass = file.bypass;
+    c.filter.block = file.filter.block;
     c.devices = file.devices;
     (up, c)
 }
@@ -59,6 +60,33 @@ fn hits(db: &std::path::Path) -> Vec<(String, String)> {
         .unwrap()
         .collect::<rusqlite::Result<_>>()
         .unwrap()
+}
+
+/// Today's report (UTC) of `db`.
+fn report_of(db: &std::path::Path) -> metaguard::report::ReportModel {
+    let today = jiff::tz::TimeZone::UTC
+        .to_datetime(jiff::Timestamp::now())
+        .date()
+        .to_string();
+    let req = ReportRequest {
+        dbs: vec![db.to_path_buf()],
+        config: ReportConfig::default(),
+        when: When::Range {
+            since: today.clone(),
+            until: today,
+        },
+        tz: jiff::tz::TimeZone::UTC,
+        now: jiff::Timestamp::now(),
+        device: None,
+        format: Format::Json,
+        out: None,
+        email: false,
+        deliver: false,
+        webhook: None,
+        tls: Default::default(),
+        color: false,
+    };
+    model(&req).unwrap()
 }
 
 #[tokio::test]
@@ -124,29 +152,7 @@ async fn canaries_ddr_and_public_resolvers_by_default_and_the_evidence_in_the_re
 
     // The report: the device may bypass metaguard, with the names and how often; the
     // bypass lookups are not Meta lookups.
-    let today = jiff::tz::TimeZone::UTC
-        .to_datetime(jiff::Timestamp::now())
-        .date()
-        .to_string();
-    let req = ReportRequest {
-        dbs: vec![db.clone()],
-        config: ReportConfig::default(),
-        when: When::Range {
-            since: today.clone(),
-            until: today,
-        },
-        tz: jiff::tz::TimeZone::UTC,
-        now: jiff::Timestamp::now(),
-        device: None,
-        format: Format::Json,
-        out: None,
-        email: false,
-        deliver: false,
-        webhook: None,
-        tls: Default::default(),
-        color: false,
-    };
-    let m = model(&req).unwrap();
+    let m = report_of(&db);
     assert_eq!(m.household.meta_lookups, 0, "bypass lookups are not Meta");
     let v: serde_json::Value =
         serde_json::from_str(&render(&m, Format::Json, false).unwrap()).unwrap();
@@ -225,4 +231,72 @@ async fn each_default_turned_off_forwards_its_names() {
     assert_eq!(up.hits("_dns.resolver.arpa"), 0);
     srv.stop().await;
     assert!(hits(&db).contains(&("use-application-dns.net".into(), "bypass".into())));
+}
+
+/// Only Meta counts as Meta: a `custom` block and a `bypass` lookup are in their own
+/// sections, not in the Meta lookups or share; each category shows its real default.
+#[tokio::test]
+async fn only_meta_counts_as_meta_and_defaults_are_the_real_ones() {
+    let (_up, c) = setup("[filter]\nblock = [\"ads.example\"]\n").await;
+    let db = c.store.db.clone();
+    let srv = serve(c).await;
+    let addr = srv.addrs()[0];
+    for name in [
+        "ads.example.",          // custom: blocked, not Meta
+        "ads.example.",          //
+        "connect.facebook.net.", // pixel: blocked, Meta
+        "www.meta.ai.",          // meta-ai: logged, Meta
+        "dns.google.",           // bypass: logged, not Meta
+        "www.example.com.",      // nothing
+    ] {
+        udp(addr, name, RecordType::A, Q::default()).await;
+    }
+    srv.stop().await;
+    let m = report_of(&db);
+    assert_eq!(m.household.meta_lookups, 2, "{:?}", m.categories);
+    assert_eq!(m.household.all_lookups, 6);
+    assert_eq!(m.household.meta_share_pct, Some(33.3));
+    let cats: Vec<(&str, &str, i64)> = m
+        .categories
+        .iter()
+        .map(|c| (c.category.as_str(), c.default_action.as_str(), c.total))
+        .collect();
+    assert_eq!(cats, [("meta-ai", "log", 1), ("pixel", "block", 1)]);
+    assert_eq!(m.other.lookups, 2);
+    assert_eq!(m.other.counts.blocked, 2);
+    let other: Vec<(&str, &str)> = m
+        .other
+        .categories
+        .iter()
+        .map(|c| (c.category.as_str(), c.default_action.as_str()))
+        .collect();
+    assert_eq!(other, [("custom", "block")]);
+    let d = &m.devices[0];
+    assert_eq!(
+        (d.name.as_str(), d.meta_lookups, d.other_lookups),
+        ("laptop", 2, 2)
+    );
+    assert_eq!(d.other_top_domains[0].domain, "ads.example");
+    assert_eq!(m.bypass.lookups, 1);
+    let csv = render(&m, Format::Csv, false).unwrap();
+    assert!(
+        csv.lines()
+            .any(|l| l.contains(",laptop,,custom,block,2,0,0,2")),
+        "{csv}"
+    );
+    assert!(
+        csv.lines()
+            .any(|l| l.contains(",laptop,,bypass,log,0,1,0,1")),
+        "{csv}"
+    );
+    let text = render(&m, Format::Text, false).unwrap();
+    assert!(text.contains("Other trackers (not Meta)"), "{text}");
+    assert!(text.contains("custom (block by default) 2"), "{text}");
+    let html = render(&m, Format::Html, false).unwrap();
+    assert!(html.contains("id=\"other-trackers\""));
+    let md = render(&m, Format::Markdown, false).unwrap();
+    assert!(
+        md.contains("## Other trackers (not Meta)") && md.contains("ads.example"),
+        "{md}"
+    );
 }

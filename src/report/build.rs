@@ -12,7 +12,6 @@ use rusqlite::{Connection, params};
 use super::ReportError;
 use super::model::*;
 use super::period::{Period, rfc3339};
-use crate::bypass::BYPASS;
 use crate::store::{DeviceKey, DeviceRow, StoreError, read};
 
 /// What to build.
@@ -52,6 +51,10 @@ struct Acc {
     /// `bypass` lookups, not Meta: by (name, category), and by day index.
     bypass: HashMap<(String, String), i64>,
     bypass_days: BTreeMap<usize, i64>,
+    /// Other trackers' lookups, not Meta: as `categories`, `days` and `domains`.
+    other: BTreeMap<String, Counts>,
+    other_days: BTreeMap<(usize, String), Counts>,
+    other_domains: HashMap<(String, String), i64>,
 }
 
 fn sql(path: &Path) -> impl Fn(rusqlite::Error) -> ReportError + '_ {
@@ -197,14 +200,26 @@ fn read_db(
             .cloned()
             .unwrap_or_else(|| format!("category-{cat}"));
         let (day, wd, hour) = clock.at(bucket)?;
-        if category == BYPASS {
-            // Evidence of a bypass, not a Meta lookup: kept apart from every Meta count.
-            *a.bypass_days.entry(day).or_default() += n;
-            *domain_ids.entry((id, name, category)).or_default() += n;
-            continue;
-        }
         let mut c = Counts::default();
         c.add_action(action, n);
+        // Only Meta lookups count as Meta: the others are kept apart from every Meta count.
+        match kind(&category) {
+            Kind::Meta => {}
+            Kind::Bypass => {
+                *a.bypass_days.entry(day).or_default() += n;
+                *domain_ids.entry((id, name, category)).or_default() += n;
+                continue;
+            }
+            Kind::Other => {
+                a.other.entry(category.clone()).or_default().add(&c);
+                a.other_days
+                    .entry((day, category.clone()))
+                    .or_default()
+                    .add(&c);
+                *domain_ids.entry((id, name, category)).or_default() += n;
+                continue;
+            }
+        }
         a.counts.add(&c);
         a.categories.entry(category.clone()).or_default().add(&c);
         a.days.entry((day, category.clone())).or_default().add(&c);
@@ -233,10 +248,10 @@ fn read_db(
             }
         };
         if let Some(a) = accs.get_mut(&id) {
-            let into = if category == BYPASS {
-                &mut a.bypass
-            } else {
-                &mut a.domains
+            let into = match kind(&category) {
+                Kind::Meta => &mut a.domains,
+                Kind::Bypass => &mut a.bypass,
+                Kind::Other => &mut a.other_domains,
             };
             *into.entry((name, category)).or_default() += n;
         }
@@ -245,14 +260,13 @@ fn read_db(
     // The previous period, for the change.
     let mut stmt = conn
         .prepare(
-            "SELECT device_id, count(*) FROM hits WHERE ts >= ?1 AND ts < ?2
-             AND category_id NOT IN (SELECT id FROM categories WHERE name = ?3)
-             GROUP BY device_id",
+            "SELECT device_id, category_id, count(*) FROM hits WHERE ts >= ?1 AND ts < ?2
+             GROUP BY device_id, category_id",
         )
         .map_err(&e)?;
-    let prev_rows: Vec<(i64, i64)> = stmt
-        .query_map(params![pstart, pend, BYPASS], |r| {
-            Ok((r.get(0)?, r.get(1)?))
+    let prev_rows: Vec<(i64, i64, i64)> = stmt
+        .query_map(params![pstart, pend], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
         })
         .map_err(&e)?
         .collect::<rusqlite::Result<_>>()
@@ -281,8 +295,11 @@ fn read_db(
             a.all_lookups += n;
         }
     }
-    for (dev, n) in prev_rows {
+    for (dev, cat, n) in prev_rows {
         let Some(d) = wanted(dev) else { continue };
+        if categories.get(&cat).is_none_or(|c| kind(c) != Kind::Meta) {
+            continue;
+        }
         // Only devices of this period get a change; others did not show up this time.
         let id = ident(idx, d);
         if let Some(a) = accs.get_mut(&id) {
@@ -335,6 +352,22 @@ fn category_list(m: &BTreeMap<String, Counts>) -> Vec<CategoryCount> {
     v
 }
 
+/// The (day, category) counts of the period's days, by date.
+fn day_categories(
+    days: &BTreeMap<(usize, String), Counts>,
+    dates: &[jiff::civil::Date],
+) -> Vec<DayCategoryCount> {
+    days.iter()
+        .filter_map(|((day, c), n)| {
+            Some(DayCategoryCount {
+                date: dates.get(*day)?.to_string(),
+                category: c.clone(),
+                counts: *n,
+            })
+        })
+        .collect()
+}
+
 fn top(domains: &HashMap<(String, String), i64>, n: usize, only: Option<&str>) -> Vec<DomainCount> {
     let mut v: Vec<DomainCount> = domains
         .iter()
@@ -369,12 +402,16 @@ pub fn build(o: &BuildOptions) -> Result<ReportModel, ReportError> {
     let mut devices = Vec::new();
     let mut ai_devices = Vec::new();
     let mut bypass_devices = Vec::new();
+    let mut other: BTreeMap<String, Counts> = BTreeMap::new();
     for (id, a) in &accs {
         household.add(&a.counts);
         all_lookups += a.all_lookups;
         prev_total += a.prev;
         for (c, n) in &a.categories {
             categories.entry(c.clone()).or_default().add(n);
+        }
+        for (c, n) in &a.other {
+            other.entry(c.clone()).or_default().add(n);
         }
         for ((day, _), n) in &a.days {
             if let Some(d) = daily.get_mut(*day) {
@@ -435,18 +472,12 @@ pub fn build(o: &BuildOptions) -> Result<ReportModel, ReportError> {
             last_hit: a.last_hit.map(|t| rfc3339(t, tz)),
             categories: category_list(&a.categories),
             top_domains: top(&a.domains, o.top_domains, None),
-            days: a
-                .days
-                .iter()
-                .filter_map(|((day, c), n)| {
-                    Some(DayCategoryCount {
-                        date: dates.get(*day)?.to_string(),
-                        category: c.clone(),
-                        counts: *n,
-                    })
-                })
-                .collect(),
+            days: day_categories(&a.days, &dates),
             hour_grid: a.grid.iter().map(|r| r.to_vec()).collect(),
+            other_lookups: a.other.values().map(Counts::total).sum(),
+            other_categories: category_list(&a.other),
+            other_top_domains: top(&a.other_domains, o.top_domains, None),
+            other_days: day_categories(&a.other_days, &dates),
         });
     }
     devices.sort_by(|a, b| {
@@ -498,6 +529,16 @@ pub fn build(o: &BuildOptions) -> Result<ReportModel, ReportError> {
             note: META_AI_NOTE.to_string(),
             lookups: ai_devices.iter().map(|d| d.lookups).sum(),
             devices: ai_devices,
+        },
+        other: {
+            let mut counts = Counts::default();
+            other.values().for_each(|n| counts.add(n));
+            OtherTrackers {
+                note: OTHER_NOTE.to_string(),
+                counts,
+                lookups: counts.total(),
+                categories: category_list(&other),
+            }
         },
         bypass: Bypass {
             note: BYPASS_NOTE.to_string(),

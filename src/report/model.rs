@@ -6,15 +6,6 @@ use serde::Serialize;
 /// The JSON schema version; bumped on any incompatible change.
 pub const SCHEMA_VERSION: u32 = 1;
 
-/// Categories blocked by default (the rest are logged).
-pub const BLOCKED_BY_DEFAULT: &[&str] = &[
-    "pixel",
-    "audience-network",
-    "sdk-telemetry",
-    "ads-measurement",
-    "app-telemetry",
-];
-
 /// The category of Meta AI endpoints.
 pub const META_AI: &str = "meta-ai";
 
@@ -68,6 +59,8 @@ pub struct ReportModel {
     /// Most Meta lookups first.
     pub devices: Vec<DeviceReport>,
     pub meta_ai: MetaAi,
+    /// Lookups of categories that are not Meta (`custom`, other trackers' lists).
+    pub other: OtherTrackers,
     /// Devices that may bypass metaguard (category `bypass`, not counted as Meta).
     pub bypass: Bypass,
     /// What DNS cannot see.
@@ -113,7 +106,7 @@ pub struct Household {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct CategoryCount {
     pub category: String,
-    /// `block` or `log`: what the category does unless configured otherwise.
+    /// `block`, `log` or `allow`: what the category does unless configured otherwise.
     pub default_action: String,
     #[serde(flatten)]
     pub counts: Counts,
@@ -170,6 +163,24 @@ pub struct DeviceReport {
     pub days: Vec<DayCategoryCount>,
     /// Meta lookups by local weekday (0 = Monday) and hour: 7 rows of 24.
     pub hour_grid: Vec<Vec<i64>>,
+    /// Lookups of categories that are not Meta (not `bypass` either), not in the above.
+    pub other_lookups: i64,
+    pub other_categories: Vec<CategoryCount>,
+    pub other_top_domains: Vec<DomainCount>,
+    /// Per local day and other category (only combinations with lookups).
+    pub other_days: Vec<DayCategoryCount>,
+}
+
+/// Lookups of categories that are not Meta: `custom` and remote lists of other
+/// trackers. Never counted as Meta lookups nor in the Meta share.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OtherTrackers {
+    pub note: String,
+    #[serde(flatten)]
+    pub counts: Counts,
+    pub lookups: i64,
+    /// Household, most lookups first.
+    pub categories: Vec<CategoryCount>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -230,16 +241,67 @@ fn round1(x: f64) -> f64 {
     (x * 10.0).round() / 10.0
 }
 
-/// `block` for the categories blocked by default, else `log`.
-pub fn default_action(category: &str) -> &'static str {
-    if BLOCKED_BY_DEFAULT.contains(&category) {
-        "block"
+/// What a category counts as in the report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A category of the built-in Meta lists: a Meta lookup.
+    Meta,
+    /// `bypass`: evidence that a device may resolve around metaguard.
+    Bypass,
+    /// Anything else (`custom`, remote lists of other trackers): not Meta.
+    Other,
+}
+
+/// The category and declared action of each built-in list (`# Category`, `# Action`).
+fn builtin() -> &'static [(String, String)] {
+    static LISTS: std::sync::OnceLock<Vec<(String, String)>> = std::sync::OnceLock::new();
+    LISTS.get_or_init(|| {
+        crate::lists::EMBEDDED
+            .iter()
+            .map(|(file, text)| {
+                let h = crate::filter::parse::read_header(text);
+                let category = h
+                    .category
+                    .unwrap_or_else(|| file.trim_end_matches(".txt").to_string());
+                (category, h.action.unwrap_or_else(|| "log".to_string()))
+            })
+            .collect()
+    })
+}
+
+/// Whether lookups of `category` are Meta lookups, bypass evidence or other trackers.
+pub fn kind(category: &str) -> Kind {
+    if category == crate::bypass::BYPASS {
+        Kind::Bypass
+    } else if builtin().iter().any(|(c, _)| c == category) {
+        Kind::Meta
     } else {
-        "log"
+        Kind::Other
+    }
+}
+
+/// What `category` does unless `[categories]` or a group says otherwise: the action its
+/// built-in list declares; `block` for `custom` (`--blocklist`, `[filter] block`, remote
+/// lists of that category), `allow` for `allow`, else `log` (as `policy::Policy`).
+pub fn default_action(category: &str) -> &'static str {
+    if let Some((_, action)) = builtin().iter().find(|(c, _)| c == category) {
+        return match action.trim() {
+            "block" => "block",
+            "allow" => "allow",
+            _ => "log",
+        };
+    }
+    match category {
+        crate::policy::CUSTOM => "block",
+        crate::policy::ALLOW => "allow",
+        _ => "log",
     }
 }
 
 pub const META_AI_NOTE: &str = "Since 16 December 2025 Meta uses people's conversations with Meta AI to personalise the ads and content they see. Devices below looked up Meta AI endpoints.";
+
+/// The text above the other trackers' section.
+pub const OTHER_NOTE: &str = "Lookups that your own lists or remote lists matched outside Meta's categories. They are not Meta lookups and are not in the Meta figures above.";
 
 /// The text above the bypass section.
 pub const BYPASS_NOTE: &str = "These devices looked up a public encrypted DNS resolver, the Firefox DoH canary, iCloud Private Relay or DDR: they may bypass metaguard, and then their Meta lookups are not counted here. These lookups are not Meta lookups.";

@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 
 use super::ReportError;
 use super::model::*;
+use super::not_meta;
 
 const WEEKDAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
 
@@ -299,21 +300,7 @@ pub fn text(m: &ReportModel, color: bool) -> String {
             );
         }
         let _ = writeln!(o);
-        let _ = writeln!(o, "{}", st.bold("May bypass metaguard"));
-        let _ = writeln!(o, "  {}", m.bypass.note);
-        if m.bypass.devices.is_empty() {
-            let _ = writeln!(o, "  No device looked up a bypass name.");
-        }
-        for d in &m.bypass.devices {
-            let _ = writeln!(
-                o,
-                "  {} {:>7}  {}",
-                pad(&plain(&d.device), 20),
-                d.lookups,
-                evidence(&d.names, plain)
-            );
-        }
-        let _ = writeln!(o);
+        o.push_str(&not_meta::text(m, &|s| st.bold(s), plain));
     }
     let _ = writeln!(o, "{}", st.bold("What DNS cannot see"));
     for b in &m.blind_spots {
@@ -432,14 +419,7 @@ pub fn markdown(m: &ReportModel) -> String {
                 doms.join(", ")
             );
         }
-        let _ = writeln!(o, "\n## May bypass metaguard\n\n{}\n", m.bypass.note);
-        if m.bypass.devices.is_empty() {
-            let _ = writeln!(o, "No device looked up a bypass name.");
-        }
-        for d in &m.bypass.devices {
-            let names = evidence(&d.names, md);
-            let _ = writeln!(o, "- {}: {} lookups ({names})", md(&d.device), d.lookups);
-        }
+        o.push_str(&not_meta::markdown(m, md));
     }
     let _ = writeln!(o, "\n## What DNS cannot see\n");
     for b in &m.blind_spots {
@@ -449,15 +429,6 @@ pub fn markdown(m: &ReportModel) -> String {
         let _ = writeln!(o, "\n> {}", md(n));
     }
     o
-}
-
-/// The evidence of a bypass: `name (count)` each, most first, escaped by `esc`.
-pub fn evidence(names: &[DomainCount], esc: fn(&str) -> String) -> String {
-    names
-        .iter()
-        .map(|x| format!("{} ({})", esc(&x.domain), x.lookups))
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 /// The model as pretty JSON (schema in docs/report-schema.md).
@@ -508,23 +479,16 @@ pub fn csv(m: &ReportModel) -> Result<String, ReportError> {
             }
         }
     }
-    // `bypass` lookups are not Meta: rows of their own, after the Meta categories.
-    for d in &m.bypass.devices {
-        for day in &d.days {
-            let n = day.lookups.to_string();
-            w.write_record([
-                csv_cell(&day.date),
-                csv_cell(&d.device),
-                csv_cell(d.mac.as_deref().unwrap_or("")),
-                crate::bypass::BYPASS.to_string(),
-                "log".to_string(),
-                "0".to_string(),
-                n.clone(),
-                "0".to_string(),
-                n,
-            ])
-            .map_err(err)?;
-        }
+    // Other trackers and `bypass` are not Meta: rows of their own, after Meta's.
+    for r in not_meta::csv_rows(m) {
+        let [date, device, mac, category, rest @ ..] = r;
+        let cells = [
+            csv_cell(&date),
+            csv_cell(&device),
+            csv_cell(&mac),
+            csv_cell(&category),
+        ];
+        w.write_record(cells.into_iter().chain(rest)).map_err(err)?;
     }
     let bytes = w
         .into_inner()
