@@ -8,7 +8,6 @@ mod support;
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::{RData, RecordType};
 use metaguard::config::Config;
-use metaguard::report::{Format, ReportConfig, ReportRequest, When, model, render};
 use rusqlite::Connection;
 use support::*;
 
@@ -62,31 +61,25 @@ fn hits(db: &std::path::Path) -> Vec<(String, String)> {
         .unwrap()
 }
 
-/// Today's report (UTC) of `db`.
-fn report_of(db: &std::path::Path) -> metaguard::report::ReportModel {
+/// Today's report (UTC) of `db` in `format`, from `metaguard report`.
+fn report(db: &std::path::Path, format: &str) -> String {
     let today = jiff::tz::TimeZone::UTC
         .to_datetime(jiff::Timestamp::now())
         .date()
         .to_string();
-    let req = ReportRequest {
-        dbs: vec![db.to_path_buf()],
-        config: ReportConfig::default(),
-        when: When::Range {
-            since: today.clone(),
-            until: today,
-        },
-        tz: jiff::tz::TimeZone::UTC,
-        now: jiff::Timestamp::now(),
-        device: None,
-        format: Format::Json,
-        out: None,
-        email: false,
-        deliver: false,
-        webhook: None,
-        tls: Default::default(),
-        color: false,
-    };
-    model(&req).unwrap()
+    stdout_ok(
+        std::process::Command::new(env!("CARGO_BIN_EXE_metaguard"))
+            .env("TZ", "UTC")
+            .args([
+                "report", "--since", &today, "--until", &today, "--format", format,
+            ])
+            .arg("--db")
+            .arg(db),
+    )
+}
+
+fn json(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).unwrap()
 }
 
 #[tokio::test]
@@ -152,10 +145,11 @@ async fn canaries_ddr_and_public_resolvers_by_default_and_the_evidence_in_the_re
 
     // The report: the device may bypass metaguard, with the names and how often; the
     // bypass lookups are not Meta lookups.
-    let m = report_of(&db);
-    assert_eq!(m.household.meta_lookups, 0, "bypass lookups are not Meta");
-    let v: serde_json::Value =
-        serde_json::from_str(&render(&m, Format::Json, false).unwrap()).unwrap();
+    let v = json(&report(&db, "json"));
+    assert_eq!(
+        v["household"]["meta_lookups"], 0,
+        "bypass lookups are not Meta"
+    );
     let dev = &v["bypass"]["devices"][0];
     assert_eq!(dev["device"], "laptop", "{v:#}");
     assert_eq!(v["bypass"]["lookups"], logged.len());
@@ -168,17 +162,17 @@ async fn canaries_ddr_and_public_resolvers_by_default_and_the_evidence_in_the_re
             .any(|n| n["domain"] == "use-application-dns.net")
     );
     assert!(names.iter().any(|n| n["domain"] == "_dns.resolver.arpa"));
-    let html = render(&m, Format::Html, false).unwrap();
+    let html = report(&db, "html");
     let section = &html[html.find("id=\"bypass\"").expect("a bypass section")..];
     let section = &section[..section.find("</section>").unwrap()];
     assert!(section.contains("May bypass metaguard"), "{section}");
     assert!(section.contains("laptop"), "{section}");
     assert!(section.contains("dns.google (2)"), "{section}");
     assert!(section.contains("mask.icloud.com"), "{section}");
-    for format in [Format::Text, Format::Markdown, Format::Csv] {
-        let out = render(&m, format, false).unwrap();
+    for format in ["text", "markdown", "csv"] {
+        let out = report(&db, format);
         assert!(
-            out.contains("dns.google") || format == Format::Csv,
+            out.contains("dns.google") || format == "csv",
             "{format:?}: {out}"
         );
         assert!(
@@ -252,33 +246,45 @@ async fn only_meta_counts_as_meta_and_defaults_are_the_real_ones() {
         udp(addr, name, RecordType::A, Q::default()).await;
     }
     srv.stop().await;
-    let m = report_of(&db);
-    assert_eq!(m.household.meta_lookups, 2, "{:?}", m.categories);
-    assert_eq!(m.household.all_lookups, 6);
-    assert_eq!(m.household.meta_share_pct, Some(33.3));
-    let cats: Vec<(&str, &str, i64)> = m
-        .categories
-        .iter()
-        .map(|c| (c.category.as_str(), c.default_action.as_str(), c.total))
-        .collect();
-    assert_eq!(cats, [("meta-ai", "log", 1), ("pixel", "block", 1)]);
-    assert_eq!(m.other.lookups, 2);
-    assert_eq!(m.other.counts.blocked, 2);
-    let other: Vec<(&str, &str)> = m
-        .other
-        .categories
-        .iter()
-        .map(|c| (c.category.as_str(), c.default_action.as_str()))
-        .collect();
-    assert_eq!(other, [("custom", "block")]);
-    let d = &m.devices[0];
+    let v = json(&report(&db, "json"));
+    let h = &v["household"];
+    assert_eq!(h["meta_lookups"], 2, "{:#}", v["categories"]);
+    assert_eq!(h["all_lookups"], 6);
+    assert_eq!(h["meta_share_pct"], 33.3);
+    let cats = |v: &serde_json::Value| -> Vec<(String, String, i64)> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                let s = |k: &str| c[k].as_str().unwrap().to_string();
+                (
+                    s("category"),
+                    s("default_action"),
+                    c["total"].as_i64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    let want = |c: &str, a: &str, n| (c.to_string(), a.to_string(), n);
     assert_eq!(
-        (d.name.as_str(), d.meta_lookups, d.other_lookups),
-        ("laptop", 2, 2)
+        cats(&v["categories"]),
+        [want("meta-ai", "log", 1), want("pixel", "block", 1)]
     );
-    assert_eq!(d.other_top_domains[0].domain, "ads.example");
-    assert_eq!(m.bypass.lookups, 1);
-    let csv = render(&m, Format::Csv, false).unwrap();
+    assert_eq!(v["other"]["lookups"], 2);
+    assert_eq!(v["other"]["blocked"], 2);
+    assert_eq!(
+        cats(&v["other"]["categories"]),
+        [want("custom", "block", 2)]
+    );
+    let d = &v["devices"][0];
+    assert_eq!(d["name"], "laptop");
+    assert_eq!(
+        (&d["meta_lookups"], &d["other_lookups"]),
+        (&2.into(), &2.into())
+    );
+    assert_eq!(d["other_top_domains"][0]["domain"], "ads.example");
+    assert_eq!(v["bypass"]["lookups"], 1);
+    let csv = report(&db, "csv");
     assert!(
         csv.lines()
             .any(|l| l.contains(",laptop,,custom,block,2,0,0,2")),
@@ -289,12 +295,11 @@ async fn only_meta_counts_as_meta_and_defaults_are_the_real_ones() {
             .any(|l| l.contains(",laptop,,bypass,log,0,1,0,1")),
         "{csv}"
     );
-    let text = render(&m, Format::Text, false).unwrap();
+    let text = report(&db, "text");
     assert!(text.contains("Other trackers (not Meta)"), "{text}");
     assert!(text.contains("custom (block by default) 2"), "{text}");
-    let html = render(&m, Format::Html, false).unwrap();
-    assert!(html.contains("id=\"other-trackers\""));
-    let md = render(&m, Format::Markdown, false).unwrap();
+    assert!(report(&db, "html").contains("id=\"other-trackers\""));
+    let md = report(&db, "markdown");
     assert!(
         md.contains("## Other trackers (not Meta)") && md.contains("ads.example"),
         "{md}"

@@ -312,3 +312,24 @@ pub const BLIND_SPOTS: &[&str] = &[
     "Devices using their own encrypted DNS (DoH/DoT in a browser or app, Android Private DNS set to a host name) or a VPN bypass this resolver and are not counted; the bypass section shows the lookups that hint at it, and only a router firewall (port 853, known DoH addresses) stops it.",
     "A lookup is not a request: cached answers mean one lookup may stand for many requests, and a blocked lookup may be retried.",
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_builtin_meta_lists_are_meta_and_defaults_are_the_lists_own() {
+        for (c, k, a) in [
+            ("pixel", Kind::Meta, "block"),
+            ("app-telemetry", Kind::Meta, "block"),
+            ("first-party", Kind::Meta, "log"),
+            ("meta-ai", Kind::Meta, "log"),
+            ("bypass", Kind::Bypass, "log"),
+            ("custom", Kind::Other, "block"),
+            ("allow", Kind::Other, "allow"),
+            ("other-trackers", Kind::Other, "log"),
+        ] {
+            assert_eq!((kind(c), default_action(c)), (k, a), "{c}");
+        }
+    }
+}

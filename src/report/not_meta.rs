@@ -113,35 +113,51 @@ pub(crate) fn markdown(m: &ReportModel, esc: fn(&str) -> String) -> String {
     o
 }
 
-/// CSV rows (as `render::csv` writes them) for the other trackers, then the bypass
-/// evidence: one per device × category × day, zero days included.
-pub(crate) fn csv_rows(m: &ReportModel) -> Vec<[String; 9]> {
+/// One CSV row (unescaped; `render::csv` writes them).
+type Row = [String; 9];
+
+fn row(date: &str, d: &DeviceReport, category: &str, default: &str, n: Counts) -> Row {
+    [
+        date.to_string(),
+        d.name.clone(),
+        d.mac.clone().unwrap_or_default(),
+        category.to_string(),
+        default.to_string(),
+        n.blocked.to_string(),
+        n.logged.to_string(),
+        n.allowed.to_string(),
+        n.total().to_string(),
+    ]
+}
+
+/// The CSV rows of device `d` for `cats`: one per category × day of the period, zero
+/// days included, counts from `days`.
+pub(crate) fn category_rows(
+    m: &ReportModel,
+    d: &DeviceReport,
+    cats: &[CategoryCount],
+    days: &[DayCategoryCount],
+) -> Vec<Row> {
     let mut rows = Vec::new();
-    let row = |date: &str, d: &DeviceReport, category: &str, default: &str, n: Counts| {
-        [
-            date.to_string(),
-            d.name.clone(),
-            d.mac.clone().unwrap_or_default(),
-            category.to_string(),
-            default.to_string(),
-            n.blocked.to_string(),
-            n.logged.to_string(),
-            n.allowed.to_string(),
-            n.total().to_string(),
-        ]
-    };
-    for d in &m.devices {
-        for c in &d.other_categories {
-            for day in &m.period.days {
-                let n = d
-                    .other_days
-                    .iter()
-                    .find(|x| &x.date == day && x.category == c.category)
-                    .map(|x| x.counts)
-                    .unwrap_or_default();
-                rows.push(row(day, d, &c.category, &c.default_action, n));
-            }
+    for c in cats {
+        for day in &m.period.days {
+            let n = days
+                .iter()
+                .find(|x| &x.date == day && x.category == c.category)
+                .map(|x| x.counts)
+                .unwrap_or_default();
+            rows.push(row(day, d, &c.category, &c.default_action, n));
         }
+    }
+    rows
+}
+
+/// The CSV rows of the other trackers, then of the bypass evidence (category
+/// `bypass`), per device × category × day.
+pub(crate) fn csv_rows(m: &ReportModel) -> Vec<Row> {
+    let mut rows = Vec::new();
+    for d in &m.devices {
+        rows.extend(category_rows(m, d, &d.other_categories, &d.other_days));
     }
     for b in &m.bypass.devices {
         let Some(d) = m.devices.iter().find(|d| d.name == b.device) else {

@@ -455,32 +455,12 @@ pub fn csv(m: &ReportModel) -> Result<String, ReportError> {
         "total",
     ])
     .map_err(err)?;
-    for d in &m.devices {
-        for c in &d.categories {
-            for day in &m.period.days {
-                let n = d
-                    .days
-                    .iter()
-                    .find(|x| &x.date == day && x.category == c.category)
-                    .map(|x| x.counts)
-                    .unwrap_or_default();
-                w.write_record([
-                    csv_cell(day),
-                    csv_cell(&d.name),
-                    csv_cell(d.mac.as_deref().unwrap_or("")),
-                    csv_cell(&c.category),
-                    c.default_action.clone(),
-                    n.blocked.to_string(),
-                    n.logged.to_string(),
-                    n.allowed.to_string(),
-                    n.total().to_string(),
-                ])
-                .map_err(err)?;
-            }
-        }
-    }
-    // Other trackers and `bypass` are not Meta: rows of their own, after Meta's.
-    for r in not_meta::csv_rows(m) {
+    // Meta's rows, then those of other trackers and `bypass` (not Meta).
+    let meta = m
+        .devices
+        .iter()
+        .flat_map(|d| not_meta::category_rows(m, d, &d.categories, &d.days));
+    for r in meta.chain(not_meta::csv_rows(m)) {
         let [date, device, mac, category, rest @ ..] = r;
         let cells = [
             csv_cell(&date),
