@@ -47,6 +47,30 @@ pub const EMBEDDED: &[(&str, &str)] = &[
 /// The embedded list of public resolvers and bypass signals (`[bypass] log_resolvers`).
 const BYPASS_LIST: &str = "bypass.txt";
 
+/// The category and declared action (`# Category`, `# Action` headers) of each
+/// embedded list, as compiled in.
+pub fn builtin_categories() -> &'static [(String, Option<Action>)] {
+    static LISTS: std::sync::OnceLock<Vec<(String, Option<Action>)>> = std::sync::OnceLock::new();
+    LISTS.get_or_init(|| {
+        EMBEDDED
+            .iter()
+            .map(|(file, text)| {
+                let h = parse::read_header(text);
+                let category = h
+                    .category
+                    .unwrap_or_else(|| file.trim_end_matches(".txt").to_string());
+                (category, h.action.as_deref().and_then(parse_action))
+            })
+            .collect()
+    })
+}
+
+/// Whether `category` is Meta's: that of a built-in list other than `bypass.txt`.
+/// Lookups of other categories (`custom`, `bypass`, other lists') are not Meta lookups.
+pub fn is_meta_category(category: &str) -> bool {
+    category != crate::bypass::BYPASS && builtin_categories().iter().any(|(c, _)| c == category)
+}
+
 /// Errors reading the lists the config names.
 #[derive(Debug, thiserror::Error)]
 pub enum ListError {

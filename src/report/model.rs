@@ -252,28 +252,11 @@ pub enum Kind {
     Other,
 }
 
-/// The category and declared action of each built-in list (`# Category`, `# Action`).
-fn builtin() -> &'static [(String, String)] {
-    static LISTS: std::sync::OnceLock<Vec<(String, String)>> = std::sync::OnceLock::new();
-    LISTS.get_or_init(|| {
-        crate::lists::EMBEDDED
-            .iter()
-            .map(|(file, text)| {
-                let h = crate::filter::parse::read_header(text);
-                let category = h
-                    .category
-                    .unwrap_or_else(|| file.trim_end_matches(".txt").to_string());
-                (category, h.action.unwrap_or_else(|| "log".to_string()))
-            })
-            .collect()
-    })
-}
-
 /// Whether lookups of `category` are Meta lookups, bypass evidence or other trackers.
 pub fn kind(category: &str) -> Kind {
     if category == crate::bypass::BYPASS {
         Kind::Bypass
-    } else if builtin().iter().any(|(c, _)| c == category) {
+    } else if crate::lists::is_meta_category(category) {
         Kind::Meta
     } else {
         Kind::Other
@@ -284,12 +267,9 @@ pub fn kind(category: &str) -> Kind {
 /// built-in list declares; `block` for `custom` (`--blocklist`, `[filter] block`, remote
 /// lists of that category), `allow` for `allow`, else `log` (as `policy::Policy`).
 pub fn default_action(category: &str) -> &'static str {
-    if let Some((_, action)) = builtin().iter().find(|(c, _)| c == category) {
-        return match action.trim() {
-            "block" => "block",
-            "allow" => "allow",
-            _ => "log",
-        };
+    let builtin = crate::lists::builtin_categories();
+    if let Some((_, action)) = builtin.iter().find(|(c, _)| c == category) {
+        return action.unwrap_or(crate::policy::Action::Log).as_str();
     }
     match category {
         crate::policy::CUSTOM => "block",
