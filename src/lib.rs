@@ -5,6 +5,7 @@
 //! -> CNAME check -> answer.
 
 pub mod access;
+pub mod bypass;
 pub mod cache;
 pub mod check;
 pub mod cli;

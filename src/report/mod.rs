@@ -10,6 +10,7 @@ pub mod deliver;
 pub mod fixture;
 pub mod html;
 pub mod model;
+mod not_meta;
 pub mod period;
 pub mod render;
 
