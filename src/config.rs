@@ -14,6 +14,7 @@ use std::str::FromStr;
 use serde::de::Visitor;
 use serde::{Deserialize, Deserializer, Serialize};
 
+use crate::bypass::BypassConfig;
 use crate::cache::CacheConfig;
 use crate::clients::{ClientsConfig, DeviceConfig};
 use crate::export::ExportConfig;
@@ -45,6 +46,9 @@ pub struct Config {
     pub cache: CacheConfig,
     /// `[filter]`: list files and the answer of a blocked name.
     pub filter: FilterConfig,
+    /// `[bypass]`: local answers to the canary, Private Relay and DDR names, and the
+    /// logged `bypass` list of public encrypted resolvers.
+    pub bypass: BypassConfig,
     /// Action per category, overriding the lists' defaults.
     pub categories: CategoryActions,
     /// Per-group category actions.

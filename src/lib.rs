@@ -23,6 +23,9 @@ pub mod filter;
 // Categories and the action of each, per device group.
 pub mod policy;
 
+// The names that tell a device to resolve elsewhere ([bypass]): answered here, or logged.
+pub mod bypass;
+
 // The answer cache, TTL-honouring, with negative answers.
 pub mod cache;
 

@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use crate::filter::{FilterConfig, ListFormat, ListSource, parse};
 use crate::policy::{ALLOW, Action, CUSTOM};
 
-/// The Meta lists shipped in `blocklists/`, compiled in so `serve` works offline.
+/// The lists shipped in `blocklists/`, compiled in so `serve` works offline: the Meta
+/// lists, then `bypass.txt` (category `bypass`, not Meta).
 pub const EMBEDDED: &[(&str, &str)] = &[
     ("pixel.txt", include_str!("../blocklists/pixel.txt")),
     (
@@ -39,7 +40,36 @@ pub const EMBEDDED: &[(&str, &str)] = &[
         "first-party.txt",
         include_str!("../blocklists/first-party.txt"),
     ),
+    // Not Meta: public resolvers and bypass signals (`[bypass] log_resolvers`).
+    ("bypass.txt", include_str!("../blocklists/bypass.txt")),
 ];
+
+/// The embedded list of public resolvers and bypass signals (`[bypass] log_resolvers`).
+const BYPASS_LIST: &str = "bypass.txt";
+
+/// The category and declared action (`# Category`, `# Action` headers) of each
+/// embedded list, as compiled in.
+pub fn builtin_categories() -> &'static [(String, Option<Action>)] {
+    static LISTS: std::sync::OnceLock<Vec<(String, Option<Action>)>> = std::sync::OnceLock::new();
+    LISTS.get_or_init(|| {
+        EMBEDDED
+            .iter()
+            .map(|(file, text)| {
+                let h = parse::read_header(text);
+                let category = h
+                    .category
+                    .unwrap_or_else(|| file.trim_end_matches(".txt").to_string());
+                (category, h.action.as_deref().and_then(parse_action))
+            })
+            .collect()
+    })
+}
+
+/// Whether `category` is Meta's: that of a built-in list other than `bypass.txt`.
+/// Lookups of other categories (`custom`, `bypass`, other lists') are not Meta lookups.
+pub fn is_meta_category(category: &str) -> bool {
+    category != crate::bypass::BYPASS && builtin_categories().iter().any(|(c, _)| c == category)
+}
 
 /// Errors reading the lists the config names.
 #[derive(Debug, thiserror::Error)]
@@ -158,6 +188,9 @@ pub fn sources(cfg: &FilterConfig) -> Result<Vec<ListSource>, ListError> {
 /// ones skipped): what `serve`, `check` and `lists` build the filter from.
 pub(crate) fn all_sources(cfg: &crate::config::Config) -> Result<Vec<ListSource>, ListError> {
     let mut out = sources(&cfg.filter)?;
+    if !cfg.bypass.log_resolvers {
+        out.retain(|s| s.name != BYPASS_LIST);
+    }
     out.extend(crate::remote::cached_sources(
         &crate::remote::RemoteSettings::of(cfg),
     ));

@@ -24,6 +24,7 @@ pub(crate) fn devices(db: &Path, now: i64, json: bool) -> Result<String, StoreEr
         "LAST SEEN",
         "META 7D",
         "QUERIES 7D",
+        "MAY BYPASS METAGUARD (7D)",
     ]);
     for d in &rows {
         table.row([
@@ -39,6 +40,15 @@ pub(crate) fn devices(db: &Path, now: i64, json: bool) -> Result<String, StoreEr
             utc(d.last_seen),
             d.meta_hits_7d.to_string(),
             d.queries_7d.to_string(),
+            if d.bypass_7d.is_empty() {
+                "-".into()
+            } else {
+                d.bypass_7d
+                    .iter()
+                    .map(|(name, n)| format!("{name} ({n})"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            },
         ]);
     }
     Ok(table.render())

@@ -7,10 +7,18 @@
 //! the device's table (`allow` > `block` > `log`) and reports the most specific
 //! rule of that action, so `graph.facebook.com` keeps its own category even though
 //! `facebook.com` matches too.
+//!
+//! Pattern rules of domain lists (`||sonar*.xx.fbcdn.net^`, `/regex$/`) are indexed by
+//! their literal suffix: the suffix map marks those suffixes, so a name tries patterns
+//! only when one of its suffixes carries the mark, on the same lookups as every name.
+//! A pattern counts as specific as its literal suffix plus one label: it is tried after
+//! the rules of longer suffixes and before those of its suffix and shorter ones.
 
 pub mod parse;
+mod pattern;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
 
@@ -60,11 +68,26 @@ pub struct ListStats {
 /// Where one rule for a name is written: its list and line (the text stays there).
 #[derive(Debug, Clone, Copy)]
 struct RuleRef {
+    /// [`NO_RULE`] when only patterns are indexed under this name.
     list: u16,
     line: u32,
-    subdomains_only: bool,
-    /// More entries for the same name live in `Filter::overflow`.
-    more: bool,
+    /// [`SUBDOMAINS_ONLY`], [`MORE`], [`PATTERNS`] (one byte keeps an entry at 8 bytes).
+    flags: u8,
+}
+
+/// `*.name`: the rule covers subdomains only.
+const SUBDOMAINS_ONLY: u8 = 1;
+/// More entries for the same name live in `Filter::overflow`.
+const MORE: u8 = 2;
+/// Pattern rules are indexed under this name in `Filter::patterns`.
+const PATTERNS: u8 = 4;
+/// The list id of an entry that only marks a pattern suffix.
+const NO_RULE: u16 = u16::MAX;
+
+impl RuleRef {
+    fn subdomains_only(&self) -> bool {
+        self.flags & SUBDOMAINS_ONLY != 0
+    }
 }
 
 /// The rule behind a verdict.
@@ -84,6 +107,8 @@ pub(crate) enum RuleText {
     Suffix { start: usize, subdomains_only: bool },
     /// An Adblock Plus rule, as written in its list.
     Abp(Box<str>),
+    /// A pattern rule of a domain list, as written (`||sonar*.xx.fbcdn.net^`).
+    Pattern(Arc<str>),
 }
 
 /// The filter's verdict on one name: the rule that matched it, if any, and that rule's
@@ -96,6 +121,18 @@ pub struct Verdict {
 }
 
 impl Verdict {
+    /// Whether a pattern rule (`||glob^`, `/regex/`) matched: the filter bench tells
+    /// pattern matches from domain rules by this.
+    pub fn by_pattern(&self) -> bool {
+        matches!(
+            self.matched,
+            Some(Match {
+                rule: RuleText::Pattern(_),
+                ..
+            })
+        )
+    }
+
     pub(crate) const NONE: Verdict = Verdict {
         action: None,
         matched: None,
@@ -121,6 +158,7 @@ impl Verdict {
                 }
             }
             RuleText::Abp(r) => r.to_string(),
+            RuleText::Pattern(r) => r.to_string(),
         })
     }
 }
@@ -141,6 +179,8 @@ pub struct Filter {
     // SipHash was a tenth of the per-query cost.
     domains: FxHashMap<Box<str>, RuleRef>,
     overflow: FxHashMap<Box<str>, Vec<RuleRef>>,
+    /// Pattern rules by their literal suffix (marked [`PATTERNS`] in `domains`).
+    patterns: FxHashMap<Box<str>, Vec<pattern::PatternEntry>>,
     abp: Option<Abp>,
 }
 
@@ -149,6 +189,7 @@ impl std::fmt::Debug for Filter {
         f.debug_struct("Filter")
             .field("lists", &self.lists.len())
             .field("domains", &self.domains.len())
+            .field("patterns", &self.patterns.len())
             .field("abp", &self.abp.is_some())
             .finish()
     }
@@ -163,6 +204,7 @@ impl Filter {
         let mut list_categories = Vec::with_capacity(sources.len());
         let mut domains: FxHashMap<Box<str>, RuleRef> = FxHashMap::default();
         let mut overflow: FxHashMap<Box<str>, Vec<RuleRef>> = FxHashMap::default();
+        let mut patterns: FxHashMap<Box<str>, Vec<pattern::PatternEntry>> = FxHashMap::default();
         let mut abp_set: Option<adblock::FilterSet> = None;
         let mut abp_lists = Vec::new();
 
@@ -208,11 +250,26 @@ impl Filter {
                                     let entry = RuleRef {
                                         list: list_id,
                                         line: n as u32 + 1,
-                                        subdomains_only: r.subdomains_only,
-                                        more: false,
+                                        flags: if r.subdomains_only {
+                                            SUBDOMAINS_ONLY
+                                        } else {
+                                            0
+                                        },
                                     };
                                     insert(&mut domains, &mut overflow, r.name, entry);
                                 }
+                            }
+                            Line::Pattern(rule) => {
+                                rules += 1;
+                                let key = rule.key().to_string();
+                                pattern::mark_patterns(&mut domains, &key);
+                                patterns.entry(key.into_boxed_str()).or_default().push(
+                                    pattern::PatternEntry {
+                                        list: list_id,
+                                        line: n as u32 + 1,
+                                        rule,
+                                    },
+                                );
                             }
                         }
                     }
@@ -244,6 +301,7 @@ impl Filter {
             list_categories,
             domains,
             overflow,
+            patterns,
             abp,
         }
     }
@@ -288,8 +346,12 @@ impl Filter {
         loop {
             let suffix = &name[start..];
             if let Some(e) = self.domains.get(suffix) {
+                // Patterns under this suffix are more specific than its own rules.
+                if e.flags & PATTERNS != 0 && start > 0 {
+                    self.check_patterns(name, start, suffix, &mut slots, &action_of);
+                }
                 let mut consider = |e: &RuleRef| {
-                    if e.subdomains_only && start == 0 {
+                    if e.list == NO_RULE || (e.subdomains_only() && start == 0) {
                         return;
                     }
                     let (category, action) = action_of(e.list);
@@ -301,13 +363,13 @@ impl Filter {
                             category,
                             rule: RuleText::Suffix {
                                 start,
-                                subdomains_only: e.subdomains_only,
+                                subdomains_only: e.subdomains_only(),
                             },
                         });
                     }
                 };
                 consider(e);
-                if e.more {
+                if e.flags & MORE != 0 {
                     for e in self.overflow.get(suffix).into_iter().flatten() {
                         consider(e);
                     }
@@ -397,16 +459,23 @@ fn insert(
         None => {
             domains.insert(name.into_boxed_str(), entry);
         }
+        Some(first) if first.list == NO_RULE => {
+            // Only a pattern mark so far: the rule takes the slot and keeps the mark.
+            *first = RuleRef {
+                flags: entry.flags | (first.flags & PATTERNS),
+                ..entry
+            };
+        }
         Some(first) => {
             // The same list naming a host twice adds nothing.
-            if first.list == entry.list && first.subdomains_only == entry.subdomains_only {
+            if first.list == entry.list && first.subdomains_only() == entry.subdomains_only() {
                 return;
             }
-            first.more = true;
+            first.flags |= MORE;
             let more = overflow.entry(name.into_boxed_str()).or_default();
             if !more
                 .iter()
-                .any(|e| e.list == entry.list && e.subdomains_only == entry.subdomains_only)
+                .any(|e| e.list == entry.list && e.subdomains_only() == entry.subdomains_only())
             {
                 more.push(entry);
             }
@@ -522,177 +591,4 @@ impl Default for FilterConfig {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::policy::Policy;
-
-    fn list(name: &str, category: &str, format: ListFormat, text: &str) -> ListSource {
-        ListSource {
-            name: name.into(),
-            category: category.into(),
-            origin: "test".into(),
-            format,
-            default_action: None,
-            text: text.into(),
-        }
-    }
-
-    fn verdict(f: &Filter, name: &str) -> (Option<Action>, Option<String>, Option<String>) {
-        let mut actions = HashMap::new();
-        for (id, n) in f.categories().iter() {
-            let a = match n {
-                "allow" => Action::Allow,
-                "first-party" => Action::Log,
-                _ => Action::Block,
-            };
-            actions.insert(id, a);
-        }
-        let p = Policy::new(
-            f.categories(),
-            &actions,
-            &Default::default(),
-            &Default::default(),
-        );
-        let v = f.check(&normalize_query(name), p.actions(None));
-        let cat = v
-            .matched
-            .as_ref()
-            .map(|m| f.categories().name(m.category).to_string());
-        (v.action, cat, v.rule_text(&normalize_query(name)))
-    }
-
-    #[test]
-    fn domain_rules_match_name_and_subdomains_only() {
-        let f = Filter::build(vec![list("l", "pixel", ListFormat::Domains, "x.com\n")]);
-        assert_eq!(verdict(&f, "x.com").0, Some(Action::Block));
-        assert_eq!(verdict(&f, "a.b.X.com.").0, Some(Action::Block));
-        assert_eq!(verdict(&f, "x.com.evil.example").0, None);
-        assert_eq!(verdict(&f, "notx.com").0, None);
-        assert_eq!(verdict(&f, "com").0, None);
-    }
-
-    #[test]
-    fn most_specific_rule_of_the_strongest_action_is_reported() {
-        let f = Filter::build(vec![
-            list(
-                "fp",
-                "first-party",
-                ListFormat::Domains,
-                "facebook.com\ngraph.facebook.com\n",
-            ),
-            list(
-                "an",
-                "audience-network",
-                ListFormat::Domains,
-                "an.facebook.com\n",
-            ),
-        ]);
-        let (a, cat, rule) = verdict(&f, "x.an.facebook.com");
-        assert_eq!(a, Some(Action::Block));
-        assert_eq!(cat.as_deref(), Some("audience-network"));
-        assert_eq!(rule.as_deref(), Some("an.facebook.com"));
-        let (a, _, rule) = verdict(&f, "graph.facebook.com");
-        assert_eq!(a, Some(Action::Log));
-        assert_eq!(rule.as_deref(), Some("graph.facebook.com"));
-    }
-
-    #[test]
-    fn allow_beats_block_and_provenance_is_kept() {
-        let f = Filter::build(vec![
-            list(
-                "b",
-                "custom",
-                ListFormat::Hosts,
-                "# c\n0.0.0.0 ads.example\n",
-            ),
-            list("a", "allow", ListFormat::Domains, "ok.ads.example\n"),
-        ]);
-        assert_eq!(verdict(&f, "x.ads.example").0, Some(Action::Block));
-        assert_eq!(verdict(&f, "ok.ads.example").0, Some(Action::Allow));
-        let v = {
-            let p = Policy::new(
-                f.categories(),
-                &HashMap::from([(0, Action::Block), (1, Action::Allow)]),
-                &Default::default(),
-                &Default::default(),
-            );
-            f.check("x.ads.example", p.actions(None))
-        };
-        let m = v.matched.unwrap();
-        assert_eq!((m.list, m.line), (0, 2));
-    }
-
-    #[test]
-    fn abp_rules_exceptions_important_badfilter() {
-        let text = "[Adblock Plus 2.0]\n! c\n||track.example^\n@@||ok.track.example^\n||imp.example^$important\n@@||imp.example^\n||bad.example^\n||bad.example^$badfilter\n||noanchor.example\nexample.org##.ad\n";
-        let f = Filter::build(vec![list("abp", "custom", ListFormat::Auto, text)]);
-        assert_eq!(f.lists()[0].format, ListFormat::Abp);
-        assert_eq!(verdict(&f, "a.track.example").0, Some(Action::Block));
-        assert_eq!(verdict(&f, "ok.track.example").0, Some(Action::Allow));
-        assert_eq!(verdict(&f, "imp.example").0, Some(Action::Block));
-        assert_eq!(verdict(&f, "bad.example").0, None);
-        assert_eq!(verdict(&f, "track.example.evil.com").0, None);
-        let (_, _, rule) = verdict(&f, "a.track.example");
-        assert_eq!(rule.as_deref(), Some("||track.example^"));
-        let p = Policy::new(
-            f.categories(),
-            &HashMap::from([(0, Action::Block)]),
-            &Default::default(),
-            &Default::default(),
-        );
-        let m = f.check("a.track.example", p.actions(None)).matched.unwrap();
-        assert_eq!(m.line, 3);
-    }
-
-    #[test]
-    fn wildcard_domain_rule_skips_the_apex() {
-        let f = Filter::build(vec![list(
-            "w",
-            "custom",
-            ListFormat::Domains,
-            "*.wild.example\n",
-        )]);
-        assert_eq!(verdict(&f, "wild.example").0, None);
-        assert_eq!(verdict(&f, "a.wild.example").0, Some(Action::Block));
-    }
-
-    #[test]
-    fn bad_lines_are_counted_and_skipped() {
-        let f = Filter::build(vec![list(
-            "d",
-            "custom",
-            ListFormat::Domains,
-            "a.com\nnot a domain\nb.com\nhttp://x/\n",
-        )]);
-        assert_eq!(f.lists()[0].rules, 2);
-        assert_eq!(f.lists()[0].bad_lines, 2);
-    }
-
-    #[test]
-    fn name_key_matches_normalize_query() {
-        use std::str::FromStr;
-        for raw in [
-            "WWW.Example.COM.",
-            "a-b_c.x.",
-            "xn--bcher-kva.example.",
-            ".",
-            "*.wild.example.",
-            "we\\.ird.example.",
-        ] {
-            let n = hickory_proto::rr::Name::from_str(raw).unwrap();
-            assert_eq!(name_key(&n), normalize_query(&n.to_ascii()), "{raw}");
-        }
-    }
-
-    #[test]
-    fn idn_rules_match_punycode_queries() {
-        let f = Filter::build(vec![list(
-            "d",
-            "custom",
-            ListFormat::Domains,
-            "bücher.example\n",
-        )]);
-        assert_eq!(verdict(&f, "xn--bcher-kva.example").0, Some(Action::Block));
-        assert_eq!(verdict(&f, "www.BÜCHER.example").0, Some(Action::Block));
-    }
-}
+mod tests;

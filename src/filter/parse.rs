@@ -1,7 +1,11 @@
 //! Line parsers for the list formats we read: hosts files, plain domain lists and
 //! Adblock Plus / AdGuard syntax (detection only; ABP rules are compiled by `adblock`).
+//! Domain lists may also hold pattern rules (`||sonar*.xx.fbcdn.net^`, `/regex$/`,
+//! see the `pattern` module).
 
 use serde::{Deserialize, Serialize};
+
+pub use super::pattern::PatternRule;
 
 /// The syntax of a list file.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -45,6 +49,8 @@ pub enum Line {
     Empty,
     /// One or more rules (hosts lines may name several hosts).
     Rules(Vec<DomainRule>),
+    /// A pattern rule of a domain list (`||sonar*.xx.fbcdn.net^` or `/regex/`).
+    Pattern(PatternRule),
     /// A line we could not read; counted and skipped.
     Bad,
 }
@@ -150,11 +156,17 @@ pub fn parse_hosts_line(line: &str) -> Line {
     }
 }
 
-/// Parse one line of a plain domain list (`name`, `*.name`, `||name^` tolerated).
+/// Parse one line of a plain domain list (`name`, `*.name`, `||name^` tolerated, and
+/// the patterns `||glob*.name^` and `/regex/`).
 pub fn parse_domain_line(line: &str) -> Line {
     let body = strip_comment(line);
     if body.is_empty() || body.starts_with('!') {
         return Line::Empty;
+    }
+    match super::pattern::parse(body) {
+        Some(Ok(p)) => return Line::Pattern(p),
+        Some(Err(())) => return Line::Bad,
+        None => {}
     }
     let mut body = body;
     let mut subdomains_only = false;
@@ -293,6 +305,17 @@ mod tests {
         assert_eq!(parse_domain_line("http://x.com/path"), Line::Bad);
         assert_eq!(parse_domain_line("1.2.3.4"), Line::Bad);
         assert_eq!(parse_domain_line(""), Line::Empty);
+        match parse_domain_line("||sonar*.xx.fbcdn.net^   # reason: probe") {
+            Line::Pattern(p) => {
+                assert_eq!(
+                    (p.key(), p.text()),
+                    ("xx.fbcdn.net", "||sonar*.xx.fbcdn.net^")
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(parse_domain_line("||sonar*^"), Line::Bad);
+        assert_eq!(parse_domain_line("/sonar/"), Line::Bad);
     }
 
     #[test]

@@ -48,6 +48,13 @@ struct Acc {
     domains: HashMap<(String, String), i64>,
     all_lookups: i64,
     prev: i64,
+    /// `bypass` lookups, not Meta: by (name, category), and by day index.
+    bypass: HashMap<(String, String), i64>,
+    bypass_days: BTreeMap<usize, i64>,
+    /// Other trackers' lookups, not Meta: as `categories`, `days` and `domains`.
+    other: BTreeMap<String, Counts>,
+    other_days: BTreeMap<(usize, String), Counts>,
+    other_domains: HashMap<(String, String), i64>,
 }
 
 fn sql(path: &Path) -> impl Fn(rusqlite::Error) -> ReportError + '_ {
@@ -195,6 +202,24 @@ fn read_db(
         let (day, wd, hour) = clock.at(bucket)?;
         let mut c = Counts::default();
         c.add_action(action, n);
+        // Only Meta lookups count as Meta: the others are kept apart from every Meta count.
+        match kind(&category) {
+            Kind::Meta => {}
+            Kind::Bypass => {
+                *a.bypass_days.entry(day).or_default() += n;
+                *domain_ids.entry((id, name, category)).or_default() += n;
+                continue;
+            }
+            Kind::Other => {
+                a.other.entry(category.clone()).or_default().add(&c);
+                a.other_days
+                    .entry((day, category.clone()))
+                    .or_default()
+                    .add(&c);
+                *domain_ids.entry((id, name, category)).or_default() += n;
+                continue;
+            }
+        }
         a.counts.add(&c);
         a.categories.entry(category.clone()).or_default().add(&c);
         a.days.entry((day, category.clone())).or_default().add(&c);
@@ -223,18 +248,26 @@ fn read_db(
             }
         };
         if let Some(a) = accs.get_mut(&id) {
-            *a.domains.entry((name, category)).or_default() += n;
+            let into = match kind(&category) {
+                Kind::Meta => &mut a.domains,
+                Kind::Bypass => &mut a.bypass,
+                Kind::Other => &mut a.other_domains,
+            };
+            *into.entry((name, category)).or_default() += n;
         }
     }
 
     // The previous period, for the change.
     let mut stmt = conn
         .prepare(
-            "SELECT device_id, count(*) FROM hits WHERE ts >= ?1 AND ts < ?2 GROUP BY device_id",
+            "SELECT device_id, category_id, count(*) FROM hits WHERE ts >= ?1 AND ts < ?2
+             GROUP BY device_id, category_id",
         )
         .map_err(&e)?;
-    let prev_rows: Vec<(i64, i64)> = stmt
-        .query_map(params![pstart, pend], |r| Ok((r.get(0)?, r.get(1)?)))
+    let prev_rows: Vec<(i64, i64, i64)> = stmt
+        .query_map(params![pstart, pend], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
         .map_err(&e)?
         .collect::<rusqlite::Result<_>>()
         .map_err(&e)?;
@@ -262,8 +295,11 @@ fn read_db(
             a.all_lookups += n;
         }
     }
-    for (dev, n) in prev_rows {
+    for (dev, cat, n) in prev_rows {
         let Some(d) = wanted(dev) else { continue };
+        if categories.get(&cat).is_none_or(|c| kind(c) != Kind::Meta) {
+            continue;
+        }
         // Only devices of this period get a change; others did not show up this time.
         let id = ident(idx, d);
         if let Some(a) = accs.get_mut(&id) {
@@ -316,6 +352,22 @@ fn category_list(m: &BTreeMap<String, Counts>) -> Vec<CategoryCount> {
     v
 }
 
+/// The (day, category) counts of the period's days, by date.
+fn day_categories(
+    days: &BTreeMap<(usize, String), Counts>,
+    dates: &[jiff::civil::Date],
+) -> Vec<DayCategoryCount> {
+    days.iter()
+        .filter_map(|((day, c), n)| {
+            Some(DayCategoryCount {
+                date: dates.get(*day)?.to_string(),
+                category: c.clone(),
+                counts: *n,
+            })
+        })
+        .collect()
+}
+
 fn top(domains: &HashMap<(String, String), i64>, n: usize, only: Option<&str>) -> Vec<DomainCount> {
     let mut v: Vec<DomainCount> = domains
         .iter()
@@ -349,12 +401,17 @@ pub(crate) fn build(o: &BuildOptions) -> Result<ReportModel, ReportError> {
     let mut grid = vec![vec![0i64; 24]; 7];
     let mut devices = Vec::new();
     let mut ai_devices = Vec::new();
+    let mut bypass_devices = Vec::new();
+    let mut other: BTreeMap<String, Counts> = BTreeMap::new();
     for (id, a) in &accs {
         household.add(&a.counts);
         all_lookups += a.all_lookups;
         prev_total += a.prev;
         for (c, n) in &a.categories {
             categories.entry(c.clone()).or_default().add(n);
+        }
+        for (c, n) in &a.other {
+            other.entry(c.clone()).or_default().add(n);
         }
         for ((day, _), n) in &a.days {
             if let Some(d) = daily.get_mut(*day) {
@@ -380,6 +437,23 @@ pub(crate) fn build(o: &BuildOptions) -> Result<ReportModel, ReportError> {
                 domains: top(&a.domains, usize::MAX, Some(META_AI)),
             });
         }
+        let bypassed: i64 = a.bypass.values().sum();
+        if bypassed > 0 {
+            bypass_devices.push(BypassDevice {
+                device: name.clone(),
+                mac: a.mac.clone(),
+                lookups: bypassed,
+                names: top(&a.bypass, usize::MAX, None),
+                days: dates
+                    .iter()
+                    .enumerate()
+                    .map(|(i, d)| DayLookups {
+                        date: d.to_string(),
+                        lookups: a.bypass_days.get(&i).copied().unwrap_or(0),
+                    })
+                    .collect(),
+            });
+        }
         let total = a.counts.total();
         devices.push(DeviceReport {
             name,
@@ -398,18 +472,12 @@ pub(crate) fn build(o: &BuildOptions) -> Result<ReportModel, ReportError> {
             last_hit: a.last_hit.map(|t| rfc3339(t, tz)),
             categories: category_list(&a.categories),
             top_domains: top(&a.domains, o.top_domains, None),
-            days: a
-                .days
-                .iter()
-                .filter_map(|((day, c), n)| {
-                    Some(DayCategoryCount {
-                        date: dates.get(*day)?.to_string(),
-                        category: c.clone(),
-                        counts: *n,
-                    })
-                })
-                .collect(),
+            days: day_categories(&a.days, &dates),
             hour_grid: a.grid.iter().map(|r| r.to_vec()).collect(),
+            other_lookups: a.other.values().map(Counts::total).sum(),
+            other_categories: category_list(&a.other),
+            other_top_domains: top(&a.other_domains, o.top_domains, None),
+            other_days: day_categories(&a.other_days, &dates),
         });
     }
     devices.sort_by(|a, b| {
@@ -419,6 +487,7 @@ pub(crate) fn build(o: &BuildOptions) -> Result<ReportModel, ReportError> {
             .then(a.name.cmp(&b.name))
     });
     ai_devices.sort_by(|a, b| b.lookups.cmp(&a.lookups).then(a.device.cmp(&b.device)));
+    bypass_devices.sort_by(|a, b| b.lookups.cmp(&a.lookups).then(a.device.cmp(&b.device)));
     let total = household.total();
     let prev = o.period.previous()?;
     Ok(ReportModel {
@@ -460,6 +529,21 @@ pub(crate) fn build(o: &BuildOptions) -> Result<ReportModel, ReportError> {
             note: META_AI_NOTE.to_string(),
             lookups: ai_devices.iter().map(|d| d.lookups).sum(),
             devices: ai_devices,
+        },
+        other: {
+            let mut counts = Counts::default();
+            other.values().for_each(|n| counts.add(n));
+            OtherTrackers {
+                note: OTHER_NOTE.to_string(),
+                counts,
+                lookups: counts.total(),
+                categories: category_list(&other),
+            }
+        },
+        bypass: Bypass {
+            note: BYPASS_NOTE.to_string(),
+            lookups: bypass_devices.iter().map(|d| d.lookups).sum(),
+            devices: bypass_devices,
         },
         blind_spots: BLIND_SPOTS.iter().map(|s| s.to_string()).collect(),
         notes,

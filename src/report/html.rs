@@ -332,6 +332,58 @@ pub(crate) fn html(m: &ReportModel) -> String {
                             }
                         }
                     }
+                    section id="other-trackers" {
+                        h2 { "Other trackers (not Meta)" }
+                        p class="note" { (m.other.note) }
+                        @if m.other.lookups == 0 {
+                            p { "None." }
+                        } @else {
+                            div class="scroll" {
+                                table {
+                                    thead { tr { th { "Category" } th { "Default" } th { "Lookups" } th { "Blocked" } th { "Logged" } } }
+                                    tbody {
+                                        @for c in &m.other.categories {
+                                            tr { td { (c.category) } td { (c.default_action) } td { (c.total) } td { (c.counts.blocked) } td { (c.counts.logged) } }
+                                        }
+                                    }
+                                }
+                                table {
+                                    thead { tr { th { "Device" } th { "Lookups" } th { "Names" } } }
+                                    tbody {
+                                        @for d in m.devices.iter().filter(|d| d.other_lookups > 0) {
+                                            tr {
+                                                td { (d.name) }
+                                                td { (d.other_lookups) }
+                                                td { @for (i, x) in d.other_top_domains.iter().enumerate() { @if i > 0 { ", " } (x.domain) } }
+                                            }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    section id="bypass" {
+                        h2 { "May bypass metaguard" }
+                        p class="note" { (m.bypass.note) }
+                        @if m.bypass.devices.is_empty() {
+                            p { "No device looked up a bypass name." }
+                        } @else {
+                            div class="scroll" {
+                                table {
+                                    thead { tr { th { "Device" } th { "Lookups" } th { "Names (how often)" } } }
+                                    tbody {
+                                        @for d in &m.bypass.devices {
+                                            tr {
+                                                td { (d.device) }
+                                                td { (d.lookups) }
+                                                td { (super::not_meta::evidence(&d.names, |s| s.to_string())) }
+                                            }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
                 }
                 section id="dns-limits" {
                     h2 { "What DNS cannot see" }

@@ -10,6 +10,7 @@ pub(crate) mod deliver;
 pub mod fixture;
 pub(crate) mod html;
 pub(crate) mod model;
+mod not_meta;
 pub(crate) mod period;
 pub(crate) mod render;
 

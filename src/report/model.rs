@@ -6,15 +6,6 @@ use serde::Serialize;
 /// The JSON schema version; bumped on any incompatible change.
 pub(crate) const SCHEMA_VERSION: u32 = 1;
 
-/// Categories blocked by default (the rest are logged).
-pub(crate) const BLOCKED_BY_DEFAULT: &[&str] = &[
-    "pixel",
-    "audience-network",
-    "sdk-telemetry",
-    "ads-measurement",
-    "app-telemetry",
-];
-
 /// The category of Meta AI endpoints.
 pub(crate) const META_AI: &str = "meta-ai";
 
@@ -68,6 +59,10 @@ pub struct ReportModel {
     /// Most Meta lookups first.
     pub devices: Vec<DeviceReport>,
     pub meta_ai: MetaAi,
+    /// Lookups of categories that are not Meta (`custom`, other trackers' lists).
+    pub other: OtherTrackers,
+    /// Devices that may bypass metaguard (category `bypass`, not counted as Meta).
+    pub bypass: Bypass,
     /// What DNS cannot see.
     pub(crate) blind_spots: Vec<String>,
     /// Caveats about this report's data (trimmed raw rows, missing totals).
@@ -110,9 +105,9 @@ pub struct Household {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct CategoryCount {
-    pub(crate) category: String,
-    /// `block` or `log`: what the category does unless configured otherwise.
-    pub(crate) default_action: String,
+    pub category: String,
+    /// `block`, `log` or `allow`: what the category does unless configured otherwise.
+    pub default_action: String,
     #[serde(flatten)]
     pub(crate) counts: Counts,
     pub(crate) total: i64,
@@ -169,6 +164,24 @@ pub struct DeviceReport {
     pub days: Vec<DayCategoryCount>,
     /// Meta lookups by local weekday (0 = Monday) and hour: 7 rows of 24.
     pub hour_grid: Vec<Vec<i64>>,
+    /// Lookups of categories that are not Meta (not `bypass` either), not in the above.
+    pub other_lookups: i64,
+    pub other_categories: Vec<CategoryCount>,
+    pub other_top_domains: Vec<DomainCount>,
+    /// Per local day and other category (only combinations with lookups).
+    pub other_days: Vec<DayCategoryCount>,
+}
+
+/// Lookups of categories that are not Meta: `custom` and remote lists of other
+/// trackers. Never counted as Meta lookups nor in the Meta share.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OtherTrackers {
+    pub note: String,
+    #[serde(flatten)]
+    pub counts: Counts,
+    pub lookups: i64,
+    /// Household, most lookups first.
+    pub categories: Vec<CategoryCount>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -186,6 +199,36 @@ pub(crate) struct MetaAiDevice {
     pub(crate) domains: Vec<DomainCount>,
 }
 
+/// `bypass` lookups: public encrypted resolvers, the Firefox canary, iCloud Private
+/// Relay, DDR. Evidence that a device may resolve around metaguard.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Bypass {
+    pub note: String,
+    /// Category `bypass`, all devices.
+    pub lookups: i64,
+    /// Most lookups first.
+    pub devices: Vec<BypassDevice>,
+}
+
+/// One device that may bypass metaguard, with the evidence.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BypassDevice {
+    pub device: String,
+    pub mac: Option<String>,
+    pub lookups: i64,
+    /// The names it looked up and how often, most first.
+    pub names: Vec<DomainCount>,
+    /// Lookups per local day of the period (zero days included).
+    pub days: Vec<DayLookups>,
+}
+
+/// Lookups on one local day.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DayLookups {
+    pub date: String,
+    pub lookups: i64,
+}
+
 /// Percentage change from `prev` to `cur`; None when `prev` is 0.
 pub(crate) fn change_pct(cur: i64, prev: i64) -> Option<f64> {
     (prev > 0).then(|| round1((cur - prev) as f64 * 100.0 / prev as f64))
@@ -200,20 +243,75 @@ fn round1(x: f64) -> f64 {
     (x * 10.0).round() / 10.0
 }
 
-/// `block` for the categories blocked by default, else `log`.
-pub(crate) fn default_action(category: &str) -> &'static str {
-    if BLOCKED_BY_DEFAULT.contains(&category) {
-        "block"
+/// What a category counts as in the report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// A category of the built-in Meta lists: a Meta lookup.
+    Meta,
+    /// `bypass`: evidence that a device may resolve around metaguard.
+    Bypass,
+    /// Anything else (`custom`, remote lists of other trackers): not Meta.
+    Other,
+}
+
+/// Whether lookups of `category` are Meta lookups, bypass evidence or other trackers.
+pub(crate) fn kind(category: &str) -> Kind {
+    if category == crate::bypass::BYPASS {
+        Kind::Bypass
+    } else if crate::lists::is_meta_category(category) {
+        Kind::Meta
     } else {
-        "log"
+        Kind::Other
+    }
+}
+
+/// What `category` does unless `[categories]` or a group says otherwise: the action its
+/// built-in list declares; `block` for `custom` (`--blocklist`, `[filter] block`, remote
+/// lists of that category), `allow` for `allow`, else `log` (as `policy::Policy`).
+pub(crate) fn default_action(category: &str) -> &'static str {
+    let builtin = crate::lists::builtin_categories();
+    if let Some((_, action)) = builtin.iter().find(|(c, _)| c == category) {
+        return action.unwrap_or(crate::policy::Action::Log).as_str();
+    }
+    match category {
+        crate::policy::CUSTOM => "block",
+        crate::policy::ALLOW => "allow",
+        _ => "log",
     }
 }
 
 pub(crate) const META_AI_NOTE: &str = "Since 16 December 2025 Meta uses people's conversations with Meta AI to personalise the ads and content they see. Devices below looked up Meta AI endpoints.";
 
+/// The text above the other trackers' section.
+pub(crate) const OTHER_NOTE: &str = "Lookups that your own lists or remote lists matched outside Meta's categories. They are not Meta lookups and are not in the Meta figures above.";
+
+/// The text above the bypass section.
+pub(crate) const BYPASS_NOTE: &str = "These devices looked up a public encrypted DNS resolver, the Firefox DoH canary, iCloud Private Relay or DDR: they may bypass metaguard, and then their Meta lookups are not counted here. These lookups are not Meta lookups.";
+
 pub(crate) const BLIND_SPOTS: &[&str] = &[
     "The Conversions API sends events from a website's or shop's server straight to Meta, server to server: no lookup from your network, so DNS never sees it.",
     "Tracking inside Meta's own apps and pages (Facebook, Instagram, WhatsApp, Messenger, Threads) uses the same first-party hosts as the app itself; DNS can log those lookups but cannot tell tracking from use, and blocking them breaks the app.",
-    "Devices using their own encrypted DNS (DoH/DoT in a browser or app) or a VPN bypass this resolver and are not counted.",
+    "Devices using their own encrypted DNS (DoH/DoT in a browser or app, Android Private DNS set to a host name) or a VPN bypass this resolver and are not counted; the bypass section shows the lookups that hint at it, and only a router firewall (port 853, known DoH addresses) stops it.",
     "A lookup is not a request: cached answers mean one lookup may stand for many requests, and a blocked lookup may be retried.",
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_builtin_meta_lists_are_meta_and_defaults_are_the_lists_own() {
+        for (c, k, a) in [
+            ("pixel", Kind::Meta, "block"),
+            ("app-telemetry", Kind::Meta, "block"),
+            ("first-party", Kind::Meta, "log"),
+            ("meta-ai", Kind::Meta, "log"),
+            ("bypass", Kind::Bypass, "log"),
+            ("custom", Kind::Other, "block"),
+            ("allow", Kind::Other, "allow"),
+            ("other-trackers", Kind::Other, "log"),
+        ] {
+            assert_eq!((kind(c), default_action(c)), (k, a), "{c}");
+        }
+    }
+}

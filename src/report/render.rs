@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 
 use super::ReportError;
 use super::model::*;
+use super::not_meta;
 
 const WEEKDAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
 
@@ -299,6 +300,7 @@ pub(crate) fn text(m: &ReportModel, color: bool) -> String {
             );
         }
         let _ = writeln!(o);
+        o.push_str(&not_meta::text(m, &|s| st.bold(s), plain));
     }
     let _ = writeln!(o, "{}", st.bold("What DNS cannot see"));
     for b in &m.blind_spots {
@@ -417,6 +419,7 @@ pub(crate) fn markdown(m: &ReportModel) -> String {
                 doms.join(", ")
             );
         }
+        o.push_str(&not_meta::markdown(m, md));
     }
     let _ = writeln!(o, "\n## What DNS cannot see\n");
     for b in &m.blind_spots {
@@ -452,29 +455,20 @@ pub(crate) fn csv(m: &ReportModel) -> Result<String, ReportError> {
         "total",
     ])
     .map_err(err)?;
-    for d in &m.devices {
-        for c in &d.categories {
-            for day in &m.period.days {
-                let n = d
-                    .days
-                    .iter()
-                    .find(|x| &x.date == day && x.category == c.category)
-                    .map(|x| x.counts)
-                    .unwrap_or_default();
-                w.write_record([
-                    csv_cell(day),
-                    csv_cell(&d.name),
-                    csv_cell(d.mac.as_deref().unwrap_or("")),
-                    csv_cell(&c.category),
-                    c.default_action.clone(),
-                    n.blocked.to_string(),
-                    n.logged.to_string(),
-                    n.allowed.to_string(),
-                    n.total().to_string(),
-                ])
-                .map_err(err)?;
-            }
-        }
+    // Meta's rows, then those of other trackers and `bypass` (not Meta).
+    let meta = m
+        .devices
+        .iter()
+        .flat_map(|d| not_meta::category_rows(m, d, &d.categories, &d.days));
+    for r in meta.chain(not_meta::csv_rows(m)) {
+        let [date, device, mac, category, rest @ ..] = r;
+        let cells = [
+            csv_cell(&date),
+            csv_cell(&device),
+            csv_cell(&mac),
+            csv_cell(&category),
+        ];
+        w.write_record(cells.into_iter().chain(rest)).map_err(err)?;
     }
     let bytes = w
         .into_inner()

@@ -6,6 +6,7 @@
 use hickory_proto::rr::{DNSClass, RData, RecordType};
 
 use super::Snapshot;
+use crate::bypass::BypassAnswer;
 use crate::cache::{Answer, Cache, Cached, DnssecBits};
 use crate::clients::Device;
 use crate::config::DomainName;
@@ -50,7 +51,8 @@ impl Hit {
 /// name, its type and the cache.
 #[derive(Debug)]
 pub(crate) enum Decision {
-    /// Answered here, never forwarded. `hit` is a `log` rule on the name.
+    /// Answered here, never forwarded. `hit` is a `log` rule on the name (or, for a
+    /// [`Local::Bypass`] answer, a `block` one).
     Local { answer: Local, hit: Option<Hit> },
     /// A `block` rule matched the name.
     Blocked(Hit),
@@ -70,6 +72,8 @@ pub(crate) enum Local {
     Any,
     /// A zone transfer or a meta-type (see `response::not_forwarded`).
     NotForwarded,
+    /// `[bypass]`: NXDOMAIN for a canary, NODATA for DDR (see [`crate::bypass`]).
+    Bypass(BypassAnswer),
 }
 
 /// What the check of an answer found.
@@ -98,14 +102,30 @@ pub(crate) fn decide(
             hit: None,
         };
     }
-    // 2. The filter, with the device's group policy. Before the query type, so that a
+    // 2. `[bypass]` answers (the Firefox canary, iCloud Private Relay, DDR). Before the
+    //    filter: their meaning is the exact answer (a `null` blocked answer 0.0.0.0
+    //    would tell Firefox that DoH may be turned on), so no category action or
+    //    block_response may change it; the filter only says whether the lookup is
+    //    logged (category `bypass`). Before the query type: the name does not exist,
+    //    or has no data, whatever is asked for.
+    if let Some(answer) = snap.config.bypass.answer(q.name) {
+        let actions = snap.policy.actions(device.group.as_deref());
+        let verdict = snap.filter.check(q.name, actions);
+        let hit = matches!(verdict.action, Some(Action::Log | Action::Block))
+            .then(|| Hit::of(verdict, q.name));
+        return Decision::Local {
+            answer: Local::Bypass(answer),
+            hit,
+        };
+    }
+    // 3. The filter, with the device's group policy. Before the query type, so that a
     //    blocked name is blocked whatever is asked for (ANY and DO/CD included).
     let actions = snap.policy.actions(device.group.as_deref());
     let verdict = snap.filter.check(q.name, actions);
     if verdict.is_block() {
         return Decision::Blocked(Hit::of(verdict, q.name));
     }
-    // 3. Query types that are never forwarded. After the filter, so that a `log` rule
+    // 4. Query types that are never forwarded. After the filter, so that a `log` rule
     //    still logs them; before the cache, which never holds them.
     let local = match u16::from(q.qtype) {
         255 => Some(Local::Any),
@@ -116,7 +136,7 @@ pub(crate) fn decide(
         let hit = logged(&verdict, q.name);
         return Decision::Local { answer, hit };
     }
-    // 4. The cache, keyed on DO/CD. A cached answer is checked as a fresh one would be:
+    // 5. The cache, keyed on DO/CD. A cached answer is checked as a fresh one would be:
     //    the policy may block a name in its chain that was allowed when it was cached.
     match cache.lookup(q.name, q.qtype, q.bits) {
         Some(entry) => {
@@ -130,7 +150,7 @@ pub(crate) fn decide(
             );
             Decision::Cached { entry, check }
         }
-        // 5. The upstream.
+        // 6. The upstream.
         None => Decision::Forward { verdict },
     }
 }

@@ -85,6 +85,16 @@ impl Handler {
                 let reply = response::not_forwarded(q.qtype).unwrap_or_default();
                 (reply, hit, AnsweredFrom::Cache)
             }
+            Decision::Local {
+                answer: Local::Bypass(answer),
+                hit,
+            } => {
+                if hit.as_ref().is_some_and(|h| !h.verdict.is_block()) {
+                    Stats::inc(&self.stats.logged);
+                }
+                let reply = response::bypass(answer, owner, snap.config.filter.blocked_ttl);
+                (reply, hit, AnsweredFrom::Cache)
+            }
             Decision::Blocked(hit) => {
                 let reply = self.blocked(snap, &hit.verdict, owner, q.qtype);
                 (reply, Some(hit), AnsweredFrom::Blocked)

@@ -15,6 +15,7 @@ use hickory_server::net::NetError;
 use hickory_server::server::{ResponseHandler, ResponseInfo};
 use hickory_server::zone_handler::MessageResponse;
 
+use crate::bypass::BypassAnswer;
 use crate::cache::Answer;
 use crate::filter::BlockResponse;
 
@@ -120,6 +121,20 @@ pub(crate) fn blocked(
         format!("blocked by metaguard (category: {category})"),
     ));
     r
+}
+
+/// The `[bypass]` answer: NXDOMAIN (a canary) or NODATA (DDR), with an SOA so the
+/// client caches it for `ttl` seconds (RFC 2308).
+pub(crate) fn bypass(answer: BypassAnswer, owner: &Name, ttl: u32) -> Reply {
+    let rcode = match answer {
+        BypassAnswer::NxDomain => ResponseCode::NXDomain,
+        BypassAnswer::NoData => ResponseCode::NoError,
+    };
+    Reply {
+        rcode,
+        authorities: vec![soa_record(owner, ttl)],
+        ..Default::default()
+    }
 }
 
 /// RFC 8482: a small synthesized HINFO instead of everything the name has.

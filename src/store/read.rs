@@ -8,6 +8,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
 use super::{StoreError, action_from_code, schema};
+use crate::bypass::BYPASS;
 use crate::policy::Action;
 
 /// Open the database read-only; a missing file is an error naming the path.
@@ -23,14 +24,18 @@ pub(crate) struct DeviceRow {
     pub(crate) name: Option<String>,
     pub(crate) mac: Option<String>,
     /// Addresses, most recently seen first.
-    pub(crate) addrs: Vec<String>,
-    pub(crate) group: Option<String>,
-    pub(crate) first_seen: i64,
-    pub(crate) last_seen: i64,
-    /// Logged and blocked Meta hits (not allowed ones) in the last 7 days, today included.
-    pub(crate) meta_hits_7d: i64,
+    pub addrs: Vec<String>,
+    pub group: Option<String>,
+    pub first_seen: i64,
+    pub last_seen: i64,
+    /// Logged and blocked Meta hits (not allowed ones, not `bypass`) in the last 7
+    /// days, today included.
+    pub meta_hits_7d: i64,
     /// All queries counted in the last 7 days (hourly totals).
-    pub(crate) queries_7d: i64,
+    pub queries_7d: i64,
+    /// "May bypass metaguard": the `bypass` names it looked up in the last 7 days and
+    /// how often, most first (empty: none).
+    pub bypass_7d: Vec<(String, i64)>,
 }
 
 /// The devices, most recently seen first.
@@ -41,13 +46,14 @@ pub(crate) fn devices(conn: &Connection, now: i64) -> rusqlite::Result<Vec<Devic
     let mut stmt = conn.prepare(
         "SELECT d.id, d.key, d.name, d.mac, d.grp, d.first_seen, d.last_seen,
            (SELECT coalesce(sum(r.hits), 0) FROM daily_rollups r
-             WHERE r.device_id = d.id AND r.day >= ?1 AND r.action != 2),
+             WHERE r.device_id = d.id AND r.day >= ?1 AND r.action != 2
+               AND r.category_id NOT IN (SELECT id FROM categories WHERE name = ?3)),
            (SELECT coalesce(sum(t.queries), 0) FROM query_totals t
              WHERE t.device_id = d.id AND t.hour > ?2)
          FROM devices d ORDER BY d.last_seen DESC, d.id",
     )?;
     let mut rows = stmt
-        .query_map(params![since_day, since_hour], |r| {
+        .query_map(params![since_day, since_hour, BYPASS], |r| {
             Ok(DeviceRow {
                 id: r.get(0)?,
                 key: r.get(1)?,
@@ -59,15 +65,27 @@ pub(crate) fn devices(conn: &Connection, now: i64) -> rusqlite::Result<Vec<Devic
                 last_seen: r.get(6)?,
                 meta_hits_7d: r.get(7)?,
                 queries_7d: r.get(8)?,
+                bypass_7d: Vec::new(),
             })
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     let mut addrs = conn.prepare(
         "SELECT addr FROM device_addrs WHERE device_id = ?1 ORDER BY last_seen DESC, addr",
     )?;
+    let mut bypass = conn.prepare(
+        "SELECT n.name, count(*) FROM hits h JOIN names n ON n.id = h.name_id
+         WHERE h.device_id = ?1 AND h.ts >= ?2
+           AND h.category_id IN (SELECT id FROM categories WHERE name = ?3)
+         GROUP BY n.name ORDER BY count(*) DESC, n.name",
+    )?;
     for row in &mut rows {
         row.addrs = addrs
             .query_map([row.id], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        row.bypass_7d = bypass
+            .query_map(params![row.id, since_day * 86400, BYPASS], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?
             .collect::<rusqlite::Result<_>>()?;
     }
     Ok(rows)

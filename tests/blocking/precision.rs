@@ -1,7 +1,7 @@
 //! Precision of the embedded Meta lists: `metaguard check --format json` over our
 //! evaluation set (tests/data/meta-names.tsv, built from sources other than the lists),
 //! and the invariants that keep first-party Meta working. The per class and per family
-//! table: `cargo test --test precision -- --nocapture`.
+//! table: `cargo test --test blocking precision:: -- --nocapture`.
 
 use std::collections::HashMap;
 use std::process::Command;
@@ -184,22 +184,74 @@ fn default_policy_on_the_evaluation_set() {
     );
 }
 
-fn embedded() -> Vec<(String, String, Vec<String>)> {
+/// Each embedded list: file, action, names, pattern rules.
+fn embedded_with_patterns() -> Vec<(String, String, Vec<String>, Vec<parse::PatternRule>)> {
     EMBEDDED
         .iter()
         .map(|(file, text)| {
             let h = parse::read_header(text);
-            let names = text
-                .lines()
-                .filter_map(|l| match parse::parse_domain_line(l) {
-                    parse::Line::Rules(r) => Some(r[0].name.clone()),
-                    parse::Line::Empty => None,
+            let (mut names, mut patterns) = (Vec::new(), Vec::new());
+            for l in text.lines() {
+                match parse::parse_domain_line(l) {
+                    parse::Line::Rules(r) => names.push(r[0].name.clone()),
+                    parse::Line::Pattern(p) => {
+                        assert!(
+                            l.contains("# reason: "),
+                            "{file}: pattern without reason {l:?}"
+                        );
+                        patterns.push(p)
+                    }
+                    parse::Line::Empty => {}
                     parse::Line::Bad => panic!("{file}: bad line {l:?}"),
-                })
-                .collect();
-            (file.to_string(), h.action.unwrap(), names)
+                }
+            }
+            (file.to_string(), h.action.unwrap(), names, patterns)
         })
         .collect()
+}
+
+fn embedded() -> Vec<(String, String, Vec<String>)> {
+    embedded_with_patterns()
+        .into_iter()
+        .map(|(file, action, names, _)| (file, action, names))
+        .collect()
+}
+
+#[test]
+fn no_block_pattern_matches_a_logged_entry_or_a_first_party_row() {
+    // A block pattern beats the shorter first-party suffix, so it must miss every logged
+    // name of the lists and every first-party and Meta AI row of the evaluation set.
+    let lists = embedded_with_patterns();
+    let logged: Vec<&String> = lists
+        .iter()
+        .filter(|(_, action, _, _)| action == "log")
+        .flat_map(|(_, _, names, _)| names)
+        .collect();
+    let rows = rows();
+    let kept = rows
+        .iter()
+        .filter(|r| r.class == "first-party" || r.class == "meta-ai" || r.class == "not-meta")
+        .map(|r| &r.name);
+    let mut seen = std::collections::HashSet::new();
+    let mut patterns = 0;
+    for (file, action, _, pats) in &lists {
+        for p in pats {
+            patterns += 1;
+            assert!(
+                seen.insert(p.text().to_string()),
+                "{file}: {} twice",
+                p.text()
+            );
+            if action != "block" {
+                continue;
+            }
+            for n in logged.iter().copied().chain(kept.clone()) {
+                let n = n.trim_end_matches('.');
+                assert!(!p.matches(n), "{file}: {} would block {n}", p.text());
+            }
+        }
+    }
+    assert!(patterns >= 10);
 }
 
 #[test]

@@ -890,7 +890,7 @@ fn moved(before: metaguard::stats::Reading, after: metaguard::stats::Reading) ->
 
 /// The differential test over what decides an answer: random names (blocked, logged,
 /// allowed, a chain through a blocked, a logged or a group-blocked name, a rebinding
-/// answer), query types, DO bits and identities (a device by address in a group that
+/// answer, the `[bypass]` canary and DDR names and a public resolver), query types, DO bits and identities (a device by address in a group that
 /// blocks Meta AI, an unknown address, a MAC option for the grouped device and for an
 /// unknown one). Each query is asked over UDP (inline when it can be) and TCP (the full
 /// path, through hickory) from the same identity: the answers, and the counters each
@@ -931,6 +931,10 @@ async fn one_decision_whatever_the_path_identity_or_policy() {
         Behaviour::Records(vec![a("rebind.example.", [10, 0, 0, 1], 60)]),
     );
     up.set("gone.example", Behaviour::NxDomain { soa: true });
+    up.set(
+        "dns.google",
+        Behaviour::Records(vec![a("dns.google.", [198, 51, 100, 8], 60)]),
+    );
 
     let mut c = config(&up);
     let extra = metaguard::config::Config::parse(
@@ -946,15 +950,18 @@ async fn one_decision_whatever_the_path_identity_or_policy() {
     let addr = srv.addrs()[0];
 
     let names = [
-        "connect.facebook.net.", // block (pixel)
-        "WWW.Facebook.com.",     // log (first-party)
-        "www.meta.ai.",          // log, or block for the kids' group
-        "www.example.com.",      // not Meta
-        "cloak.example.",        // chain through a blocked name
-        "via-social.example.",   // chain through a logged name
-        "via-ai.example.",       // chain through a name the kids' group blocks
-        "rebind.example.",       // a public name with a private address
-        "gone.example.",         // NXDOMAIN
+        "connect.facebook.net.",    // block (pixel)
+        "WWW.Facebook.com.",        // log (first-party)
+        "www.meta.ai.",             // log, or block for the kids' group
+        "www.example.com.",         // not Meta
+        "cloak.example.",           // chain through a blocked name
+        "via-social.example.",      // chain through a logged name
+        "via-ai.example.",          // chain through a name the kids' group blocks
+        "rebind.example.",          // a public name with a private address
+        "gone.example.",            // NXDOMAIN
+        "Use-Application-DNS.net.", // [bypass] canary: NXDOMAIN here, logged
+        "_dns.resolver.arpa.",      // [bypass] DDR: NODATA here, logged
+        "dns.google.",              // a public resolver: forwarded, logged as bypass
     ];
     let qtypes = [
         RecordType::A,
@@ -1023,5 +1030,41 @@ async fn one_decision_whatever_the_path_identity_or_policy() {
     for k in ["blocked+1", "cname_blocked+1", "logged+1", "cache_hits+1"] {
         assert!(all.contains(k), "no {k} among {all}");
     }
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn pattern_rules_block_generated_names_and_answer_cdn_names_of_the_same_shape() {
+    // Issue 17: the embedded `||sonar*.xx.fbcdn.net^` beats the first-party `fbcdn.net`,
+    // while a first-party CDN name of the same shape is forwarded and answered.
+    let up = Upstream::start().await;
+    let srv = serve(config(&up)).await;
+    let addr = srv.addrs()[0];
+    let m = udp(
+        addr,
+        "sonar6-ist2-1.xx.fbcdn.net.",
+        RecordType::A,
+        Q::default(),
+    )
+    .await;
+    assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+    assert_eq!(ips(&m), ["0.0.0.0"]);
+    let (code, text) = ede(&m).expect("EDE on a blocked answer");
+    assert_eq!(code, 15);
+    assert!(text.contains("app-telemetry"), "{text}");
+    let m = tcp(
+        addr,
+        "scontent-ist2-1.xx.fbcdn.net.",
+        RecordType::A,
+        Q::default(),
+    )
+    .await;
+    assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+    assert_eq!(ips(&m), ["192.0.2.1"]);
+    assert!(ede(&m).is_none());
+    assert_eq!(up.hits("sonar6-ist2-1.xx.fbcdn.net"), 0);
+    assert_eq!(up.hits("scontent-ist2-1.xx.fbcdn.net"), 1);
+    let s = srv.stats();
+    assert_eq!((s.blocked, s.logged), (1, 1));
     srv.stop().await;
 }
