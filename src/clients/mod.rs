@@ -19,7 +19,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -232,7 +232,19 @@ pub struct Clients {
     refresh: Duration,
     learnt: ArcSwap<Learnt>,
     malformed: AtomicUsize,
+    /// Whether queries came since the refresher last looked: [`UNSEEN`], [`SEEN`], or
+    /// [`PARKED`] while the refresher waits for one (see `spawn_refresher`).
+    demand: AtomicU8,
+    /// The first query after an idle period wakes the parked refresher.
+    wake: tokio::sync::Notify,
 }
+
+/// No query since the refresher last looked.
+const UNSEEN: u8 = 0;
+/// At least one query.
+const SEEN: u8 = 1;
+/// None for a whole period: the refresher waits for the next query.
+const PARKED: u8 = 2;
 
 impl Clients {
     /// Tables for `devices`; nothing is read until `refresh_now`.
@@ -280,11 +292,19 @@ impl Clients {
             refresh: cfg.refresh.max(Duration::from_secs(1)),
             learnt: ArcSwap::from_pointee(Learnt::default()),
             malformed: AtomicUsize::new(0),
+            demand: AtomicU8::new(UNSEEN),
+            wake: tokio::sync::Notify::new(),
         })
     }
 
     /// Who sent a query from `src` with `edns`. Table lookups only: no I/O, no await.
     pub fn identify(&self, src: IpAddr, edns: Option<&Edns>) -> Identity {
+        // A load, and a store once per refresh period (a wake-up after an idle one).
+        if self.demand.load(Ordering::Relaxed) != SEEN
+            && self.demand.swap(SEEN, Ordering::Relaxed) == PARKED
+        {
+            self.wake.notify_one();
+        }
         let addr = src.to_canonical();
         let learnt = self.learnt.load();
         let edns_mac = edns.and_then(mac_from_edns);
@@ -378,23 +398,38 @@ impl Clients {
 
     /// Refresh now and then every `refresh` until `shutdown`, each time on the
     /// blocking pool so the runtime's workers never wait on files or `ip`.
+    ///
+    /// Only while queries come: the tables serve `identify` and nothing else, so after
+    /// a whole period without a query the refresher waits for the next one, which is
+    /// identified from the tables as they were and wakes it to refresh at once. An
+    /// idle server reads no file and runs no `ip` (issue 16: 30 s ticks cost a thread
+    /// and a process each).
     pub fn spawn_refresher(
         self: &Arc<Self>,
         shutdown: CancellationToken,
     ) -> tokio::task::JoinHandle<()> {
         let me = Arc::clone(self);
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(me.refresh);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
-                tokio::select! {
-                    _ = shutdown.cancelled() => break,
-                    _ = tick.tick() => {}
-                }
                 let c = Arc::clone(&me);
                 if let Err(e) = tokio::task::spawn_blocking(move || c.refresh_now()).await {
                     tracing::warn!(error = %e, "client table refresh failed");
                 }
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tokio::time::sleep(me.refresh) => {}
+                }
+                let idle = me
+                    .demand
+                    .compare_exchange(UNSEEN, PARKED, Ordering::Relaxed, Ordering::Relaxed)
+                    .is_ok();
+                if idle {
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = me.wake.notified() => {}
+                    }
+                }
+                me.demand.store(UNSEEN, Ordering::Relaxed);
             }
         })
     }

@@ -48,6 +48,9 @@ pub(super) struct LogState {
     batch_size: u64,
     /// The writer thread, to wake it (set once it runs).
     pub(super) writer: OnceLock<Thread>,
+    /// Notified at the first query counted after the writer took the totals: the
+    /// status ticker waits on it while the server is idle.
+    activity: tokio::sync::Notify,
 }
 
 impl LogState {
@@ -63,6 +66,7 @@ impl LogState {
             on_write: Mutex::new(None),
             batch_size: batch_size as u64,
             writer: OnceLock::new(),
+            activity: tokio::sync::Notify::new(),
         }
     }
 
@@ -135,7 +139,14 @@ impl Logger {
         drop(totals);
         if first {
             self.wake();
+            self.state.activity.notify_one();
         }
+    }
+
+    /// Returns once a query is counted (at once if one was since the last call, or
+    /// since the writer last took the totals before it): what an idle ticker waits on.
+    pub async fn activity(&self) {
+        self.state.activity.notified().await;
     }
 
     /// Bring an idle writer to look at the totals and status. A full channel needs no

@@ -568,3 +568,16 @@ fn a_full_batch_or_a_flush_wakes_the_writer_before_its_deadline() {
     assert_eq!(count(&cfg.db, "SELECT COUNT(*) FROM hits"), 4);
     handle.shutdown();
 }
+
+#[tokio::test]
+async fn a_counted_query_is_activity() {
+    let dir = tempfile::tempdir().unwrap();
+    let (logger, handle) = start(&config(dir.path()));
+    logger.query(&key("ip:10.0.0.2"), false, false);
+    tokio::time::timeout(Duration::from_secs(10), logger.activity())
+        .await
+        .unwrap();
+    tokio::task::spawn_blocking(move || handle.shutdown())
+        .await
+        .unwrap();
+}
