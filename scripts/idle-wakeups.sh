@@ -11,6 +11,9 @@
 # /proc/PID/task/*/status) are summed over the window; a thread that starts or ends in
 # the window is counted from its start or to its last sample (every second).
 # Prints wakeups per 10 s by thread name, and the total.
+# WATCHDOG_USEC=30000000 (the shipped unit's WatchdogSec=30s) makes metaguard ping a
+# systemd watchdog as under systemd (WATCHDOG_PID is set to its pid; with no
+# NOTIFY_SOCKET a ping sends nothing, but its timer runs).
 # As root the upstream listens on $IDLE_UPSTREAM (default 127.0.0.2) port 53, the only
 # port resolv.conf can name; otherwise metaguard gets it through [upstream] servers and
 # the resolv.conf watch is not exercised (said in the output). Loopback only.
@@ -54,7 +57,13 @@ db = "$tmp/metaguard.db"
 [remote]
 state_dir = "$tmp"
 EOF
-"$BIN" serve --config "$tmp/metaguard.toml" 2>"$tmp/metaguard.log" &
+if [[ -n ${WATCHDOG_USEC:-} ]]; then
+    # shellcheck disable=SC2016 # $$ is the pid of the shell that execs metaguard
+    WATCHDOG_USEC=$WATCHDOG_USEC bash -c 'WATCHDOG_PID=$$ exec "$0" "$@"' \
+        "$BIN" serve --config "$tmp/metaguard.toml" 2>"$tmp/metaguard.log" &
+else
+    "$BIN" serve --config "$tmp/metaguard.toml" 2>"$tmp/metaguard.log" &
+fi
 mg=$!
 pids+=($mg)
 
@@ -117,6 +126,6 @@ report() {
             printf "%-10s %-24s %6d switches  %6.2f per 10 s  (threads started %d, ended %d)\n", label, "TOTAL", total, total * 10 / secs, started + 0, ended + 0
         }' "$first" "$all" | LC_ALL=C sort -k2,2
 }
-echo "# idle window ${SECS} s after ${SETTLE} s settling; metaguard: $BIN; dnsmasq $(dnsmasq --version | head -1 | awk '{print $3}')"
+echo "# idle window ${SECS} s after ${SETTLE} s settling; WATCHDOG_USEC=${WATCHDOG_USEC:-unset}; metaguard: $BIN; dnsmasq $(dnsmasq --version | head -1 | awk '{print $3}')"
 report metaguard "$tmp/mg.first" "$tmp/mg.all"
 report dnsmasq "$tmp/dm.first" "$tmp/dm.all"
