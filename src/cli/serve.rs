@@ -43,10 +43,11 @@ pub(crate) async fn run(
     let config = load()?;
     // Upstreams from resolv.conf follow it, as dnsmasq does: DHCP rewrites it after
     // boot, or when the household changes router. Its text is taken before the start
-    // reads it, so a change in between is seen at the first look.
-    let mut resolv = ResolvWatch::new(config.upstream.resolv_conf_in_use().map(PathBuf::from));
+    // reads it (and watched before that), so a change in between is seen at once.
+    let resolv_conf = config.upstream.resolv_conf_in_use().map(PathBuf::from);
+    let mut resolv_events = ResolvEvents::new(resolv_conf.clone());
+    let mut resolv = ResolvWatch::new(resolv_conf);
     let running = server::start(config.clone()).await?;
-    let mut resolv_events = ResolvEvents::new(running.resolv_conf());
     // Remote lists: refreshed on their schedule; a changed copy reloads like SIGHUP.
     // A reload that changes `[[lists]]` or `[remote]` restarts the refresher.
     let lists_changed = Arc::new(tokio::sync::Notify::new());
@@ -88,7 +89,9 @@ pub(crate) async fn run(
             Ok(c) => _ = refresher.follow(&RemoteSettings::of(&c)).await,
             Err(e) => tracing::error!("reload{why} failed, keeping the running config: {e}"),
         }
+        // A reload may have switched to (another) resolv.conf: watch it from now on.
         resolv_events.follow(running.resolv_conf());
+        resolv.follow(running.resolv_conf());
         if tell_systemd {
             notify::ready();
         }

@@ -47,7 +47,8 @@ pub struct ClientsConfig {
     pub leases: Vec<LeaseFile>,
     /// Read the kernel's neighbour tables (ARP, IPv6 ND) to learn clients' MACs.
     pub neighbours: bool,
-    /// How often neighbour tables and lease files are re-read.
+    /// How often neighbour tables and lease files are re-read while queries come
+    /// (after a period with none, the next query has them read again at once).
     #[serde(with = "humantime_serde")]
     pub refresh: Duration,
 }

@@ -289,18 +289,24 @@ fn match_entries_parse() {
     }
 }
 
-#[tokio::test]
-async fn refresher_reads_at_start_and_stops_on_shutdown() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("leases");
+/// A dnsmasq lease file in `dir` naming 10.0.0.1 "one", and a config that reads only it.
+fn one_lease(dir: &Path) -> (PathBuf, ClientsConfig) {
+    let path = dir.join("leases");
     std::fs::write(&path, "1718000000 aa:bb:cc:00:00:01 10.0.0.1 one *\n").unwrap();
     let cfg = ClientsConfig {
         leases: vec![LeaseFile {
-            path,
+            path: path.clone(),
             format: LeaseFormat::Dnsmasq,
         }],
         ..bare()
     };
+    (path, cfg)
+}
+
+#[tokio::test]
+async fn refresher_reads_at_start_and_stops_on_shutdown() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, cfg) = one_lease(dir.path());
     let c = Arc::new(Clients::new(&[], &cfg).unwrap());
     let stop = CancellationToken::new();
     let task = c.spawn_refresher(stop.clone());
@@ -324,15 +330,7 @@ async fn refresher_reads_at_start_and_stops_on_shutdown() {
 #[tokio::test(start_paused = true)]
 async fn idle_refresher_waits_for_a_query_and_is_woken_by_one() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("leases");
-    std::fs::write(&path, "1718000000 aa:bb:cc:00:00:01 10.0.0.1 one *\n").unwrap();
-    let cfg = ClientsConfig {
-        leases: vec![LeaseFile {
-            path: path.clone(),
-            format: LeaseFormat::Dnsmasq,
-        }],
-        ..bare()
-    };
+    let (path, cfg) = one_lease(dir.path());
     let c = Arc::new(Clients::new(&[], &cfg).unwrap());
     let stop = CancellationToken::new();
     let task = c.spawn_refresher(stop.clone());

@@ -35,6 +35,14 @@ impl ResolvWatch {
         ResolvWatch { seen }
     }
 
+    /// Take `path`'s text as seen when it is not the file followed so far (a reload
+    /// switched to it, and has just read it).
+    pub(super) fn follow(&mut self, path: Option<PathBuf>) {
+        if self.seen.as_ref().map(|(p, ..)| p) != path.as_ref() {
+            *self = ResolvWatch::new(path);
+        }
+    }
+
     /// Whether the upstreams must be read again: the file `path` (the running config's,
     /// `None` when `[upstream] servers` is set) has other text than last time. A stat
     /// each time; the file is read only when its modification time moved.
