@@ -86,15 +86,17 @@ for port in "$PORT" "$DPORT"; do
 done
 sleep "$SETTLE"
 
-# Every second, for every thread of $1: "tid comm switches" into $2 (last line wins).
+# Every second, for every thread of $1: "tid comm voluntary nonvoluntary" into $2 (the
+# last line of a thread wins).
 sample() {
     local pid=$1 out=$2 t
     for t in /proc/"$pid"/task/*; do
         [[ -r $t/status ]] || continue
         awk -v tid="${t##*/}" '
             /^Name:/ { $1 = ""; sub(/^ /, ""); gsub(/ /, "_"); name = $0 }
-            /ctxt_switches:/ { n += $2 }
-            END { if (name != "") print tid, name, n }' "$t/status" 2>/dev/null || true
+            /^voluntary_ctxt_switches:/ { v = $2 }
+            /^nonvoluntary_ctxt_switches:/ { n = $2 }
+            END { if (name != "") print tid, name, v + 0, n + 0 }' "$t/status" 2>/dev/null || true
     done >>"$out"
 }
 : >"$tmp/mg.first"
@@ -113,17 +115,17 @@ done
 report() {
     local label=$1 first=$2 all=$3
     awk -v label="$label" -v secs="$SECS" '
-        FNR == NR { base[$1] = $3; next }
-        { last[$1] = $3; name[$1] = $2 }
+        FNR == NR { bv[$1] = $3; bn[$1] = $4; next }
+        { lv[$1] = $3; ln[$1] = $4; name[$1] = $2 }
         END {
-            for (t in last) {
-                d = last[t] - (t in base ? base[t] : 0)
-                by[name[t]] += d; total += d
-                if (!(t in base)) started++
+            for (t in lv) {
+                v = lv[t] - (t in bv ? bv[t] : 0); n = ln[t] - (t in bn ? bn[t] : 0)
+                byv[name[t]] += v; byn[name[t]] += n; tv += v; tn += n
+                if (!(t in bv)) started++
             }
-            for (t in base) if (!(t in last)) ended++
-            for (n in by) printf "%-10s %-24s %6d switches  %6.2f per 10 s\n", label, n, by[n], by[n] * 10 / secs
-            printf "%-10s %-24s %6d switches  %6.2f per 10 s  (threads started %d, ended %d)\n", label, "TOTAL", total, total * 10 / secs, started + 0, ended + 0
+            for (t in bv) if (!(t in lv)) ended++
+            for (k in byv) printf "%-10s %-16s %5d switches (%d vol, %d nonvol)  %6.2f per 10 s\n", label, k, byv[k] + byn[k], byv[k], byn[k], (byv[k] + byn[k]) * 10 / secs
+            printf "%-10s %-16s %5d switches (%d vol, %d nonvol)  %6.2f per 10 s  threads started %d, ended %d\n", label, "TOTAL", tv + tn, tv, tn, (tv + tn) * 10 / secs, started + 0, ended + 0
         }' "$first" "$all" | LC_ALL=C sort -k2,2
 }
 echo "# idle window ${SECS} s after ${SETTLE} s settling; WATCHDOG_USEC=${WATCHDOG_USEC:-unset}; metaguard: $BIN; dnsmasq $(dnsmasq --version | head -1 | awk '{print $3}')"

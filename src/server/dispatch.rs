@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
+use futures_util::FutureExt;
 
 use hickory_server::net::xfer::Protocol;
 use hickory_server::server::Request;
@@ -110,6 +111,8 @@ impl Dispatcher {
                         .logger
                         .status(d.status_json(started, started_unix));
                     last = Some(now);
+                    // This reading counts the queries so far: their signal is spent.
+                    let _ = d.handler.logger.activity().now_or_never();
                 }
                 tokio::select! {
                     _ = tokio::time::sleep(STATUS_EVERY) => {}
