@@ -19,7 +19,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -233,19 +233,11 @@ pub struct Clients {
     refresh: Duration,
     learnt: ArcSwap<Learnt>,
     malformed: AtomicUsize,
-    /// Whether queries came since the refresher last looked: [`UNSEEN`], [`SEEN`], or
-    /// [`PARKED`] while the refresher waits for one (see `spawn_refresher`).
-    demand: AtomicU8,
-    /// The first query after an idle period wakes the parked refresher.
+    /// Set while the refresher waits for a query (see `spawn_refresher`).
+    parked: AtomicBool,
+    /// The first query while it waits wakes it.
     wake: tokio::sync::Notify,
 }
-
-/// No query since the refresher last looked.
-const UNSEEN: u8 = 0;
-/// At least one query.
-const SEEN: u8 = 1;
-/// None for a whole period: the refresher waits for the next query.
-const PARKED: u8 = 2;
 
 impl Clients {
     /// Tables for `devices`; nothing is read until `refresh_now`.
@@ -293,17 +285,15 @@ impl Clients {
             refresh: cfg.refresh.max(Duration::from_secs(1)),
             learnt: ArcSwap::from_pointee(Learnt::default()),
             malformed: AtomicUsize::new(0),
-            demand: AtomicU8::new(UNSEEN),
+            parked: AtomicBool::new(false),
             wake: tokio::sync::Notify::new(),
         })
     }
 
     /// Who sent a query from `src` with `edns`. Table lookups only: no I/O, no await.
     pub fn identify(&self, src: IpAddr, edns: Option<&Edns>) -> Identity {
-        // A load, and a store once per refresh period (a wake-up after an idle one).
-        if self.demand.load(Ordering::Relaxed) != SEEN
-            && self.demand.swap(SEEN, Ordering::Relaxed) == PARKED
-        {
+        // A load; a store and a wake-up once per refresh period at most.
+        if self.parked.load(Ordering::Relaxed) && self.parked.swap(false, Ordering::Relaxed) {
             self.wake.notify_one();
         }
         let addr = src.to_canonical();
@@ -397,14 +387,15 @@ impl Clients {
         self.malformed.load(Ordering::Relaxed)
     }
 
-    /// Refresh now and then every `refresh` until `shutdown`, each time on the
-    /// blocking pool so the runtime's workers never wait on files or `ip`.
+    /// Refresh now, then again at the first query once the tables are `refresh` old,
+    /// until `shutdown`; each time on the blocking pool so the runtime's workers never
+    /// wait on files or `ip`.
     ///
-    /// Only while queries come: the tables serve `identify` and nothing else, so after
-    /// a whole period without a query the refresher waits for the next one, which is
-    /// identified from the tables as they were and wakes it to refresh at once. An
-    /// idle server reads no file and runs no `ip` (issue 16: 30 s ticks cost a thread
-    /// and a process each).
+    /// The tables serve `identify` and nothing else, so an idle server reads no file
+    /// and runs no `ip` (issue 16: a 30 s tick cost a thread and a process each time).
+    /// The query that wakes the refresher is identified from the tables as they were:
+    /// under steady traffic they are at most `refresh` plus the gap between two
+    /// queries old, as with the tick; after a quiet spell, as old as the spell.
     pub fn spawn_refresher(
         self: &Arc<Self>,
         shutdown: CancellationToken,
@@ -420,17 +411,12 @@ impl Clients {
                     _ = shutdown.cancelled() => break,
                     _ = tokio::time::sleep(me.refresh) => {}
                 }
-                let idle = me
-                    .demand
-                    .compare_exchange(UNSEEN, PARKED, Ordering::Relaxed, Ordering::Relaxed)
-                    .is_ok();
-                if idle {
-                    tokio::select! {
-                        _ = shutdown.cancelled() => break,
-                        _ = me.wake.notified() => {}
-                    }
+                // A query after this wakes the wait (a stored permit if it comes first).
+                me.parked.store(true, Ordering::Relaxed);
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = me.wake.notified() => {}
                 }
-                me.demand.store(UNSEEN, Ordering::Relaxed);
             }
         })
     }

@@ -337,7 +337,7 @@ async fn idle_refresher_waits_for_a_query_and_is_woken_by_one() {
     let name = |c: &Clients| c.learnt.load().name_by_ip.get(&ip("10.0.0.1")).cloned();
     // Read at start; then, with no query for whole periods, it parks (time is paused:
     // these sleeps only let the refresher's timers run).
-    while name(&c).is_none() || c.demand.load(Ordering::Relaxed) != PARKED {
+    while name(&c).is_none() || !c.parked.load(Ordering::Relaxed) {
         tokio::time::sleep(cfg.refresh).await;
     }
     std::fs::write(&path, "1718000000 aa:bb:cc:00:00:01 10.0.0.1 two *\n").unwrap();
