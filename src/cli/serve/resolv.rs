@@ -168,13 +168,13 @@ impl Watch {
         t
     }
 
-    /// Watch `path`; `None` when inotify cannot (then `serve` polls).
+    /// Watch `path`; `None` when inotify cannot (then `serve` polls, silently as it
+    /// always did: no inotify, a directory not there yet, out of watches).
     fn new(path: &Path) -> Option<Watch> {
         use std::os::unix::ffi::OsStrExt;
         // SAFETY: no pointer arguments; the result is checked before use.
         let raw = unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) };
         if raw < 0 {
-            tracing::debug!("inotify unavailable, polling resolv.conf: {}", last_error());
             return None;
         }
         // SAFETY: `raw` is a descriptor we just opened and own alone.
@@ -184,7 +184,6 @@ impl Watch {
             let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
             // SAFETY: `fd` is open and `c` a NUL-terminated path that outlives the call.
             if unsafe { libc::inotify_add_watch(fd.as_raw_fd(), c.as_ptr(), MASK) } < 0 {
-                tracing::debug!(dir = %dir.display(), "cannot watch, polling resolv.conf: {}", last_error());
                 return None;
             }
         }
@@ -249,10 +248,6 @@ impl Watch {
         }
         Some(hit)
     }
-}
-
-fn last_error() -> std::io::Error {
-    std::io::Error::last_os_error()
 }
 
 #[cfg(test)]
