@@ -19,7 +19,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -48,7 +48,8 @@ pub struct ClientsConfig {
     pub leases: Vec<LeaseFile>,
     /// Read the kernel's neighbour tables (ARP, IPv6 ND) to learn clients' MACs.
     pub neighbours: bool,
-    /// How often neighbour tables and lease files are re-read.
+    /// How often neighbour tables and lease files are re-read while queries come
+    /// (after a period with none, the next query has them read again at once).
     #[serde(with = "humantime_serde")]
     pub(crate) refresh: Duration,
 }
@@ -247,6 +248,10 @@ pub(crate) struct Clients {
     refresh: Duration,
     learnt: ArcSwap<Learnt>,
     malformed: AtomicUsize,
+    /// Set while the refresher waits for a query (see `spawn_refresher`).
+    parked: AtomicBool,
+    /// The first query while it waits wakes it.
+    wake: tokio::sync::Notify,
 }
 
 impl Clients {
@@ -298,11 +303,17 @@ impl Clients {
             refresh: cfg.refresh.max(Duration::from_secs(1)),
             learnt: ArcSwap::from_pointee(Learnt::default()),
             malformed: AtomicUsize::new(0),
+            parked: AtomicBool::new(false),
+            wake: tokio::sync::Notify::new(),
         })
     }
 
     /// Who sent a query from `src` with `edns`. Table lookups only: no I/O, no await.
     pub(crate) fn identify(&self, src: IpAddr, edns: Option<&Edns>) -> Device {
+        // A load; a store and a wake-up once per refresh period at most.
+        if self.parked.load(Ordering::Relaxed) && self.parked.swap(false, Ordering::Relaxed) {
+            self.wake.notify_one();
+        }
         let addr = src.to_canonical();
         let learnt = self.learnt.load();
         let edns_mac = edns.and_then(mac_from_edns);
@@ -395,24 +406,35 @@ impl Clients {
         self.malformed.load(Ordering::Relaxed)
     }
 
-    /// Refresh now and then every `refresh` until `shutdown`, each time on the
-    /// blocking pool so the runtime's workers never wait on files or `ip`.
+    /// Refresh now, then again at the first query once the tables are `refresh` old,
+    /// until `shutdown`; each time on the blocking pool so the runtime's workers never
+    /// wait on files or `ip`.
+    ///
+    /// The tables serve `identify` and nothing else, so an idle server reads no file
+    /// and runs no `ip` (issue 16: a 30 s tick cost a thread and a process each time).
+    /// The query that wakes the refresher is identified from the tables as they were:
+    /// under steady traffic they are at most `refresh` plus the gap between two
+    /// queries old, as with the tick; after a quiet spell, as old as the spell.
     pub(crate) fn spawn_refresher(
         self: &Arc<Self>,
         shutdown: CancellationToken,
     ) -> tokio::task::JoinHandle<()> {
         let me = Arc::clone(self);
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(me.refresh);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
-                tokio::select! {
-                    _ = shutdown.cancelled() => break,
-                    _ = tick.tick() => {}
-                }
                 let c = Arc::clone(&me);
                 if let Err(e) = tokio::task::spawn_blocking(move || c.refresh_now()).await {
                     tracing::warn!(error = %e, "client table refresh failed");
+                }
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tokio::time::sleep(me.refresh) => {}
+                }
+                // A query after this wakes the wait (a stored permit if it comes first).
+                me.parked.store(true, Ordering::Relaxed);
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = me.wake.notified() => {}
                 }
             }
         })

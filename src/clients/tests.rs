@@ -289,18 +289,24 @@ fn match_entries_parse() {
     }
 }
 
-#[tokio::test]
-async fn refresher_reads_at_start_and_stops_on_shutdown() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("leases");
+/// A dnsmasq lease file in `dir` naming 10.0.0.1 "one", and a config that reads only it.
+fn one_lease(dir: &Path) -> (PathBuf, ClientsConfig) {
+    let path = dir.join("leases");
     std::fs::write(&path, "1718000000 aa:bb:cc:00:00:01 10.0.0.1 one *\n").unwrap();
     let cfg = ClientsConfig {
         leases: vec![LeaseFile {
-            path,
+            path: path.clone(),
             format: LeaseFormat::Dnsmasq,
         }],
         ..bare()
     };
+    (path, cfg)
+}
+
+#[tokio::test]
+async fn refresher_reads_at_start_and_stops_on_shutdown() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, cfg) = one_lease(dir.path());
     let c = Arc::new(Clients::new(&[], &cfg).unwrap());
     let stop = CancellationToken::new();
     let task = c.spawn_refresher(stop.clone());
@@ -319,4 +325,32 @@ async fn refresher_reads_at_start_and_stops_on_shutdown() {
         .await
         .unwrap()
         .unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn idle_refresher_waits_for_a_query_and_is_woken_by_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, cfg) = one_lease(dir.path());
+    let c = Arc::new(Clients::new(&[], &cfg).unwrap());
+    let stop = CancellationToken::new();
+    let task = c.spawn_refresher(stop.clone());
+    let name = |c: &Clients| c.learnt.load().name_by_ip.get(&ip("10.0.0.1")).cloned();
+    // Read at start; then, with no query for whole periods, it parks (time is paused:
+    // these sleeps only let the refresher's timers run).
+    while name(&c).is_none() || !c.parked.load(Ordering::Relaxed) {
+        tokio::time::sleep(cfg.refresh).await;
+    }
+    std::fs::write(&path, "1718000000 aa:bb:cc:00:00:01 10.0.0.1 two *\n").unwrap();
+    tokio::time::sleep(cfg.refresh * 10).await;
+    assert_eq!(name(&c).as_deref(), Some("one"), "no query: no refresh");
+    // A query wakes it: the tables are read again at once.
+    assert_eq!(
+        c.identify(ip("10.0.0.1"), None).name.as_deref(),
+        Some("one")
+    );
+    while name(&c).as_deref() != Some("two") {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    stop.cancel();
+    task.await.unwrap();
 }

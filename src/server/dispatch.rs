@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
+use futures_util::FutureExt;
 
 use hickory_server::net::xfer::Protocol;
 use hickory_server::server::Request;
@@ -21,6 +22,11 @@ use crate::export::Export;
 use crate::metrics::Metrics;
 use crate::stats::{Reading, Stats};
 use crate::store::{Logger, unix_now};
+
+/// How often the counters are written for `metaguard status` while they change.
+const STATUS_EVERY: Duration = Duration::from_secs(5);
+/// How often they are written while they do not (an idle server's heartbeat).
+const STATUS_IDLE: Duration = Duration::from_secs(600);
 
 /// What the listeners share: the handler and the counters, the shutdown token and the
 /// tracker of query tasks. Its methods take a packet to its answer.
@@ -82,15 +88,35 @@ impl Dispatcher {
     }
 
     /// Write the counters to the database every 5 s (`metaguard status` reads them
-    /// there) until shutdown.
+    /// there) until shutdown. While nothing changes the ticker stops, and waits for the
+    /// next query, or rewrites the status once per [`STATUS_IDLE`] so that
+    /// `metaguard status` still shows a live server.
     pub(super) fn spawn_status(self: &Arc<Self>, started: Instant, started_unix: i64) {
         let dispatcher = self.clone();
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(5));
+            let d = &dispatcher;
+            let mut last = None;
             loop {
+                let now = (d.reading(), d.handler.cache.len());
+                if last == Some(now) {
+                    tokio::select! {
+                        _ = d.handler.logger.activity() => {}
+                        _ = tokio::time::sleep(STATUS_IDLE) => {
+                            d.handler.logger.status(d.status_json(started, started_unix));
+                        }
+                        _ = d.shutdown.cancelled() => break,
+                    }
+                } else {
+                    d.handler
+                        .logger
+                        .status(d.status_json(started, started_unix));
+                    last = Some(now);
+                    // This reading counts the queries so far: their signal is spent.
+                    let _ = d.handler.logger.activity().now_or_never();
+                }
                 tokio::select! {
-                    _ = tick.tick() => dispatcher.handler.logger.status(dispatcher.status_json(started, started_unix)),
-                    _ = dispatcher.shutdown.cancelled() => break,
+                    _ = tokio::time::sleep(STATUS_EVERY) => {}
+                    _ = d.shutdown.cancelled() => break,
                 }
             }
         });

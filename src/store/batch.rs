@@ -267,7 +267,7 @@ pub(super) fn write_batch(
                     q.answered_from as i64
                 ])?;
             }
-            Msg::Flush(_) | Msg::Shutdown => {}
+            Msg::Flush(_) | Msg::Shutdown | Msg::Wake => {}
         }
     }
     insert_hits(&tx, &hits)?;

@@ -6,7 +6,8 @@
 use rustc_hash::FxHashMap as HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::SyncSender;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::thread::Thread;
 use std::time::Duration;
 
 use super::event::{DeviceKey, HitEvent, QueryEvent, Totals};
@@ -20,6 +21,10 @@ pub(super) enum Msg {
     Query(Box<QueryEvent>),
     Flush(SyncSender<()>),
     Shutdown,
+    /// Hourly totals or a status wait in [`LogState`]: an idle writer waits on the
+    /// channel with no timeout, and this brings it to write them (within its batch
+    /// interval, as an event).
+    Wake,
 }
 
 /// Hourly totals per device, as the query path adds them up for the writer.
@@ -38,10 +43,18 @@ pub(super) struct LogState {
     log_all_queries: bool,
     /// Told how long each batch write took (the metrics endpoint's histogram).
     pub(super) on_write: Mutex<Option<WriteObserver>>,
+    /// Queued events that make a batch: the sender that brings the queue to it wakes
+    /// the writer, which otherwise sleeps until its batch deadline.
+    batch_size: u64,
+    /// The writer thread, to wake it (set once it runs).
+    pub(super) writer: OnceLock<Thread>,
+    /// Notified at the first query counted after the writer took the totals: the
+    /// status ticker waits on it while the server is idle.
+    activity: tokio::sync::Notify,
 }
 
 impl LogState {
-    pub(super) fn new(capacity: usize, log_all_queries: bool) -> LogState {
+    pub(super) fn new(capacity: usize, batch_size: usize, log_all_queries: bool) -> LogState {
         LogState {
             dropped: AtomicU64::new(0),
             written: AtomicU64::new(0),
@@ -51,6 +64,16 @@ impl LogState {
             status: Mutex::new(None),
             log_all_queries,
             on_write: Mutex::new(None),
+            batch_size: batch_size as u64,
+            writer: OnceLock::new(),
+            activity: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// Wake the writer from its wait for the batch deadline (a flush, a full batch).
+    pub(super) fn wake_writer(&self) {
+        if let Some(t) = self.writer.get() {
+            t.unpark();
         }
     }
 }
@@ -103,6 +126,9 @@ impl Logger {
         };
         let hour = ts.div_euclid(3600);
         let mut totals = lock(&self.state.totals);
+        // The first count since the writer took the totals: tell it (an idle writer has
+        // no timer). Once per batch interval at most.
+        let first = totals.is_empty();
         // Look up before inserting so the common case allocates nothing.
         match totals.get_mut(device) {
             Some(hours) => hours.entry(hour).or_default().add(add),
@@ -110,6 +136,23 @@ impl Logger {
                 totals.insert(device.clone(), [(hour, add)].into_iter().collect());
             }
         }
+        drop(totals);
+        if first {
+            self.wake();
+            self.state.activity.notify_one();
+        }
+    }
+
+    /// Returns once a query is counted (at once if one was since the last call, or
+    /// since the writer last took the totals before it): what an idle ticker waits on.
+    pub async fn activity(&self) {
+        self.state.activity.notified().await;
+    }
+
+    /// Bring an idle writer to look at the totals and status. A full channel needs no
+    /// message: the writer is busy and takes them with its next batch.
+    fn wake(&self) {
+        let _ = self.tx.try_send(Msg::Wake);
     }
 
     /// Queue a query for the full query log; does nothing unless `log_all_queries` is on.
@@ -126,7 +169,10 @@ impl Logger {
 
     /// The server's counters as JSON, for `metaguard status`; the latest call wins.
     pub(crate) fn status(&self, json: String) {
-        *lock(&self.state.status) = Some(json);
+        let first = lock(&self.state.status).replace(json).is_none();
+        if first {
+            self.wake();
+        }
     }
 
     /// Call `f` with the duration of every batch written from now on.
@@ -156,10 +202,14 @@ impl Logger {
     /// channel's room, is the bound, since the writer holds events it could not write.
     fn send(&self, msg: Msg) {
         let s = &self.state;
-        if s.queued.fetch_add(1, Ordering::Relaxed) >= s.capacity || self.tx.try_send(msg).is_err()
-        {
+        let before = s.queued.fetch_add(1, Ordering::Relaxed);
+        if before >= s.capacity || self.tx.try_send(msg).is_err() {
             s.queued.fetch_sub(1, Ordering::Relaxed);
             s.dropped.fetch_add(1, Ordering::Relaxed);
+        } else if before + 1 == s.batch_size {
+            // A batch is ready: no need to wait for the deadline. Once per batch, so
+            // the query path pays one wake-up per `batch_size` events at most.
+            s.wake_writer();
         }
     }
 }

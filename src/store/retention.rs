@@ -43,6 +43,15 @@ impl Maintenance {
         self.next = Instant::now();
     }
 
+    /// When [`Maintenance::run`] has work next: at the next interval, or `step` from
+    /// now while a pass is under way (one budget per writer turn, as between batches).
+    pub(super) fn due(&self, step: Duration) -> Instant {
+        match self.phase {
+            Some(_) => Instant::now() + step,
+            None => self.next,
+        }
+    }
+
     /// Retention and the size cap, a little at a time (all of it when `urgent`).
     pub(super) fn run(&mut self, conn: &Connection, cfg: &StoreConfig, urgent: bool) {
         let now = Instant::now();

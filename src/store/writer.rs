@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use rusqlite::ErrorCode;
 
@@ -26,6 +26,7 @@ use super::retry::{Failure, Retry};
 /// Owns the writer thread; [`WriterHandle::shutdown`] writes what is queued and joins it.
 pub struct WriterHandle {
     tx: SyncSender<Msg>,
+    state: Arc<LogState>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -33,6 +34,7 @@ pub struct WriterHandle {
 #[derive(Clone)]
 pub(crate) struct Flusher {
     tx: SyncSender<Msg>,
+    state: Arc<LogState>,
 }
 
 impl Flusher {
@@ -42,6 +44,8 @@ impl Flusher {
         if self.tx.send(Msg::Flush(ack)).is_err() {
             return false;
         }
+        // The writer may be asleep until its batch deadline.
+        self.state.wake_writer();
         done.recv().is_ok()
     }
 }
@@ -57,6 +61,7 @@ impl WriterHandle {
     pub(crate) fn flusher(&self) -> Flusher {
         Flusher {
             tx: self.tx.clone(),
+            state: self.state.clone(),
         }
     }
 
@@ -69,6 +74,7 @@ impl WriterHandle {
         if let Some(thread) = self.thread.take() {
             // Blocking is fine here: the writer is draining, so the queue has room soon.
             let _ = self.tx.send(Msg::Shutdown);
+            self.state.wake_writer();
             if thread.join().is_err() {
                 tracing::error!("hit log writer thread panicked");
             }
@@ -87,27 +93,34 @@ impl Drop for WriterHandle {
 pub fn start(cfg: &StoreConfig) -> (Logger, WriterHandle) {
     let capacity = cfg.channel_capacity.get();
     let (tx, rx) = std::sync::mpsc::sync_channel(capacity + CONTROL_SLOTS);
-    let state = Arc::new(LogState::new(capacity, cfg.log_all_queries));
+    let state = Arc::new(LogState::new(
+        capacity,
+        cfg.batch_size.get(),
+        cfg.log_all_queries,
+    ));
     let writer = Writer::new(cfg.clone(), state.clone());
     let thread = std::thread::Builder::new()
         .name("metaguard-store".into())
         .spawn(move || writer.run(rx));
     let thread = match thread {
-        Ok(t) => Some(t),
+        Ok(t) => {
+            let _ = state.writer.set(t.thread().clone());
+            Some(t)
+        }
         Err(e) => {
             // Without the thread the queue fills and every later event counts as dropped.
             tracing::error!("cannot start the hit log writer: {e}");
             None
         }
     };
-    (Logger::new(tx.clone(), state), WriterHandle { tx, thread })
+    let handle = WriterHandle {
+        tx: tx.clone(),
+        state: state.clone(),
+        thread,
+    };
+    (Logger::new(tx, state), handle)
 }
 
-/// How long the writer naps between looks at the channel while it gathers a batch:
-/// the shortest while events arrive, growing to the longest (also the most a flush
-/// waits) while none do.
-const GATHER_NAP_MIN: Duration = Duration::from_millis(1);
-const GATHER_NAP_MAX: Duration = Duration::from_millis(32);
 /// Hourly totals held while the disk fails; past it they are discarded.
 const PENDING_TOTALS_LIMIT: usize = 100_000;
 /// Room in the channel beyond the queue's capacity, for flush and shutdown requests.
@@ -186,6 +199,7 @@ impl Writer {
         match m {
             Msg::Flush(ack) => Control::Flush(ack),
             Msg::Shutdown => Control::Stop,
+            Msg::Wake => Control::More,
             m => {
                 self.pending.push_back(m);
                 Control::More
@@ -196,16 +210,21 @@ impl Writer {
     /// Gather events until a batch is full, the batch interval is over, or (while the
     /// disk fails) the next retry is due; a flush or shutdown ends it at once.
     ///
-    /// The channel is drained between short naps rather than waited on: a waiting
-    /// receiver costs every sender a futex wake-up (one syscall per event on the query
-    /// path), a napping one costs nobody. The nap is short while events keep coming (the
-    /// queue stays near empty, so a kill -9 loses little beyond the batch at hand) and
-    /// grows while none do. Only an empty writer waits on the channel.
+    /// Only an empty writer waits on the channel, and with no timeout unless it has
+    /// work due (retention, a retry of held totals): an idle server does not wake it.
+    /// Once it holds something, it sleeps until the deadline rather than wait on the
+    /// channel: a waiting receiver costs every sender a futex wake-up (one syscall per
+    /// event on the query path), a sleeping one costs nobody. The sender that fills a
+    /// batch, a flush and a shutdown wake it early (`LogState::wake_writer`).
     fn gather(&mut self, rx: &Receiver<Msg>) -> Control {
         let interval = self.cfg.batch_interval;
         let batch_size = self.cfg.batch_size.get();
         if self.pending.is_empty() {
-            match rx.recv_timeout(interval) {
+            let got = match self.idle_until() {
+                Some(due) => rx.recv_timeout(due.saturating_duration_since(Instant::now())),
+                None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+            };
+            match got {
                 Ok(m) => match self.take(m) {
                     Control::More => {}
                     c => return c,
@@ -219,9 +238,7 @@ impl Writer {
         } else {
             Instant::now() + interval
         };
-        let mut nap = GATHER_NAP_MIN;
         loop {
-            let before = self.pending.len();
             loop {
                 if !self.retry.failing() && self.pending.len() >= batch_size {
                     return Control::More;
@@ -239,13 +256,19 @@ impl Writer {
             if left.is_zero() {
                 return Control::More;
             }
-            nap = if self.pending.len() > before {
-                GATHER_NAP_MIN
-            } else {
-                (nap * 2).min(GATHER_NAP_MAX)
-            };
-            std::thread::sleep(left.min(nap));
+            std::thread::park_timeout(left);
         }
+    }
+
+    /// When an empty writer has work of its own: the next retry while totals wait for
+    /// a failing disk, else the next retention step while the database is open.
+    fn idle_until(&self) -> Option<Instant> {
+        if self.retry.failing() {
+            let held = !self.pending_totals.is_empty() || self.pending_status.is_some();
+            return held.then(|| self.retry.next());
+        }
+        self.db.as_ref()?;
+        Some(self.maintenance.due(self.cfg.batch_interval))
     }
 
     /// Open the database (moving a corrupt one aside); true when it is open.

@@ -2,6 +2,7 @@
 //! corruption, retention and the size cap.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use rusqlite::Connection;
 
@@ -513,4 +514,70 @@ fn measure_bytes_per_hit() {
         "{n} hits: {before} -> {after} bytes, {:.1} bytes/hit",
         (after - before) as f64 / n as f64
     );
+}
+
+/// A channel told of every batch the writer commits: what the tests below await.
+fn writes(logger: &Logger) -> std::sync::mpsc::Receiver<()> {
+    let (tx, rx) = std::sync::mpsc::sync_channel(64);
+    logger.on_write(Arc::new(move |_| {
+        let _ = tx.try_send(());
+    }));
+    rx
+}
+
+#[test]
+fn idle_writer_is_woken_by_totals_and_status() {
+    // No timer runs on an empty writer: the first count (or status) must wake it.
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path());
+    let (logger, handle) = start(&cfg);
+    let wrote = writes(&logger);
+    logger.query(&key("ip:10.0.0.2"), false, false);
+    wrote.recv_timeout(Duration::from_secs(10)).unwrap();
+    let sql = "SELECT COALESCE(SUM(queries), 0) FROM query_totals";
+    assert_eq!(count(&cfg.db, sql), 1);
+    logger.status(r#"{"queries": 1}"#.into());
+    wrote.recv_timeout(Duration::from_secs(10)).unwrap();
+    let sql = "SELECT COUNT(*) FROM server_status WHERE key = 'server'";
+    assert_eq!(count(&cfg.db, sql), 1);
+    handle.shutdown();
+}
+
+#[test]
+fn a_full_batch_or_a_flush_wakes_the_writer_before_its_deadline() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = StoreConfig {
+        batch_interval: Duration::from_secs(3600),
+        batch_size: std::num::NonZeroUsize::new(3).unwrap(),
+        ..config(dir.path())
+    };
+    let (logger, handle) = start(&cfg);
+    let wrote = writes(&logger);
+    let now = unix_now();
+    for i in 0..3 {
+        logger.hit(hit(now, &tv(), &format!("{i}.facebook.net")));
+    }
+    // The third event fills the batch: written now, not in an hour.
+    wrote.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert_eq!(count(&cfg.db, "SELECT COUNT(*) FROM hits"), 3);
+    // One event waits for the deadline, unless a flush asks.
+    logger.hit(hit(now, &tv(), "x.facebook.net"));
+    let started = Instant::now();
+    assert!(handle.flush());
+    assert!(started.elapsed() < Duration::from_secs(60));
+    assert_eq!(count(&cfg.db, "SELECT COUNT(*) FROM hits"), 4);
+    handle.shutdown();
+}
+
+#[tokio::test]
+async fn a_counted_query_is_activity() {
+    let dir = tempfile::tempdir().unwrap();
+    let (logger, handle) = start(&config(dir.path()));
+    logger.query(&key("ip:10.0.0.2"), false, false);
+    tokio::time::timeout(Duration::from_secs(10), logger.activity())
+        .await
+        .unwrap();
+    tokio::task::spawn_blocking(move || handle.shutdown())
+        .await
+        .unwrap();
 }
