@@ -88,9 +88,15 @@ pub async fn open<S: AsyncRead + AsyncWrite + Unpin>(s: &mut S) -> io::Result<()
     s.flush().await
 }
 
+/// Append the header of a data frame of `len` bytes to `out` (the payload follows).
+pub fn data_header(out: &mut Vec<u8>, len: usize) {
+    out.extend_from_slice(&(len as u32).to_be_bytes());
+}
+
 /// Append one data frame holding `payload` to `out`.
+#[cfg(test)]
 pub fn data(out: &mut Vec<u8>, payload: &[u8]) {
-    out.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    data_header(out, payload.len());
     out.extend_from_slice(payload);
 }
 

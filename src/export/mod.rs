@@ -53,11 +53,40 @@ impl NameBuf {
     }
 }
 
-/// What a rule match adds to an event (hits only).
+/// What a rule match adds to an event (hits only): the category and the rule in one
+/// allocation (the only one an event makes).
 pub struct HitInfo {
-    pub category: Box<str>,
-    pub action: Action,
-    pub rule: Option<Box<str>>,
+    action: Action,
+    /// `text[..category_len]` is the category, the rest the rule.
+    category_len: usize,
+    has_rule: bool,
+    text: Box<str>,
+}
+
+impl HitInfo {
+    fn new(category: &str, action: Action, rule: Option<&str>) -> HitInfo {
+        let mut text = String::with_capacity(category.len() + rule.map_or(0, str::len));
+        text.push_str(category);
+        text.push_str(rule.unwrap_or(""));
+        HitInfo {
+            action,
+            category_len: category.len(),
+            has_rule: rule.is_some(),
+            text: text.into_boxed_str(),
+        }
+    }
+
+    pub fn category(&self) -> &str {
+        &self.text[..self.category_len]
+    }
+
+    pub fn action(&self) -> Action {
+        self.action
+    }
+
+    pub fn rule(&self) -> Option<&str> {
+        self.has_rule.then(|| &self.text[self.category_len..])
+    }
 }
 
 /// The client side of an answered query: who asked and what they were told.
@@ -79,7 +108,7 @@ pub struct Event {
     name: NameBuf,
     device: DeviceKey,
     device_name: Option<Arc<str>>,
-    hit: Option<Box<HitInfo>>,
+    hit: Option<HitInfo>,
 }
 
 /// The running output, swapped whole on reload.
@@ -190,11 +219,7 @@ impl Export {
     ) {
         let guard = self.sink.load();
         let Some(sink) = guard.as_ref() else { return };
-        let hit = Box::new(HitInfo {
-            category: category.into(),
-            action,
-            rule: rule.map(Into::into),
-        });
+        let hit = HitInfo::new(category, action, rule);
         self.send(sink, client, name, qtype, id, from, Some(hit));
     }
 
@@ -207,7 +232,7 @@ impl Export {
         qtype: u16,
         id: u16,
         from: AnsweredFrom,
-        hit: Option<Box<HitInfo>>,
+        hit: Option<HitInfo>,
     ) {
         let event = Event {
             time: SystemTime::now(),

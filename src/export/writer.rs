@@ -1,5 +1,6 @@
 //! The export task: takes events off the queue, writes them as dnstap frames in
-//! batches, and when the collector is away reconnects with a capped backoff, only while
+//! batches (one `write` each; once an event came it lingers a few milliseconds so that
+//! the events of a quiet period share one wake-up and one write), and when the collector is away reconnects with a capped backoff, only while
 //! there is something to send (an idle output has no timer). `dnstap_frames` counts the
 //! frames written to the socket and `dnstap_dropped` the ones lost (queue full, or a
 //! batch whose write failed): together they are two frames per exported query.
@@ -12,7 +13,7 @@ use tokio::net::{TcpStream, UnixStream};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::dnstap::{self, Stamp};
+use super::dnstap::Encoder;
 use super::fstrm;
 use super::{ClientAddress, Endpoint, Event};
 use crate::stats::Stats;
@@ -23,6 +24,9 @@ const BACKOFF_MAX: Duration = Duration::from_secs(5);
 const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Events written with one write.
 const BATCH: usize = 256;
+/// How long the task waits, once an event came, for more to join its batch. Only while
+/// events are pending: an empty queue is waited on without a timer.
+const LINGER: Duration = Duration::from_millis(20);
 
 /// What the task needs to know.
 pub struct Output {
@@ -130,6 +134,28 @@ async fn connect(out: &Output, stop: &CancellationToken, quiet: &mut bool) -> Op
     }
 }
 
+/// Take the next batch into `events`: wait (without a timer) for an event, then, unless
+/// a whole batch is already there, wait `linger` and take what came meanwhile, up to a
+/// batch. 0 when the queue's senders are gone and it is empty.
+async fn gather(
+    rx: &mut mpsc::Receiver<Event>,
+    events: &mut Vec<Event>,
+    linger: Duration,
+) -> usize {
+    let n = rx.recv_many(events, BATCH).await;
+    if n == 0 || n >= BATCH || linger.is_zero() {
+        return n;
+    }
+    tokio::time::sleep(linger).await;
+    while events.len() < BATCH {
+        match rx.try_recv() {
+            Ok(e) => events.push(e),
+            Err(_) => break,
+        }
+    }
+    events.len()
+}
+
 /// Run the output until the queue's sender is gone (reload or shutdown).
 pub async fn run(out: Output, mut rx: mpsc::Receiver<Event>, stop: CancellationToken) {
     let identity = if out.identity.is_empty() {
@@ -137,28 +163,31 @@ pub async fn run(out: Output, mut rx: mpsc::Receiver<Event>, stop: CancellationT
     } else {
         out.identity.clone()
     };
-    let stamp = Stamp {
-        identity: identity.as_bytes(),
-        privacy: out.privacy,
-        hash_key: out.hash_key,
-    };
+    let mut encoder = Encoder::new(identity.as_bytes(), out.privacy, out.hash_key);
     let mut conn: Option<Conn> = None;
     let mut quiet = false;
     let mut buf = Vec::with_capacity(64 * 1024);
     let mut events = Vec::with_capacity(BATCH);
+    // A queue that half fills while the task lingers is busy enough to make batches by
+    // itself; lingering again could fill it (a small `dnstap_queue`) and drop events.
+    let busy = rx.max_capacity().div_ceil(2);
+    let mut linger = LINGER;
     let drop_frames = |n: usize| {
         out.stats
             .dnstap_dropped
             .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed)
     };
     // Waiting here costs nothing: no timer runs while no event comes.
-    while rx.recv_many(&mut events, BATCH).await > 0 {
+    while gather(&mut rx, &mut events, linger).await > 0 {
+        linger = if events.len() >= busy {
+            Duration::ZERO
+        } else {
+            LINGER
+        };
         buf.clear();
         let frames = 2 * events.len();
         for e in events.drain(..) {
-            for frame in dnstap::encode(&e, &stamp) {
-                fstrm::data(&mut buf, &frame);
-            }
+            encoder.frames(&e, &mut buf);
         }
         if conn.as_ref().is_some_and(Conn::closed) {
             tracing::warn!("dnstap: {} closed the stream; reconnecting", out.endpoint);
