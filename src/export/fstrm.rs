@@ -113,6 +113,30 @@ pub async fn close<S: AsyncRead + AsyncWrite + Unpin>(s: &mut S) -> io::Result<(
     }
 }
 
+/// The reader's side, for tests: accept a writer's stream and read its data frames
+/// until STOP (answered with FINISH).
+#[cfg(test)]
+pub async fn read_all<S: AsyncRead + AsyncWrite + Unpin>(s: &mut S) -> io::Result<Vec<Vec<u8>>> {
+    assert_eq!(read_control(s).await?, (READY, true));
+    s.write_all(&control(ACCEPT, true)).await?;
+    assert_eq!(read_control(s).await?, (START, true));
+    let mut frames = Vec::new();
+    loop {
+        let len = s.read_u32().await? as usize;
+        if len == 0 {
+            let n = s.read_u32().await? as usize;
+            let mut body = vec![0u8; n];
+            s.read_exact(&mut body).await?;
+            assert_eq!(body, STOP.to_be_bytes());
+            s.write_all(&control(FINISH, false)).await?;
+            return Ok(frames);
+        }
+        let mut frame = vec![0u8; len];
+        s.read_exact(&mut frame).await?;
+        frames.push(frame);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -266,3 +266,47 @@ impl std::fmt::Debug for Export {
         f.write_str("Export")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn every_event_is_written_or_counted_as_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let stats = Arc::new(Stats::default());
+        let export = Export::new(stats.clone());
+        let config = ExportConfig {
+            // No collector there: the task holds one batch while it retries.
+            dnstap: Some(Endpoint::Unix(dir.path().join("nobody.sock"))),
+            dnstap_queue: std::num::NonZeroUsize::new(4).unwrap(),
+            ..ExportConfig::default()
+        };
+        export.configure(&config, BlockResponse::Null);
+        let addr: IpAddr = [127, 0, 0, 1].into();
+        let device = DeviceKey::from_addr(addr);
+        let client = Client {
+            addr,
+            device: &device,
+            device_name: None,
+        };
+        for i in 0..10 {
+            export.hit(
+                client,
+                "graph.facebook.com",
+                1,
+                i,
+                AnsweredFrom::Blocked,
+                "pixel",
+                Action::Block,
+                None,
+            );
+        }
+        // At most the queue (4) and the task's batch (4) are held: 2 or more dropped.
+        let dropped = stats.dnstap_dropped.load(Ordering::Relaxed);
+        assert!((4..=12).contains(&dropped), "{dropped}");
+        export.stop(std::time::Duration::from_secs(5)).await;
+        assert_eq!(stats.dnstap_frames.load(Ordering::Relaxed), 0);
+        assert_eq!(stats.dnstap_dropped.load(Ordering::Relaxed), 20);
+    }
+}

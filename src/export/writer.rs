@@ -226,3 +226,97 @@ pub async fn run(out: Output, mut rx: mpsc::Receiver<Event>, stop: CancellationT
         c.close().await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::IpAddr;
+    use std::sync::Arc;
+    use std::sync::atomic::Ordering;
+    use std::time::SystemTime;
+
+    use super::*;
+    use crate::export::NameBuf;
+    use crate::store::DeviceKey;
+
+    fn event(n: u16) -> Event {
+        let addr: IpAddr = [127, 0, 0, 1].into();
+        Event {
+            time: SystemTime::now(),
+            addr,
+            id: n,
+            qtype: 1,
+            rcode: 0,
+            name: NameBuf::new("graph.facebook.com"),
+            device: DeviceKey::from_addr(addr),
+            device_name: None,
+            hit: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn events_that_come_together_make_one_batch() {
+        let (tx, mut rx) = mpsc::channel(1024);
+        tx.try_send(event(0)).ok().unwrap();
+        let task = tokio::spawn(async move {
+            let mut events = Vec::new();
+            let n = gather(&mut rx, &mut events, Duration::from_secs(2)).await;
+            assert_eq!(n, events.len());
+            (n, rx)
+        });
+        // Whether the task took the first event before these came or not, the linger
+        // (2 s) keeps the batch open for them.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        for i in 1..10 {
+            tx.try_send(event(i)).ok().unwrap();
+        }
+        let (n, mut rx) = task.await.unwrap();
+        assert_eq!(n, 10);
+        // A full batch is taken at once, without lingering.
+        for i in 0..BATCH as u16 {
+            tx.try_send(event(i)).ok().unwrap();
+        }
+        let mut events = Vec::new();
+        let n = tokio::time::timeout(
+            Duration::from_secs(1),
+            gather(&mut rx, &mut events, Duration::from_secs(3600)),
+        )
+        .await
+        .unwrap();
+        assert_eq!(n, BATCH);
+        drop(tx);
+        assert_eq!(gather(&mut rx, &mut events, LINGER).await, 0);
+    }
+
+    #[tokio::test]
+    async fn a_collector_that_keeps_up_gets_every_frame() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dnstap.sock");
+        let listener = tokio::net::UnixListener::bind(&path).unwrap();
+        let reader = tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            fstrm::read_all(&mut s).await.unwrap()
+        });
+        let stats = Arc::new(Stats::default());
+        let out = Output {
+            endpoint: Endpoint::Unix(path),
+            identity: "test".into(),
+            privacy: ClientAddress::Keep,
+            hash_key: (1, 2),
+            stats: stats.clone(),
+        };
+        let (tx, rx) = mpsc::channel(4096);
+        let task = tokio::spawn(run(out, rx, CancellationToken::new()));
+        for i in 0..1000 {
+            tx.try_send(event(i)).ok().unwrap();
+            if i % 100 == 0 {
+                tokio::task::yield_now().await;
+            }
+        }
+        drop(tx);
+        task.await.unwrap();
+        let frames = reader.await.unwrap();
+        assert_eq!(frames.len(), 2000);
+        assert_eq!(stats.dnstap_frames.load(Ordering::Relaxed), 2000);
+        assert_eq!(stats.dnstap_dropped.load(Ordering::Relaxed), 0);
+    }
+}
