@@ -115,6 +115,10 @@ pub struct Event {
 struct Sink {
     config: ExportConfig,
     tx: mpsc::Sender<Event>,
+    /// Rung when the queue is half full: the task stops lingering and takes a batch.
+    wake: Arc<tokio::sync::Notify>,
+    /// Free slots below which the query path rings `wake`.
+    half: usize,
     /// Ends the task: set when this sink is replaced or the server stops.
     stop: CancellationToken,
 }
@@ -171,18 +175,22 @@ impl Export {
         };
         let (tx, rx) = mpsc::channel(config.dnstap_queue.get());
         let stop = CancellationToken::new();
+        let wake = Arc::new(tokio::sync::Notify::new());
         let out = writer::Output {
             endpoint,
             identity: config.dnstap_identity.clone(),
             privacy: config.dnstap_client_address,
             hash_key: self.hash_key,
             stats: self.stats.clone(),
+            wake: wake.clone(),
         };
         tracing::info!("dnstap output to {}", out.endpoint);
         self.tasks.spawn(writer::run(out, rx, stop.clone()));
         self.sink.store(Some(Arc::new(Sink {
             config: config.clone(),
             tx,
+            wake,
+            half: config.dnstap_queue.get() / 2,
             stop,
         })));
     }
@@ -252,6 +260,8 @@ impl Export {
         if sink.tx.try_send(event).is_err() {
             // Both of its frames (query and response) are lost.
             self.stats.dnstap_dropped.fetch_add(2, Ordering::Relaxed);
+        } else if sink.tx.capacity() <= sink.half {
+            sink.wake.notify_one();
         }
     }
 

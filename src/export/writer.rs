@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpStream, UnixStream};
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use super::dnstap::Encoder;
@@ -25,7 +25,8 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Events written with one write.
 const BATCH: usize = 256;
 /// How long the task waits, once an event came, for more to join its batch. Only while
-/// events are pending: an empty queue is waited on without a timer.
+/// events are pending (an empty queue is waited on without a timer), and cut short when
+/// the queue is half full (the query path rings [`Output::wake`]).
 const LINGER: Duration = Duration::from_millis(20);
 
 /// What the task needs to know.
@@ -35,6 +36,8 @@ pub struct Output {
     pub privacy: ClientAddress,
     pub hash_key: (u64, u64),
     pub stats: std::sync::Arc<Stats>,
+    /// Rung by the query path when the queue is half full: the linger ends.
+    pub wake: std::sync::Arc<Notify>,
 }
 
 /// A connection to the collector.
@@ -135,18 +138,22 @@ async fn connect(out: &Output, stop: &CancellationToken, quiet: &mut bool) -> Op
 }
 
 /// Take the next batch into `events`: wait (without a timer) for an event, then, unless
-/// a whole batch is already there, wait `linger` and take what came meanwhile, up to a
-/// batch. 0 when the queue's senders are gone and it is empty.
+/// a whole batch is already there, wait `linger` (or until `wake` rings) and take what
+/// came meanwhile, up to a batch. 0 when the queue's senders are gone and it is empty.
 async fn gather(
     rx: &mut mpsc::Receiver<Event>,
     events: &mut Vec<Event>,
     linger: Duration,
+    wake: &Notify,
 ) -> usize {
     let n = rx.recv_many(events, BATCH).await;
-    if n == 0 || n >= BATCH || linger.is_zero() {
+    if n == 0 || n >= BATCH {
         return n;
     }
-    tokio::time::sleep(linger).await;
+    tokio::select! {
+        _ = tokio::time::sleep(linger) => {}
+        _ = wake.notified() => {}
+    }
     while events.len() < BATCH {
         match rx.try_recv() {
             Ok(e) => events.push(e),
@@ -168,22 +175,13 @@ pub async fn run(out: Output, mut rx: mpsc::Receiver<Event>, stop: CancellationT
     let mut quiet = false;
     let mut buf = Vec::with_capacity(64 * 1024);
     let mut events = Vec::with_capacity(BATCH);
-    // A queue that half fills while the task lingers is busy enough to make batches by
-    // itself; lingering again could fill it (a small `dnstap_queue`) and drop events.
-    let busy = rx.max_capacity().div_ceil(2);
-    let mut linger = LINGER;
     let drop_frames = |n: usize| {
         out.stats
             .dnstap_dropped
             .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed)
     };
     // Waiting here costs nothing: no timer runs while no event comes.
-    while gather(&mut rx, &mut events, linger).await > 0 {
-        linger = if events.len() >= busy {
-            Duration::ZERO
-        } else {
-            LINGER
-        };
+    while gather(&mut rx, &mut events, LINGER, &out.wake).await > 0 {
         buf.clear();
         let frames = 2 * events.len();
         for e in events.drain(..) {
@@ -259,7 +257,7 @@ mod tests {
         tx.try_send(event(0)).ok().unwrap();
         let task = tokio::spawn(async move {
             let mut events = Vec::new();
-            let n = gather(&mut rx, &mut events, Duration::from_secs(2)).await;
+            let n = gather(&mut rx, &mut events, Duration::from_secs(2), &Notify::new()).await;
             assert_eq!(n, events.len());
             (n, rx)
         });
@@ -278,13 +276,28 @@ mod tests {
         let mut events = Vec::new();
         let n = tokio::time::timeout(
             Duration::from_secs(1),
-            gather(&mut rx, &mut events, Duration::from_secs(3600)),
+            gather(
+                &mut rx,
+                &mut events,
+                Duration::from_secs(3600),
+                &Notify::new(),
+            ),
         )
         .await
         .unwrap();
         assert_eq!(n, BATCH);
+        // Rung (the queue half full), the linger ends.
+        let wake = Notify::new();
+        tx.try_send(event(0)).ok().unwrap();
+        wake.notify_one();
+        let mut events = Vec::new();
+        let took = tokio::time::timeout(
+            Duration::from_secs(1),
+            gather(&mut rx, &mut events, Duration::from_secs(3600), &wake),
+        );
+        assert_eq!(took.await.unwrap(), 1);
         drop(tx);
-        assert_eq!(gather(&mut rx, &mut events, LINGER).await, 0);
+        assert_eq!(gather(&mut rx, &mut events, LINGER, &wake).await, 0);
     }
 
     #[tokio::test]
@@ -303,6 +316,7 @@ mod tests {
             privacy: ClientAddress::Keep,
             hash_key: (1, 2),
             stats: stats.clone(),
+            wake: Arc::new(Notify::new()),
         };
         let (tx, rx) = mpsc::channel(4096);
         let task = tokio::spawn(run(out, rx, CancellationToken::new()));
