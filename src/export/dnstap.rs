@@ -1,8 +1,10 @@
 //! dnstap messages (dnstap.proto of the dnstap project, the fields metaguard writes,
 //! with their field numbers as published): an [`Event`] as its CLIENT_QUERY and
-//! CLIENT_RESPONSE, encoded by hand into the batch's buffer with prost's wire
-//! primitives. The schema itself is kept as prost structs (the build needs no protoc);
-//! the tests encode every case both ways and want the same bytes.
+//! CLIENT_RESPONSE, encoded by hand into the batch's buffer (prost's generated code and
+//! serde_json, at the size-first opt-level of dependencies, cost about 3 times as many
+//! instructions per frame). The schema itself is kept as prost structs (the build needs
+//! no protoc) and `extra` was a `serde_json::Value`: the tests encode every case both
+//! ways and want the same bytes.
 //!
 //! `extra` holds one JSON object, version 1 (docs/scale.md), keys in this order:
 //! `{"action":"block"|"log"|null,"category":CAT|null,"device":KEY,
@@ -12,8 +14,7 @@ use std::hash::{BuildHasher, Hasher};
 use std::net::IpAddr;
 use std::time::UNIX_EPOCH;
 
-use prost::encoding::{encode_varint, encoded_len_varint};
-use serde::Serialize;
+use prost::encoding::encoded_len_varint;
 
 use super::{ClientAddress, Event, fstrm};
 use crate::store::DeviceKey;
@@ -26,6 +27,15 @@ pub const CLIENT_RESPONSE: i32 = 6;
 const VARINT: u8 = 0;
 const LEN: u8 = 2;
 const FIXED32: u8 = 5;
+
+/// A base-128 varint (protobuf), least significant group first.
+fn encode_varint(mut v: u64, out: &mut Vec<u8>) {
+    while v >= 0x80 {
+        out.push(v as u8 | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
 
 /// The key of field `tag` (all of ours are below 16: one byte).
 const fn key(tag: u8, wire: u8) -> u8 {
@@ -59,8 +69,11 @@ fn dns_message(e: &Event, m: &mut Vec<u8>) {
     m.extend_from_slice(&e.id.to_be_bytes());
     m.extend_from_slice(&0x0100u16.to_be_bytes());
     m.extend_from_slice(&[0, 1, 0, 0, 0, 0, 0, 0]);
-    for label in e.name.as_str().split('.').filter(|l| !l.is_empty()) {
-        let label = &label.as_bytes()[..label.len().min(63)];
+    for label in e.name.as_str().as_bytes().split(|&b| b == b'.') {
+        if label.is_empty() {
+            continue;
+        }
+        let label = &label[..label.len().min(63)];
         m.push(label.len() as u8);
         m.extend_from_slice(label);
     }
@@ -121,16 +134,43 @@ impl BuildHasher for KeyedHasher {
     }
 }
 
-/// The `extra` JSON object, version 1. The fields are in the order the object has
-/// always been written in (serde_json's map order: by key).
-#[derive(Serialize)]
-struct Extra<'a> {
-    action: Option<&'static str>,
-    category: Option<&'a str>,
-    device: &'a str,
-    device_name: Option<&'a str>,
-    rule: Option<&'a str>,
-    v: u8,
+/// `s` as a JSON string, escaped as serde_json escapes (the tests compare): `"`, `\\`
+/// and the C0 controls (`\b \t \n \f \r` by name, the rest as `\u00XX`).
+fn json_str(out: &mut Vec<u8>, s: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let b = s.as_bytes();
+    out.push(b'"');
+    let mut start = 0;
+    for (i, &c) in b.iter().enumerate() {
+        let name = match c {
+            b'"' => b'"',
+            b'\\' => b'\\',
+            0x08 => b'b',
+            b'\t' => b't',
+            b'\n' => b'n',
+            0x0c => b'f',
+            b'\r' => b'r',
+            0..0x20 => b'u',
+            _ => continue,
+        };
+        out.extend_from_slice(&b[start..i]);
+        if name == b'u' {
+            let hex = [HEX[usize::from(c >> 4)], HEX[usize::from(c & 0xf)]];
+            out.extend_from_slice(&[b'\\', b'u', b'0', b'0', hex[0], hex[1]]);
+        } else {
+            out.extend_from_slice(&[b'\\', name]);
+        }
+        start = i + 1;
+    }
+    out.extend_from_slice(&b[start..]);
+    out.push(b'"');
+}
+
+fn json_opt(out: &mut Vec<u8>, s: Option<&str>) {
+    match s {
+        Some(s) => json_str(out, s),
+        None => out.extend_from_slice(b"null"),
+    }
 }
 
 /// Turns events into frames; one per output, its buffers reused from event to event.
@@ -224,19 +264,20 @@ impl Encoder {
             }
         };
         let hit = e.hit.as_ref();
-        self.extra.clear();
-        // Writing into a Vec cannot fail, nor can serializing these fields.
-        let _ = serde_json::to_writer(
-            &mut self.extra,
-            &Extra {
-                action: hit.map(|h| h.action().as_str()),
-                category: hit.map(|h| h.category()),
-                device,
-                device_name: e.device_name.as_deref(),
-                rule: hit.and_then(|h| h.rule()),
-                v: 1,
-            },
-        );
+        // Version 1, keys in the order they have always been written (by key).
+        let x = &mut self.extra;
+        x.clear();
+        x.extend_from_slice(b"{\"action\":");
+        json_opt(x, hit.map(|h| h.action().as_str()));
+        x.extend_from_slice(b",\"category\":");
+        json_opt(x, hit.map(|h| h.category()));
+        x.extend_from_slice(b",\"device\":");
+        json_str(x, device);
+        x.extend_from_slice(b",\"device_name\":");
+        json_opt(x, e.device_name.as_deref());
+        x.extend_from_slice(b",\"rule\":");
+        json_opt(x, hit.and_then(|h| h.rule()));
+        x.extend_from_slice(b",\"v\":1}");
     }
 }
 

@@ -224,8 +224,16 @@ fn cases() -> Vec<Event> {
         )),
     );
     named.device_name = Some(Arc::from("Living \"room\" TV \\ é \u{1}"));
+    let mut odd = event(v4, DeviceKey::from_addr(v4), "x.example", None);
+    odd.device_name = Some(Arc::from(
+        (0u8..128)
+            .map(char::from)
+            .chain("é€😀".chars())
+            .collect::<String>(),
+    ));
     vec![
         named,
+        odd,
         event(
             v4,
             DeviceKey::from_addr(v4),
@@ -285,4 +293,17 @@ fn extra_is_the_documented_object() {
     let msg = Dnstap::decode(&frames[4..4 + len]).unwrap();
     assert_eq!(msg.extra.as_deref(), Some(&encoder.extra[..]));
     assert_eq!(msg.message.unwrap().r#type, CLIENT_QUERY);
+}
+
+#[test]
+fn json_strings_are_escaped_as_serde_json_escapes_them() {
+    let all: String = (0u8..128).map(char::from).chain("é€😀/".chars()).collect();
+    for s in ["", "plain", "a\"b\\c", &all] {
+        let mut got = Vec::new();
+        json_str(&mut got, s);
+        assert_eq!(
+            String::from_utf8(got).unwrap(),
+            serde_json::to_string(s).unwrap()
+        );
+    }
 }
