@@ -29,6 +29,7 @@ const LEN: u8 = 2;
 const FIXED32: u8 = 5;
 
 /// A base-128 varint (protobuf), least significant group first.
+#[inline(always)]
 fn encode_varint(mut v: u64, out: &mut Vec<u8>) {
     while v >= 0x80 {
         out.push(v as u8 | 0x80);
@@ -38,27 +39,32 @@ fn encode_varint(mut v: u64, out: &mut Vec<u8>) {
 }
 
 /// The key of field `tag` (all of ours are below 16: one byte).
+#[inline(always)]
 const fn key(tag: u8, wire: u8) -> u8 {
     tag << 3 | wire
 }
 
+#[inline(always)]
 fn put_varint(out: &mut Vec<u8>, tag: u8, v: u64) {
     out.push(key(tag, VARINT));
     encode_varint(v, out);
 }
 
+#[inline(always)]
 fn put_bytes(out: &mut Vec<u8>, tag: u8, bytes: &[u8]) {
     out.push(key(tag, LEN));
     encode_varint(bytes.len() as u64, out);
     out.extend_from_slice(bytes);
 }
 
+#[inline(always)]
 fn put_fixed32(out: &mut Vec<u8>, tag: u8, v: u32) {
     out.push(key(tag, FIXED32));
     out.extend_from_slice(&v.to_le_bytes());
 }
 
 /// The length of a bytes field of `n` bytes, key included.
+#[inline(always)]
 fn bytes_len(n: usize) -> usize {
     1 + encoded_len_varint(n as u64) + n
 }
@@ -181,7 +187,9 @@ pub struct Encoder {
     hash_key: (u64, u64),
     extra: Vec<u8>,
     dns: Vec<u8>,
-    message: Vec<u8>,
+    /// The fields both messages of an event share, and the response's own times.
+    common: Vec<u8>,
+    times: Vec<u8>,
 }
 
 impl Encoder {
@@ -201,51 +209,63 @@ impl Encoder {
             hash_key,
             extra: Vec::with_capacity(256),
             dns: Vec::with_capacity(300),
-            message: Vec::with_capacity(400),
+            common: Vec::with_capacity(64),
+            times: Vec::with_capacity(16),
         }
     }
 
     /// Append the two Frame Streams data frames of `e` to `out`: its CLIENT_QUERY and
-    /// its CLIENT_RESPONSE.
+    /// its CLIENT_RESPONSE. What they share is encoded once.
     pub fn frames(&mut self, e: &Event, out: &mut Vec<u8>) {
         let since = e.time.duration_since(UNIX_EPOCH).unwrap_or_default();
         let (sec, nsec) = (since.as_secs(), since.subsec_nanos());
-        let addr = client_address(e.addr, self.privacy, self.hash_key);
-        let family = match e.addr {
-            IpAddr::V4(_) => 1,
-            IpAddr::V6(_) => 2,
-        };
         self.write_extra(e);
         self.dns.clear();
         dns_message(e, &mut self.dns);
-        for kind in [CLIENT_QUERY, CLIENT_RESPONSE] {
-            let m = &mut self.message;
-            m.clear();
-            put_varint(m, 1, kind as u64);
-            put_varint(m, 2, family);
-            match addr {
-                Some(IpAddr::V4(a)) => put_bytes(m, 4, &a.octets()),
-                Some(IpAddr::V6(a)) => put_bytes(m, 4, &a.octets()),
-                None => {}
-            }
-            put_varint(m, 8, sec);
-            put_fixed32(m, 9, nsec);
-            if kind == CLIENT_QUERY {
-                put_bytes(m, 10, &self.dns);
-            } else {
-                respond(&mut self.dns, e.rcode);
-                put_varint(m, 12, sec);
-                put_fixed32(m, 13, nsec);
-                put_bytes(m, 14, &self.dns);
-            }
-            // `message Dnstap`: identity, version, extra, message, type (MESSAGE).
-            let len = self.head.len() + bytes_len(self.extra.len()) + bytes_len(m.len()) + 2;
-            fstrm::data_header(out, len);
-            out.extend_from_slice(&self.head);
-            put_bytes(out, 3, &self.extra);
-            put_bytes(out, 14, m);
-            put_varint(out, 15, TYPE_MESSAGE as u64);
+        // `message Message` after its type: family, address, query time.
+        let common = &mut self.common;
+        common.clear();
+        put_varint(
+            common,
+            2,
+            match e.addr {
+                IpAddr::V4(_) => 1,
+                IpAddr::V6(_) => 2,
+            },
+        );
+        match client_address(e.addr, self.privacy, self.hash_key) {
+            Some(IpAddr::V4(a)) => put_bytes(common, 4, &a.octets()),
+            Some(IpAddr::V6(a)) => put_bytes(common, 4, &a.octets()),
+            None => {}
         }
+        put_varint(common, 8, sec);
+        put_fixed32(common, 9, nsec);
+        self.frame(out, CLIENT_QUERY, &[], 10);
+        // The response's own fields: its time (the same) and its message.
+        let mut times = std::mem::take(&mut self.times);
+        times.clear();
+        put_varint(&mut times, 12, sec);
+        put_fixed32(&mut times, 13, nsec);
+        respond(&mut self.dns, e.rcode);
+        self.frame(out, CLIENT_RESPONSE, &times, 14);
+        self.times = times;
+    }
+
+    /// One frame: `message Dnstap` (identity, version, extra, message, type MESSAGE)
+    /// around a `message Message` of `kind` whose DNS message goes in field `field`.
+    fn frame(&self, out: &mut Vec<u8>, kind: i32, times: &[u8], field: u8) {
+        let message = 2 + self.common.len() + times.len() + bytes_len(self.dns.len());
+        let len = self.head.len() + bytes_len(self.extra.len()) + bytes_len(message) + 2;
+        fstrm::data_header(out, len);
+        out.extend_from_slice(&self.head);
+        put_bytes(out, 3, &self.extra);
+        out.push(key(14, LEN));
+        encode_varint(message as u64, out);
+        put_varint(out, 1, kind as u64);
+        out.extend_from_slice(&self.common);
+        out.extend_from_slice(times);
+        put_bytes(out, field, &self.dns);
+        put_varint(out, 15, TYPE_MESSAGE as u64);
     }
 
     fn write_extra(&mut self, e: &Event) {
