@@ -146,6 +146,12 @@ fn json_str(out: &mut Vec<u8>, s: &str) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let b = s.as_bytes();
     out.push(b'"');
+    // Most strings (device keys, categories, rules) need no escape: one pass to see.
+    if b.iter().all(|&c| c >= 0x20 && c != b'"' && c != b'\\') {
+        out.extend_from_slice(b);
+        out.push(b'"');
+        return;
+    }
     let mut start = 0;
     for (i, &c) in b.iter().enumerate() {
         let name = match c {
@@ -288,7 +294,15 @@ impl Encoder {
         let x = &mut self.extra;
         x.clear();
         x.extend_from_slice(b"{\"action\":");
-        json_opt(x, hit.map(|h| h.action().as_str()));
+        match hit {
+            // "block" or "log": nothing to escape.
+            Some(h) => {
+                x.push(b'"');
+                x.extend_from_slice(h.action().as_str().as_bytes());
+                x.push(b'"');
+            }
+            None => x.extend_from_slice(b"null"),
+        }
         x.extend_from_slice(b",\"category\":");
         json_opt(x, hit.map(|h| h.category()));
         x.extend_from_slice(b",\"device\":");
