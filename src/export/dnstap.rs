@@ -29,7 +29,6 @@ const LEN: u8 = 2;
 const FIXED32: u8 = 5;
 
 /// A base-128 varint (protobuf), least significant group first.
-#[inline(always)]
 fn encode_varint(mut v: u64, out: &mut Vec<u8>) {
     while v >= 0x80 {
         out.push(v as u8 | 0x80);
@@ -44,20 +43,17 @@ const fn key(tag: u8, wire: u8) -> u8 {
     tag << 3 | wire
 }
 
-#[inline(always)]
 fn put_varint(out: &mut Vec<u8>, tag: u8, v: u64) {
     out.push(key(tag, VARINT));
     encode_varint(v, out);
 }
 
-#[inline(always)]
 fn put_bytes(out: &mut Vec<u8>, tag: u8, bytes: &[u8]) {
     out.push(key(tag, LEN));
     encode_varint(bytes.len() as u64, out);
     out.extend_from_slice(bytes);
 }
 
-#[inline(always)]
 fn put_fixed32(out: &mut Vec<u8>, tag: u8, v: u32) {
     out.push(key(tag, FIXED32));
     out.extend_from_slice(&v.to_le_bytes());
