@@ -2,7 +2,6 @@
 //! encoded by prost (with `extra` built as a `serde_json::Value`), as the output wrote
 //! every frame before the hand-written encoder; both must give the same bytes.
 
-use std::hash::{BuildHasher, Hasher};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
@@ -96,40 +95,9 @@ fn reference_dns_message(e: &Event, response: bool) -> Vec<u8> {
     m
 }
 
-/// The client address as the privacy setting allows: `None` to leave it out.
+/// The client address as the privacy setting allows (the hashing is the encoder's).
 fn reference_client_address(addr: IpAddr, stamp: &Stamp<'_>) -> Option<IpAddr> {
-    match stamp.privacy {
-        ClientAddress::Keep => Some(addr),
-        ClientAddress::Drop => None,
-        ClientAddress::Hash => {
-            let mut h = KeyedHasher(stamp.hash_key).build_hasher();
-            h.write(
-                match addr {
-                    IpAddr::V4(a) => a.octets().to_vec(),
-                    IpAddr::V6(a) => a.octets().to_vec(),
-                }
-                .as_slice(),
-            );
-            let v = h.finish();
-            let mut h2 = KeyedHasher((stamp.hash_key.1, stamp.hash_key.0)).build_hasher();
-            h2.write_u64(v);
-            let w = h2.finish();
-            Some(match addr {
-                // 240.0.0.0/4 and fd00::/8: a hashed address never looks like a real one.
-                IpAddr::V4(_) => {
-                    let b = (v as u32).to_be_bytes();
-                    IpAddr::from([0xf0 | (b[0] & 0x0f), b[1], b[2], b[3]])
-                }
-                IpAddr::V6(_) => {
-                    let mut b = [0u8; 16];
-                    b[..8].copy_from_slice(&v.to_be_bytes());
-                    b[8..].copy_from_slice(&w.to_be_bytes());
-                    b[0] = 0xfd;
-                    IpAddr::from(b)
-                }
-            })
-        }
-    }
+    client_address(addr, stamp.privacy, stamp.hash_key)
 }
 
 /// The `extra` JSON object (version 1).
