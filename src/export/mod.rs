@@ -115,10 +115,11 @@ pub struct Event {
 struct Sink {
     config: ExportConfig,
     tx: mpsc::Sender<Event>,
-    /// Rung when the queue is half full: the task stops lingering and takes a batch.
+    /// Rung when a batch is waiting (a quarter of a small queue): the task stops
+    /// lingering and takes it.
     wake: Arc<tokio::sync::Notify>,
-    /// Free slots below which the query path rings `wake`.
-    half: usize,
+    /// Free slots at or below which the query path rings `wake`.
+    ring_at: usize,
     /// Ends the task: set when this sink is replaced or the server stops.
     stop: CancellationToken,
 }
@@ -190,7 +191,10 @@ impl Export {
             config: config.clone(),
             tx,
             wake,
-            half: config.dnstap_queue.get() / 2,
+            ring_at: {
+                let n = config.dnstap_queue.get();
+                n - (n / 4).clamp(1, writer::BATCH)
+            },
             stop,
         })));
     }
@@ -260,7 +264,7 @@ impl Export {
         if sink.tx.try_send(event).is_err() {
             // Both of its frames (query and response) are lost.
             self.stats.dnstap_dropped.fetch_add(2, Ordering::Relaxed);
-        } else if sink.tx.capacity() <= sink.half {
+        } else if sink.tx.capacity() <= sink.ring_at {
             sink.wake.notify_one();
         }
     }

@@ -23,10 +23,10 @@ const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// A collector that takes no bytes for this long is dropped and reconnected.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Events written with one write.
-const BATCH: usize = 256;
+pub const BATCH: usize = 256;
 /// How long the task waits, once an event came, for more to join its batch. Only while
 /// events are pending (an empty queue is waited on without a timer), and cut short when
-/// the queue is half full (the query path rings [`Output::wake`]).
+/// a batch is waiting (the query path rings [`Output::wake`]).
 const LINGER: Duration = Duration::from_millis(20);
 
 /// What the task needs to know.
@@ -36,7 +36,7 @@ pub struct Output {
     pub privacy: ClientAddress,
     pub hash_key: (u64, u64),
     pub stats: std::sync::Arc<Stats>,
-    /// Rung by the query path when the queue is half full: the linger ends.
+    /// Rung by the query path when a batch is waiting: the linger ends.
     pub wake: std::sync::Arc<Notify>,
 }
 
@@ -285,7 +285,7 @@ mod tests {
         .await
         .unwrap();
         assert_eq!(n, BATCH);
-        // Rung (the queue half full), the linger ends.
+        // Rung (a batch waiting), the linger ends.
         let wake = Notify::new();
         tx.try_send(event(0)).ok().unwrap();
         wake.notify_one();
