@@ -88,9 +88,15 @@ pub(crate) async fn open<S: AsyncRead + AsyncWrite + Unpin>(s: &mut S) -> io::Re
     s.flush().await
 }
 
+/// Append the header of a data frame of `len` bytes to `out` (the payload follows).
+pub(crate) fn data_header(out: &mut Vec<u8>, len: usize) {
+    out.extend_from_slice(&(len as u32).to_be_bytes());
+}
+
 /// Append one data frame holding `payload` to `out`.
+#[cfg(test)]
 pub(crate) fn data(out: &mut Vec<u8>, payload: &[u8]) {
-    out.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    data_header(out, payload.len());
     out.extend_from_slice(payload);
 }
 
@@ -104,6 +110,32 @@ pub(crate) async fn close<S: AsyncRead + AsyncWrite + Unpin>(s: &mut S) -> io::R
             io::ErrorKind::InvalidData,
             format!("fstrm: control frame {kind} where FINISH was due"),
         )),
+    }
+}
+
+/// The reader's side, for tests: accept a writer's stream and read its data frames
+/// until STOP (answered with FINISH).
+#[cfg(test)]
+pub(crate) async fn read_all<S: AsyncRead + AsyncWrite + Unpin>(
+    s: &mut S,
+) -> io::Result<Vec<Vec<u8>>> {
+    assert_eq!(read_control(s).await?, (READY, true));
+    s.write_all(&control(ACCEPT, true)).await?;
+    assert_eq!(read_control(s).await?, (START, true));
+    let mut frames = Vec::new();
+    loop {
+        let len = s.read_u32().await? as usize;
+        if len == 0 {
+            let n = s.read_u32().await? as usize;
+            let mut body = vec![0u8; n];
+            s.read_exact(&mut body).await?;
+            assert_eq!(body, STOP.to_be_bytes());
+            s.write_all(&control(FINISH, false)).await?;
+            return Ok(frames);
+        }
+        let mut frame = vec![0u8; len];
+        s.read_exact(&mut frame).await?;
+        frames.push(frame);
     }
 }
 

@@ -54,11 +54,43 @@ impl NameBuf {
     }
 }
 
-/// What a hit adds to a dnstap event: its category, action and rule.
-pub(crate) struct HitInfo {
-    pub(crate) category: Box<str>,
-    pub(crate) action: Action,
-    pub(crate) rule: Option<Box<str>>,
+/// What a rule match adds to an event (hits only): the category and the rule in one
+/// allocation (the only one an event makes).
+pub struct HitInfo {
+    action: Action,
+    /// `text[..category_len]` is the category, the rest the rule.
+    category_len: usize,
+    has_rule: bool,
+    text: Box<str>,
+}
+
+impl HitInfo {
+    fn new(category: &str, action: Action, rule: Option<&str>) -> HitInfo {
+        let mut text = String::with_capacity(category.len() + rule.map_or(0, str::len));
+        text.push_str(category);
+        text.push_str(rule.unwrap_or(""));
+        HitInfo {
+            action,
+            category_len: category.len(),
+            has_rule: rule.is_some(),
+            text: text.into_boxed_str(),
+        }
+    }
+
+    /// The category of the rule that matched.
+    pub fn category(&self) -> &str {
+        &self.text[..self.category_len]
+    }
+
+    /// The action the rule took for this device.
+    pub fn action(&self) -> Action {
+        self.action
+    }
+
+    /// The rule as written in its list, if it has a text.
+    pub fn rule(&self) -> Option<&str> {
+        self.has_rule.then(|| &self.text[self.category_len..])
+    }
 }
 
 /// The client side of an answered query: who asked and what they were told.
@@ -80,13 +112,18 @@ pub(crate) struct Event {
     name: NameBuf,
     device: DeviceKey,
     device_name: Option<Arc<str>>,
-    hit: Option<Box<HitInfo>>,
+    hit: Option<HitInfo>,
 }
 
 /// The running output, swapped whole on reload.
 struct Sink {
     config: ExportConfig,
     tx: mpsc::Sender<Event>,
+    /// Rung when a batch is waiting (a quarter of a small queue): the task stops
+    /// lingering and takes it.
+    wake: Arc<tokio::sync::Notify>,
+    /// Free slots at or below which the query path rings `wake`.
+    ring_at: usize,
     /// Ends the task: set when this sink is replaced or the server stops.
     stop: CancellationToken,
 }
@@ -143,18 +180,25 @@ impl Export {
         };
         let (tx, rx) = mpsc::channel(config.dnstap_queue.get());
         let stop = CancellationToken::new();
+        let wake = Arc::new(tokio::sync::Notify::new());
         let out = writer::Output {
             endpoint,
             identity: config.dnstap_identity.clone(),
             privacy: config.dnstap_client_address,
             hash_key: self.hash_key,
             stats: self.stats.clone(),
+            wake: wake.clone(),
         };
         tracing::info!("dnstap output to {}", out.endpoint);
         self.tasks.spawn(writer::run(out, rx, stop.clone()));
         self.sink.store(Some(Arc::new(Sink {
             config: config.clone(),
             tx,
+            wake,
+            ring_at: {
+                let n = config.dnstap_queue.get();
+                n - (n / 4).clamp(1, writer::BATCH)
+            },
             stop,
         })));
     }
@@ -198,11 +242,7 @@ impl Export {
     ) {
         let guard = self.sink.load();
         let Some(sink) = guard.as_ref() else { return };
-        let hit = Box::new(HitInfo {
-            category: category.into(),
-            action,
-            rule: rule.map(Into::into),
-        });
+        let hit = HitInfo::new(category, action, rule);
         self.send(sink, client, name, qtype, id, from, Some(hit));
     }
 
@@ -215,7 +255,7 @@ impl Export {
         qtype: u16,
         id: u16,
         from: AnsweredFrom,
-        hit: Option<Box<HitInfo>>,
+        hit: Option<HitInfo>,
     ) {
         let event = Event {
             time: SystemTime::now(),
@@ -235,6 +275,8 @@ impl Export {
         if sink.tx.try_send(event).is_err() {
             // Both of its frames (query and response) are lost.
             self.stats.dnstap_dropped.fetch_add(2, Ordering::Relaxed);
+        } else if sink.tx.capacity() <= sink.ring_at {
+            sink.wake.notify_one();
         }
     }
 }
@@ -242,5 +284,49 @@ impl Export {
 impl std::fmt::Debug for Export {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Export")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn every_event_is_written_or_counted_as_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let stats = Arc::new(Stats::default());
+        let export = Export::new(stats.clone());
+        let config = ExportConfig {
+            // No collector there: the task holds one batch while it retries.
+            dnstap: Some(Endpoint::Unix(dir.path().join("nobody.sock"))),
+            dnstap_queue: std::num::NonZeroUsize::new(4).unwrap(),
+            ..ExportConfig::default()
+        };
+        export.configure(&config, BlockResponse::Null);
+        let addr: IpAddr = [127, 0, 0, 1].into();
+        let device = DeviceKey::from_addr(addr);
+        let client = Client {
+            addr,
+            device: &device,
+            device_name: None,
+        };
+        for i in 0..10 {
+            export.hit(
+                client,
+                "graph.facebook.com",
+                1,
+                i,
+                AnsweredFrom::Blocked,
+                "pixel",
+                Action::Block,
+                None,
+            );
+        }
+        // At most the queue (4) and the task's batch (4) are held: 2 or more dropped.
+        let dropped = stats.dnstap_dropped.load(Ordering::Relaxed);
+        assert!((4..=12).contains(&dropped), "{dropped}");
+        export.stop(std::time::Duration::from_secs(5)).await;
+        assert_eq!(stats.dnstap_frames.load(Ordering::Relaxed), 0);
+        assert_eq!(stats.dnstap_dropped.load(Ordering::Relaxed), 20);
     }
 }
