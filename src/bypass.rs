@@ -57,11 +57,7 @@ impl BypassConfig {
         if self.canaries && CANARIES.contains(&name) {
             return Some(BypassAnswer::NxDomain);
         }
-        let in_ddr = name == DDR_ZONE
-            || name
-                .strip_suffix(DDR_ZONE)
-                .is_some_and(|rest| rest.ends_with('.'));
-        (self.ddr && in_ddr).then_some(BypassAnswer::NoData)
+        (self.ddr && crate::config::in_zone(name, DDR_ZONE)).then_some(BypassAnswer::NoData)
     }
 }
 

@@ -29,7 +29,7 @@ use crate::tls::TlsConfig;
 use crate::upstream::{UpstreamConfig, UpstreamSpec};
 pub(crate) use check::{Problem, Seg};
 pub(crate) use limit::at_least_one;
-pub(crate) use name::{DomainName, ListedName};
+pub(crate) use name::{DomainName, ListedName, in_zone};
 
 /// Where `serve` looks for a config when `--config` is not given.
 pub(crate) const DEFAULT_PATH: &str = "/etc/metaguard/metaguard.toml";

@@ -17,6 +17,18 @@ impl DomainName {
     pub(crate) fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// Whether the normalized query name `name` is this domain or a name under it.
+    pub(crate) fn covers(&self, name: &str) -> bool {
+        in_zone(name, &self.0)
+    }
+}
+
+/// Whether the normalized name `name` is `zone` or a name under it (`a.lan` is under
+/// `lan`; `alan` is not).
+pub(crate) fn in_zone(name: &str, zone: &str) -> bool {
+    name.strip_suffix(zone)
+        .is_some_and(|rest| rest.is_empty() || rest.ends_with('.'))
 }
 
 impl FromStr for DomainName {

@@ -226,11 +226,7 @@ fn logged(verdict: &Verdict, name: &str) -> Option<Hit> {
 /// Whether `answer` for the public name `name` holds an address of the local network
 /// (a DNS-rebinding attempt). Names under `allow` and single-label names are local.
 fn rebinds(answer: &Answer, name: &str, allow: &[DomainName]) -> bool {
-    let local_name = !name.contains('.')
-        || allow.iter().any(|d| {
-            name.strip_suffix(d.as_str())
-                .is_some_and(|rest| rest.is_empty() || rest.ends_with('.'))
-        });
+    let local_name = !name.contains('.') || allow.iter().any(|d| d.covers(name));
     if local_name {
         return false;
     }
