@@ -236,6 +236,29 @@ fn main() {
         &patterns,
         &pattern_names(),
     );
+    // Where the time under pattern suffixes goes: each kind of name on its own.
+    let by_kind = pattern_names();
+    for (kind, keep) in [
+        ("  px* names (glob keys)", "px"),
+        ("  rx* names (regex keys)", "rx"),
+        ("  www* names (no pattern matches)", "www"),
+    ] {
+        let v: Vec<String> = by_kind
+            .iter()
+            .filter(|n| n.starts_with(keep) && n.contains(".telemetry"))
+            .cloned()
+            .collect();
+        distribution(kind, &patterns, &v);
+    }
+    let mut fixed: Vec<String> = by_kind
+        .iter()
+        .filter(|n| !n.contains(".telemetry"))
+        .cloned()
+        .collect();
+    fixed.dedup();
+    for n in fixed {
+        distribution(&format!("  {n}"), &patterns, &vec![n.clone(); 100]);
+    }
     let mut all = common;
     all.extend(pattern_names());
     distribution("all names, 1k user patterns", &patterns, &all);

@@ -28,7 +28,12 @@ pub(crate) enum Matcher {
     /// Glob labels just left of the key, left to right.
     Glob(Box<[Box<str>]>),
     /// A regex over the whole name.
-    Regex(regex::Regex),
+    Regex {
+        re: regex::Regex,
+        /// For a regex anchored at the start (`^`): every literal a match must begin
+        /// with, lowercase, checked before the regex runs (see [`anchored_prefixes`]).
+        prefixes: Option<Box<[Box<str>]>>,
+    },
 }
 
 /// One pattern line, parsed.
@@ -64,7 +69,20 @@ impl PatternRule {
     /// at `key_start`, a label start after the first ([`PatternRule::matches`] checks it).
     pub(crate) fn matches_at(&self, name: &str, key_start: usize) -> bool {
         match &self.matcher {
-            Matcher::Regex(re) => re.is_match(name),
+            Matcher::Regex { re, prefixes } => {
+                // A name that starts with none of the required literals cannot match:
+                // a few byte compares instead of a regex run (~150 ns each).
+                if let Some(prefixes) = prefixes
+                    && name.is_ascii()
+                    && !prefixes.iter().any(|p| {
+                        name.get(..p.len())
+                            .is_some_and(|h| h.eq_ignore_ascii_case(p))
+                    })
+                {
+                    return false;
+                }
+                re.is_match(name)
+            }
             Matcher::Glob(globs) => {
                 // The labels left of the key, right to left, against the globs.
                 let Some(prefix) = key_start
@@ -224,9 +242,51 @@ fn parse_regex(body: &str) -> Result<PatternRule, ()> {
         .map_err(|_| ())?;
     Ok(PatternRule {
         key,
-        matcher: Matcher::Regex(re),
+        matcher: Matcher::Regex {
+            re,
+            prefixes: anchored_prefixes(src),
+        },
         text: Arc::from(body),
     })
+}
+
+/// The literals every match of a start-anchored regex begins with (`^rx1-[0-9]+\.x\.com$`
+/// gives `rx1-`), lowercase and ASCII only (a literal with other bytes cannot begin an
+/// ASCII name). `None` when the regex is not anchored at the start, or a match may begin
+/// with anything (an empty literal, an infinite set): then the regex always runs.
+fn anchored_prefixes(src: &str) -> Option<Box<[Box<str>]>> {
+    use regex_syntax::hir::Look;
+    use regex_syntax::hir::literal::{ExtractKind, Extractor};
+    let hir = regex_syntax::ParserBuilder::new()
+        .case_insensitive(true)
+        .build()
+        .parse(src)
+        .ok()?;
+    if !hir.properties().look_set_prefix().contains(Look::Start) {
+        return None;
+    }
+    // A class wider than a letter's case variants (`[0-9]`) ends the literal there
+    // rather than multiplying it; more than 64 literals are cut shorter by the extractor.
+    let seq = Extractor::new()
+        .kind(ExtractKind::Prefix)
+        .limit_class(3)
+        .limit_total(64)
+        .extract(&hir);
+    let mut out: Vec<Box<str>> = Vec::new();
+    for lit in seq.literals()? {
+        let b = lit.as_bytes();
+        if b.is_empty() {
+            return None;
+        }
+        if !b.is_ascii() {
+            continue;
+        }
+        let l = std::str::from_utf8(b).ok()?.to_ascii_lowercase();
+        if !out.iter().any(|o| **o == *l) {
+            out.push(l.into_boxed_str());
+        }
+    }
+    Some(out.into_boxed_slice())
 }
 
 /// One regex token, as far as finding a literal tail needs.
@@ -369,6 +429,46 @@ mod tests {
             r"/x\.fbc[dn]n\.net$/",         // no whole label literal... fbc[dn]n breaks it
         ] {
             assert!(matches!(parse(bad), Some(Err(()))), "{bad}");
+        }
+    }
+
+    #[test]
+    fn anchored_regexes_get_a_literal_prefix() {
+        let prefixes = |s: &str| {
+            anchored_prefixes(s).map(|p| {
+                let mut v: Vec<String> = p.iter().map(|l| l.to_string()).collect();
+                v.sort();
+                v
+            })
+        };
+        assert_eq!(
+            prefixes(r"^rx19-[0-9]+\.telemetry9\.example\.com$"),
+            Some(vec!["rx19-".to_string()])
+        );
+        assert_eq!(
+            prefixes(r"^(sonar|SNR)[0-9]*\.x\.com$"),
+            Some(vec!["snr".to_string(), "sonar".to_string()])
+        );
+        // Not anchored, anchored in one branch only, or a match may begin with anything.
+        for none in [
+            r"rx1-[0-9]+\.x\.com$",
+            r"(^a|b)x\.x\.com$",
+            r"(?m)^a\.x\.com$",
+            r"^[a-z]+\.x\.com$",
+            r"^.*a\.x\.com$",
+        ] {
+            assert_eq!(prefixes(none), None, "{none}");
+        }
+        // The prefilter only ever skips names the regex would not match.
+        let p = pat(r"/^Sonar[0-9]*-[a-z0-9-]+\.xx\.fbcdn\.net$/");
+        for (name, yes) in [
+            ("sonar6-ist2-1.xx.fbcdn.net", true),
+            ("SONAR6-ist2-1.xx.fbcdn.net", true),
+            ("sonar-x.xx.fbcdn.net", true),
+            ("xsonar6-ist2-1.xx.fbcdn.net", false),
+            ("sona.xx.fbcdn.net", false),
+        ] {
+            assert_eq!(p.matches(name), yes, "{name}");
         }
     }
 
