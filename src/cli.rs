@@ -15,7 +15,7 @@ mod tests;
 
 mod serve;
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -68,9 +68,10 @@ pub(crate) enum Command {
         /// Names to check.
         #[arg(required = true)]
         names: Vec<String>,
-        /// Check as this client address would be treated.
-        #[arg(long, value_name = "IP")]
-        client: Option<IpAddr>,
+        /// Check as this client would be treated: an address, a MAC, or a device name
+        /// (from [[devices]] or the DHCP leases).
+        #[arg(long, value_name = "IP|MAC|NAME")]
+        client: Option<String>,
         #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
         format: OutputFormat,
     },
@@ -192,7 +193,26 @@ pub(crate) enum ConfigCommand {
 #[derive(Debug, Subcommand)]
 pub(crate) enum DevicesCommand {
     /// Name a device (the server's own names never overwrite it).
-    Rename { id: i64, name: String },
+    Rename {
+        /// The device: id, name or MAC (as `metaguard devices` lists them).
+        device: String,
+        /// Its new name.
+        name: String,
+    },
+    /// Fold OTHER into KEEP: OTHER's hits, totals and addresses become KEEP's, and its
+    /// next queries count for KEEP (a phone seen under two addresses, say).
+    Merge {
+        /// The device that stays: id, name or MAC.
+        keep: String,
+        /// The device folded into it: id, name or MAC.
+        other: String,
+    },
+    /// Delete a device and its hits, totals and addresses (it comes back as new if it
+    /// asks again).
+    Forget {
+        /// The device: id, name or MAC.
+        device: String,
+    },
 }
 
 /// Where the commands that read the hit log find it.
@@ -287,7 +307,12 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             let cfg = load(&config, Overrides::default())?;
             print!(
                 "{}",
-                check::run(&cfg, &names, client, format == OutputFormat::Json)?
+                check::run(
+                    &cfg,
+                    &names,
+                    client.as_deref(),
+                    format == OutputFormat::Json
+                )?
             );
             Ok(0)
         }
@@ -298,8 +323,19 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         } => {
             let path = db.path()?;
             let out = match command {
-                None => devices::devices(&path, unix_now(), format == OutputFormat::Json)?,
-                Some(DevicesCommand::Rename { id, name }) => devices::rename(&path, id, &name)?,
+                None => devices::devices(
+                    &path,
+                    unix_now(),
+                    &crate::report::local_tz(),
+                    format == OutputFormat::Json,
+                )?,
+                Some(DevicesCommand::Rename { device, name }) => {
+                    devices::rename(&path, &device, &name)?
+                }
+                Some(DevicesCommand::Merge { keep, other }) => {
+                    devices::merge(&path, &keep, &other)?
+                }
+                Some(DevicesCommand::Forget { device }) => devices::forget(&path, &device)?,
             };
             print!("{out}");
             Ok(0)
@@ -324,13 +360,24 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
                 after_id: None,
                 limit: lines,
             };
-            log::run(&path, &filter, follow, format == OutputFormat::Json)?;
+            log::run(
+                &path,
+                &filter,
+                follow,
+                &crate::report::local_tz(),
+                format == OutputFormat::Json,
+            )?;
             Ok(0)
         }
         Command::Status { db, format } => {
             print!(
                 "{}",
-                status::status(&db.path()?, format == OutputFormat::Json)?
+                status::status(
+                    &db.path()?,
+                    unix_now(),
+                    &crate::report::local_tz(),
+                    format == OutputFormat::Json
+                )?
             );
             Ok(0)
         }

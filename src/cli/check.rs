@@ -1,7 +1,5 @@
 //! `metaguard check`: the verdicts of `crate::check` as text columns or JSON lines.
 
-use std::net::IpAddr;
-
 use crate::check::{CheckError, verdicts};
 use crate::config::Config;
 
@@ -11,12 +9,35 @@ use super::table::{Column, Table, json_lines};
 pub(crate) fn run(
     config: &Config,
     names: &[String],
-    client: Option<IpAddr>,
+    client: Option<&str>,
     json: bool,
 ) -> Result<String, CheckError> {
-    let lines = verdicts(config, names, client)?;
+    let (who, lines) = verdicts(config, names, client)?;
     if json {
         return Ok(json_lines(&lines));
+    }
+    let mut out = String::new();
+    if let Some(w) = &who {
+        let mut about = vec![w.key.clone()];
+        about.extend(
+            w.mac
+                .iter()
+                .filter(|m| !w.key.ends_with(m.as_str()))
+                .cloned(),
+        );
+        let group = w.group.as_deref().map_or_else(
+            || "no group: the household's actions".to_string(),
+            |g| format!("group {g}"),
+        );
+        let name = w
+            .name
+            .as_deref()
+            .map_or_else(String::new, |n| format!("{n:?} "));
+        out.push_str(&format!(
+            "client {}: device {name}({}), {group}\n",
+            w.client,
+            about.join(", ")
+        ));
     }
     let mut table = Table::new(" ").columns(&[
         Column::left(40),
@@ -37,5 +58,6 @@ pub(crate) fn run(
             src,
         ]);
     }
-    Ok(table.render())
+    out.push_str(&table.render());
+    Ok(out)
 }

@@ -1,14 +1,20 @@
-//! `metaguard devices` and `devices rename`.
+//! `metaguard devices` and `devices rename|merge|forget` (a device given by id, name or MAC).
 
 use std::path::Path;
 
-use crate::store::StoreError;
-use crate::store::read;
+use crate::store::{StoreError, edit, read};
 
-use super::table::{Table, json_lines, utc};
+use jiff::tz::TimeZone;
+
+use super::table::{Table, json_lines, local};
 
 /// `metaguard devices`: every device seen, most recently seen first.
-pub(crate) fn devices(db: &Path, now: i64, json: bool) -> Result<String, StoreError> {
+pub(crate) fn devices(
+    db: &Path,
+    now: i64,
+    tz: &TimeZone,
+    json: bool,
+) -> Result<String, StoreError> {
     let conn = read::open(db)?;
     let rows = read::devices(&conn, now).map_err(StoreError::sqlite(db))?;
     if json {
@@ -37,7 +43,7 @@ pub(crate) fn devices(db: &Path, now: i64, json: bool) -> Result<String, StoreEr
                 d.addrs.join(",")
             },
             d.group.clone().unwrap_or_else(|| "-".into()),
-            utc(d.last_seen),
+            local(d.last_seen, tz),
             d.meta_hits_7d.to_string(),
             d.queries_7d.to_string(),
             if d.bypass_7d.is_empty() {
@@ -54,8 +60,27 @@ pub(crate) fn devices(db: &Path, now: i64, json: bool) -> Result<String, StoreEr
     Ok(table.render())
 }
 
-/// `metaguard devices rename ID NAME`.
-pub(crate) fn rename(db: &Path, id: i64, name: &str) -> Result<String, StoreError> {
-    read::rename_device(db, id, name)?;
-    Ok(format!("device {id} is now {name}\n"))
+/// `metaguard devices rename D NAME`.
+pub(crate) fn rename(db: &Path, device: &str, name: &str) -> Result<String, StoreError> {
+    let d = edit::rename(db, device, name)?;
+    Ok(format!("device {} ({}) is now {name}\n", d.id, d.label))
+}
+
+/// `metaguard devices merge KEEP OTHER`.
+pub(crate) fn merge(db: &Path, keep: &str, other: &str) -> Result<String, StoreError> {
+    let (a, b) = edit::merge(db, keep, other)?;
+    Ok(format!(
+        "device {} ({}) is merged into device {} ({}): its hits, totals and addresses are \
+         {}'s, and its next queries count for it\n",
+        b.id, b.label, a.id, a.label, a.label
+    ))
+}
+
+/// `metaguard devices forget D`.
+pub(crate) fn forget(db: &Path, device: &str) -> Result<String, StoreError> {
+    let (d, hits) = edit::forget(db, device)?;
+    Ok(format!(
+        "device {} ({}) is forgotten: {hits} hits deleted with its totals and addresses\n",
+        d.id, d.label
+    ))
 }

@@ -4,10 +4,13 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::time::{Duration, UNIX_EPOCH};
 
-use crate::store::StoreError;
-use crate::store::read::{self, HitFilter, HitRow};
+use jiff::tz::TimeZone;
+use rusqlite::Connection;
 
-use super::table::{json_lines, utc};
+use crate::store::read::{self, HitFilter, HitRow};
+use crate::store::{StoreError, edit};
+
+use super::table::{json_lines, local};
 
 /// Rows `metaguard log` prints before following or when not following.
 pub(crate) const LOG_TAIL: usize = 50;
@@ -35,31 +38,45 @@ pub(crate) fn run(
     db: &Path,
     filter: &HitFilter,
     follow: bool,
+    tz: &TimeZone,
     json: bool,
 ) -> Result<(), StoreError> {
     if follow {
         self::follow(
             db,
             filter,
+            tz,
             json,
             Duration::from_millis(500),
             &mut std::io::stdout(),
         )
     } else {
-        print!("{}", log(db, filter, json)?.0);
+        print!("{}", log(db, filter, tz, json)?.0);
         Ok(())
     }
+}
+
+/// `filter` with its device (id, name, MAC or key) made the device's id: a device that
+/// does not exist is an error, not an empty log.
+fn by_id(conn: &Connection, filter: &HitFilter) -> Result<HitFilter, StoreError> {
+    let mut f = filter.clone();
+    if let Some(spec) = &filter.device {
+        f.device = Some(edit::find(conn, spec)?.id.to_string());
+    }
+    Ok(f)
 }
 
 /// `metaguard log` once: the text and the id of the last row shown.
 pub(crate) fn log(
     db: &Path,
     filter: &HitFilter,
+    tz: &TimeZone,
     json: bool,
 ) -> Result<(String, Option<i64>), StoreError> {
     let conn = read::open(db)?;
-    let rows = read::hits(&conn, filter).map_err(StoreError::sqlite(db))?;
-    Ok((render(&rows, json), rows.last().map(|r| r.id)))
+    let filter = by_id(&conn, filter)?;
+    let rows = read::hits(&conn, &filter).map_err(StoreError::sqlite(db))?;
+    Ok((render(&rows, tz, json), rows.last().map(|r| r.id)))
 }
 
 /// `metaguard log --follow`: the last rows, then new ones every `poll`, until writing
@@ -67,11 +84,12 @@ pub(crate) fn log(
 pub(crate) fn follow(
     db: &Path,
     filter: &HitFilter,
+    tz: &TimeZone,
     json: bool,
     poll: Duration,
     out: &mut dyn std::io::Write,
 ) -> Result<(), StoreError> {
-    let (text, mut last) = log(db, filter, json)?;
+    let (text, mut last) = log(db, filter, tz, json)?;
     if out
         .write_all(text.as_bytes())
         .and_then(|_| out.flush())
@@ -80,6 +98,7 @@ pub(crate) fn follow(
         return Ok(());
     }
     let conn = read::open(db)?;
+    let filter = &by_id(&conn, filter)?;
     loop {
         std::thread::sleep(poll);
         let f = HitFilter {
@@ -94,7 +113,7 @@ pub(crate) fn follow(
         let rows = read::hits(&conn, &f).map_err(StoreError::sqlite(db))?;
         last = rows.last().map(|r| r.id).or(f.after_id);
         if out
-            .write_all(render(&rows, json).as_bytes())
+            .write_all(render(&rows, tz, json).as_bytes())
             .and_then(|_| out.flush())
             .is_err()
         {
@@ -103,19 +122,19 @@ pub(crate) fn follow(
     }
 }
 
-fn render(rows: &[HitRow], json: bool) -> String {
+fn render(rows: &[HitRow], tz: &TimeZone, json: bool) -> String {
     if json {
         json_lines(rows)
     } else {
-        rows.iter().map(hit_line).collect()
+        rows.iter().map(|h| hit_line(h, tz)).collect()
     }
 }
 
 /// One hit a line, fixed columns (a followed log cannot align to rows not yet seen).
-fn hit_line(h: &HitRow) -> String {
+fn hit_line(h: &HitRow, tz: &TimeZone) -> String {
     let mut line = format!(
         "{}  {:<20}  {:<5}  {:<5}  {:<14}  {}",
-        utc(h.ts),
+        local(h.ts, tz),
         h.device,
         h.action.map_or("?", |a| a.as_str()),
         qtype_name(h.qtype),

@@ -1,7 +1,8 @@
 //! The one output renderer of the commands: aligned text columns, or one JSON object a line.
 
 use std::fmt::Write as _;
-use std::time::{Duration, UNIX_EPOCH};
+
+use jiff::tz::TimeZone;
 
 /// How a column is laid out: at least `min` characters wide (wider when a cell is), and
 /// padded on the left (numbers) or the right.
@@ -96,10 +97,22 @@ pub(crate) fn json_lines<T: serde::Serialize>(rows: &[T]) -> String {
     out
 }
 
-/// A Unix time as UTC, to the second.
-pub(crate) fn utc(ts: i64) -> String {
-    let t = UNIX_EPOCH + Duration::from_secs(ts.max(0) as u64);
-    humantime::format_rfc3339_seconds(t).to_string()
+/// A Unix time in local time with its offset, to the second, as the report writes it
+/// (`2026-03-02T08:15:00+01:00`).
+pub(crate) fn local(ts: i64, tz: &TimeZone) -> String {
+    crate::report::period::rfc3339(ts, tz)
+}
+
+/// A span of seconds in words, to its largest unit (`4 s`, `3 min`, `2 h`, `5 days`).
+pub(crate) fn ago(secs: i64) -> String {
+    let s = secs.max(0);
+    match s {
+        0..60 => format!("{s} s"),
+        60..3600 => format!("{} min", s / 60),
+        3600..86400 => format!("{} h", s / 3600),
+        _ if s / 86400 == 1 => "1 day".to_string(),
+        _ => format!("{} days", s / 86400),
+    }
 }
 
 #[cfg(test)]
@@ -115,6 +128,23 @@ mod tests {
         assert_eq!(
             t.render(),
             "NAME          RULES  SOURCE\na-long-name       7  x\nb            123456\n"
+        );
+    }
+
+    #[test]
+    fn times_are_local_with_their_offset_and_spans_in_words() {
+        let berlin = TimeZone::get("Europe/Berlin").unwrap();
+        assert_eq!(local(1_700_000_000, &berlin), "2023-11-14T23:13:20+01:00");
+        assert_eq!(
+            local(1_700_000_000, &TimeZone::UTC),
+            "2023-11-14T22:13:20+00:00"
+        );
+        let spans = [4, 59, 60, 3599, 3600, 86399, 86400, 3 * 86400, -5].map(ago);
+        assert_eq!(
+            spans,
+            [
+                "4 s", "59 s", "1 min", "59 min", "1 h", "23 h", "1 day", "3 days", "0 s"
+            ]
         );
     }
 

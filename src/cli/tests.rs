@@ -6,7 +6,9 @@ use std::path::Path;
 use crate::store::read::{self, HitFilter};
 use crate::store::{StoreError, unix_now};
 
-use super::devices::{devices, rename};
+use jiff::tz::TimeZone;
+
+use super::devices::{devices, forget, merge, rename};
 use super::log::{LOG_TAIL, log, parse_since};
 use super::status::status;
 use crate::clients::Device;
@@ -136,13 +138,17 @@ fn rename_sticks_and_commands_render() {
     let tv = read::devices(&conn, now).unwrap()[0].id;
     drop(conn);
     assert_eq!(
-        rename(&cfg.db, tv, "living room tv").unwrap(),
-        format!("device {tv} is now living room tv\n")
+        rename(&cfg.db, &tv.to_string(), "living room tv").unwrap(),
+        format!("device {tv} (ip:192.168.1.5) is now living room tv\n")
     );
     assert!(matches!(
-        rename(&cfg.db, 999, "x"),
-        Err(StoreError::NoSuchDevice(999))
+        rename(&cfg.db, "999", "x"),
+        Err(StoreError::NoSuchDevice(s)) if s == "999"
     ));
+    // By name (any case) and by MAC (any case and separator) as well as by id.
+    assert!(rename(&cfg.db, "Living Room TV", "tv").is_ok());
+    assert!(rename(&cfg.db, "AA-BB-CC-DD-EE-FF", "phone").is_ok());
+    assert!(rename(&cfg.db, "tv", "living room tv").is_ok());
 
     // The server's own name for the device does not undo the rename.
     let (logger, handle) = start(&cfg);
@@ -151,7 +157,7 @@ fn rename_sticks_and_commands_render() {
     logger.hit(hit(now, &d, "graph.facebook.com"));
     handle.shutdown();
 
-    let text = devices(&cfg.db, now, false).unwrap();
+    let text = devices(&cfg.db, now, &TimeZone::UTC, false).unwrap();
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 3, "{text}");
     assert!(lines[0].starts_with("ID  NAME"), "{text}");
@@ -160,7 +166,7 @@ fn rename_sticks_and_commands_render() {
     let col = lines[0].find("MAC").unwrap();
     assert_eq!(&lines[2][col..col + 17], "aa:bb:cc:dd:ee:ff", "{text}");
 
-    let json = devices(&cfg.db, now, true).unwrap();
+    let json = devices(&cfg.db, now, &TimeZone::UTC, true).unwrap();
     let first: serde_json::Value = serde_json::from_str(json.lines().next().unwrap()).unwrap();
     assert_eq!(first["name"], "living room tv");
 
@@ -170,6 +176,7 @@ fn rename_sticks_and_commands_render() {
             limit: LOG_TAIL,
             ..HitFilter::default()
         },
+        &TimeZone::UTC,
         false,
     )
     .unwrap();
@@ -180,7 +187,7 @@ fn rename_sticks_and_commands_render() {
     );
     assert!(last.is_some());
 
-    let st = status(&cfg.db, false).unwrap();
+    let st = status(&cfg.db, now, &TimeZone::UTC, false).unwrap();
     assert!(st.contains("server.queries"), "{st}");
     assert!(st.contains("writer.dropped"), "{st}");
 }
@@ -191,10 +198,12 @@ fn commands_on_a_missing_database_name_the_path() {
     let db = dir.path().join("none.db");
     let want = db.display().to_string();
     for err in [
-        devices(&db, 0, false).unwrap_err(),
-        status(&db, false).unwrap_err(),
-        rename(&db, 1, "x").unwrap_err(),
-        log(&db, &HitFilter::default(), false).unwrap_err(),
+        devices(&db, 0, &TimeZone::UTC, false).unwrap_err(),
+        status(&db, 0, &TimeZone::UTC, false).unwrap_err(),
+        rename(&db, "1", "x").unwrap_err(),
+        merge(&db, "1", "2").unwrap_err(),
+        forget(&db, "1").unwrap_err(),
+        log(&db, &HitFilter::default(), &TimeZone::UTC, false).unwrap_err(),
     ] {
         assert!(err.to_string().contains(&want), "{err}");
     }
@@ -214,4 +223,190 @@ fn since_takes_durations_and_dates() {
         parse_since("yesterday", now),
         Err(StoreError::BadTime(_))
     ));
+}
+
+#[test]
+fn log_of_a_device_that_does_not_exist_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cfg, _) = sample(dir.path());
+    let f = |device: &str| HitFilter {
+        device: Some(device.into()),
+        limit: LOG_TAIL,
+        ..HitFilter::default()
+    };
+    let err = log(&cfg.db, &f("nosuch"), &TimeZone::UTC, false).unwrap_err();
+    assert!(
+        matches!(&err, StoreError::NoSuchDevice(s) if s == "nosuch"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("metaguard devices"), "{err}");
+    let (text, _) = log(&cfg.db, &f("aa:bb:cc:dd:ee:ff"), &TimeZone::UTC, false).unwrap();
+    assert_eq!(text.lines().count(), 2, "{text}");
+    // Local time, with its offset, as the report writes it.
+    let berlin = TimeZone::get("Europe/Berlin").unwrap();
+    let (text, _) = log(&cfg.db, &f("phone"), &berlin, false).unwrap();
+    assert!(
+        text.lines()
+            .all(|l| l[19..].starts_with("+01:00") || l[19..].starts_with("+02:00")),
+        "{text}"
+    );
+}
+
+#[test]
+fn two_devices_of_one_name_must_be_named_by_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cfg, now) = sample(dir.path());
+    let conn = read::open(&cfg.db).unwrap();
+    let ids: Vec<i64> = read::devices(&conn, now)
+        .unwrap()
+        .iter()
+        .map(|d| d.id)
+        .collect();
+    drop(conn);
+    for id in &ids {
+        rename(&cfg.db, &id.to_string(), "tablet").unwrap();
+    }
+    let err = rename(&cfg.db, "tablet", "x").unwrap_err();
+    assert!(
+        matches!(&err, StoreError::AmbiguousDevice { ids: got, .. } if got.len() == 2),
+        "{err}"
+    );
+    assert!(err.to_string().contains("give the id"), "{err}");
+}
+
+#[test]
+fn merge_folds_hits_totals_and_addresses_and_later_hits_count_for_the_kept_device() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cfg, now) = sample(dir.path());
+    let out = merge(&cfg.db, "phone", "ip:192.168.1.5").unwrap();
+    assert!(out.contains("merged into"), "{out}");
+    let conn = read::open(&cfg.db).unwrap();
+    let devs = read::devices(&conn, now).unwrap();
+    assert_eq!(devs.len(), 1, "{devs:?}");
+    let phone = &devs[0];
+    assert_eq!(phone.name.as_deref(), Some("phone"));
+    assert_eq!(phone.meta_hits_7d, 3, "the tv's hit is the phone's now");
+    assert_eq!(phone.addrs.len(), 2, "{:?}", phone.addrs);
+    let all = |c: &rusqlite::Connection| {
+        read::hits(
+            c,
+            &HitFilter {
+                device: Some(phone.id.to_string()),
+                limit: 100,
+                ..HitFilter::default()
+            },
+        )
+        .unwrap()
+        .len()
+    };
+    assert_eq!(all(&conn), 3);
+    drop(conn);
+    assert!(matches!(
+        merge(&cfg.db, "phone", "phone"),
+        Err(StoreError::MergeSelf(_))
+    ));
+
+    // A writer that cached the merged device's id before the merge, and one that
+    // starts after it: both count the merged key's next hits for the phone.
+    let (logger, handle) = start(&cfg);
+    let tv = Device::from_addr("192.168.1.5".parse().unwrap());
+    logger.hit(hit(now, &tv, "graph.facebook.com"));
+    handle.shutdown();
+    let conn = read::open(&cfg.db).unwrap();
+    let devs = read::devices(&conn, now).unwrap();
+    assert_eq!(
+        devs.len(),
+        1,
+        "the merged key came back as a device: {devs:?}"
+    );
+    assert_eq!(all(&conn), 4);
+    // Still found under its old key.
+    drop(conn);
+    assert!(rename(&cfg.db, "ip:192.168.1.5", "phone").is_ok());
+}
+
+#[test]
+fn a_running_writer_sees_a_merge_made_by_another_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cfg, now) = sample(dir.path());
+    let (logger, handle) = start(&cfg);
+    let tv = Device::from_addr("192.168.1.5".parse().unwrap());
+    logger.hit(hit(now, &tv, "graph.facebook.com"));
+    assert!(handle.flush());
+    merge(&cfg.db, "phone", "ip:192.168.1.5").unwrap();
+    logger.hit(hit(now, &tv, "connect.facebook.net"));
+    handle.shutdown();
+    let conn = read::open(&cfg.db).unwrap();
+    let devs = read::devices(&conn, now).unwrap();
+    assert_eq!(devs.len(), 1, "{devs:?}");
+    assert_eq!(devs[0].meta_hits_7d, 5);
+}
+
+#[test]
+fn forget_deletes_the_device_and_its_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cfg, now) = sample(dir.path());
+    let out = forget(&cfg.db, "phone").unwrap();
+    assert!(out.contains("2 hits deleted"), "{out}");
+    let conn = read::open(&cfg.db).unwrap();
+    let devs = read::devices(&conn, now).unwrap();
+    assert_eq!(devs.len(), 1);
+    assert_eq!(devs[0].key, "ip:192.168.1.5");
+    let left: i64 = conn
+        .query_row(
+            "SELECT (SELECT count(*) FROM hits) + (SELECT count(*) FROM query_totals)
+               + (SELECT count(*) FROM daily_rollups) + (SELECT count(*) FROM device_addrs)",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    // The tv's hit, its rollup and its address (it has no hourly totals).
+    assert_eq!(left, 3);
+    assert!(matches!(
+        forget(&cfg.db, "phone"),
+        Err(StoreError::NoSuchDevice(_))
+    ));
+}
+
+#[test]
+fn status_says_in_words_whether_the_server_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path());
+    let now = unix_now();
+    let (logger, handle) = start(&cfg);
+    // This test process stands for the server: its pid is alive.
+    let me = std::process::id();
+    logger.status(format!(
+        r#"{{"pid": {me}, "started": {}, "queries": 1}}"#,
+        now - 7200
+    ));
+    handle.shutdown();
+    let st = status(&cfg.db, now, &TimeZone::UTC, false).unwrap();
+    let first = st.lines().next().unwrap();
+    assert!(first.starts_with("server"), "{st}");
+    assert!(first.contains(&format!("running as pid {me}")), "{st}");
+    assert!(
+        first.contains("(up 2 h)") && first.contains("+00:00"),
+        "{st}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&status(&cfg.db, now, &TimeZone::UTC, true).unwrap()).unwrap();
+    assert_eq!(json["running"], true);
+    assert_eq!(json["server"]["queries"], 1, "the numbers stay numbers");
+    // An hour later without a report (a server writes at least every 10 min): stopped.
+    let later = status(&cfg.db, now + 3600, &TimeZone::UTC, false).unwrap();
+    assert!(
+        later
+            .lines()
+            .next()
+            .unwrap()
+            .contains("not running; last report 1 h ago"),
+        "{later}"
+    );
+    // A pid that no process has.
+    let (logger, handle) = start(&cfg);
+    logger.status(r#"{"pid": 2147483646}"#.into());
+    handle.shutdown();
+    let st = status(&cfg.db, now, &TimeZone::UTC, false).unwrap();
+    assert!(st.lines().next().unwrap().contains("not running"), "{st}");
 }

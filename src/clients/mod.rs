@@ -10,6 +10,7 @@
 //! tables and lease files are re-read by `refresh_now`, off the query path.
 
 mod leases;
+mod lookup;
 mod mac;
 mod neigh;
 

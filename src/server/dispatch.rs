@@ -26,7 +26,7 @@ use crate::store::{Logger, unix_now};
 /// How often the counters are written for `metaguard status` while they change.
 const STATUS_EVERY: Duration = Duration::from_secs(5);
 /// How often they are written while they do not (an idle server's heartbeat).
-const STATUS_IDLE: Duration = Duration::from_secs(600);
+pub(crate) const STATUS_IDLE: Duration = Duration::from_secs(600);
 
 /// What the listeners share: the handler and the counters, the shutdown token and the
 /// tracker of query tasks. Its methods take a packet to its answer.

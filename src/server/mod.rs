@@ -5,6 +5,7 @@
 
 mod decide;
 mod dispatch;
+pub(crate) use dispatch::STATUS_IDLE;
 mod handler;
 mod inflight;
 mod mmsg;
@@ -223,7 +224,15 @@ impl Running {
             .export
             .stop(Duration::from_secs(2))
             .await;
+        // The last status says the server stopped, so `metaguard status` need not guess.
         let status = self.dispatcher.status_json(self.started, self.started_unix);
+        let status = match serde_json::from_str::<serde_json::Value>(&status) {
+            Ok(serde_json::Value::Object(mut m)) => {
+                m.insert("stopped".into(), unix_now().into());
+                serde_json::Value::Object(m).to_string()
+            }
+            _ => status,
+        };
         self.dispatcher.handler.logger.status(status);
         if let Some(w) = self.writer.take() {
             let _ = tokio::task::spawn_blocking(move || w.shutdown()).await;

@@ -31,7 +31,17 @@ pub(super) struct Db {
     names: HashMap<String, i64>,
     categories: HashMap<String, i64>,
     rules: HashMap<String, i64>,
-    devices: HashMap<DeviceKey, i64>,
+    devices: HashMap<DeviceKey, DeviceId>,
+    /// `PRAGMA data_version` at the last batch: it moves when another connection
+    /// (`devices merge`, `forget`, `rename`) commits, and the device ids are read anew.
+    data_version: i64,
+}
+
+/// A device key's row id, and whether the key was merged into another device's row.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct DeviceId {
+    id: i64,
+    merged: bool,
 }
 
 impl Db {
@@ -42,7 +52,21 @@ impl Db {
             categories: HashMap::default(),
             rules: HashMap::default(),
             devices: HashMap::default(),
+            data_version: 0,
         }
+    }
+
+    /// Drop the device ids when another connection changed the database since the last
+    /// batch: a merged or forgotten device's id is gone.
+    fn notice_outside_edits(&mut self) -> rusqlite::Result<()> {
+        let v: i64 = self
+            .conn
+            .pragma_query_value(None, "data_version", |r| r.get(0))?;
+        if v != self.data_version {
+            self.devices.clear();
+            self.data_version = v;
+        }
+        Ok(())
     }
 
     /// After a rollback the cached ids may name rows that are gone.
@@ -81,11 +105,15 @@ fn intern(
 /// Upsert a device seen in a hit or query; returns its id.
 fn upsert_device(
     tx: &Transaction<'_>,
-    cache: &mut HashMap<DeviceKey, i64>,
+    cache: &mut HashMap<DeviceKey, DeviceId>,
     d: &Device,
     first: i64,
     last: i64,
 ) -> rusqlite::Result<i64> {
+    if let Some(id) = merged_into(tx, cache, &d.key)? {
+        seen_merged(tx, id, first, last)?;
+        return Ok(id);
+    }
     tx.prepare_cached(
         "INSERT INTO devices(key, mac, name, grp, first_seen, last_seen)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)
@@ -110,10 +138,14 @@ fn upsert_device(
 /// A device known only from the totals: create it if new, never change its details.
 fn touch_device(
     tx: &Transaction<'_>,
-    cache: &mut HashMap<DeviceKey, i64>,
+    cache: &mut HashMap<DeviceKey, DeviceId>,
     key: &DeviceKey,
     ts: i64,
 ) -> rusqlite::Result<i64> {
+    if let Some(id) = merged_into(tx, cache, key)? {
+        seen_merged(tx, id, ts, ts)?;
+        return Ok(id);
+    }
     tx.prepare_cached(
         "INSERT INTO devices(key, mac, first_seen, last_seen) VALUES (?1, ?2, ?3, ?3)
          ON CONFLICT(key) DO UPDATE SET last_seen = max(devices.last_seen, excluded.last_seen)",
@@ -124,20 +156,53 @@ fn touch_device(
 
 fn device_id(
     tx: &Transaction<'_>,
-    cache: &mut HashMap<DeviceKey, i64>,
+    cache: &mut HashMap<DeviceKey, DeviceId>,
     key: &DeviceKey,
 ) -> rusqlite::Result<i64> {
-    if let Some(&id) = cache.get(key) {
+    if let Some(d) = cache.get(key) {
+        return Ok(d.id);
+    }
+    if let Some(id) = merged_into(tx, cache, key)? {
         return Ok(id);
     }
     let id: i64 = tx
         .prepare_cached("SELECT id FROM devices WHERE key = ?1")?
         .query_row([key.as_str()], |r| r.get(0))?;
+    remember(cache, key, DeviceId { id, merged: false });
+    Ok(id)
+}
+
+/// The device a key was merged into (`metaguard devices merge`), if it was.
+fn merged_into(
+    tx: &Transaction<'_>,
+    cache: &mut HashMap<DeviceKey, DeviceId>,
+    key: &DeviceKey,
+) -> rusqlite::Result<Option<i64>> {
+    if let Some(d) = cache.get(key) {
+        return Ok(d.merged.then_some(d.id));
+    }
+    let id = super::edit::alias(tx, key.as_str())?;
+    if let Some(id) = id {
+        remember(cache, key, DeviceId { id, merged: true });
+    }
+    Ok(id)
+}
+
+/// A merged key was seen: its device's times move, its details stay as merged.
+fn seen_merged(tx: &Transaction<'_>, id: i64, first: i64, last: i64) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "UPDATE devices SET first_seen = min(first_seen, ?2), last_seen = max(last_seen, ?3)
+         WHERE id = ?1",
+    )?
+    .execute(params![id, first, last])?;
+    Ok(())
+}
+
+fn remember(cache: &mut HashMap<DeviceKey, DeviceId>, key: &DeviceKey, d: DeviceId) {
     if cache.len() >= CACHE_LIMIT {
         cache.clear();
     }
-    cache.insert(key.clone(), id);
-    Ok(id)
+    cache.insert(key.clone(), d);
 }
 
 /// A `hits` row: ts, device_id, name_id, qtype, category_id, action, rule_id,
@@ -181,12 +246,14 @@ pub(super) fn write_batch(
     status: Option<&str>,
     counters: Counters,
 ) -> rusqlite::Result<()> {
+    db.notice_outside_edits()?;
     let Db {
         conn,
         names,
         categories,
         rules,
         devices,
+        ..
     } = db;
     let tx = conn.transaction()?;
 

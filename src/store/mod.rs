@@ -1,9 +1,10 @@
 //! The hit log: events (`event`) queued by the query path (`logger`), written by one
 //! background thread (`writer`: `batch` SQL, `retry` policy, `recover`, `retention`),
 //! read by the `devices`, `log` and `status` commands (`read`; the commands are in
-//! `crate::cli`). See docs/store.md.
+//! `crate::cli`), edited by hand through `edit`. See docs/store.md.
 
 mod batch;
+pub(crate) mod edit;
 mod event;
 mod logger;
 pub(crate) mod read;
@@ -126,9 +127,20 @@ pub enum StoreError {
         /// Why it failed.
         source: std::io::Error,
     },
-    /// `devices` was given an id no device has.
-    #[error("no device with id {0}")]
-    NoSuchDevice(i64),
+    /// A device named by id, name, MAC or key that no device has.
+    #[error("no device is {0:?} (give an id, a name or a MAC that `metaguard devices` lists)")]
+    NoSuchDevice(String),
+    /// A name that several devices carry.
+    #[error("{spec:?} names {} devices (ids {}): give the id", .ids.len(), .ids.iter().map(i64::to_string).collect::<Vec<_>>().join(", "))]
+    AmbiguousDevice {
+        /// What was given.
+        spec: String,
+        /// The devices it names.
+        ids: Vec<i64>,
+    },
+    /// `devices merge` given the same device twice.
+    #[error("cannot merge {0:?} into itself")]
+    MergeSelf(String),
     #[error(
         "cannot read time {0:?}: give a duration like 1h or 2d, or a date like 2024-05-01T12:00:00Z"
     )]

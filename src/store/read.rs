@@ -91,22 +91,6 @@ pub(crate) fn devices(conn: &Connection, now: i64) -> rusqlite::Result<Vec<Devic
     Ok(rows)
 }
 
-/// Give device `id` a name (`metaguard devices rename`); later names from the server
-/// do not overwrite it.
-pub(crate) fn rename_device(db_path: &Path, id: i64, name: &str) -> Result<(), StoreError> {
-    let conn = schema::open_existing_rw(db_path)?;
-    let n = conn
-        .execute(
-            "UPDATE devices SET name = ?1 WHERE id = ?2",
-            params![name, id],
-        )
-        .map_err(StoreError::sqlite(db_path))?;
-    if n == 0 {
-        return Err(StoreError::NoSuchDevice(id));
-    }
-    Ok(())
-}
-
 /// Which hits `metaguard log` shows.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct HitFilter {

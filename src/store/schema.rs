@@ -13,6 +13,7 @@ use super::StoreError;
 const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_hits.sql"),
     include_str!("migrations/0002_totals.sql"),
+    include_str!("migrations/0003_aliases.sql"),
 ];
 
 /// The schema version this build writes.
@@ -145,6 +146,7 @@ mod tests {
         for name in [
             "categories",
             "daily_rollups",
+            "device_aliases",
             "device_addrs",
             "devices",
             "hits",

@@ -251,7 +251,6 @@ async fn cli_readers_show_what_serve_wrote() {
         Q::default(),
     )
     .await;
-    srv.stop().await;
     let bin = env!("CARGO_BIN_EXE_metaguard");
     let run = |args: &[&str]| {
         support::stdout_ok(
@@ -261,7 +260,30 @@ async fn cli_readers_show_what_serve_wrote() {
                 .arg(&db),
         )
     };
+    assert!(srv.flush_log().await);
+    // The server runs in this test's process.
+    let status = run(&["status"]);
+    let first = |s: &str| s.lines().next().unwrap_or_default().to_string();
+    let me = format!("running as pid {}", std::process::id());
+    assert!(
+        first(&status).starts_with("server") && first(&status).contains(&me),
+        "{status}"
+    );
+    srv.stop().await;
+    let status = run(&["status"]);
+    assert!(
+        first(&status).contains(" not running: stopped "),
+        "{status}"
+    );
     assert!(run(&["devices"]).contains("127.0.0.1"));
+    let out = std::process::Command::new(bin)
+        .args(["log", "--device", "nosuch", "--db"])
+        .arg(&db)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no device is \"nosuch\""), "{err}");
     let log = run(&["log"]);
     assert!(
         log.contains("an.facebook.com") && log.contains("audience-network"),
