@@ -1,5 +1,5 @@
-//! MAC addresses: parsing, display, and the client MAC a dnsmasq forwarder adds to a
-//! query as an EDNS option (`--add-mac`).
+//! MAC addresses: parsing, display, and the client MAC (`--add-mac`) or address
+//! (`--add-subnet`) a dnsmasq forwarder adds to a query as an EDNS option.
 
 use std::fmt;
 use std::str::FromStr;
@@ -88,6 +88,17 @@ impl<'de> Deserialize<'de> for Mac {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         crate::config::deserialize_from_str(d)
     }
+}
+
+/// The client address a forwarder put in the query as a client subnet (RFC 7871) of full
+/// length (dnsmasq `--add-subnet=32,128`): one device, not a network. A shorter prefix
+/// names a network and is not used for identity.
+pub(crate) fn client_address(edns: &Edns) -> Option<std::net::IpAddr> {
+    let Some(EdnsOption::Subnet(s)) = edns.option(EdnsCode::Subnet) else {
+        return None;
+    };
+    let full = if s.addr().is_ipv4() { 32 } else { 128 };
+    (s.source_prefix() == full).then(|| s.addr().to_canonical())
 }
 
 /// The client MAC that a dnsmasq forwarder put in the query, in any of its three

@@ -32,6 +32,7 @@ use tokio_util::sync::CancellationToken;
 use crate::store::DeviceKey;
 
 pub(crate) use leases::{LeaseFile, LeaseFormat};
+use mac::client_address;
 pub use mac::mac_from_edns;
 pub(crate) use mac::{EDNS_MAC_RAW, EDNS_MAC_TEXT, Mac};
 
@@ -53,6 +54,12 @@ pub struct ClientsConfig {
     /// (after a period with none, the next query has them read again at once).
     #[serde(with = "humantime_serde")]
     pub(crate) refresh: Duration,
+    /// Forwarders whose EDNS client options are believed: the MAC option of dnsmasq
+    /// `--add-mac` and a full-length client subnet (`--add-subnet=32,128`, RFC 7871)
+    /// name the device behind them. From any other source these options are ignored,
+    /// so a device on the LAN cannot pass for another one. Loopback by default (a
+    /// dnsmasq on the same machine).
+    pub trust_edns_from: Vec<IpNet>,
 }
 
 impl Default for ClientsConfig {
@@ -70,6 +77,10 @@ impl Default for ClientsConfig {
             ],
             neighbours: true,
             refresh: Duration::from_secs(30),
+            trust_edns_from: ["127.0.0.0/8", "::1/128"]
+                .iter()
+                .filter_map(|n| n.parse().ok())
+                .collect(),
         }
     }
 }
@@ -244,6 +255,8 @@ struct NeighbourSources {
 #[derive(Debug)]
 pub(crate) struct Clients {
     devices: DeviceTable,
+    /// `trust_edns_from`.
+    trusted: Vec<IpNet>,
     leases: Vec<LeaseFile>,
     neighbours: Option<NeighbourSources>,
     refresh: Duration,
@@ -296,6 +309,7 @@ impl Clients {
         Ok(Clients {
             devices: t,
             leases: cfg.leases.clone(),
+            trusted: cfg.trust_edns_from.clone(),
             neighbours: cfg.neighbours.then(|| NeighbourSources {
                 arp: PathBuf::from(PROC_NET_ARP),
                 ip_program: Some(PathBuf::from(IP_PROGRAM)),
@@ -315,9 +329,12 @@ impl Clients {
         if self.parked.load(Ordering::Relaxed) && self.parked.swap(false, Ordering::Relaxed) {
             self.wake.notify_one();
         }
-        let addr = src.to_canonical();
+        let src = src.to_canonical();
         let learnt = self.learnt.load();
+        // Only a trusted forwarder may say who is behind it.
+        let edns = edns.filter(|_| self.trusted.iter().any(|n| n.contains(&src)));
         let edns_mac = edns.and_then(mac_from_edns);
+        let addr = edns.and_then(client_address).unwrap_or(src);
         // Behind a dnsmasq forwarder the source is dnsmasq itself: with a MAC in the
         // query, the source address says nothing about the device.
         let client_ip = edns_mac.is_none().then_some(addr);

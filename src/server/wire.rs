@@ -8,9 +8,12 @@ use crate::cache::{DnssecBits, Encoded};
 use crate::clients::{EDNS_MAC_RAW, EDNS_MAC_TEXT};
 use crate::filter::BlockResponse;
 
-/// EDNS options that carry a client MAC (dnsmasq `--add-mac`): those queries need the
-/// full path, which reads them.
-const MAC_OPTIONS: [u16; 2] = [EDNS_MAC_RAW, EDNS_MAC_TEXT];
+/// EDNS options that say who the client is (dnsmasq `--add-mac`, a client subnet): those
+/// queries need the full path, which reads them.
+const MAC_OPTIONS: [u16; 3] = [EDNS_MAC_RAW, EDNS_MAC_TEXT, EDNS_CLIENT_SUBNET];
+
+/// RFC 7871's option code.
+const EDNS_CLIENT_SUBNET: u16 = 8;
 
 /// A parsed common query, borrowed from its packet.
 #[derive(Debug)]

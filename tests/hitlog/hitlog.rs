@@ -3,18 +3,23 @@
 use crate::support::{self, *};
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
 use hickory_proto::rr::RecordType;
-use hickory_proto::rr::rdata::opt::EdnsOption;
+use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsOption};
 use metaguard::clients::{DeviceConfig, DeviceMatch};
 use rusqlite::Connection;
 
 /// A query with dnsmasq's MAC option (`code` 65001 raw or 65073 text/base64).
 fn query_with_mac(qname: &str, code: u16, data: Vec<u8>) -> Vec<u8> {
+    query_with_option(qname, EdnsOption::Unknown(code, data))
+}
+
+/// A query with one EDNS option.
+fn query_with_option(qname: &str, option: EdnsOption) -> Vec<u8> {
     let mut m = Message::new(99, MessageType::Query, OpCode::Query);
     m.metadata.recursion_desired = true;
     m.add_query(Query::query(name(qname), RecordType::A));
     let mut e = Edns::new();
     e.set_max_payload(1232);
-    e.options_mut().insert(EdnsOption::Unknown(code, data));
+    e.options_mut().insert(option);
     m.set_edns(e);
     m.to_vec().unwrap()
 }
@@ -152,6 +157,76 @@ async fn mac_from_each_edns_form_and_two_addresses_make_one_device() {
             "SELECT count(*) FROM hits h JOIN devices d ON d.id = h.device_id WHERE d.key = 'mac:d2:16:0a:0b:0c:0d'"
         ),
         3
+    );
+}
+
+/// `[clients] trust_edns_from`: the MAC option and a full-length client subnet name the
+/// device only when a trusted forwarder sent them; from anyone else they are ignored, so
+/// a device cannot pass for the kids' tablet, or escape its group, by claiming a MAC.
+#[tokio::test]
+async fn edns_identity_is_believed_only_from_trusted_forwarders() {
+    let up = Upstream::start().await;
+    let mut c = config(&up);
+    c.clients.trust_edns_from = vec!["127.0.0.1/32".parse().unwrap()];
+    c.devices = vec![
+        DeviceConfig {
+            name: "kids tablet".into(),
+            matches: vec!["d2:16:0a:0b:0c:0d".parse::<DeviceMatch>().unwrap()],
+            group: Some("kids".into()),
+        },
+        DeviceConfig {
+            name: "kids phone".into(),
+            matches: vec!["192.168.1.77".parse::<DeviceMatch>().unwrap()],
+            group: Some("kids".into()),
+        },
+    ];
+    c.groups.insert(
+        "kids".into(),
+        [("meta-ai".to_string(), metaguard::policy::Action::Block)]
+            .into_iter()
+            .collect(),
+    );
+    let db = c.store.db.clone();
+    let srv = serve(c).await;
+    let addr = srv.addrs()[0];
+    let mac = || EdnsOption::Unknown(65001, vec![0xd2, 0x16, 0x0a, 0x0b, 0x0c, 0x0d]);
+    let ecs = |a: &str, len| EdnsOption::Subnet(ClientSubnet::new(a.parse().unwrap(), len, 0));
+    let ask = |from: &'static str, option: EdnsOption| async move {
+        ips(&udp_from(from, addr, &query_with_option("www.meta.ai.", option)).await)
+    };
+    let blocked = ["0.0.0.0"];
+    let answered = ["192.0.2.1"];
+    assert_eq!(ask("127.0.0.1:0", mac()).await, blocked);
+    assert_eq!(
+        ask("127.0.0.5:0", mac()).await,
+        answered,
+        "MAC from an untrusted source"
+    );
+    assert_eq!(ask("127.0.0.1:0", ecs("192.168.1.77", 32)).await, blocked);
+    assert_eq!(
+        ask("127.0.0.1:0", ecs("192.168.1.0", 24)).await,
+        answered,
+        "a /24 is a network, not a device"
+    );
+    assert_eq!(ask("127.0.0.5:0", ecs("192.168.1.77", 32)).await, answered);
+    srv.stop().await;
+    let keys = |sql: &str| -> Vec<String> {
+        let c = Connection::open(&db).unwrap();
+        let mut st = c.prepare(sql).unwrap();
+        st.query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    };
+    assert_eq!(
+        keys("SELECT d.key FROM hits h JOIN devices d ON d.id = h.device_id ORDER BY h.id"),
+        [
+            "mac:d2:16:0a:0b:0c:0d",
+            "ip:127.0.0.5",
+            "ip:192.168.1.77",
+            "ip:127.0.0.1",
+            "ip:127.0.0.5"
+        ]
     );
 }
 
