@@ -410,3 +410,47 @@ fn status_says_in_words_whether_the_server_runs() {
     let st = status(&cfg.db, now, &TimeZone::UTC, false).unwrap();
     assert!(st.lines().next().unwrap().contains("not running"), "{st}");
 }
+
+#[test]
+fn a_new_address_seen_under_a_mac_is_folded_into_that_device_with_its_hits() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path());
+    let now = unix_now();
+    let mac: crate::clients::Mac = "aa:bb:cc:dd:ee:01".parse().unwrap();
+    let v6 = "2001:db8::77".parse().unwrap();
+    let old_v4 = "192.168.1.9".parse().unwrap();
+    let (logger, handle) = start(&cfg);
+    // Asked from the address before its MAC was known, then under the MAC.
+    logger.hit(hit(now - 20, &Device::from_addr(v6), "graph.facebook.com"));
+    // Another device had this address two hours ago: it stays its own.
+    logger.hit(hit(
+        now - 7200,
+        &Device::from_addr(old_v4),
+        "graph.facebook.com",
+    ));
+    assert!(handle.flush());
+    logger.hit(hit(now, &Device::from_mac(mac, v6), "connect.facebook.net"));
+    logger.hit(hit(
+        now,
+        &Device::from_mac(mac, old_v4),
+        "connect.facebook.net",
+    ));
+    handle.shutdown();
+    let conn = read::open(&cfg.db).unwrap();
+    let devs = read::devices(&conn, now).unwrap();
+    let keys: Vec<&str> = devs.iter().map(|d| d.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        ["mac:aa:bb:cc:dd:ee:01", "ip:192.168.1.9"],
+        "{devs:?}"
+    );
+    assert_eq!(
+        devs[0].meta_hits_7d, 3,
+        "the address's earlier hit is the MAC's"
+    );
+    assert!(
+        devs[0].addrs.contains(&"2001:db8::77".to_string()),
+        "{devs:?}"
+    );
+    assert_eq!(devs[1].meta_hits_7d, 1);
+}

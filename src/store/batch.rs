@@ -6,7 +6,7 @@
 use rustc_hash::FxHashMap as HashMap;
 use std::net::IpAddr;
 
-use rusqlite::{Connection, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use super::event::{DeviceKey, Totals};
 use super::logger::Msg;
@@ -24,6 +24,12 @@ pub(super) struct Counters {
 /// Interned ids kept in memory; past it the cache starts over.
 const CACHE_LIMIT: usize = 100_000;
 
+/// A device known only by an address that was first seen at most this long before the
+/// address showed up under a MAC is that MAC's device (a phone's new IPv6 privacy address,
+/// queried before the neighbour tables knew it), and is folded into it with its hits. An
+/// older one may have been another device that had the address before, and stays.
+pub(crate) const FOLD_WINDOW_S: i64 = 3600;
+
 /// The open database and its interned ids, valid only for this connection (a fresh
 /// database after corruption numbers everything anew).
 pub(super) struct Db {
@@ -32,6 +38,8 @@ pub(super) struct Db {
     categories: HashMap<String, i64>,
     rules: HashMap<String, i64>,
     devices: HashMap<DeviceKey, DeviceId>,
+    /// (MAC device, address) pairs already checked for an address-only device to fold.
+    folded: rustc_hash::FxHashSet<(i64, IpAddr)>,
     /// `PRAGMA data_version` at the last batch: it moves when another connection
     /// (`devices merge`, `forget`, `rename`) commits, and the device ids are read anew.
     data_version: i64,
@@ -52,6 +60,7 @@ impl Db {
             categories: HashMap::default(),
             rules: HashMap::default(),
             devices: HashMap::default(),
+            folded: Default::default(),
             data_version: 0,
         }
     }
@@ -64,6 +73,7 @@ impl Db {
             .pragma_query_value(None, "data_version", |r| r.get(0))?;
         if v != self.data_version {
             self.devices.clear();
+            self.folded.clear();
             self.data_version = v;
         }
         Ok(())
@@ -75,6 +85,7 @@ impl Db {
         self.categories.clear();
         self.rules.clear();
         self.devices.clear();
+        self.folded.clear();
     }
 }
 
@@ -188,6 +199,27 @@ fn merged_into(
     Ok(id)
 }
 
+/// The device known only as `addr`, new within [`FOLD_WINDOW_S`] of `ts`, becomes MAC
+/// device `id`'s, with its hits, totals and address.
+fn fold_address(
+    tx: &Transaction<'_>,
+    cache: &mut HashMap<DeviceKey, DeviceId>,
+    id: i64,
+    addr: IpAddr,
+    ts: i64,
+) -> rusqlite::Result<()> {
+    let key = DeviceKey::from_addr(addr);
+    let other: Option<i64> = tx
+        .prepare_cached("SELECT id FROM devices WHERE key = ?1 AND first_seen >= ?2")?
+        .query_row(params![key.as_str(), ts - FOLD_WINDOW_S], |r| r.get(0))
+        .optional()?;
+    if let Some(other) = other.filter(|o| *o != id) {
+        super::edit::fold(tx, id, other, false)?;
+        cache.remove(&key);
+    }
+    Ok(())
+}
+
 /// A merged key was seen: its device's times move, its details stay as merged.
 fn seen_merged(tx: &Transaction<'_>, id: i64, first: i64, last: i64) -> rusqlite::Result<()> {
     tx.prepare_cached(
@@ -253,6 +285,7 @@ pub(super) fn write_batch(
         categories,
         rules,
         devices,
+        folded,
         ..
     } = db;
     let tx = conn.transaction()?;
@@ -278,8 +311,13 @@ pub(super) fn write_batch(
     for (d, first, last) in seen.values() {
         upsert_device(&tx, devices, d, *first, *last)?;
     }
+    // Folded after this batch's rows are in, so that they all find their devices.
+    let mut to_fold = Vec::new();
     for ((key, addr), ts) in &addrs {
         let id = device_id(&tx, devices, key)?;
+        if key.mac().is_some() && folded.len() < CACHE_LIMIT && folded.insert((id, *addr)) {
+            to_fold.push((id, *addr, *ts));
+        }
         tx.prepare_cached(
             "INSERT INTO device_addrs(device_id, addr, last_seen) VALUES (?1, ?2, ?3)
              ON CONFLICT(device_id, addr) DO UPDATE
@@ -358,6 +396,9 @@ pub(super) fn write_batch(
                blocked = query_totals.blocked + excluded.blocked",
         )?
         .execute(params![device, hour, t.queries, t.meta, t.blocked])?;
+    }
+    for (id, addr, ts) in to_fold {
+        fold_address(&tx, devices, id, addr, ts)?;
     }
     let now = unix_now();
     let put = |key: &str, value: &str| -> rusqlite::Result<()> {

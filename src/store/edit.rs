@@ -79,12 +79,15 @@ pub(crate) fn merge(db: &Path, keep: &str, other: &str) -> Result<(Found, Found)
         return Err(StoreError::MergeSelf(a.label));
     }
     let tx = conn.transaction().map_err(StoreError::sqlite(db))?;
-    merge_rows(&tx, a.id, b.id).map_err(StoreError::sqlite(db))?;
+    fold(&tx, a.id, b.id, true).map_err(StoreError::sqlite(db))?;
     tx.commit().map_err(StoreError::sqlite(db))?;
     Ok((a, b))
 }
 
-fn merge_rows(tx: &Transaction<'_>, a: i64, b: i64) -> rusqlite::Result<()> {
+/// Move device `b`'s rows to `a` and delete `b`; with `alias`, `b`'s key names `a` from
+/// now on (the writer's own folds of a new address leave it out: an address may later
+/// belong to another device, a merge by hand is for good).
+pub(super) fn fold(tx: &Transaction<'_>, a: i64, b: i64, alias: bool) -> rusqlite::Result<()> {
     tx.execute(
         "UPDATE hits SET device_id = ?1 WHERE device_id = ?2",
         [a, b],
@@ -153,11 +156,13 @@ fn merge_rows(tx: &Transaction<'_>, a: i64, b: i64) -> rusqlite::Result<()> {
         "UPDATE device_aliases SET device_id = ?1 WHERE device_id = ?2",
         [a, b],
     )?;
-    tx.execute(
-        "INSERT INTO device_aliases(key, device_id) VALUES (?1, ?2)
-         ON CONFLICT(key) DO UPDATE SET device_id = excluded.device_id",
-        params![key, a],
-    )?;
+    if alias {
+        tx.execute(
+            "INSERT INTO device_aliases(key, device_id) VALUES (?1, ?2)
+             ON CONFLICT(key) DO UPDATE SET device_id = excluded.device_id",
+            params![key, a],
+        )?;
+    }
     Ok(())
 }
 
