@@ -13,6 +13,7 @@ mod leases;
 mod lookup;
 mod mac;
 mod neigh;
+mod netlink;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -20,8 +21,8 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use hickory_proto::op::Edns;
@@ -40,6 +41,11 @@ pub(crate) use mac::{EDNS_MAC_RAW, EDNS_MAC_TEXT, Mac};
 const PROC_NET_ARP: &str = "/proc/net/arp";
 /// The iproute2 program that prints the IPv6 neighbour table.
 const IP_PROGRAM: &str = "ip";
+/// How long one read of the kernel's neighbour dump may wait.
+const NETLINK_TIMEOUT: Duration = Duration::from_millis(50);
+/// The kernel is asked about unknown addresses at most this often (a flood of new
+/// sources costs at most ten dumps a second).
+const ASK_KERNEL_EVERY: Duration = Duration::from_millis(100);
 
 /// `[clients]`: where names and MACs come from besides the `[[devices]]` list.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -234,7 +240,7 @@ struct DeviceTable {
 
 /// What the last refresh learnt. Built whole, then swapped in, so `identify` never sees
 /// a half-read table.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct Learnt {
     /// From the neighbour tables, then leases for addresses the kernel does not know.
     mac_by_ip: HashMap<IpAddr, Mac>,
@@ -245,6 +251,9 @@ struct Learnt {
 /// Where `refresh_now` reads the neighbour tables (fixture files in tests).
 #[derive(Debug)]
 struct NeighbourSources {
+    /// Ask the kernel over rtnetlink (the files below only when that fails), also on a
+    /// query from an address the tables do not know yet.
+    netlink: bool,
     arp: PathBuf,
     /// `None` skips IPv6.
     ip_program: Option<PathBuf>,
@@ -264,6 +273,9 @@ pub(crate) struct Clients {
     malformed: AtomicUsize,
     /// Set while the refresher waits for a query (see `spawn_refresher`).
     parked: AtomicBool,
+    /// When the kernel was last asked about an unknown address (ms since `born`).
+    asked_ms: AtomicU64,
+    born: Instant,
     /// The first query while it waits wakes it.
     wake: tokio::sync::Notify,
 }
@@ -311,6 +323,7 @@ impl Clients {
             leases: cfg.leases.clone(),
             trusted: cfg.trust_edns_from.clone(),
             neighbours: cfg.neighbours.then(|| NeighbourSources {
+                netlink: true,
                 arp: PathBuf::from(PROC_NET_ARP),
                 ip_program: Some(PathBuf::from(IP_PROGRAM)),
             }),
@@ -319,11 +332,14 @@ impl Clients {
             learnt: ArcSwap::from_pointee(Learnt::default()),
             malformed: AtomicUsize::new(0),
             parked: AtomicBool::new(false),
+            asked_ms: AtomicU64::new(0),
+            born: Instant::now(),
             wake: tokio::sync::Notify::new(),
         })
     }
 
-    /// Who sent a query from `src` with `edns`. Table lookups only: no I/O, no await.
+    /// Who sent a query from `src` with `edns`. Table lookups, no await; for an address
+    /// the tables do not know, one rtnetlink dump at most every [`ASK_KERNEL_EVERY`].
     pub(crate) fn identify(&self, src: IpAddr, edns: Option<&Edns>) -> Device {
         // A load; a store and a wake-up once per refresh period at most.
         if self.parked.load(Ordering::Relaxed) && self.parked.swap(false, Ordering::Relaxed) {
@@ -338,7 +354,10 @@ impl Clients {
         // Behind a dnsmasq forwarder the source is dnsmasq itself: with a MAC in the
         // query, the source address says nothing about the device.
         let client_ip = edns_mac.is_none().then_some(addr);
-        let mac = edns_mac.or_else(|| learnt.mac_by_ip.get(&addr).copied());
+        let mac = edns_mac
+            .or_else(|| learnt.mac_by_ip.get(&addr).copied())
+            .or_else(|| client_ip.and_then(|ip| self.ask_kernel(ip)));
+        let learnt = self.learnt.load();
 
         let device = mac
             .and_then(|m| self.devices.by_mac.get(&m))
@@ -366,6 +385,42 @@ impl Clients {
             name,
             group: device.and_then(|d| d.group.clone()),
         }
+    }
+
+    /// The MAC of `ip` from the kernel's neighbour table, for a query from an address
+    /// the last refresh did not know (a phone's new IPv6 privacy address): its device and
+    /// group apply from its first query, not from the next refresh. One rtnetlink dump,
+    /// tens of µs, at most every [`ASK_KERNEL_EVERY`]; what it learns is kept.
+    fn ask_kernel(&self, ip: IpAddr) -> Option<Mac> {
+        if ip.is_loopback() || ip.is_unspecified() || !self.neighbours.as_ref()?.netlink {
+            return None;
+        }
+        let now = self.born.elapsed().as_millis() as u64 + ASK_KERNEL_EVERY.as_millis() as u64;
+        let last = self.asked_ms.load(Ordering::Relaxed);
+        if now < last + ASK_KERNEL_EVERY.as_millis() as u64
+            || self
+                .asked_ms
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            return None;
+        }
+        let started = Instant::now();
+        let pairs = netlink::neighbours(NETLINK_TIMEOUT).ok()?;
+        let found = pairs.iter().find(|(a, _)| *a == ip).map(|(_, m)| *m);
+        tracing::debug!(
+            %ip,
+            mac = ?found,
+            neighbours = pairs.len(),
+            took_us = started.elapsed().as_micros() as u64,
+            "asked the kernel about a new address"
+        );
+        self.learnt.rcu(|old| {
+            let mut new = Learnt::clone(old);
+            new.mac_by_ip.extend(pairs.iter().copied());
+            new
+        });
+        found
     }
 
     /// Re-read the neighbour tables and lease files and swap in what they say.
@@ -402,10 +457,20 @@ impl Clients {
         }
         if let Some(n) = &self.neighbours {
             // After the leases: the kernel's table is current, a lease may be stale.
-            let mut pairs = neigh::read_arp(&n.arp);
-            if let Some(ip) = &n.ip_program {
-                pairs.extend(neigh::read_ip6_neigh(ip));
-            }
+            let kernel = n.netlink.then(|| netlink::neighbours(NETLINK_TIMEOUT));
+            let pairs = match kernel {
+                Some(Ok(pairs)) => pairs,
+                other => {
+                    if let Some(Err(e)) = other {
+                        tracing::debug!(error = %e, "no rtnetlink: reading /proc/net/arp and ip -6 neigh");
+                    }
+                    let mut pairs = neigh::read_arp(&n.arp);
+                    if let Some(ip) = &n.ip_program {
+                        pairs.extend(neigh::read_ip6_neigh(ip));
+                    }
+                    pairs
+                }
+            };
             for (ip, mac) in pairs {
                 learnt.mac_by_ip.insert(ip.to_canonical(), mac);
             }

@@ -76,6 +76,7 @@ fn config_mac_makes_v4_and_v6_one_device_with_group() {
 
     let mut c = Clients::new(&d, &bare()).unwrap();
     c.neighbours = Some(NeighbourSources {
+        netlink: false,
         arp,
         ip_program: Some(ndp),
     });
@@ -171,6 +172,7 @@ fn mac_beats_exact_ip() {
     )
     .unwrap();
     c.neighbours = Some(NeighbourSources {
+        netlink: false,
         arp,
         ip_program: None,
     });
@@ -196,6 +198,7 @@ fn edns_mac_beats_neighbour_table_and_ignores_forwarder_address() {
     )
     .unwrap();
     c.neighbours = Some(NeighbourSources {
+        netlink: false,
         arp,
         ip_program: None,
     });

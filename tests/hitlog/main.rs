@@ -6,3 +6,4 @@ mod support;
 
 mod hitlog;
 mod hitlog_outage;
+mod lan;
