@@ -34,6 +34,7 @@ fn filter_200k() -> Filter {
             category: "custom".into(),
             origin: "bench".into(),
             format,
+            file: None,
             default_action: None,
             text,
         });
@@ -89,6 +90,7 @@ fn filter_user_list(patterns: bool) -> Filter {
         category: "custom".into(),
         origin: "bench".into(),
         format: ListFormat::Domains,
+        file: None,
         default_action: None,
         text,
     });
