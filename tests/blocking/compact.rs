@@ -147,13 +147,13 @@ fn same_counts_and_verdicts_on_every_listed_name() {
         );
     }
     let mut blocked = 0;
-    for n in &e.names {
-        for name in [
-            n.clone(),
-            format!("x.{n}"),
-            format!("a.b.{n}"),
-            format!("{n}.evil"),
-        ] {
+    for (i, n) in e.names.iter().enumerate() {
+        let more = if i % 8 == 0 {
+            vec![format!("a.b.{n}"), format!("{n}.evil")]
+        } else {
+            vec![]
+        };
+        for name in [n.clone(), format!("x.{n}")].into_iter().chain(more) {
             same(&e.reference, &e.compact, &name);
             blocked += usize::from(e.compact.check(&name, ACTIONS).is_block());
         }
@@ -208,7 +208,7 @@ fn label() -> impl Strategy<Value = String> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(4000))]
+    #![proptest_config(ProptestConfig::with_cases(1000))]
 
     #[test]
     fn random_names_get_the_same_verdict(
@@ -239,7 +239,7 @@ fn cache_cold_warm_and_corrupt_give_the_same_filter() {
         for (a, b) in e.reference.lists().iter().zip(f.lists()) {
             assert_eq!((a.rules, a.bad_lines), (b.rules, b.bad_lines), "{}", a.name);
         }
-        for n in e.names.iter().step_by(7) {
+        for n in e.names.iter().step_by(13) {
             same(&e.reference, f, n);
             same(&e.reference, f, &format!("x.{n}"));
         }
