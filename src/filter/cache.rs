@@ -159,6 +159,22 @@ fn parse(
     Ok((meta, HEADER + meta_len, end))
 }
 
+/// Remove the cache files of lists no longer loaded (a list that changed leaves its old
+/// compiled form behind). A running filter that still maps one keeps its pages.
+pub(crate) fn prune(dir: &Path, keep: &[Hash]) {
+    let keep: Vec<String> = keep.iter().map(|h| format!("{}.mgcl", hex(h))).collect();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        if name.ends_with(".mgcl") && !keep.iter().any(|k| *k == name) {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
 /// Write `compiled` for `hash` and map it back. `None` (with a warning) when the
 /// directory cannot be written: the caller keeps the fst in memory.
 pub(crate) fn store(dir: &Path, hash: &Hash, meta: &Meta, compiled: &Compiled) -> Option<Bytes> {

@@ -256,6 +256,7 @@ impl Filter {
         let mut abp_set: Option<adblock::FilterSet> = None;
         let mut abp_lists = Vec::new();
         let mut trim = false;
+        let mut cached = Vec::new();
 
         for (idx, mut src) in sources.into_iter().enumerate() {
             let list_id = idx as u16;
@@ -263,7 +264,7 @@ impl Filter {
             if let Some(action) = src.default_action {
                 list_defaults.entry(category).or_insert(action);
             }
-            let (text, format) = match prepare(&mut src, opts, &mut trim) {
+            let (text, format) = match prepare(&mut src, opts, &mut trim, &mut cached) {
                 Prepared::Compact(meta, bytes) => {
                     for (line, text) in &meta.patterns {
                         if let Some(Ok(rule)) = pattern::parse(text) {
@@ -368,6 +369,9 @@ impl Filter {
         });
         if trim {
             release_free_memory();
+        }
+        if let Some(dir) = &opts.cache_dir {
+            cache::prune(dir, &cached);
         }
         Filter {
             categories,
@@ -558,7 +562,13 @@ impl Filter {
 
 /// Read (or map from the cache) one list: large hosts and domain lists come back
 /// compact, others as text. `trim` is set when a large compile freed memory.
-fn prepare(src: &mut ListSource, opts: &BuildOptions, trim: &mut bool) -> Prepared {
+/// The hashes of the lists found in or written to the cache are pushed on `cached`.
+fn prepare(
+    src: &mut ListSource,
+    opts: &BuildOptions,
+    trim: &mut bool,
+    cached: &mut Vec<cache::Hash>,
+) -> Prepared {
     let Some(path) = src.file.take() else {
         let text = std::mem::take(&mut src.text);
         let format = match src.format {
@@ -596,6 +606,7 @@ fn prepare(src: &mut ListSource, opts: &BuildOptions, trim: &mut bool) -> Prepar
     let hash = match &opts.cache_dir {
         Some(dir) => match cache::hash_file(&path) {
             Ok(hash) => {
+                cached.push(hash);
                 if let Some((meta, bytes)) = cache::load(dir, &hash, src.format) {
                     return Prepared::Compact(meta, bytes);
                 }
