@@ -1,5 +1,6 @@
-//! Filter check speed with 200k rules: criterion for the mean, plus a per-check
-//! latency distribution (p50/p99/max) printed once, the figure the issue targets.
+//! Filter check speed with 200k and 1M rules (issue 16: large lists are compact):
+//! criterion for the mean, plus a per-check latency distribution (p50/p99/max) printed
+//! once, the figure the issue targets.
 //! Issue 17 adds pattern rules: the same common names with and without patterns in the
 //! lists (their time must not change), and names under the suffixes where patterns are
 //! indexed, with the embedded lists plus a 200k-rule user list holding 1k patterns.
@@ -14,15 +15,21 @@ use metaguard::policy::Policy;
 
 /// Embedded Meta lists plus 100k hosts lines and 100k plain domains.
 fn filter_200k() -> Filter {
+    filter_generated(100_000)
+}
+
+/// Embedded Meta lists plus `n` hosts lines and `n` plain domains (the same names as
+/// `filter_200k`'s and more): issue 16's 1M rules with `n` = 500k, both lists compact.
+fn filter_generated(n: usize) -> Filter {
     let mut sources = lists::sources(&metaguard::filter::FilterConfig {
         lists_dir: "/nonexistent".into(),
         ..Default::default()
     })
     .expect("embedded lists");
-    let hosts: String = (0..100_000)
+    let hosts: String = (0..n)
         .map(|i| format!("0.0.0.0 ads{i}.tracker{}.example\n", i % 997))
         .collect();
-    let domains: String = (0..100_000)
+    let domains: String = (0..n)
         .map(|i| format!("t{i}.metrics{}.example.net\n", i % 991))
         .collect();
     for (name, format, text) in [
@@ -34,6 +41,7 @@ fn filter_200k() -> Filter {
             category: "custom".into(),
             origin: "bench".into(),
             format,
+            file: None,
             default_action: None,
             text,
         });
@@ -89,6 +97,7 @@ fn filter_user_list(patterns: bool) -> Filter {
         category: "custom".into(),
         origin: "bench".into(),
         format: ListFormat::Domains,
+        file: None,
         default_action: None,
         text,
     });
@@ -211,6 +220,12 @@ fn case(c: &mut Criterion, id: &str, f: &Filter, names: &[String]) {
 
 fn bench(c: &mut Criterion) {
     case(c, "filter_check_200k_rules", &filter_200k(), &names());
+    case(
+        c,
+        "filter_check_1m_rules",
+        &filter_generated(500_000),
+        &names(),
+    );
     let (plain, patterns) = (filter_user_list(false), filter_user_list(true));
     let common = names();
     case(c, "filter_check_common_no_patterns", &plain, &common);
@@ -227,6 +242,7 @@ criterion_group!(benches, bench);
 
 fn main() {
     distribution("filter check", &filter_200k(), &names());
+    distribution("filter check", &filter_generated(500_000), &names());
     let (plain, patterns) = (filter_user_list(false), filter_user_list(true));
     let common = names();
     distribution("common names, no patterns", &plain, &common);

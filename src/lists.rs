@@ -93,6 +93,24 @@ fn read(path: &Path) -> Result<String, ListError> {
     Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
+/// A list file: a large one is only checked here and read when the filter is compiled
+/// (`ListSource::file`, so its compiled form can come from the cache); a small one is
+/// read now.
+pub(crate) fn file_source(path: &Path) -> Result<(String, Option<PathBuf>), ListError> {
+    let err = |source| ListError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    let meta = std::fs::File::open(path)
+        .and_then(|f| f.metadata())
+        .map_err(err)?;
+    if meta.len() > crate::filter::COMPACT_ABOVE as u64 {
+        Ok((String::new(), Some(path.to_path_buf())))
+    } else {
+        Ok((read(path)?, None))
+    }
+}
+
 /// One embedded list, or its override from `lists_dir` when that file exists.
 fn embedded_source(
     file: &str,
@@ -112,6 +130,7 @@ fn embedded_source(
         category: header.category.unwrap_or_else(|| stem.to_string()),
         origin,
         format: ListFormat::Domains,
+        file: None,
         default_action: header.action.as_deref().and_then(parse_action),
         text,
     })
@@ -152,13 +171,15 @@ pub fn sources(cfg: &FilterConfig) -> Result<Vec<ListSource>, ListError> {
         out.push(embedded_source(file, text, &cfg.lists_dir)?);
     }
     for path in &cfg.blocklists {
+        let (text, file) = file_source(path)?;
         out.push(ListSource {
             name: path.display().to_string(),
             category: CUSTOM.to_string(),
             origin: path.display().to_string(),
             format: ListFormat::Auto,
+            file,
             default_action: Some(Action::Block),
-            text: read(path)?,
+            text,
         });
     }
     for (key, entries, category, action) in [
@@ -173,6 +194,7 @@ pub fn sources(cfg: &FilterConfig) -> Result<Vec<ListSource>, ListError> {
             category: category.to_string(),
             origin: "config".to_string(),
             format: ListFormat::Domains,
+            file: None,
             default_action: Some(action),
             text: entries
                 .iter()

@@ -14,10 +14,14 @@
 //! A pattern counts as specific as its literal suffix plus one label: it is tried after
 //! the rules of longer suffixes and before those of its suffix and shorter ones.
 
+mod cache;
+mod compact;
 pub mod parse;
 mod pattern;
 
 use std::collections::HashMap;
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
@@ -43,8 +47,39 @@ pub struct ListSource {
     pub format: ListFormat,
     /// The category action the list declares in its header, if any.
     pub default_action: Option<Action>,
-    /// The list's whole text.
+    /// The list's whole text (empty when it is read from [`ListSource::file`]).
     pub text: String,
+    /// A list file read when the filter is compiled, not before: a large list whose
+    /// compiled form is cached is then hashed (streamed) but never held in memory.
+    pub file: Option<PathBuf>,
+}
+
+/// Hosts and domain lists larger than this (bytes) take the compact form.
+pub const COMPACT_ABOVE: usize = 64 * 1024;
+
+/// How [`Filter::build_with`] compiles the lists.
+#[derive(Debug, Clone)]
+pub struct BuildOptions {
+    /// Hosts and domain lists larger than this many bytes are compiled into an `fst`
+    /// map; `usize::MAX` keeps every list in the hash map (the tests' reference engine).
+    pub compact_above: usize,
+    /// Where compiled lists are cached (`<state_dir>/compiled`); `None`: memory only.
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl Default for BuildOptions {
+    fn default() -> Self {
+        BuildOptions {
+            compact_above: COMPACT_ABOVE,
+            cache_dir: None,
+        }
+    }
+}
+
+/// A list ready for `Filter::build_with`: its text, or its compact form.
+enum Prepared {
+    Text { text: String, format: ListFormat },
+    Compact(cache::Meta, compact::Bytes),
 }
 
 /// What compiling one list gave.
@@ -181,6 +216,8 @@ pub struct Filter {
     overflow: FxHashMap<Box<str>, Vec<RuleRef>>,
     /// Pattern rules by their literal suffix (marked [`PATTERNS`] in `domains`).
     patterns: FxHashMap<Box<str>, Vec<pattern::PatternEntry>>,
+    /// Large hosts and domain lists, in list order (see `compact`).
+    compact: Vec<compact::CompactList>,
     abp: Option<Abp>,
 }
 
@@ -190,14 +227,24 @@ impl std::fmt::Debug for Filter {
             .field("lists", &self.lists.len())
             .field("domains", &self.domains.len())
             .field("patterns", &self.patterns.len())
+            .field(
+                "compact",
+                &self.compact.iter().map(|c| c.len()).sum::<usize>(),
+            )
             .field("abp", &self.abp.is_some())
             .finish()
     }
 }
 
 impl Filter {
-    /// Compile `sources`. Bad lines are counted in the returned stats, never fatal.
+    /// Compile `sources` in memory, large lists in their compact form. Bad lines are
+    /// counted in the returned stats, never fatal.
     pub fn build(sources: Vec<ListSource>) -> Filter {
+        Filter::build_with(sources, &BuildOptions::default())
+    }
+
+    /// Compile `sources` under `opts` (the compiled-list cache of `serve`).
+    pub fn build_with(sources: Vec<ListSource>, opts: &BuildOptions) -> Filter {
         let mut categories = Categories::default();
         let mut list_defaults = HashMap::new();
         let mut lists = Vec::with_capacity(sources.len());
@@ -205,26 +252,54 @@ impl Filter {
         let mut domains: FxHashMap<Box<str>, RuleRef> = FxHashMap::default();
         let mut overflow: FxHashMap<Box<str>, Vec<RuleRef>> = FxHashMap::default();
         let mut patterns: FxHashMap<Box<str>, Vec<pattern::PatternEntry>> = FxHashMap::default();
+        let mut compact = Vec::new();
         let mut abp_set: Option<adblock::FilterSet> = None;
         let mut abp_lists = Vec::new();
+        let mut trim = false;
+        let mut cached = Vec::new();
 
-        for (idx, src) in sources.into_iter().enumerate() {
+        for (idx, mut src) in sources.into_iter().enumerate() {
             let list_id = idx as u16;
             let category = categories.intern(&src.category);
             if let Some(action) = src.default_action {
                 list_defaults.entry(category).or_insert(action);
             }
-            let header = parse::read_header(&src.text);
-            let format = match src.format {
-                ListFormat::Auto => parse::detect_format(&src.text),
-                f => f,
+            let (text, format) = match prepare(&mut src, opts, &mut trim, &mut cached) {
+                Prepared::Compact(meta, bytes) => {
+                    for (line, text) in &meta.patterns {
+                        if let Some(Ok(rule)) = pattern::parse(text) {
+                            add_pattern(&mut domains, &mut patterns, list_id, *line, rule);
+                        }
+                    }
+                    match compact::CompactList::new(list_id, bytes) {
+                        Some(c) => compact.push(c),
+                        None => {
+                            tracing::warn!(list = %src.name, "compiled list unreadable; its names are skipped")
+                        }
+                    }
+                    lists.push(ListStats {
+                        name: src.name,
+                        category: src.category,
+                        origin: src.origin,
+                        format: meta.format,
+                        rules: meta.rules,
+                        bad_lines: meta.bad_lines,
+                        title: meta.title,
+                        sources: meta.sources,
+                        reviewed: meta.reviewed,
+                    });
+                    list_categories.push(category);
+                    continue;
+                }
+                Prepared::Text { text, format } => (text, format),
             };
+            let header = parse::read_header(&text);
             let (rules, bad_lines) = match format {
                 ListFormat::Abp => {
-                    let counts = count_abp(&src.text);
+                    let counts = count_abp(&text);
                     let set = abp_set.get_or_insert_with(|| adblock::FilterSet::new(true));
                     set.add_filter_list(
-                        src.text,
+                        text,
                         ParseOptions {
                             rule_types: RuleTypes::NetworkOnly,
                             ..Default::default()
@@ -240,7 +315,7 @@ impl Filter {
                         parse::parse_domain_line
                     };
                     let (mut rules, mut bad) = (0, 0);
-                    for (n, line) in src.text.lines().enumerate() {
+                    for (n, line) in text.lines().enumerate() {
                         match parse_line(line) {
                             Line::Empty => {}
                             Line::Bad => bad += 1,
@@ -261,14 +336,12 @@ impl Filter {
                             }
                             Line::Pattern(rule) => {
                                 rules += 1;
-                                let key = rule.key().to_string();
-                                pattern::mark_patterns(&mut domains, &key);
-                                patterns.entry(key.into_boxed_str()).or_default().push(
-                                    pattern::PatternEntry {
-                                        list: list_id,
-                                        line: n as u32 + 1,
-                                        rule,
-                                    },
+                                add_pattern(
+                                    &mut domains,
+                                    &mut patterns,
+                                    list_id,
+                                    n as u32 + 1,
+                                    rule,
                                 );
                             }
                         }
@@ -294,6 +367,12 @@ impl Filter {
             engine: adblock::Engine::new_with_filter_set(set),
             lists: abp_lists,
         });
+        if trim {
+            release_free_memory();
+        }
+        if let Some(dir) = &opts.cache_dir {
+            cache::prune(dir, &cached);
+        }
         Filter {
             categories,
             list_defaults,
@@ -302,6 +381,7 @@ impl Filter {
             domains,
             overflow,
             patterns,
+            compact,
             abp,
         }
     }
@@ -342,39 +422,78 @@ impl Filter {
                 actions.get(cat as usize).copied().unwrap_or(Action::Log),
             )
         };
+        // Names of the compact lists that `name` ends in, by suffix then list order.
+        let mut hits: smallvec::SmallVec<[compact::Hit; 8]> = smallvec::SmallVec::new();
+        for (i, c) in self.compact.iter().enumerate() {
+            c.suffixes(i as u16, name.as_bytes(), &mut hits);
+        }
+        if hits.len() > 1 {
+            hits.sort_unstable_by_key(|h| (h.start, h.idx));
+        }
+        let mut next = 0;
         let mut start = 0usize;
         loop {
             let suffix = &name[start..];
-            if let Some(e) = self.domains.get(suffix) {
-                // Patterns under this suffix are more specific than its own rules.
-                if e.flags & PATTERNS != 0 && start > 0 {
-                    self.check_patterns(name, start, suffix, &mut slots, &action_of);
+            let mut end = next;
+            while end < hits.len() && hits[end].start == start {
+                end += 1;
+            }
+            let mut here = hits[next..end].iter().peekable();
+            next = end;
+            let entry = self.domains.get(suffix);
+            // Patterns under this suffix are more specific than its own rules.
+            if let Some(e) = entry
+                && e.flags & PATTERNS != 0
+                && start > 0
+            {
+                self.check_patterns(name, start, suffix, &mut slots, &action_of);
+            }
+            // The rules for this suffix, in list order (hash map and compact lists).
+            let mut compact_before = |limit: u16, slots: &mut [Option<Match>; 3]| {
+                while let Some(h) = here.next_if(|h| self.compact[h.idx as usize].list < limit) {
+                    let list = self.compact[h.idx as usize].list;
+                    let sub = h.subdomains().filter(|_| start > 0);
+                    let exact = h.exact();
+                    let mut one = |line: Option<u32>, subdomains_only: bool| {
+                        if let Some(line) = line {
+                            consider(slots, &action_of, start, list, line, subdomains_only);
+                        }
+                    };
+                    if sub.unwrap_or(u32::MAX) < exact.unwrap_or(u32::MAX) {
+                        one(sub, true);
+                        one(exact, false);
+                    } else {
+                        one(exact, false);
+                        one(sub, true);
+                    }
                 }
-                let mut consider = |e: &RuleRef| {
-                    if e.list == NO_RULE || (e.subdomains_only() && start == 0) {
+            };
+            if let Some(e) = entry {
+                let mut take = |e: &RuleRef, slots: &mut [Option<Match>; 3]| {
+                    if e.list == NO_RULE {
                         return;
                     }
-                    let (category, action) = action_of(e.list);
-                    let slot = &mut slots[slot_index(action)];
-                    if slot.is_none() {
-                        *slot = Some(Match {
-                            list: e.list,
-                            line: e.line,
-                            category,
-                            rule: RuleText::Suffix {
-                                start,
-                                subdomains_only: e.subdomains_only(),
-                            },
-                        });
+                    compact_before(e.list, slots);
+                    if e.subdomains_only() && start == 0 {
+                        return;
                     }
+                    consider(
+                        slots,
+                        &action_of,
+                        start,
+                        e.list,
+                        e.line,
+                        e.subdomains_only(),
+                    );
                 };
-                consider(e);
+                take(e, &mut slots);
                 if e.flags & MORE != 0 {
                     for e in self.overflow.get(suffix).into_iter().flatten() {
-                        consider(e);
+                        take(e, &mut slots);
                     }
                 }
             }
+            compact_before(u16::MAX, &mut slots);
             match suffix.find('.') {
                 Some(i) => start += i + 1,
                 None => break,
@@ -438,6 +557,198 @@ impl Filter {
         {
             slots[slot_index(action)].get_or_insert(m);
         }
+    }
+}
+
+/// Read (or map from the cache) one list: large hosts and domain lists come back
+/// compact, others as text. `trim` is set when a large compile freed memory.
+/// The hashes of the lists found in or written to the cache are pushed on `cached`.
+fn prepare(
+    src: &mut ListSource,
+    opts: &BuildOptions,
+    trim: &mut bool,
+    cached: &mut Vec<cache::Hash>,
+) -> Prepared {
+    let Some(path) = src.file.take() else {
+        let text = std::mem::take(&mut src.text);
+        let format = match src.format {
+            ListFormat::Auto => parse::detect_format(&text),
+            f => f,
+        };
+        if format == ListFormat::Abp || text.len() <= opts.compact_above {
+            return Prepared::Text { text, format };
+        }
+        let header = parse::read_header(&text);
+        let compiled = compact::compile_text(&text, format);
+        drop(text);
+        *trim = true;
+        let meta = meta_of(src.format, format, header, &compiled);
+        return Prepared::Compact(meta, compact::Bytes::Owned(compiled.fst));
+    };
+    let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+    let as_text = |format: Option<ListFormat>| {
+        let text = match std::fs::read(&path) {
+            Ok(b) => String::from_utf8_lossy(&b).into_owned(),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "cannot read list; it is empty until the next reload");
+                String::new()
+            }
+        };
+        let format = format.unwrap_or(match src.format {
+            ListFormat::Auto => parse::detect_format(&text),
+            f => f,
+        });
+        Prepared::Text { text, format }
+    };
+    if size <= opts.compact_above as u64 || src.format == ListFormat::Abp {
+        return as_text(None);
+    }
+    let hash = match &opts.cache_dir {
+        Some(dir) => match cache::hash_file(&path) {
+            Ok(hash) => {
+                cached.push(hash);
+                if let Some((meta, bytes)) = cache::load(dir, &hash, src.format) {
+                    return Prepared::Compact(meta, bytes);
+                }
+                Some((dir, hash))
+            }
+            Err(_) => return as_text(None),
+        },
+        None => None,
+    };
+    let Ok(head) = read_head(&path) else {
+        return as_text(None);
+    };
+    let format = match src.format {
+        ListFormat::Auto => parse::detect_format(&head),
+        f => f,
+    };
+    if format == ListFormat::Abp {
+        return as_text(Some(format));
+    }
+    let header = parse::read_header(&head);
+    drop(head);
+    let compiled = match compile_file(&path, format) {
+        Ok(c) => c,
+        Err(_) => return as_text(Some(format)),
+    };
+    *trim = true;
+    let meta = meta_of(src.format, format, header, &compiled);
+    let bytes = hash
+        .and_then(|(dir, hash)| cache::store(dir, &hash, &meta, &compiled))
+        .unwrap_or(compact::Bytes::Owned(compiled.fst));
+    Prepared::Compact(meta, bytes)
+}
+
+fn meta_of(
+    requested: ListFormat,
+    format: ListFormat,
+    header: parse::ListHeader,
+    c: &compact::Compiled,
+) -> cache::Meta {
+    cache::Meta {
+        requested,
+        format,
+        rules: c.rules,
+        bad_lines: c.bad_lines,
+        title: header.title,
+        sources: header.sources,
+        reviewed: header.reviewed,
+        patterns: c.patterns.clone(),
+    }
+}
+
+/// The first lines of a list file, as many as format detection (2000 lines) and the
+/// header (up to its first rule line) read.
+fn read_head(path: &Path) -> std::io::Result<String> {
+    let mut r = std::io::BufReader::new(std::fs::File::open(path)?);
+    let (mut out, mut line) = (Vec::new(), Vec::new());
+    let (mut n, mut header_done) = (0, false);
+    while n < 2000 || !header_done {
+        line.clear();
+        if r.read_until(b'\n', &mut line)? == 0 {
+            break;
+        }
+        n += 1;
+        let t = String::from_utf8_lossy(&line);
+        let t = t.trim();
+        if !t.is_empty() && !t.starts_with('#') && !t.starts_with('!') {
+            header_done = true;
+        }
+        out.extend_from_slice(&line);
+    }
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+/// Compile a list file line by line (never the whole file in memory).
+fn compile_file(path: &Path, format: ListFormat) -> std::io::Result<compact::Compiled> {
+    let mut r = std::io::BufReader::with_capacity(256 * 1024, std::fs::File::open(path)?);
+    let mut c = compact::Compiler::new(format);
+    let mut line = Vec::with_capacity(512);
+    loop {
+        line.clear();
+        if r.read_until(b'\n', &mut line)? == 0 {
+            break;
+        }
+        if let [rest @ .., b'\n'] = line.as_slice() {
+            c.line(rest);
+        } else {
+            c.line(&line);
+        }
+    }
+    Ok(c.finish())
+}
+
+/// Give the memory a large compile freed back to the system. glibc keeps freed heap
+/// pages (the name arena and sort index of a 1M-rule list are tens of MiB) in its
+/// arenas; `malloc_trim(0)` returns them, so RSS at rest and after a reload is the
+/// filter's size, not the build's peak (see docs/performance.md, issue 16).
+fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free memory of the allocator; no pointer
+    // held by Rust is touched.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+fn add_pattern(
+    domains: &mut FxHashMap<Box<str>, RuleRef>,
+    patterns: &mut FxHashMap<Box<str>, Vec<pattern::PatternEntry>>,
+    list: u16,
+    line: u32,
+    rule: pattern::PatternRule,
+) {
+    let key = rule.key().to_string();
+    pattern::mark_patterns(domains, &key);
+    patterns
+        .entry(key.into_boxed_str())
+        .or_default()
+        .push(pattern::PatternEntry { list, line, rule });
+}
+
+/// Fill the slot of `list`'s action with this rule unless a more specific or earlier
+/// rule filled it.
+fn consider(
+    slots: &mut [Option<Match>; 3],
+    action_of: &dyn Fn(u16) -> (CategoryId, Action),
+    start: usize,
+    list: u16,
+    line: u32,
+    subdomains_only: bool,
+) {
+    let (category, action) = action_of(list);
+    let slot = &mut slots[slot_index(action)];
+    if slot.is_none() {
+        *slot = Some(Match {
+            list,
+            line,
+            category,
+            rule: RuleText::Suffix {
+                start,
+                subdomains_only,
+            },
+        });
     }
 }
 

@@ -500,6 +500,7 @@ mod tests {
                 category: category.into(),
                 origin: "test".into(),
                 format: ListFormat::Domains,
+                file: None,
                 default_action: None,
                 text: text.into(),
             }

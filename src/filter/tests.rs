@@ -10,6 +10,7 @@ fn list(name: &str, category: &str, format: ListFormat, text: &str) -> ListSourc
         category: category.into(),
         origin: "test".into(),
         format,
+        file: None,
         default_action: None,
         text: text.into(),
     }

@@ -259,17 +259,17 @@ pub fn read_sidecar(cfg: &RemoteSettings, url: &str) -> Option<Sidecar> {
         .filter(|s| s.url == url)
 }
 
-fn read_copy(cfg: &RemoteSettings, url: &str) -> Option<String> {
-    let bytes = std::fs::read(copy_path(cfg, url)).ok()?;
-    Some(String::from_utf8_lossy(&bytes).into_owned())
+fn source_for(list: &RemoteListConfig, text: String) -> ListSource {
+    source_of(list, text, None)
 }
 
-fn source_for(list: &RemoteListConfig, text: String) -> ListSource {
+fn source_of(list: &RemoteListConfig, text: String, file: Option<PathBuf>) -> ListSource {
     ListSource {
         name: list.url.clone(),
         category: list.category.clone(),
         origin: list.url.clone(),
         format: list.format,
+        file,
         default_action: None,
         text,
     }
@@ -280,8 +280,9 @@ fn source_for(list: &RemoteListConfig, text: String) -> ListSource {
 pub fn cached_sources(cfg: &RemoteSettings) -> Vec<ListSource> {
     let mut out = Vec::new();
     for list in &cfg.lists {
-        match read_copy(cfg, &list.url) {
-            Some(text) => out.push(source_for(list, text)),
+        // A large copy is read when the filter is compiled (or its cache is mapped).
+        match crate::lists::file_source(&copy_path(cfg, &list.url)).ok() {
+            Some((text, file)) => out.push(source_of(list, text, file)),
             None => tracing::warn!(
                 url = %list.url,
                 "remote list has no stored copy yet (never fetched); skipped"

@@ -21,7 +21,11 @@ use crate::upstream::{self, UpstreamError, Upstreams};
 /// groups) over its categories: what `serve` answers with, `check` explains and
 /// `lists` shows.
 pub(crate) fn compile(config: &Config) -> Result<(Filter, Policy), ListError> {
-    let filter = Filter::build(lists::all_sources(config)?);
+    let opts = crate::filter::BuildOptions {
+        cache_dir: Some(config.remote.state_dir.join("compiled")),
+        ..Default::default()
+    };
+    let filter = Filter::build_with(lists::all_sources(config)?, &opts);
     let policy = Policy::new(
         filter.categories(),
         filter.list_defaults(),

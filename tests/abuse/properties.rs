@@ -120,6 +120,7 @@ proptest! {
                 category: format!("cat{}", i % 2),
                 origin: "proptest".into(),
                 format: formats[i % formats.len()],
+                file: None,
                 default_action: None,
                 text,
             })

@@ -31,6 +31,7 @@ fn source(file: &str, format: ListFormat, text: String) -> ListSource {
         category: "custom".into(),
         origin: path(file),
         format,
+        file: None,
         default_action: Some(Action::Block),
         text,
     }

@@ -6,6 +6,7 @@
 mod support;
 
 mod bypass;
+mod compact;
 mod list_parsers;
 mod precision;
 mod remote;

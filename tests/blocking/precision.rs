@@ -307,6 +307,7 @@ fn first_party_hosts_never_block_even_through_their_cname_targets() {
                     category: h.category.unwrap(),
                     origin: "embedded".into(),
                     format: metaguard::filter::ListFormat::Domains,
+                    file: None,
                     default_action: h.action.as_deref().map(|a| match a {
                         "block" => metaguard::policy::Action::Block,
                         _ => metaguard::policy::Action::Log,
