@@ -271,11 +271,12 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             if threads > 0 {
                 builder.worker_threads(threads);
             }
+            let live = serve::Liveness::hook(&mut builder);
             let rt = builder
                 .enable_all()
                 .build()
                 .context("cannot start the async runtime")?;
-            rt.block_on(serve::run(config.config.clone(), overrides))?;
+            rt.block_on(serve::run(config.config.clone(), overrides, live))?;
             Ok(0)
         }
         Command::Check {
