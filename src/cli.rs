@@ -284,18 +284,17 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             };
             // The thread count comes from the config, so read it before the runtime
             // exists; `run` reads the config again (errors are reported there).
-            let threads = Config::locate(config.config.as_deref())
-                .map(|(c, _)| c.server.threads)
+            let workers = Config::locate(config.config.as_deref())
+                .map(|(c, _)| c.server.workers())
                 .unwrap_or(1);
             let mut builder = tokio::runtime::Builder::new_multi_thread();
-            if threads > 0 {
-                builder.worker_threads(threads);
-            }
+            builder.worker_threads(workers);
+            let live = serve::Liveness::hook(&mut builder);
             let rt = builder
                 .enable_all()
                 .build()
                 .context("cannot start the async runtime")?;
-            rt.block_on(serve::run(config.config.clone(), overrides))?;
+            rt.block_on(serve::run(config.config.clone(), overrides, live))?;
             Ok(0)
         }
         Command::Check {

@@ -4,22 +4,26 @@
 
 mod notify;
 mod resolv;
+mod watchdog;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use resolv::{ResolvEvents, ResolvWatch};
+pub(crate) use watchdog::Liveness;
 
 use crate::config::{Config, Overrides};
 use crate::remote::RemoteSettings;
 use crate::server::{self, ServeError};
 
 /// The `serve` command: start, reload on SIGHUP, stop on SIGTERM/SIGINT.
+/// `live` counts the parks of the runtime's workers ([`Liveness::hook`]): the systemd
+/// watchdog pings only while they are alive.
 pub(crate) async fn run(
     config_path: Option<PathBuf>,
     overrides: Overrides,
+    live: Arc<Liveness>,
 ) -> Result<(), ServeError> {
     use tokio::signal::unix::{SignalKind, signal};
     let load = || -> Result<Config, ServeError> {
@@ -57,13 +61,12 @@ pub(crate) async fn run(
     };
     // Sockets are bound and the lists loaded: tell systemd (Type=notify).
     notify::ready();
-    // Watchdog pings, only when systemd asked for them (every WatchdogSec/2). From a
-    // task of their own they cost about a third fewer context switches (the timer
-    // fires on the worker; here it also wakes this thread) but 6.6 kB of binary
-    // (docs/performance.md, "Idle wakeups").
-    let watchdog = notify::watchdog_interval();
-    let mut ping = tokio::time::interval(watchdog.unwrap_or(Duration::from_secs(3600)));
-    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Watchdog pings, only when systemd asked for them (every WatchdogSec/2), from a
+    // thread of their own (watchdog.rs): idle, only that thread wakes.
+    let watchdog = notify::watchdog_interval().and_then(|every| {
+        let workers = tokio::runtime::Handle::current().metrics().num_workers();
+        watchdog::Watchdog::start(live, workers, every, notify::watchdog)
+    });
     loop {
         // Why to reload, and whether systemd hears of it (RELOADING=1, then READY=1).
         let (why, tell_systemd) = tokio::select! {
@@ -77,10 +80,6 @@ pub(crate) async fn run(
                 (" after a resolv.conf change", true)
             }
             _ = lists_changed.notified() => (" after list update", false),
-            _ = ping.tick(), if watchdog.is_some() => {
-                notify::watchdog();
-                continue;
-            }
             _ = hup.recv() => ("", true),
             _ = term.recv() => break,
             _ = int.recv() => break,
@@ -104,6 +103,8 @@ pub(crate) async fn run(
     tracing::info!("shutting down");
     refresher.stop().await;
     running.stop().await;
+    // Pinged until here: a slow drain is not a hang.
+    drop(watchdog);
     tracing::info!("stopped");
     Ok(())
 }

@@ -1,12 +1,11 @@
 //! Batched datagram I/O for the UDP listener: on Linux `recvmmsg(2)` and `sendmmsg(2)`
 //! move up to [`BATCH`] queries or answers per system call (under load the system
 //! calls, not our code, were most of the CPU per query); elsewhere one datagram per
-//! call through tokio.
+//! call. The socket is non-blocking and the calls never wait: the listener waits for
+//! readiness (reading only, see `udp.rs`).
 
 use std::io;
-use std::net::SocketAddr;
-
-use tokio::net::UdpSocket;
+use std::net::{SocketAddr, UdpSocket};
 
 /// Datagrams moved per system call at most.
 pub(crate) const BATCH: usize = 32;
@@ -135,8 +134,7 @@ mod sys {
     use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
     use std::os::fd::AsRawFd;
 
-    use tokio::io::Interest;
-    use tokio::net::UdpSocket;
+    use std::net::UdpSocket;
 
     use super::{BATCH, Inbox, Outbox, SLOT};
 
@@ -188,23 +186,20 @@ mod sys {
             hdr.msg_hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
             hdr.msg_hdr.msg_flags = 0;
         }
-        let n = socket.try_io(Interest::READABLE, || {
-            // SAFETY: the headers point into live buffers of the lengths they state.
-            let n = unsafe {
-                libc::recvmmsg(
-                    fd,
-                    h.hdrs.as_mut_ptr(),
-                    BATCH as _,
-                    libc::MSG_DONTWAIT as _, // c_int on glibc, c_uint on musl
-                    std::ptr::null_mut(),
-                )
-            };
-            if n < 0 {
-                Err(io::Error::last_os_error())
-            } else {
-                Ok(n as usize)
-            }
-        })?;
+        // SAFETY: the headers point into live buffers of the lengths they state.
+        let n = unsafe {
+            libc::recvmmsg(
+                fd,
+                h.hdrs.as_mut_ptr(),
+                BATCH as _,
+                libc::MSG_DONTWAIT as _, // c_int on glibc, c_uint on musl
+                std::ptr::null_mut(),
+            )
+        };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let n = n as usize;
         for i in 0..n {
             let hdr = &h.hdrs[i];
             let cut = hdr.msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
@@ -226,17 +221,14 @@ mod sys {
             h.iovs[j].iov_len = buf.len();
             h.hdrs[j].msg_hdr.msg_namelen = to_storage(outbox.to[i], &mut h.names[j]);
         }
-        socket.try_io(Interest::WRITABLE, || {
-            // SAFETY: the headers point into `outbox.bufs` (the kernel only reads them,
-            // for the lengths given) and into `h`, all alive until sendmmsg returns.
-            let n =
-                unsafe { libc::sendmmsg(fd, h.hdrs.as_mut_ptr(), m as _, libc::MSG_DONTWAIT as _) };
-            if n < 0 {
-                Err(io::Error::last_os_error())
-            } else {
-                Ok(n as usize)
-            }
-        })
+        // SAFETY: the headers point into `outbox.bufs` (the kernel only reads them, for
+        // the lengths given) and into `h`, all alive until sendmmsg returns.
+        let n = unsafe { libc::sendmmsg(fd, h.hdrs.as_mut_ptr(), m as _, libc::MSG_DONTWAIT as _) };
+        if n < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(n as usize)
+        }
     }
 
     fn from_storage(s: &libc::sockaddr_storage) -> Option<SocketAddr> {
@@ -293,15 +285,14 @@ mod sys {
 #[cfg(not(target_os = "linux"))]
 mod sys {
     use std::io;
-
-    use tokio::net::UdpSocket;
+    use std::net::UdpSocket;
 
     use super::{Inbox, Outbox, SLOT};
 
     /// Receive one datagram; `WouldBlock` when there is none.
     pub(crate) fn recv(socket: &UdpSocket, inbox: &mut Inbox) -> io::Result<usize> {
         inbox.n = 0;
-        let (len, from) = socket.try_recv_from(&mut inbox.bufs[..SLOT])?;
+        let (len, from) = socket.recv_from(&mut inbox.bufs[..SLOT])?;
         inbox.lens[0] = len;
         inbox.from[0] = Some(from);
         inbox.n = 1;
@@ -310,7 +301,7 @@ mod sys {
 
     /// Send the answer at `first`.
     pub(crate) fn send(socket: &UdpSocket, outbox: &mut Outbox, first: usize) -> io::Result<usize> {
-        socket.try_send_to(&outbox.bufs[first], outbox.to[first])?;
+        socket.send_to(&outbox.bufs[first], outbox.to[first])?;
         Ok(1)
     }
 }

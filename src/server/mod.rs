@@ -74,11 +74,13 @@ pub struct ServerConfig {
     /// Queries on one TCP connection before it is closed.
     #[serde(deserialize_with = "crate::config::at_least_one")]
     pub(crate) max_tcp_queries_per_connection: NonZeroUsize,
-    /// Threads answering queries; 0 means one per CPU. One is the default: each UDP
-    /// socket's loop answers blocked and cached queries itself (133k qps at 6.2 µs CPU
-    /// per query on the 2-core bench box), so more threads only help queries waiting on
-    /// the upstream, and work stealing between threads cost more than it gave.
-    pub(crate) threads: usize,
+    /// Threads answering queries (at most 64); 0 means one per CPU. With more than one,
+    /// each listen address gets one UDP socket and receive loop per thread
+    /// (`SO_REUSEPORT`, the kernel spreads clients over them). One is the default: one
+    /// loop answers blocked and cached queries itself at well over 100k qps on one core,
+    /// far past a household's rate, and a second worker costs CPU per query.
+    #[serde(deserialize_with = "threads")]
+    pub threads: usize,
     /// DNS-rebinding protection: an upstream answer for a name outside `rebind_allow`
     /// that holds a private, loopback or link-local address is answered NXDOMAIN.
     pub rebind_protection: bool,
@@ -106,6 +108,32 @@ impl Default for ServerConfig {
                 .filter_map(|s| s.parse().ok())
                 .collect(),
             threads: 1,
+        }
+    }
+}
+
+/// The most `[server] threads` allowed: past a few, more sockets only cost memory.
+const MAX_THREADS: usize = 64;
+
+fn threads<'de, D: serde::Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    let n = usize::deserialize(d)?;
+    if n > MAX_THREADS {
+        return Err(serde::de::Error::custom(format_args!(
+            "must be at most {MAX_THREADS} (0 means one per CPU)"
+        )));
+    }
+    Ok(n)
+}
+
+impl ServerConfig {
+    /// The worker threads `threads` asks for: 0 is one per CPU (at most
+    /// [`MAX_THREADS`]).
+    pub fn workers(&self) -> usize {
+        match self.threads {
+            0 => std::thread::available_parallelism()
+                .map_or(1, |n| n.get())
+                .min(MAX_THREADS),
+            n => n,
         }
     }
 }
@@ -247,10 +275,11 @@ pub async fn start(config: Config) -> Result<Running, ServeError> {
     }
     // A config from a file was checked with its places; flags and code come here.
     config.validate()?;
-    let bound = sockets::bind_all(&config.server.listen).await?;
+    let workers = config.server.workers();
+    let bound = sockets::bind_all(&config.server.listen, workers).await?;
     let addrs: Vec<SocketAddr> = bound
         .iter()
-        .filter_map(|(u, _)| u.local_addr().ok())
+        .filter_map(|b| b.tcp.local_addr().ok())
         .collect();
     let metrics_listener = match config.metrics.listen {
         Some(addr) => Some(metrics::bind(addr).await?),
@@ -284,14 +313,24 @@ pub async fn start(config: Config) -> Result<Running, ServeError> {
     };
     rlimit::raise_nofile(rlimit::files_needed(&server_cfg, addrs.len(), &limits));
     let mut listeners = tokio::task::JoinSet::new();
-    for ((udp_sock, tcp_listener), addr) in bound.into_iter().zip(&addrs) {
-        tracing::info!("listening on {addr} (udp, tcp)");
-        listeners.spawn(udp::serve(
-            Arc::new(udp_sock),
-            dispatcher.clone(),
-            server_cfg.max_udp_in_flight,
-        ));
-        listeners.spawn(tcp::serve(tcp_listener, dispatcher.clone(), limits));
+    for (b, addr) in bound.into_iter().zip(&addrs) {
+        let n = b.udp.len();
+        if n > 1 {
+            tracing::info!("listening on {addr} (udp: {n} sockets, tcp)");
+        } else {
+            tracing::info!("listening on {addr} (udp, tcp)");
+        }
+        // The sockets of one address share its in-flight caps.
+        let in_flight = udp::InFlight::new(server_cfg.max_udp_in_flight);
+        for sock in b.udp {
+            let sock = udp::register(sock).map_err(|source| ServeError::Bind {
+                addr: *addr,
+                proto: "udp",
+                source,
+            })?;
+            listeners.spawn(udp::serve(sock, dispatcher.clone(), in_flight.clone()));
+        }
+        listeners.spawn(tcp::serve(b.tcp, dispatcher.clone(), limits));
     }
     let metrics_addr = match metrics_listener {
         Some(listener) => {

@@ -11,13 +11,16 @@
 //! Linux. Every other IPv6 address is v6-only (a specific address never receives IPv4
 //! anyway).
 //!
-//! [`bind_all`] binds the whole list, both protocols on each address.
+//! [`bind_all`] binds the whole list, both protocols on each address. With more than
+//! one worker (`[server] threads`), each address gets one UDP socket per worker, all
+//! bound with `SO_REUSEPORT`: the kernel spreads the clients over them by a hash of the
+//! source address and port, and each socket has a receive loop of its own.
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{SocketAddr, UdpSocket};
 
 use socket2::{Domain, Protocol, Socket, Type};
-use tokio::net::{TcpListener, UdpSocket};
+use tokio::net::TcpListener;
 
 use super::ServeError;
 
@@ -40,11 +43,21 @@ fn socket(addr: SocketAddr, ty: Type, proto: Protocol, v6_only: bool) -> io::Res
     Ok(s)
 }
 
-/// A UDP socket bound to `addr`.
-pub(super) fn udp(addr: SocketAddr, v6_only: bool) -> io::Result<UdpSocket> {
+/// A non-blocking UDP socket bound to `addr`, sharing it with the other sockets of
+/// the address when `shared` (`SO_REUSEPORT`).
+pub(super) fn udp(addr: SocketAddr, v6_only: bool, shared: bool) -> io::Result<UdpSocket> {
     let s = socket(addr, Type::DGRAM, Protocol::UDP, v6_only)?;
+    if shared {
+        s.set_reuse_port(true)?;
+    }
     s.bind(&addr.into())?;
-    UdpSocket::from_std(s.into())
+    Ok(s.into())
+}
+
+/// The UDP sockets of one address (one per worker) and its TCP listener.
+pub(super) struct Bound {
+    pub(super) udp: Vec<UdpSocket>,
+    pub(super) tcp: TcpListener,
 }
 
 /// A TCP listener on `addr`, with `SO_REUSEADDR` as `TcpListener::bind` sets it (a
@@ -57,16 +70,17 @@ pub(super) fn tcp(addr: SocketAddr, v6_only: bool) -> io::Result<TcpListener> {
     TcpListener::from_std(s.into())
 }
 
-/// Bind every address of `listen`, UDP and TCP each. The IPv6 loopback and wildcard
-/// are skipped with a warning on a host without IPv6 ([`ipv6_missing`]), unless
-/// nothing else could be bound.
+/// Bind every address of `listen`, TCP once and UDP `udp_each` times (at least once).
+/// The IPv6 loopback and wildcard are skipped with a warning on a host without IPv6
+/// ([`ipv6_missing`]), unless nothing else could be bound.
 pub(super) async fn bind_all(
     listen: &[SocketAddr],
-) -> Result<Vec<(UdpSocket, TcpListener)>, ServeError> {
+    udp_each: usize,
+) -> Result<Vec<Bound>, ServeError> {
     let mut bound = Vec::new();
     let mut no_ipv6 = None;
     for addr in listen {
-        match bind(*addr, listen).await {
+        match bind(*addr, listen, udp_each.max(1)).await {
             Ok(b) => bound.push(b),
             Err(ServeError::Bind {
                 addr,
@@ -92,26 +106,26 @@ pub(super) async fn bind_all(
     Ok(bound)
 }
 
-/// Bind UDP and TCP on `addr`; with port 0, both get the same free port. `listen` is
-/// the whole list, which decides whether an IPv6 wildcard is v6-only (see [`v6_only`]).
-async fn bind(
-    addr: SocketAddr,
-    listen: &[SocketAddr],
-) -> Result<(UdpSocket, TcpListener), ServeError> {
+/// Bind `udp_n` UDP sockets and TCP on `addr`; with port 0, all get the same free
+/// port. `listen` is the whole list, which decides whether an IPv6 wildcard is v6-only
+/// (see [`v6_only`]).
+async fn bind(addr: SocketAddr, listen: &[SocketAddr], udp_n: usize) -> Result<Bound, ServeError> {
     let v6_only = v6_only(addr, listen);
+    let shared = udp_n > 1;
+    let udp_err = |source| ServeError::Bind {
+        addr,
+        proto: "udp",
+        source,
+    };
     for _ in 0..20 {
-        let udp = udp(addr, v6_only).map_err(|source| ServeError::Bind {
-            addr,
-            proto: "udp",
-            source,
-        })?;
-        let local = udp.local_addr().map_err(|source| ServeError::Bind {
-            addr,
-            proto: "udp",
-            source,
-        })?;
+        let first = udp(addr, v6_only, shared).map_err(udp_err)?;
+        let local = first.local_addr().map_err(udp_err)?;
+        let mut all = vec![first];
+        for _ in 1..udp_n {
+            all.push(udp(local, v6_only, shared).map_err(udp_err)?);
+        }
         match tcp(local, v6_only) {
-            Ok(tcp) => return Ok((udp, tcp)),
+            Ok(tcp) => return Ok(Bound { udp: all, tcp }),
             Err(_) if addr.port() == 0 => continue,
             Err(source) => {
                 return Err(ServeError::Bind {

@@ -10,6 +10,10 @@
 //! Past `max_tcp_queries_per_connection` the queries read are answered, then the
 //! connection is closed with a FIN (what the client sends after is read and dropped
 //! for a bounded time, so the close is never an RST).
+//!
+//! A common query that is blocked or cached is answered by the connection's reader
+//! itself, as the UDP loop answers it ([`Dispatcher::respond_inline`]): no task, no
+//! hickory message. The others are answered by a task each.
 
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
@@ -21,7 +25,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
-use super::dispatch::Dispatcher;
+use super::dispatch::{Dispatcher, Inline};
 use super::tcp_slots::{Slot, Slots};
 use crate::stats::Stats;
 
@@ -172,6 +176,8 @@ impl TcpConn {
         let close = &self.slot.close;
         let shutdown = &self.dispatcher.shutdown;
         let pipeline = Arc::new(Semaphore::new(limits.pipeline.max(1)));
+        let mut name = String::with_capacity(256);
+        let mut inline = Vec::with_capacity(512);
         for _ in 0..limits.max_queries_per_connection.get() {
             let msg = tokio::select! {
                 r = tokio::time::timeout(limits.idle_timeout, read_frame(rd)) => match r {
@@ -183,6 +189,27 @@ impl TcpConn {
                 _ = shutdown.cancelled() => return End::Shutdown,
             };
             self.slot.activity.touch();
+            // A panic in one query must not take the connection with it (a task would
+            // contain it the same way).
+            let fast = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                self.dispatcher
+                    .respond_inline(&msg, self.src, &mut name, &mut inline)
+            }));
+            let admit = match fast {
+                Ok(Inline::Answered) => {
+                    if !self.queue(&tx, inline.clone()) {
+                        return End::Closed;
+                    }
+                    continue;
+                }
+                Ok(Inline::Silent) => continue,
+                Ok(Inline::Full(admit)) => Some(admit),
+                Ok(Inline::NotCommon) => None,
+                Err(_) => {
+                    tracing::error!(src = %self.src, "a query panicked; it got no answer");
+                    continue;
+                }
+            };
             // Queries that wait on the upstream end within its deadline, so a slot
             // comes free in time unless something is stuck. The listener's slot is
             // taken second, in arrival order, so one connection waits for its own
@@ -211,30 +238,35 @@ impl TcpConn {
                     // Closed while this query waited: its answer would be dropped.
                     return;
                 }
-                let Some(bytes) = dispatcher.respond(msg, src, Protocol::Tcp).await else {
-                    return;
-                };
-                if bytes.len() > usize::from(u16::MAX) {
-                    return;
-                }
-                let need = bytes.len() as u32 + 2;
-                let held = own
-                    .try_acquire_many_owned(need)
-                    .and_then(|mine| Ok((mine, all.try_acquire_many_owned(need)?)));
-                let Ok(held) = held else {
-                    // The client does not read its answers (or no connection's are
-                    // read): close it rather than hold more for it.
-                    if !close.is_cancelled() {
-                        Stats::inc(&dispatcher.stats.tcp_unread);
-                        tracing::debug!(%src, "tcp answers not read: closing");
-                        close.cancel();
+                let bytes = match admit {
+                    Some(admit) => {
+                        dispatcher
+                            .respond_admitted(msg, src, Protocol::Tcp, admit)
+                            .await
                     }
-                    return;
+                    None => dispatcher.respond(msg, src, Protocol::Tcp).await,
                 };
-                let _ = tx.send(Frame { bytes, _held: held });
+                if let Some(bytes) = bytes {
+                    queue(&dispatcher, src, &own, &all, &close, &tx, bytes);
+                }
             });
         }
         End::Limit
+    }
+
+    /// Queue an answer the reader made; false when the connection must close.
+    fn queue(&self, tx: &mpsc::UnboundedSender<Frame>, bytes: Vec<u8>) -> bool {
+        let close = &self.slot.close;
+        queue(
+            &self.dispatcher,
+            self.src,
+            &self.own,
+            &self.all,
+            close,
+            tx,
+            bytes,
+        );
+        !close.is_cancelled()
     }
 
     /// Write answers as they come, each write within `idle_timeout`; whether every
@@ -288,6 +320,37 @@ impl TcpConn {
             }
         }
     }
+}
+
+/// Queue `bytes` to be written, holding its bytes of the connection's and the
+/// listener's answer buffers; a client that does not read its answers (or a listener
+/// whose answers nobody reads) is closed instead.
+fn queue(
+    dispatcher: &Dispatcher,
+    src: SocketAddr,
+    own: &Arc<Semaphore>,
+    all: &Arc<Semaphore>,
+    close: &tokio_util::sync::CancellationToken,
+    tx: &mpsc::UnboundedSender<Frame>,
+    bytes: Vec<u8>,
+) {
+    if bytes.len() > usize::from(u16::MAX) {
+        return;
+    }
+    let need = bytes.len() as u32 + 2;
+    let held = own
+        .clone()
+        .try_acquire_many_owned(need)
+        .and_then(|mine| Ok((mine, all.clone().try_acquire_many_owned(need)?)));
+    let Ok(held) = held else {
+        if !close.is_cancelled() {
+            Stats::inc(&dispatcher.stats.tcp_unread);
+            tracing::debug!(%src, "tcp answers not read: closing");
+            close.cancel();
+        }
+        return;
+    };
+    let _ = tx.send(Frame { bytes, _held: held });
 }
 
 async fn read_frame<R: AsyncRead + Unpin>(rd: &mut R) -> std::io::Result<Vec<u8>> {

@@ -4,16 +4,29 @@
 //! or cached is answered from the raw packet by the loop itself ([`super::wire`]): no
 //! copy, no task, no hickory message. The rest get one poll inline (refused, ANY, ...)
 //! and become a task only when they wait on the upstream.
+//!
+//! The socket is registered with the runtime for reading only: registered for writing
+//! too, every answer sent woke the runtime once more (the kernel reports room to write
+//! after each send). Answers are sent straight away (the socket never blocks); one
+//! the socket has no room for is sent from a task that waits for room on a copy of the
+//! socket registered for writing only. A batch smaller than [`mmsg::BATCH`] means the
+//! queue was empty: the loop goes back to waiting without another receive call that
+//! would only say so. (An error in the middle of a batch, which could also cut it
+//! short, does not happen on these unconnected sockets: without `IP_RECVERR` Linux does
+//! not report ICMP errors on them.) With `[server] threads` above one, each address has
+//! one socket and loop per worker (`SO_REUSEPORT`); they share its in-flight caps.
 
 use std::future::Future;
-use std::net::SocketAddr;
+use std::io;
+use std::net::{SocketAddr, UdpSocket};
 use std::num::NonZeroUsize;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
 use hickory_server::net::xfer::Protocol;
-use tokio::net::UdpSocket;
+use tokio::io::Interest;
+use tokio::io::unix::AsyncFd;
 use tokio::sync::Semaphore;
 
 use super::dispatch::{Dispatcher, Inline};
@@ -22,38 +35,49 @@ use super::mmsg::{self, Inbox, Outbox};
 use crate::access::Admit;
 use crate::stats::Stats;
 
+/// A bound UDP socket registered with the runtime for reading only.
+pub(crate) type Socket = Arc<AsyncFd<UdpSocket>>;
+
+/// Register `socket` (non-blocking) for reading.
+pub(crate) fn register(socket: UdpSocket) -> io::Result<Socket> {
+    // SAFETY: the UdpSocket owns its fd, which stays open as long as the AsyncFd that
+    // owns the socket.
+    Ok(Arc::new(unsafe {
+        AsyncFd::register_with_interest(socket, Interest::READABLE)?
+    }))
+}
+
 /// Serve `socket` until the shared shutdown token is cancelled.
-pub(crate) async fn serve(
-    socket: Arc<UdpSocket>,
-    dispatcher: Arc<Dispatcher>,
-    max_in_flight: NonZeroUsize,
-) {
-    let in_flight = InFlight {
-        total: Arc::new(Semaphore::new(max_in_flight.get())),
-        per_client: PerClient::new(PerClient::share_of(max_in_flight)),
-    };
+pub(crate) async fn serve(socket: Socket, dispatcher: Arc<Dispatcher>, in_flight: Arc<InFlight>) {
     let mut inbox = Inbox::default();
     let mut outbox = Outbox::default();
     let mut name = String::with_capacity(256);
     loop {
         // Waiting for readiness each batch also gives tokio's budget a say, so a flood
         // cannot starve the tasks waiting on the upstream.
-        tokio::select! {
-            r = socket.readable() => if let Err(e) = r {
-                tracing::warn!(error = %e, "udp socket failed");
-                break;
+        let mut ready = tokio::select! {
+            r = socket.readable() => match r {
+                Ok(ready) => ready,
+                Err(e) => {
+                    tracing::warn!(error = %e, "udp socket failed");
+                    break;
+                }
             },
             _ = dispatcher.shutdown.cancelled() => break,
-        }
-        match mmsg::recv(&socket, &mut inbox) {
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
-            Err(e) => {
-                // ICMP errors from earlier sends surface here on Linux: not fatal.
+        };
+        match ready.try_io(|s| mmsg::recv(s.get_ref(), &mut inbox)) {
+            // A short batch emptied the queue: wait for the next datagram. (Readiness
+            // that came in since is kept: tokio clears only what this wait saw.)
+            Ok(Ok(n)) if n < mmsg::BATCH => ready.clear_ready(),
+            Ok(Ok(_)) => {}
+            // Nothing there after all (`try_io` cleared the readiness).
+            Err(_would_block) => continue,
+            Ok(Err(e)) => {
                 tracing::debug!(error = %e, "udp receive error");
                 continue;
             }
         }
+        drop(ready);
         for i in 0..inbox.len() {
             let Some((packet, src)) = inbox.get(i) else {
                 Stats::inc(&dispatcher.stats.malformed);
@@ -76,16 +100,26 @@ pub(crate) async fn serve(
     }
 }
 
-/// The in-flight slots of one socket: in total and per client.
-struct InFlight {
+/// The in-flight slots of one address (all its sockets): in total and per client.
+pub(crate) struct InFlight {
     total: Arc<Semaphore>,
     per_client: Arc<PerClient>,
+}
+
+impl InFlight {
+    /// `max` queries in flight in total, a share of it per client.
+    pub(crate) fn new(max: NonZeroUsize) -> Arc<InFlight> {
+        Arc::new(InFlight {
+            total: Arc::new(Semaphore::new(max.get())),
+            per_client: PerClient::new(PerClient::share_of(max)),
+        })
+    }
 }
 
 /// One datagram: answered into `outbox` when blocked or cached, else by the full path
 /// (inline when it needs no upstream, otherwise in a task).
 fn query(
-    socket: &Arc<UdpSocket>,
+    socket: &Socket,
     dispatcher: &Arc<Dispatcher>,
     in_flight: &InFlight,
     packet: &[u8],
@@ -145,22 +179,41 @@ fn query(
 }
 
 /// Send the queued answers; those the socket cannot take now go out from a task.
-fn flush(socket: &Arc<UdpSocket>, dispatcher: &Dispatcher, outbox: &mut Outbox) {
-    outbox.flush(socket, |bytes, to| {
+fn flush(socket: &Socket, dispatcher: &Dispatcher, outbox: &mut Outbox) {
+    outbox.flush(socket.get_ref(), |bytes, to| {
         let socket = socket.clone();
         let bytes = bytes.to_vec();
         dispatcher.tracker.spawn(async move {
-            if let Err(e) = socket.send_to(&bytes, to).await {
+            if let Err(e) = send_to(&socket, &bytes, to).await {
                 tracing::debug!(%to, error = %e, "udp send failed");
             }
         });
     });
 }
 
+/// Send one answer, waiting for room when the socket has none now.
+async fn send_to(socket: &Socket, bytes: &[u8], to: SocketAddr) -> io::Result<()> {
+    match socket.get_ref().send_to(bytes, to) {
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+        r => return r.map(drop),
+    }
+    // The socket is registered for reading only: wait for room on a copy registered
+    // for writing only (rare: the kernel's send buffer is full).
+    let copy = socket.get_ref().try_clone()?;
+    // SAFETY: as in `register`: the copy owns its fd for the AsyncFd's lifetime.
+    let copy = unsafe { AsyncFd::register_with_interest(copy, Interest::WRITABLE)? };
+    loop {
+        let mut room = copy.writable().await?;
+        if let Ok(r) = room.try_io(|s| s.get_ref().send_to(bytes, to)) {
+            return r.map(drop);
+        }
+    }
+}
+
 /// The full path for one datagram (from its start, or after the inline path
 /// admitted it), and the send of its answer.
 async fn respond_and_send(
-    socket: &UdpSocket,
+    socket: &Socket,
     dispatcher: &Dispatcher,
     packet: Vec<u8>,
     src: SocketAddr,
@@ -175,7 +228,7 @@ async fn respond_and_send(
         None => dispatcher.respond(packet, src, Protocol::Udp).await,
     };
     if let Some(bytes) = bytes
-        && let Err(e) = socket.send_to(&bytes, src).await
+        && let Err(e) = send_to(socket, &bytes, src).await
     {
         tracing::debug!(%src, error = %e, "udp send failed");
     }

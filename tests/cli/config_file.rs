@@ -110,6 +110,7 @@ fn config_check_refuses_settings_that_cannot_work_at_their_place() {
         ("[server]\nmax_tcp_connections = 0\n", 2, 23),
         ("[server]\nmax_tcp_connections_per_client = 0\n", 2, 34),
         ("[server]\nmax_udp_in_flight = 0\n", 2, 21),
+        ("[server]\nthreads = 65\n", 2, 11),
         ("[server]\ntcp_idle_timeout = \"0s\"\n", 2, 20),
         ("[server]\nmax_tcp_queries_per_connection = 0\n", 2, 34),
         ("[server.rate_limit]\nmax_clients = 0\n", 2, 15),

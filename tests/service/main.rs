@@ -7,3 +7,4 @@ mod support;
 mod dnstap;
 mod metrics;
 mod service;
+mod workers;

@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# CPU and system calls per query at a fixed household-like rate (issue 16), metaguard
+# next to dnsmasq in the same run, both blocking the bench's 100k-domain list and
+# forwarding to a dnsmasq upstream on loopback (every name 192.0.2.1, TTL 1 h, so a
+# warm cache answers most of the workload, as at home).
+#   scripts/per-query-cost.sh [BINARY] [QPS] [SECONDS] [THREADS]
+#   (defaults: target/release/metaguard, 2000, 20, 1; THREADS is [server] threads)
+# Needs dnsperf and dnsmasq (../shared/bench/setup.sh) and the bench workload
+# (/tmp/dnsbench-data, made by ../shared/bench/gen-workload.py). For each server: start,
+# one warm-up pass through the workload (fills the caches), then
+#   1. CPU: dnsperf -Q QPS -l SECONDS; the server's utime+stime (/proc/PID/stat, all
+#      threads) over the run divided by the queries answered: µs per query;
+#   2. system calls: the same run again with `strace -f -c` attached: calls per answered
+#      query, in total and for the top calls (strace slows the server; the CPU figure is
+#      from run 1 only).
+# Loopback only.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=${1:-target/release/metaguard}
+QPS=${2:-2000}
+SECS=${3:-20}
+THREADS=${4:-1}
+DATA=${BENCH_DATA:-/tmp/dnsbench-data}
+[[ -f $DATA/queries.txt ]] || { echo "no workload in $DATA (run ../shared/bench/gen-workload.py $DATA)" >&2; exit 1; }
+. scripts/loopback-upstream.sh
+UPPORT=$(free_port)
+dnsmasq --keep-in-foreground --conf-file=/dev/null --no-resolv --no-hosts \
+    --listen-address=127.0.0.1 --bind-interfaces --port "$UPPORT" --local-ttl=3600 \
+    --address=/#/192.0.2.1 --address=/#/2001:db8::1 --pid-file="$tmp/up.pid" --user="$(id -un)" 2>"$tmp/up.log" &
+pids+=($!)
+
+cat >"$tmp/metaguard.toml" <<EOF
+[server]
+threads = $THREADS
+[clients]
+neighbours = false
+leases = []
+[remote]
+state_dir = "$tmp"
+EOF
+awk '$1 == "0.0.0.0" && NF >= 2 { print "address=/" $2 "/" }' "$DATA/blocklist.hosts" >"$tmp/dnsmasq-block.conf"
+
+ticks() { awk '{sub(/.*\) /, ""); print $12 + $13}' "/proc/$1/stat"; }
+hz=$(getconf CLK_TCK)
+# dnsperf's "Queries completed" from its output file $1.
+completed() { awk '/Queries completed:/ { print $3; exit }' "$1"; }
+
+wait_up() {
+    for _ in $(seq 100); do
+        dig +short +time=1 +tries=1 -p "$1" @127.0.0.1 example.com A >/dev/null 2>&1 && return 0
+        sleep 0.1
+    done
+    echo "server on port $1 did not answer" >&2
+    exit 1
+}
+
+measure() { # label pid port
+    local label=$1 pid=$2 port=$3 t0 t1 n
+    dnsperf -s 127.0.0.1 -p "$port" -d "$DATA/queries.txt" -n 1 -Q 20000 >/dev/null 2>&1 || true
+    t0=$(ticks "$pid")
+    dnsperf -s 127.0.0.1 -p "$port" -d "$DATA/queries.txt" -l "$SECS" -Q "$QPS" >"$tmp/$label.cpu" 2>&1 || true
+    t1=$(ticks "$pid")
+    n=$(completed "$tmp/$label.cpu")
+    awk -v l="$label" -v t=$((t1 - t0)) -v hz="$hz" -v n="$n" \
+        'BEGIN { printf "%-10s cpu  %6.1f us/query  (%d ticks, %d queries)\n", l, t * 1e6 / hz / n, t, n }'
+    strace -f -c -o "$tmp/$label.strace" -p "$pid" 2>/dev/null &
+    local st=$!
+    sleep 1
+    dnsperf -s 127.0.0.1 -p "$port" -d "$DATA/queries.txt" -l "$SECS" -Q "$QPS" >"$tmp/$label.sys" 2>&1 || true
+    kill -INT "$st"
+    wait "$st" || true
+    n=$(completed "$tmp/$label.sys")
+    local top
+    top=$(awk -v n="$n" 'NF >= 5 && $1 ~ /^[0-9.]+$/ && $NF != "total" { printf "%s %.2f\n", $NF, $4 / n }' \
+        "$tmp/$label.strace" | sort -k2,2nr | head -6 | tr '\n' ' ')
+    awk -v l="$label" -v n="$n" -v top="$top" '
+        $NF == "total" { total = $4 }
+        END { printf "%-10s sys  %6.2f calls/query  (%d calls, %d queries): %s\n", l, total / n, total, n, top }' \
+        "$tmp/$label.strace"
+}
+
+echo "# $QPS qps for $SECS s; metaguard $BIN, [server] threads = $THREADS; dnsmasq $(dnsmasq --version | awk 'NR == 1 { print $3 }'); $(nproc) cores"
+PORT=$(free_port)
+"$BIN" serve --config "$tmp/metaguard.toml" --listen "127.0.0.1:$PORT" --upstream "127.0.0.1:$UPPORT" \
+    --blocklist "$DATA/blocklist.hosts" --db "$tmp/metaguard.db" 2>"$tmp/metaguard.log" &
+mg=$!
+pids+=($mg)
+wait_up "$PORT"
+measure metaguard "$mg" "$PORT"
+kill "$mg"
+
+DPORT=$(free_port)
+dnsmasq --keep-in-foreground --conf-file=/dev/null --no-resolv --no-hosts --no-poll \
+    --listen-address=127.0.0.1 --bind-interfaces --port "$DPORT" --server="127.0.0.1#$UPPORT" \
+    --cache-size=10000 --cache-rr=HTTPS --dns-forward-max=1000 --conf-file="$tmp/dnsmasq-block.conf" \
+    --pid-file="$tmp/dm.pid" --user="$(id -un)" 2>"$tmp/dm.log" &
+dm=$!
+pids+=($dm)
+wait_up "$DPORT"
+measure dnsmasq "$dm" "$DPORT"

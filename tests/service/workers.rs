@@ -1,0 +1,82 @@
+//! `[server] threads` above one: each listen address gets one `SO_REUSEPORT` UDP socket
+//! and receive loop per worker, and every query is answered, counted and logged once
+//! whichever socket the kernel hands it to; TCP answers on the inline path too.
+
+use std::net::SocketAddr;
+
+use crate::support::*;
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::RecordType;
+
+/// The UDP sockets bound to `addr` in this network namespace (`/proc/net/udp`).
+fn udp_sockets_on(addr: SocketAddr) -> usize {
+    let SocketAddr::V4(a) = addr else {
+        panic!("an IPv4 address")
+    };
+    let local = format!(
+        "{:08X}:{:04X}",
+        u32::from_le_bytes(a.ip().octets()),
+        a.port()
+    );
+    std::fs::read_to_string("/proc/net/udp")
+        .unwrap()
+        .lines()
+        .skip(1)
+        .filter(|l| l.split_whitespace().nth(1) == Some(local.as_str()))
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_workers_answer_on_udp_and_tcp_and_each_hit_is_logged_once() {
+    let up = Upstream::start().await;
+    let mut cfg = config(&up);
+    cfg.server.threads = 2;
+    let db = cfg.store.db.clone();
+    let srv = serve(cfg).await;
+    let addr = srv.addrs()[0];
+    assert_eq!(udp_sockets_on(addr), 2, "one UDP socket per worker");
+
+    // Each query from a socket of its own: the kernel spreads the source ports over
+    // both sockets (32 of them all on one has odds of 2^-31).
+    let blocked = "connect.facebook.net.";
+    let mut asks = tokio::task::JoinSet::new();
+    for i in 0..32u16 {
+        asks.spawn(async move { udp(addr, blocked, RecordType::A, q(i)).await });
+    }
+    while let Some(m) = asks.join_next().await {
+        let m = m.unwrap();
+        assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+        assert_eq!(ips(&m), ["0.0.0.0"]);
+    }
+    // Forwarded once, then cached: every socket's loop answers the cached name.
+    let m = udp(addr, "example.com.", RecordType::A, q(100)).await;
+    assert_eq!(ips(&m), ["192.0.2.1"]);
+    for i in 0..16u16 {
+        let m = udp(addr, "example.com.", RecordType::A, q(200 + i)).await;
+        assert_eq!(ips(&m), ["192.0.2.1"]);
+    }
+    assert_eq!(up.hits("example.com."), 1, "the cache is shared");
+
+    // TCP: blocked and cached answers come from the reader (inline), pipelined.
+    let queries: Vec<Vec<u8>> = (0..8u16)
+        .map(|i| query_bytes(blocked, RecordType::A, q(300 + i)))
+        .chain([query_bytes("example.com.", RecordType::A, q(400))])
+        .collect();
+    let answers = tcp_many(addr, &queries).await;
+    assert_eq!(answers.len(), 9);
+    for m in &answers {
+        assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+    }
+
+    let stats = srv.stats();
+    assert_eq!(stats.blocked, 40);
+    assert_eq!(stats.queries, 32 + 1 + 16 + 9);
+    assert!(srv.flush_log().await);
+    let hits = count(
+        &db,
+        "SELECT count(*) FROM hits h JOIN names n ON n.id = h.name_id \
+         WHERE n.name = 'connect.facebook.net'",
+    );
+    assert_eq!(hits, 40, "each blocked query logged once");
+    srv.stop().await;
+}
