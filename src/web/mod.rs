@@ -139,3 +139,51 @@ pub(crate) async fn start(
     tokio::spawn(http::serve(listener, app, shutdown));
     Ok(Web { addr })
 }
+
+/// Bench support, not API (only with the `test-fixtures` feature): the household and
+/// device pages rendered straight from a database, as `serve` renders them.
+#[cfg(feature = "test-fixtures")]
+#[doc(hidden)]
+pub mod bench {
+    use std::path::Path;
+
+    use jiff::Timestamp;
+    use jiff::tz::TimeZone;
+
+    use super::{auth, data, pages};
+
+    fn session() -> auth::Session {
+        auth::Auth::new(std::time::Duration::from_secs(60))
+            .create()
+            .1
+    }
+
+    /// The household page of `week` (`YYYY-Www`).
+    pub fn household(
+        db: &Path,
+        week: &str,
+        tz: &TimeZone,
+        now: Timestamp,
+    ) -> Result<String, String> {
+        let conn = crate::store::read::open(db).map_err(|e| e.to_string())?;
+        let w = data::Week::pick(Some(week), tz, now).map_err(|e| e.to_string())?;
+        let p = data::household(&conn, w).map_err(|e| e.to_string())?;
+        Ok(pages::household_page(&p, &session()))
+    }
+
+    /// Device `id`'s page of `week`.
+    pub fn device(
+        db: &Path,
+        id: i64,
+        week: &str,
+        tz: &TimeZone,
+        now: Timestamp,
+    ) -> Result<String, String> {
+        let conn = crate::store::read::open(db).map_err(|e| e.to_string())?;
+        let w = data::Week::pick(Some(week), tz, now).map_err(|e| e.to_string())?;
+        let p = data::device(&conn, id, w)
+            .map_err(|e| e.to_string())?
+            .ok_or("no such device")?;
+        Ok(pages::device_page(&p, &session(), tz))
+    }
+}

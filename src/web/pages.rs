@@ -133,7 +133,7 @@ fn week_nav(w: &Week, base: &str) -> Markup {
     }
 }
 
-fn household_page(p: &HouseholdPage, s: &Session) -> String {
+pub(super) fn household_page(p: &HouseholdPage, s: &Session) -> String {
     let h = &p.household;
     let bars: Vec<(&str, i64, &[crate::report::model::CategoryCount])> = p
         .devices
@@ -210,7 +210,7 @@ fn household_page(p: &HouseholdPage, s: &Session) -> String {
     layout("Household", "/", s, body)
 }
 
-fn device_page(p: &DevicePage, s: &Session, tz: &jiff::tz::TimeZone) -> String {
+pub(super) fn device_page(p: &DevicePage, s: &Session, tz: &jiff::tz::TimeZone) -> String {
     let d = &p.device;
     let base = format!("/device/{}", d.id);
     let body = html! {
