@@ -7,8 +7,9 @@ use serde::Serialize;
 
 use crate::clients::{Clients, ClientsConfig, ClientsError};
 use crate::config::Config;
-use crate::filter::normalize_query;
+use crate::filter::{Filter, normalize_query};
 use crate::lists::ListError;
+use crate::policy::Action;
 
 /// Why `check` could not give verdicts.
 #[derive(Debug, thiserror::Error)]
@@ -52,20 +53,23 @@ pub(crate) fn verdicts(
     let actions = policy.actions(device.as_ref().and_then(|i| i.group.as_deref()));
     Ok(names
         .iter()
-        .map(|raw| {
-            let name = normalize_query(raw);
-            let v = filter.check(&name, actions);
-            let m = v.matched.as_ref();
-            CheckLine {
-                name: raw.clone(),
-                action: v.action.map_or("allow", |a| a.as_str()),
-                category: m.map(|m| filter.categories().name(m.category).to_string()),
-                rule: v.rule_text(&name),
-                list: m.and_then(|m| filter.list(m.list)).map(|l| l.name.clone()),
-                line: m.map(|m| m.line),
-            }
-        })
+        .map(|raw| line(&filter, actions, raw))
         .collect())
+}
+
+/// The verdict for one name under a compiled filter and a device's actions.
+pub(crate) fn line(filter: &Filter, actions: &[Action], raw: &str) -> CheckLine {
+    let name = normalize_query(raw);
+    let v = filter.check(&name, actions);
+    let m = v.matched.as_ref();
+    CheckLine {
+        name: raw.to_string(),
+        action: v.action.map_or("allow", |a| a.as_str()),
+        category: m.map(|m| filter.categories().name(m.category).to_string()),
+        rule: v.rule_text(&name),
+        list: m.and_then(|m| filter.list(m.list)).map(|l| l.name.clone()),
+        line: m.map(|m| m.line),
+    }
 }
 
 #[cfg(test)]

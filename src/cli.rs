@@ -12,6 +12,7 @@ mod stderr;
 mod table;
 #[cfg(test)]
 mod tests;
+pub(crate) mod web;
 
 mod serve;
 
@@ -123,6 +124,11 @@ pub(crate) enum Command {
     },
     /// Tracking-exposure report for a week (default: the last complete week, local time).
     Report(ReportArgs),
+    /// The dashboard served by `serve` ([web]).
+    Web {
+        #[command(subcommand)]
+        command: WebCommand,
+    },
     /// Config tools.
     Config {
         #[command(subcommand)]
@@ -186,6 +192,20 @@ pub(crate) enum ConfigCommand {
     Check {
         /// Config file (default: /etc/metaguard/metaguard.toml when present).
         path: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum WebCommand {
+    /// Set a new admin password (its argon2 hash goes to <[remote] state_dir>/web-password);
+    /// a random one is made and printed unless --stdin gives it.
+    Password {
+        /// Config file to take [remote] state_dir from (default: /etc/metaguard/metaguard.toml when present).
+        #[arg(long, value_name = "PATH")]
+        config: Option<PathBuf>,
+        /// Read the new password from the first line of stdin (at least 8 characters).
+        #[arg(long)]
+        stdin: bool,
     },
 }
 
@@ -355,6 +375,12 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             Ok(rt.block_on(lists::update(&cfg, force)))
         }
         Command::Report(args) => report::run(&args),
+        Command::Web {
+            command: WebCommand::Password { config, stdin },
+        } => {
+            print!("{}", web::password(config.as_deref(), stdin)?);
+            Ok(0)
+        }
         Command::Config {
             command: ConfigCommand::Check { path },
         } => Ok(config::check(path.as_deref())),

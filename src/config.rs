@@ -65,6 +65,8 @@ pub struct Config {
     pub export: ExportConfig,
     /// `[report]`: weekly report defaults and delivery.
     pub report: ReportConfig,
+    /// `[web]`: the dashboard served by `serve`.
+    pub web: crate::web::WebConfig,
     /// `[tls]`: the private CA every TLS client trusts (upstreams, lists, webhook, SMTP).
     pub tls: TlsConfig,
     /// `[[devices]]`: named devices, how to recognise them, their groups. The arrays of

@@ -68,5 +68,8 @@ pub(crate) mod check;
 // Weekly exposure reports: build, render, deliver.
 pub mod report;
 
+// The household dashboard served by `serve`: pages, JSON API, live feed, login.
+pub mod web;
+
 // The command line: clap definitions and one file per command.
 pub mod cli;

@@ -33,6 +33,15 @@ pub struct ListRow {
 /// lists never fetched are shown with `source` "(not fetched yet)".
 pub fn rows(cfg: &Config) -> Result<Vec<ListRow>, crate::lists::ListError> {
     let (filter, policy) = crate::server::compile(cfg)?;
+    Ok(rows_of(cfg, &filter, &policy))
+}
+
+/// [`rows`] of an already compiled filter (the running server's).
+pub(crate) fn rows_of(
+    cfg: &Config,
+    filter: &crate::filter::Filter,
+    policy: &crate::policy::Policy,
+) -> Vec<ListRow> {
     let actions = policy.actions(None);
     let settings = remote::RemoteSettings::of(cfg);
     let mut rows: Vec<ListRow> = filter
@@ -75,7 +84,7 @@ pub fn rows(cfg: &Config) -> Result<Vec<ListRow>, crate::lists::ListError> {
             });
         }
     }
-    Ok(rows)
+    rows
 }
 
 /// `metaguard lists` output: aligned text columns or one JSON object per line.

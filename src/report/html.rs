@@ -2,8 +2,9 @@
 //! no external asset) that reads on a phone. Built with `maud`, which escapes every
 //! interpolated string, in text and in attributes, SVG included.
 
-use maud::{DOCTYPE, Markup, PreEscaped, html};
+use maud::{DOCTYPE, PreEscaped, html};
 
+use super::charts::{colour, daily_trend, device_bars, heat_map, legend};
 use super::model::*;
 use super::render::change;
 
@@ -30,25 +31,6 @@ svg text{font:11px system-ui,sans-serif;fill:var(--fg)}
 .note{background:#f5f7fb;border-left:4px solid var(--accent);padding:.5rem .8rem}
 "#;
 
-const WEEKDAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
-
-/// A fixed colour per known category, grey for others.
-fn colour(category: &str) -> &'static str {
-    match category {
-        "pixel" => "#d64545",
-        "audience-network" => "#e8853d",
-        "sdk-telemetry" => "#c9a227",
-        "ads-measurement" => "#8e44ad",
-        "app-telemetry" => "#b0578d",
-        "social-widgets" => "#2e86c1",
-        "meta-ai" => "#16a085",
-        "smart-glasses" => "#5d6d7e",
-        "quest" => "#34495e",
-        "first-party" => "#7fa6d6",
-        _ => "#9aa3ad",
-    }
-}
-
 fn change_class(c: Option<f64>, cur: i64) -> &'static str {
     match c {
         Some(p) if p > 0.0 => "up",
@@ -60,140 +42,6 @@ fn change_class(c: Option<f64>, cur: i64) -> &'static str {
 
 fn pct(s: Option<f64>) -> String {
     s.map_or_else(|| "–".into(), |p| format!("{p:.1}%"))
-}
-
-fn legend(categories: &[CategoryCount]) -> Markup {
-    html! {
-        div class="legend" {
-            @for c in categories {
-                span { i style=(format!("background:{}", colour(&c.category))) {} (c.category) }
-            }
-        }
-    }
-}
-
-/// Stacked horizontal bars: one per device, one segment per category.
-fn device_bars(m: &ReportModel) -> Markup {
-    let devices: Vec<&DeviceReport> = m.devices.iter().filter(|d| d.meta_lookups > 0).collect();
-    let max = devices
-        .iter()
-        .map(|d| d.meta_lookups)
-        .max()
-        .unwrap_or(1)
-        .max(1) as f64;
-    let (label, bar, row) = (170.0, 370.0, 24.0);
-    let height = row * devices.len() as f64 + 6.0;
-    html! {
-        svg viewBox=(format!("0 0 600 {height}")) role="img" aria-label="Meta lookups per device by category" {
-            @for (i, d) in devices.iter().enumerate() {
-                @let y = 3.0 + row * i as f64;
-                @let segs = segments(label, bar / max, d.categories.iter().map(|c| c.total as f64));
-                text x=(label - 6.0) y=(y + 15.0) text-anchor="end" { (truncate(&d.name, 26)) }
-                @for (c, (x, w)) in d.categories.iter().zip(&segs) {
-                    rect x=(format!("{x:.1}")) y=(y + 3.0) width=(format!("{w:.1}")) height="16" fill=(colour(&c.category)) {
-                        title { (d.name) ": " (c.category) " " (c.total) }
-                    }
-                }
-                @let end = segs.last().map_or(label, |(x, w)| x + w);
-                text x=(format!("{:.1}", end + 4.0)) y=(y + 15.0) { (d.meta_lookups) }
-            }
-        }
-    }
-}
-
-/// Consecutive (start, length) of `values` scaled by `scale`, from `origin`.
-fn segments(origin: f64, scale: f64, values: impl Iterator<Item = f64>) -> Vec<(f64, f64)> {
-    let mut at = origin;
-    values
-        .map(|v| {
-            let seg = (at, v * scale);
-            at += v * scale;
-            seg
-        })
-        .collect()
-}
-
-fn truncate(s: &str, n: usize) -> String {
-    if s.chars().count() <= n {
-        s.to_string()
-    } else {
-        let mut t: String = s.chars().take(n - 1).collect();
-        t.push('…');
-        t
-    }
-}
-
-/// Stacked columns per local day: blocked, logged, allowed.
-fn daily_trend(m: &ReportModel) -> Markup {
-    let n = m.daily.len().max(1) as f64;
-    let max = m.daily.iter().map(|d| d.total).max().unwrap_or(1).max(1) as f64;
-    let (left, width, top, height) = (40.0, 550.0, 10.0, 140.0);
-    let slot = width / n;
-    let bw = (slot * 0.7).min(60.0);
-    let parts = [
-        ("blocked", "#d64545"),
-        ("logged", "#2e86c1"),
-        ("allowed", "#9aa3ad"),
-    ];
-    html! {
-        svg viewBox="0 0 600 190" role="img" aria-label="Meta lookups per day" {
-            line x1=(left) y1=(top + height) x2=(left + width) y2=(top + height) stroke="#c4c9d2" {}
-            text x=(left - 4.0) y=(top + 8.0) text-anchor="end" { (max as i64) }
-            text x=(left - 4.0) y=(top + height) text-anchor="end" { "0" }
-            @for (i, d) in m.daily.iter().enumerate() {
-                @let x = left + slot * i as f64 + (slot - bw) / 2.0;
-                @let values = [d.counts.blocked, d.counts.logged, d.counts.allowed];
-                @let segs = segments(0.0, height / max, values.iter().map(|v| *v as f64));
-                @for (((k, fill), v), (off, h)) in parts.iter().zip(values).zip(&segs) {
-                    rect x=(format!("{x:.1}")) y=(format!("{:.1}", top + height - off - h)) width=(format!("{bw:.1}")) height=(format!("{h:.1}")) fill=(fill) {
-                        title { (d.date) " " (k) " " (v) }
-                    }
-                }
-                text x=(format!("{:.1}", x + bw / 2.0)) y=(top + height + 16.0) text-anchor="middle" {
-                    (weekday_of(m, i)) " " (d.date.get(8..).unwrap_or(""))
-                }
-                text x=(format!("{:.1}", x + bw / 2.0)) y=(top + height + 30.0) text-anchor="middle" class="muted" { (d.total) }
-            }
-        }
-        div class="legend" {
-            @for (k, fill) in parts { span { i style=(format!("background:{fill}")) {} (k) } }
-        }
-    }
-}
-
-fn weekday_of(m: &ReportModel, i: usize) -> &'static str {
-    m.period
-        .days
-        .get(i)
-        .and_then(|d| d.parse::<jiff::civil::Date>().ok())
-        .map_or("", |d| {
-            WEEKDAYS[d.weekday().to_monday_zero_offset() as usize]
-        })
-}
-
-/// Weekday × hour heat map (local time).
-fn heat_map(grid: &[Vec<i64>], label: &str) -> Markup {
-    let max = grid.iter().flatten().copied().max().unwrap_or(0).max(1) as f64;
-    let (left, top, cw, ch) = (36.0, 16.0, 23.0, 20.0);
-    html! {
-        svg viewBox="0 0 600 164" role="img" aria-label=(label) {
-            @for h in (0..24).step_by(3) {
-                text x=(format!("{:.1}", left + cw * h as f64 + cw / 2.0)) y="11" text-anchor="middle" { (h) }
-            }
-            @for (w, row) in grid.iter().enumerate() {
-                text x=(left - 6.0) y=(top + ch * w as f64 + 14.0) text-anchor="end" { (WEEKDAYS[w % 7]) }
-                @for (h, n) in row.iter().enumerate() {
-                    @let o = if *n == 0 { 0.0 } else { 0.15 + 0.85 * *n as f64 / max };
-                    rect x=(format!("{:.1}", left + cw * h as f64)) y=(format!("{:.1}", top + ch * w as f64))
-                        width=(cw - 2.0) height=(ch - 2.0) rx="2"
-                        fill=(if *n == 0 { "#eef0f4" } else { "#1f5fbf" })
-                        fill-opacity=(format!("{o:.2}")) {
-                        title { (WEEKDAYS[w % 7]) " " (format!("{h:02}:00")) ": " (n) }
-                    }
-                }
-            }
-        }
-    }
 }
 
 /// The whole report as one HTML document.
@@ -242,13 +90,13 @@ pub(crate) fn html(m: &ReportModel) -> String {
                             }
                         }
                         h3 { "Per day" }
-                        (daily_trend(m))
+                        (daily_trend(&m.daily))
                         h3 { "When (local time)" }
                         (heat_map(&m.hour_grid, "Meta lookups by weekday and hour"))
                     }
                     section id="devices" {
                         h2 { "Devices" }
-                        (device_bars(m))
+                        (device_bars(&m.devices.iter().map(|d| (d.name.as_str(), d.meta_lookups, d.categories.as_slice())).collect::<Vec<_>>()))
                         (legend(&m.categories))
                         div class="scroll" {
                             table {

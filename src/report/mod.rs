@@ -3,6 +3,7 @@
 //! (`render`, `html`), and deliver it by file, e-mail or webhook (`deliver`).
 
 pub(crate) mod build;
+pub(crate) mod charts;
 pub(crate) mod deliver;
 /// Test data, not API: only with the `test-fixtures` feature (tests and benches).
 #[cfg(feature = "test-fixtures")]

@@ -56,6 +56,7 @@ impl Dispatcher {
                 logger,
                 metrics: Arc::new(Metrics::new()),
                 export: Export::new(stats.clone()),
+                live: crate::web::LiveFeed::default(),
             },
             stats,
             refresher: std::sync::Mutex::new(shutdown.child_token()),

@@ -34,6 +34,8 @@ pub(crate) struct Handler {
     pub(super) logger: Logger,
     pub(super) metrics: Arc<Metrics>,
     pub(super) export: Export,
+    /// The dashboard's live page: hits are offered while someone watches.
+    pub(super) live: crate::web::LiveFeed,
 }
 
 impl Handler {
@@ -221,6 +223,7 @@ impl Handler {
                     let q = u16::from(qtype);
                     self.export
                         .hit(client, name, q, id, from, cat, e.action, rule);
+                    self.live.offer(&e);
                     self.logger.hit(e);
                 }
             }

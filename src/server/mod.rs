@@ -16,6 +16,7 @@ mod sockets;
 mod tcp;
 mod tcp_slots;
 mod udp;
+mod web_view;
 pub mod wire;
 
 use std::net::SocketAddr;
@@ -151,6 +152,7 @@ pub struct Running {
     started_unix: i64,
     writer: Option<WriterHandle>,
     metrics_addr: Option<SocketAddr>,
+    web_addr: Option<SocketAddr>,
 }
 
 impl Running {
@@ -162,6 +164,11 @@ impl Running {
     /// Where `/metrics` is served, when `[metrics] listen` is set.
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
         self.metrics_addr
+    }
+
+    /// Where the dashboard is served, when `[web]` is on and it could start.
+    pub fn web_addr(&self) -> Option<SocketAddr> {
+        self.web_addr
     }
 
     /// Every counter now.
@@ -301,7 +308,9 @@ pub async fn start(config: Config) -> Result<Running, ServeError> {
         }
         None => None,
     };
+    let web_addr = start_web(&dispatcher, started, started_unix).await;
     Ok(Running {
+        web_addr,
         metrics_addr,
         addrs,
         dispatcher,
@@ -310,6 +319,41 @@ pub async fn start(config: Config) -> Result<Running, ServeError> {
         started_unix,
         writer: Some(writer),
     })
+}
+
+/// Start the dashboard when `[web]` is on. It never stops DNS from starting: a port
+/// in use or an unwritable state directory is logged and the dashboard stays off.
+async fn start_web(
+    dispatcher: &Arc<Dispatcher>,
+    started: Instant,
+    started_unix: i64,
+) -> Option<SocketAddr> {
+    let snap = dispatcher.handler.state.load_full();
+    let cfg = &snap.config;
+    if !cfg.web.enabled {
+        return None;
+    }
+    let view = Arc::new(web_view::View {
+        dispatcher: dispatcher.clone(),
+        started,
+        started_unix,
+    });
+    match crate::web::start(
+        &cfg.web,
+        &cfg.remote.state_dir,
+        cfg.store.db.clone(),
+        view,
+        dispatcher.handler.live.clone(),
+        dispatcher.shutdown.clone(),
+    )
+    .await
+    {
+        Ok(w) => Some(w.addr),
+        Err(e) => {
+            tracing::error!("{e}; the dashboard is off, DNS is not affected");
+            None
+        }
+    }
 }
 
 #[cfg(test)]

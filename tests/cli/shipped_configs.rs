@@ -72,6 +72,7 @@ fn for_test(mut cfg: Config, up: &Upstream, dir: &Path, v6: bool) -> Config {
     if cfg.metrics.listen.is_some() {
         cfg.metrics.listen = Some("127.0.0.1:0".parse().unwrap());
     }
+    cfg.web.listen = "127.0.0.1:0".parse().unwrap();
     cfg
 }
 

@@ -38,6 +38,8 @@ pub fn config(upstream: &Upstream) -> Config {
     c.store.db = upstream.dir.path().join("metaguard.db");
     c.clients.neighbours = false;
     c.clients.leases = Vec::new();
+    // The dashboard has its own tests (tests/web/), on a port of their own.
+    c.web.enabled = false;
     c
 }
 

@@ -1,0 +1,189 @@
+//! The household dashboard served by `serve` (`[web]`): pages (`pages`) and a JSON API
+//! (`api`) over the hit log, read on read-only SQLite connections (`data`) with bounded
+//! concurrency; login, sessions and CSRF (`auth`); the HTTP/1 server with its limits
+//! (`http`); and the live hit feed over server-sent events (`live`). docs/api.md lists
+//! the routes and the ids the browser tests rely on.
+
+mod api;
+mod auth;
+mod data;
+mod http;
+pub(crate) mod live;
+mod pages;
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+
+pub(crate) use auth::new_password;
+pub use auth::set_password;
+pub(crate) use live::LiveFeed;
+
+/// `[web]`: the dashboard.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebConfig {
+    /// Serve the dashboard (on by default, on loopback).
+    pub enabled: bool,
+    /// Where to listen. Only clients on `[server] allow_clients` (the DNS allow-list)
+    /// are answered.
+    pub listen: SocketAddr,
+    /// A bearer token for `/api/v1/` (scripts, Home Assistant); empty: sessions only.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub api_token: String,
+    /// How long a login lasts.
+    #[serde(with = "humantime_serde")]
+    pub session_lifetime: Duration,
+}
+
+/// The default dashboard address: loopback, a port neither Technitium (5380) nor
+/// AdGuard Home (3000) uses, next to metaguard's DNS port 5335.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:5336";
+
+impl Default for WebConfig {
+    fn default() -> Self {
+        WebConfig {
+            enabled: true,
+            listen: SocketAddr::from(([127, 0, 0, 1], 5336)),
+            api_token: String::new(),
+            session_lifetime: Duration::from_secs(12 * 3600),
+        }
+    }
+}
+
+/// The file holding the admin password's argon2 hash, in the state directory.
+pub fn password_path(state_dir: &Path) -> PathBuf {
+    state_dir.join("web-password")
+}
+
+/// Why the dashboard could not start, or its password not be set.
+#[derive(Debug, thiserror::Error)]
+pub enum WebError {
+    /// The listen address could not be bound.
+    #[error("dashboard: cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The password file could not be read or written.
+    #[error("dashboard password file {}: {source}", .path.display())]
+    PasswordFile {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The password could not be hashed, or the stored hash is not one.
+    #[error("dashboard password hash: {0}")]
+    Hash(String),
+}
+
+/// What the dashboard asks of the running server (implemented by `server`).
+pub(crate) trait ServerView: Send + Sync + 'static {
+    /// Whether `ip` is on the DNS allow-list.
+    fn allowed(&self, ip: IpAddr) -> bool;
+    /// The running config.
+    fn config(&self) -> Arc<crate::config::Config>;
+    /// The counters and uptime, as `status` stores them.
+    fn status(&self) -> serde_json::Value;
+    /// `check` for one name under the running lists.
+    fn check(&self, name: &str) -> crate::check::CheckLine;
+    /// The lists of the running filter.
+    fn lists(&self) -> Vec<crate::cli::lists::ListRow>;
+}
+
+/// A running dashboard.
+#[derive(Debug)]
+pub(crate) struct Web {
+    /// The bound address.
+    pub(crate) addr: SocketAddr,
+}
+
+/// Bind `[web] listen`, make the first password when there is none, and serve until
+/// `shutdown`.
+pub(crate) async fn start(
+    cfg: &WebConfig,
+    state_dir: &Path,
+    db: PathBuf,
+    view: Arc<dyn ServerView>,
+    feed: LiveFeed,
+    shutdown: CancellationToken,
+) -> Result<Web, WebError> {
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .map_err(|source| WebError::Bind {
+            addr: cfg.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().unwrap_or(cfg.listen);
+    let path = password_path(state_dir);
+    let hash = match auth::load_or_create(&path)? {
+        (hash, Some(first)) => {
+            tracing::warn!(
+                "dashboard: first start, the admin password is {first} (shown once; stored \
+                 hashed in {}; `metaguard web password` sets another)",
+                path.display()
+            );
+            hash
+        }
+        (hash, None) => hash,
+    };
+    let app = Arc::new(http::App::new(cfg, hash, path, db, view, feed));
+    tracing::info!("dashboard on http://{addr}/");
+    tokio::spawn(http::serve(listener, app, shutdown));
+    Ok(Web { addr })
+}
+
+/// Bench support, not API (only with the `test-fixtures` feature): the household and
+/// device pages rendered straight from a database, as `serve` renders them.
+#[cfg(feature = "test-fixtures")]
+#[doc(hidden)]
+pub mod bench {
+    use std::path::Path;
+
+    use jiff::Timestamp;
+    use jiff::tz::TimeZone;
+
+    use super::{auth, data, pages};
+
+    fn session() -> auth::Session {
+        auth::Auth::new(std::time::Duration::from_secs(60))
+            .create()
+            .1
+    }
+
+    /// The household page of `week` (`YYYY-Www`).
+    pub fn household(
+        db: &Path,
+        week: &str,
+        tz: &TimeZone,
+        now: Timestamp,
+    ) -> Result<String, String> {
+        let conn = crate::store::read::open(db).map_err(|e| e.to_string())?;
+        let w = data::Week::pick(Some(week), tz, now).map_err(|e| e.to_string())?;
+        let p = data::household(&conn, w).map_err(|e| e.to_string())?;
+        Ok(pages::household_page(&p, &session()))
+    }
+
+    /// Device `id`'s page of `week`.
+    pub fn device(
+        db: &Path,
+        id: i64,
+        week: &str,
+        tz: &TimeZone,
+        now: Timestamp,
+    ) -> Result<String, String> {
+        let conn = crate::store::read::open(db).map_err(|e| e.to_string())?;
+        let w = data::Week::pick(Some(week), tz, now).map_err(|e| e.to_string())?;
+        let p = data::device(&conn, id, w)
+            .map_err(|e| e.to_string())?
+            .ok_or("no such device")?;
+        Ok(pages::device_page(&p, &session(), tz))
+    }
+}
