@@ -13,7 +13,7 @@
 # Prints wakeups per 10 s by thread name, and the total.
 # WATCHDOG_USEC=30000000 (the shipped unit's WatchdogSec=30s) makes metaguard ping a
 # systemd watchdog as under systemd (WATCHDOG_PID is set to its pid; with no
-# NOTIFY_SOCKET a ping sends nothing, but its timer runs).
+# NOTIFY_SOCKET a ping sends nothing, but the pinging thread runs).
 # As root the upstream listens on $IDLE_UPSTREAM (default 127.0.0.2) port 53, the only
 # port resolv.conf can name; otherwise metaguard gets it through [upstream] servers and
 # the resolv.conf watch is not exercised (said in the output). Loopback only.

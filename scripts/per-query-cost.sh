@@ -62,7 +62,7 @@ measure() { # label pid port
     t1=$(ticks "$pid")
     n=$(completed "$tmp/$label.cpu")
     awk -v l="$label" -v t=$((t1 - t0)) -v hz="$hz" -v n="$n" \
-        'BEGIN { printf "%-10s cpu  %6.1f us/query  (%d ticks, %d queries)\n", l, t * 1e6 / hz / n, t, n }'
+        -v load="$(cut -d" " -f1 /proc/loadavg)" 'BEGIN { printf "%-10s cpu  %6.1f us/query  (%d ticks, %d queries; load %s)\n", l, t * 1e6 / hz / n, t, n, load }'
     strace -f -c -o "$tmp/$label.strace" -p "$pid" 2>/dev/null &
     local st=$!
     sleep 1
@@ -79,7 +79,7 @@ measure() { # label pid port
         "$tmp/$label.strace"
 }
 
-echo "# $QPS qps for $SECS s; metaguard $BIN, [server] threads = $THREADS; dnsmasq $(dnsmasq --version | awk 'NR == 1 { print $3 }'); $(nproc) cores"
+echo "# $QPS qps for $SECS s; metaguard $BIN, [server] threads = $THREADS; dnsmasq $(dnsmasq --version | awk 'NR == 1 { print $3 }'); $(nproc) cores; load $(cut -d" " -f1-3 /proc/loadavg)"
 PORT=$(free_port)
 "$BIN" serve --config "$tmp/metaguard.toml" --listen "127.0.0.1:$PORT" --upstream "127.0.0.1:$UPPORT" \
     --blocklist "$DATA/blocklist.hosts" --db "$tmp/metaguard.db" 2>"$tmp/metaguard.log" &

@@ -230,20 +230,27 @@ pub(super) enum Inline {
 impl Dispatcher {
     /// Answer a common query (see [`super::wire`]) inline into `out`, without a task,
     /// hickory or allocations when it is blocked or cached. `name` is scratch space.
+    /// Over UDP an answer larger than the client's payload size takes the full path
+    /// (which truncates it); over TCP up to 65,535 bytes are answered inline.
     pub(super) fn respond_inline(
         &self,
         packet: &[u8],
         src: SocketAddr,
+        proto: Protocol,
         name: &mut String,
         out: &mut Vec<u8>,
     ) -> Inline {
         let Some(q) = wire::Query::parse(packet, name) else {
             return Inline::NotCommon;
         };
+        let max = match proto {
+            Protocol::Udp => q.max_udp(),
+            _ => usize::from(u16::MAX),
+        };
         let snap = self.handler.state.load();
         match self.admit(&snap, src) {
             None => Inline::Silent,
-            Some(Admit::Yes) if self.handler.inline(&snap, &q, name, src.ip(), out) => {
+            Some(Admit::Yes) if self.handler.inline(&snap, &q, name, src.ip(), out, max) => {
                 Inline::Answered
             }
             Some(admit) => Inline::Full(admit),

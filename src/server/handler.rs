@@ -234,7 +234,8 @@ impl Handler {
     /// Answer a common query (see [`super::wire`]) into `out` when the decision needs
     /// neither the upstream nor hickory: blocked, or a cache hit that passes its check.
     /// Counted and logged exactly as [`Handler::resolve`] would; `false` leaves the
-    /// query untouched (nothing counted) for the full path.
+    /// query untouched (nothing counted) for the full path, also when the answer would
+    /// be longer than `max` bytes (the client's UDP payload size; 65,535 over TCP).
     pub(crate) fn inline(
         &self,
         snap: &Snapshot,
@@ -242,6 +243,7 @@ impl Handler {
         name: &str,
         src: IpAddr,
         out: &mut Vec<u8>,
+        max: usize,
     ) -> bool {
         let device = snap.clients.identify(src, None);
         let q = Question {
@@ -255,7 +257,7 @@ impl Handler {
                 let category = category(snap, &hit.verdict);
                 let filter = &snap.config.filter;
                 wire::blocked(out, wq, filter.block_response, filter.blocked_ttl, category);
-                if out.len() > wq.max_udp() {
+                if out.len() > max {
                     return false;
                 }
                 Stats::inc(&self.stats.blocked);
@@ -270,7 +272,7 @@ impl Handler {
                     return false;
                 };
                 wire::cached(out, wq, encoded, entry.elapsed());
-                if out.len() > wq.max_udp() {
+                if out.len() > max {
                     return false;
                 }
                 Stats::inc(&self.stats.cache_hits);

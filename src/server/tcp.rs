@@ -192,8 +192,13 @@ impl TcpConn {
             // A panic in one query must not take the connection with it (a task would
             // contain it the same way).
             let fast = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                self.dispatcher
-                    .respond_inline(&msg, self.src, &mut name, &mut inline)
+                self.dispatcher.respond_inline(
+                    &msg,
+                    self.src,
+                    Protocol::Tcp,
+                    &mut name,
+                    &mut inline,
+                )
             }));
             let admit = match fast {
                 Ok(Inline::Answered) => {

@@ -129,7 +129,7 @@ fn query(
 ) {
     // A panic in one query must not take the receive loop with it.
     let fast = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        dispatcher.respond_inline(packet, src, name, outbox.next())
+        dispatcher.respond_inline(packet, src, Protocol::Udp, name, outbox.next())
     }));
     let admit = match fast {
         Ok(Inline::Answered) => {
