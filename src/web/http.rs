@@ -281,6 +281,12 @@ async fn handle(app: &Arc<App>, peer: SocketAddr, req: Request<Incoming>) -> Res
             );
             return r;
         }
+        (&Method::GET, "/favicon.ico") => {
+            return html(
+                StatusCode::NOT_FOUND,
+                pages::message("Not found", "No favicon."),
+            );
+        }
         (&Method::GET, "/login") => return login_form(app, &req, None),
         (&Method::POST, "/login") => return login(app, peer.ip(), req).await,
         _ => {}
@@ -345,7 +351,12 @@ fn login_form(app: &App, req: &Request<Incoming>, error: Option<&str>) -> Respon
     if error.is_none() && session(app, req).is_some() {
         return redirect("/");
     }
-    let t = auth::token();
+    // The token of the login cookie already set, if any: the browser fetches /login
+    // again behind the page's back (the favicon of a logged-out page redirects here),
+    // and a new token would no longer match the form shown.
+    let t = cookie(req, LOGIN_COOKIE)
+        .filter(|c| c.len() == 64 && c.bytes().all(|b| b.is_ascii_hexdigit()))
+        .map_or_else(auth::token, str::to_string);
     let status = if error.is_some() {
         StatusCode::UNAUTHORIZED
     } else {
