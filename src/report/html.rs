@@ -27,6 +27,14 @@ fn change_class(c: Option<f64>, cur: i64) -> &'static str {
     }
 }
 
+/// The class "long" for a name with a word over 20 characters: it may break anywhere
+/// (the stylesheet's `.long`), where other names break between words only.
+fn long(name: &str) -> Option<&'static str> {
+    name.split_whitespace()
+        .any(|w| w.chars().count() > 20)
+        .then_some("long")
+}
+
 fn pct(s: Option<f64>) -> String {
     s.map_or_else(|| "–".into(), |p| format!("{p:.1}%"))
 }
@@ -91,7 +99,7 @@ pub(crate) fn html(m: &ReportModel) -> String {
                                 tbody {
                                     @for d in &m.devices {
                                         tr {
-                                            td { (d.name) }
+                                            td class=[long(&d.name)] { (d.name) }
                                             td { (d.meta_lookups) }
                                             td { (d.counts.blocked) }
                                             td { (d.counts.logged) }
@@ -104,7 +112,7 @@ pub(crate) fn html(m: &ReportModel) -> String {
                         }
                         @for d in &m.devices {
                             div class="device" {
-                                h3 { (d.name) }
+                                h3 class=[long(&d.name)] { (d.name) }
                                 p class="muted" {
                                     @if let Some(mac) = &d.mac { (mac) " · " }
                                     "seen " (d.first_seen.as_deref().unwrap_or("–")) " to " (d.last_seen.as_deref().unwrap_or("–"))
@@ -134,7 +142,7 @@ pub(crate) fn html(m: &ReportModel) -> String {
                                         table {
                                             tbody {
                                                 @for t in &d.top_domains {
-                                                    tr { td { (t.domain) } td { (t.category) } td { (t.lookups) } }
+                                                    tr { td class=[long(&t.domain)] { (t.domain) } td { (t.category) } td { (t.lookups) } }
                                                 }
                                             }
                                         }
@@ -157,7 +165,7 @@ pub(crate) fn html(m: &ReportModel) -> String {
                                     tbody {
                                         @for d in &m.meta_ai.devices {
                                             tr {
-                                                td { (d.device) }
+                                                td class=[long(&d.device)] { (d.device) }
                                                 td { (d.lookups) }
                                                 td class="text" { @for (i, x) in d.domains.iter().enumerate() { @if i > 0 { ", " } (x.domain) } }
                                             }
@@ -187,7 +195,7 @@ pub(crate) fn html(m: &ReportModel) -> String {
                                     tbody {
                                         @for d in m.devices.iter().filter(|d| d.other_lookups > 0) {
                                             tr {
-                                                td { (d.name) }
+                                                td class=[long(&d.name)] { (d.name) }
                                                 td { (d.other_lookups) }
                                                 td class="text" { @for (i, x) in d.other_top_domains.iter().enumerate() { @if i > 0 { ", " } (x.domain) } }
                                             }
@@ -209,7 +217,7 @@ pub(crate) fn html(m: &ReportModel) -> String {
                                     tbody {
                                         @for d in &m.bypass.devices {
                                             tr {
-                                                td { (d.device) }
+                                                td class=[long(&d.device)] { (d.device) }
                                                 td { (d.lookups) }
                                                 td class="text" { (super::not_meta::evidence(&d.names, |s| s.to_string())) }
                                             }
