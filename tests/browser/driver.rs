@@ -181,13 +181,16 @@ impl Browser {
 
     /// A screenshot of the whole page at `width`, written to `dir/name-width.png`.
     pub async fn screenshot(&self, dir: &Path, name: &str, width: u32) {
+        // The window's height includes some browser UI even headless.
         let h = self
-            .eval("return document.documentElement.scrollHeight")
+            .eval(
+                "return document.documentElement.scrollHeight + window.outerHeight - window.innerHeight",
+            )
             .await
             .as_u64()
             .unwrap();
         self.client
-            .set_window_size(width, h.clamp(200, 8000) as u32)
+            .set_window_size(width, h.clamp(200, 16000) as u32)
             .await
             .unwrap();
         let png = self.client.screenshot().await.unwrap();
