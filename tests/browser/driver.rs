@@ -179,8 +179,9 @@ impl Browser {
         serde_json::from_value(v).unwrap()
     }
 
-    /// A screenshot of the whole page at `width`, written to `dir/name-width.png`.
-    pub async fn screenshot(&self, dir: &Path, name: &str, width: u32) {
+    /// A screenshot of the page at `width` from its top, at most `max_height` px of it
+    /// (the whole page if shorter), written to `dir/name-width.png`.
+    pub async fn screenshot(&self, dir: &Path, name: &str, width: u32, max_height: u64) {
         // The window's height includes some browser UI even headless.
         let h = self
             .eval(
@@ -190,7 +191,7 @@ impl Browser {
             .as_u64()
             .unwrap();
         self.client
-            .set_window_size(width, h.clamp(200, 16000) as u32)
+            .set_window_size(width, h.clamp(200, max_height) as u32)
             .await
             .unwrap();
         let png = self.client.screenshot().await.unwrap();

@@ -90,7 +90,7 @@ async fn report_fits_a_phone_and_a_desktop() {
             problems.join("\n")
         );
         if let Some(dir) = driver::screenshot_dir() {
-            b.screenshot(&dir, "report", width).await;
+            b.screenshot(&dir, "report", width, 16_000).await;
         }
     }
     // The `<script>` device is text: in the table, and no script ran.
