@@ -179,13 +179,16 @@ fn counts(
     Ok(out)
 }
 
-/// Hourly totals in `start..end`: (device, unix hour) -> (queries, matched, blocked).
+/// One row of the hourly totals: device, unix hour, queries, matched, blocked.
+type HourRow = (i64, i64, i64, i64, i64);
+
+/// Hourly totals in `start..end`.
 fn hourly(
     conn: &Connection,
     start: i64,
     end: i64,
     device: Option<i64>,
-) -> rusqlite::Result<Vec<(i64, i64, i64, i64, i64)>> {
+) -> rusqlite::Result<Vec<HourRow>> {
     conn.prepare_cached(
         "SELECT device_id, hour, queries, meta, blocked FROM query_totals
          WHERE device_id IN (SELECT id FROM devices WHERE ?3 IS NULL OR id = ?3)
