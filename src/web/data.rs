@@ -503,3 +503,39 @@ pub(super) fn category_names(conn: &Connection) -> rusqlite::Result<Vec<String>>
     v.sort();
     Ok(v)
 }
+
+/// The database as the status page shows it: only reads that do not scan the hit log
+/// (`metaguard status` counts every row, seconds over millions).
+#[derive(Debug, Clone, Serialize)]
+pub(super) struct DbStatus {
+    pub(super) path: String,
+    /// The file plus its WAL.
+    pub(super) bytes: u64,
+    pub(super) devices: i64,
+    /// The newest hit's id: hits ever written, less those of a deleted tail.
+    pub(super) last_hit_id: i64,
+    pub(super) oldest_hit: Option<i64>,
+    pub(super) newest_hit: Option<i64>,
+}
+
+pub(super) fn db_status(conn: &Connection) -> rusqlite::Result<DbStatus> {
+    let path = conn.path().unwrap_or("").to_string();
+    let size = |p: &str| std::fs::metadata(p).map_or(0, |m| m.len());
+    let bytes = if path.is_empty() {
+        0
+    } else {
+        size(&path) + size(&format!("{path}-wal"))
+    };
+    let (oldest_hit, newest_hit) =
+        conn.query_row("SELECT min(ts), max(ts) FROM hits", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?;
+    Ok(DbStatus {
+        path,
+        bytes,
+        devices: conn.query_row("SELECT count(*) FROM devices", [], |r| r.get(0))?,
+        last_hit_id: crate::store::read::last_hit_id(conn)?,
+        oldest_hit,
+        newest_hit,
+    })
+}
