@@ -3,6 +3,7 @@
 //! routes (pages, `/api/v1/`, login). Database reads run off the runtime on
 //! `spawn_blocking`, at most [`READERS`] at once.
 
+use std::any::Any;
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -70,11 +71,20 @@ impl App {
         }
     }
 
-    /// Run `f` on a blocking thread once a reader slot is free.
+    /// Run `f` on a blocking thread once a reader slot is free. One `spawn_blocking`
+    /// for every caller (the closure and its result are boxed): each instantiation of
+    /// tokio's task machinery costs binary size.
     pub(super) async fn blocking<T: Send + 'static>(
         &self,
         f: impl FnOnce() -> T + Send + 'static,
     ) -> Option<T> {
+        let out = self
+            .run_boxed(Box::new(move || Box::new(f()) as Box<dyn Any + Send>))
+            .await?;
+        out.downcast::<T>().ok().map(|b| *b)
+    }
+
+    async fn run_boxed(&self, f: BoxedJob) -> Option<Box<dyn Any + Send>> {
         let _permit = self.readers.clone().acquire_owned().await.ok()?;
         tokio::task::spawn_blocking(f).await.ok()
     }
@@ -94,6 +104,8 @@ impl App {
         .map_err(|e| e.to_string())
     }
 }
+
+type BoxedJob = Box<dyn FnOnce() -> Box<dyn Any + Send> + Send>;
 
 /// Accept connections until `shutdown`.
 pub(super) async fn serve(listener: TcpListener, app: Arc<App>, shutdown: CancellationToken) {
