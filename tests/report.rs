@@ -178,15 +178,15 @@ fn report_html_is_escaped_self_contained_and_has_the_sections() {
     }
     assert!(doc.select(&sel("meta[name=viewport]")).count() == 1);
     assert!(doc.select(&sel("svg")).count() >= 3, "charts");
-    // The device name is text, in the table and in the SVG chart.
+    // The device name is text, in the table and beside its bar in the chart.
     let names: Vec<String> = doc
         .select(&sel("td"))
         .map(|e| e.text().collect::<String>())
         .collect();
     assert!(names.iter().any(|n| n == XSS));
     assert!(
-        doc.select(&sel("svg text"))
-            .any(|e| e.text().collect::<String>().contains("<script>"))
+        doc.select(&sel(".bar-name"))
+            .any(|e| e.text().collect::<String>() == XSS)
     );
     for bad in ["src=", "href=\"http", "url(", "@import"] {
         assert!(!html.contains(bad), "external asset: {bad}");

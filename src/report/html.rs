@@ -8,27 +8,15 @@ use super::charts::{colour, daily_trend, device_bars, heat_map, legend};
 use super::model::*;
 use super::render::change;
 
+/// The dashboard's stylesheet (one layout from 360 px phones to desktops, the report's
+/// palette): the same constant as the dashboard's `/static/style.css`, not a copy
+/// concatenated with more rules, so that LTO can merge the two.
+const DASHBOARD_CSS: &str = include_str!("../web/assets/style.css");
+
+/// The few rules of the report's own parts, after the dashboard's.
 const CSS: &str = r#"
-:root{--fg:#1d2330;--muted:#5b6475;--bg:#fff;--line:#e3e6ec;--accent:#1f5fbf}
-*{box-sizing:border-box}
-body{margin:0 auto;max-width:60rem;padding:1rem;font:16px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:var(--fg);background:var(--bg)}
-h1{font-size:1.5rem;margin:.2rem 0}h2{font-size:1.2rem;margin-top:2rem;border-bottom:2px solid var(--line);padding-bottom:.2rem}
 h3{font-size:1.05rem;margin:1.4rem 0 .3rem}
-.muted{color:var(--muted)}
-.cards{display:grid;grid-template-columns:repeat(auto-fit,minmax(9rem,1fr));gap:.6rem}
-.card{border:1px solid var(--line);border-radius:.5rem;padding:.5rem .7rem}
-.card b{display:block;font-size:1.4rem}
-.scroll{overflow-x:auto}
-table{border-collapse:collapse;width:100%;font-size:.92rem}
-th,td{padding:.25rem .4rem;border-bottom:1px solid var(--line);text-align:right;white-space:nowrap}
-th:first-child,td:first-child{text-align:left;white-space:normal;word-break:break-word}
-svg{width:100%;height:auto;display:block}
-svg text{font:11px system-ui,sans-serif;fill:var(--fg)}
-.legend span{display:inline-block;margin:.1rem .6rem .1rem 0;font-size:.85rem}
-.legend i{display:inline-block;width:.8rem;height:.8rem;margin-right:.25rem;vertical-align:-.1rem;border-radius:2px}
-.device{border:1px solid var(--line);border-radius:.5rem;padding:.2rem .8rem .6rem;margin:.8rem 0}
-.up{color:#b3261e}.down{color:#1b7f3a}
-.note{background:#f5f7fb;border-left:4px solid var(--accent);padding:.5rem .8rem}
+.device{border:1px solid var(--line);border-radius:.5rem;padding:.2rem .7rem .6rem;margin:.8rem 0}
 "#;
 
 fn change_class(c: Option<f64>, cur: i64) -> &'static str {
@@ -38,6 +26,14 @@ fn change_class(c: Option<f64>, cur: i64) -> &'static str {
         None if cur > 0 => "up",
         _ => "",
     }
+}
+
+/// The class "long" for a name with a word over 20 characters: it may break anywhere
+/// (the stylesheet's `.long`), where other names break between words only.
+fn long(name: &str) -> Option<&'static str> {
+    name.split_whitespace()
+        .any(|w| w.chars().count() > 20)
+        .then_some("long")
 }
 
 fn pct(s: Option<f64>) -> String {
@@ -58,9 +54,9 @@ pub(crate) fn html(m: &ReportModel) -> String {
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 meta name="color-scheme" content="light";
                 title { (title) }
-                style { (PreEscaped(CSS)) }
+                style { (PreEscaped(DASHBOARD_CSS)) (PreEscaped(CSS)) }
             }
-            body {
+            body { main {
                 header id="top" {
                     h1 { (title) }
                     p class="muted" {
@@ -89,10 +85,10 @@ pub(crate) fn html(m: &ReportModel) -> String {
                                 "vs " (m.period.previous_label) " (" (h.previous_meta_lookups) ")"
                             }
                         }
-                        h3 { "Per day" }
-                        (daily_trend(&m.daily))
-                        h3 { "When (local time)" }
-                        (heat_map(&m.hour_grid, "Meta lookups by weekday and hour"))
+                        div class="charts" {
+                            div { h3 { "Per day" } (daily_trend(&m.daily)) }
+                            div { h3 { "When (local time)" } (heat_map(&m.hour_grid, "Meta lookups by weekday and hour")) }
+                        }
                     }
                     section id="devices" {
                         h2 { "Devices" }
@@ -104,7 +100,7 @@ pub(crate) fn html(m: &ReportModel) -> String {
                                 tbody {
                                     @for d in &m.devices {
                                         tr {
-                                            td { (d.name) }
+                                            td class=[long(&d.name)] { (d.name) }
                                             td { (d.meta_lookups) }
                                             td { (d.counts.blocked) }
                                             td { (d.counts.logged) }
@@ -117,7 +113,7 @@ pub(crate) fn html(m: &ReportModel) -> String {
                         }
                         @for d in &m.devices {
                             div class="device" {
-                                h3 { (d.name) }
+                                h3 class=[long(&d.name)] { (d.name) }
                                 p class="muted" {
                                     @if let Some(mac) = &d.mac { (mac) " · " }
                                     "seen " (d.first_seen.as_deref().unwrap_or("–")) " to " (d.last_seen.as_deref().unwrap_or("–"))
@@ -147,7 +143,7 @@ pub(crate) fn html(m: &ReportModel) -> String {
                                         table {
                                             tbody {
                                                 @for t in &d.top_domains {
-                                                    tr { td { (t.domain) } td { (t.category) } td { (t.lookups) } }
+                                                    tr { td class=[long(&t.domain)] { (t.domain) } td class="wrap" { (t.category) } td { (t.lookups) } }
                                                 }
                                             }
                                         }
@@ -170,9 +166,9 @@ pub(crate) fn html(m: &ReportModel) -> String {
                                     tbody {
                                         @for d in &m.meta_ai.devices {
                                             tr {
-                                                td { (d.device) }
+                                                td class=[long(&d.device)] { (d.device) }
                                                 td { (d.lookups) }
-                                                td { @for (i, x) in d.domains.iter().enumerate() { @if i > 0 { ", " } (x.domain) } }
+                                                td class="text" { @for (i, x) in d.domains.iter().enumerate() { @if i > 0 { ", " } (x.domain) } }
                                             }
                                         }
                                     }
@@ -200,9 +196,9 @@ pub(crate) fn html(m: &ReportModel) -> String {
                                     tbody {
                                         @for d in m.devices.iter().filter(|d| d.other_lookups > 0) {
                                             tr {
-                                                td { (d.name) }
+                                                td class=[long(&d.name)] { (d.name) }
                                                 td { (d.other_lookups) }
-                                                td { @for (i, x) in d.other_top_domains.iter().enumerate() { @if i > 0 { ", " } (x.domain) } }
+                                                td class="text" { @for (i, x) in d.other_top_domains.iter().enumerate() { @if i > 0 { ", " } (x.domain) } }
                                             }
                                         }
                                     }
@@ -222,9 +218,9 @@ pub(crate) fn html(m: &ReportModel) -> String {
                                     tbody {
                                         @for d in &m.bypass.devices {
                                             tr {
-                                                td { (d.device) }
+                                                td class=[long(&d.device)] { (d.device) }
                                                 td { (d.lookups) }
-                                                td { (super::not_meta::evidence(&d.names, |s| s.to_string())) }
+                                                td class="text" { (super::not_meta::evidence(&d.names, |s| s.to_string())) }
                                             }
                                         }
                                     }
@@ -244,7 +240,7 @@ pub(crate) fn html(m: &ReportModel) -> String {
                     }
                 }
                 footer class="muted" { p { "Sources: " (m.sources.join(", ")) } }
-            }
+            } }
         }
     };
     doc.into_string()

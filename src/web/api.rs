@@ -20,7 +20,15 @@ fn err(status: StatusCode, e: impl std::fmt::Display) -> Response<Body> {
 
 fn done<T: serde::Serialize>(r: Result<T, String>) -> Response<Body> {
     match r {
-        Ok(v) => json(StatusCode::OK, &v),
+        Ok(v) => pretty(&v),
+        Err(e) => err(StatusCode::INTERNAL_SERVER_ERROR, e),
+    }
+}
+
+/// Pretty JSON, as the report writes it: the report's types then share its code.
+fn pretty<T: serde::Serialize>(v: &T) -> Response<Body> {
+    match serde_json::to_vec_pretty(v) {
+        Ok(body) => super::http::respond(StatusCode::OK, "application/json", body),
         Err(e) => err(StatusCode::INTERNAL_SERVER_ERROR, e),
     }
 }
@@ -60,7 +68,7 @@ pub(super) async fn route(app: &Arc<App>, path: &str, q: &[(String, String)]) ->
             let server = app.view.status();
             done(
                 app.read(move |c| {
-                    Ok(serde_json::json!({ "server": server, "database": crate::store::read::status(c)? }))
+                    Ok(serde_json::json!({ "server": server, "database": data::db_status(c)? }))
                 })
                 .await,
             )
@@ -103,7 +111,11 @@ pub(super) async fn route(app: &Arc<App>, path: &str, q: &[(String, String)]) ->
                 color: false,
             };
             match app.blocking(move || crate::report::model(&req)).await {
-                Some(Ok(m)) => json(StatusCode::OK, &m),
+                // The report's own JSON (pretty, as `report --format json`).
+                Some(Ok(m)) => match crate::report::render::json(&m) {
+                    Ok(body) => super::http::respond(StatusCode::OK, "application/json", body),
+                    Err(e) => err(StatusCode::INTERNAL_SERVER_ERROR, e),
+                },
                 Some(Err(crate::report::ReportError::BadWeek(w))) => {
                     err(StatusCode::BAD_REQUEST, format!("cannot read week {w:?}"))
                 }
@@ -121,7 +133,7 @@ pub(super) async fn route(app: &Arc<App>, path: &str, q: &[(String, String)]) ->
                 })
                 .await
             {
-                Ok(Some(p)) => json(StatusCode::OK, &p),
+                Ok(Some(p)) => pretty(&p),
                 Ok(None) => err(StatusCode::NOT_FOUND, "no such device"),
                 Err(e) => err(StatusCode::INTERNAL_SERVER_ERROR, e),
             }

@@ -179,13 +179,16 @@ fn counts(
     Ok(out)
 }
 
-/// Hourly totals in `start..end`: (device, unix hour) -> (queries, matched, blocked).
+/// One row of the hourly totals: device, unix hour, queries, matched, blocked.
+type HourRow = (i64, i64, i64, i64, i64);
+
+/// Hourly totals in `start..end`.
 fn hourly(
     conn: &Connection,
     start: i64,
     end: i64,
     device: Option<i64>,
-) -> rusqlite::Result<Vec<(i64, i64, i64, i64, i64)>> {
+) -> rusqlite::Result<Vec<HourRow>> {
     conn.prepare_cached(
         "SELECT device_id, hour, queries, meta, blocked FROM query_totals
          WHERE device_id IN (SELECT id FROM devices WHERE ?3 IS NULL OR id = ?3)
@@ -499,4 +502,40 @@ pub(super) fn category_names(conn: &Connection) -> rusqlite::Result<Vec<String>>
     let mut v: Vec<String> = categories(conn)?.into_values().collect();
     v.sort();
     Ok(v)
+}
+
+/// The database as the status page shows it: only reads that do not scan the hit log
+/// (`metaguard status` counts every row, seconds over millions).
+#[derive(Debug, Clone, Serialize)]
+pub(super) struct DbStatus {
+    pub(super) path: String,
+    /// The file plus its WAL.
+    pub(super) bytes: u64,
+    pub(super) devices: i64,
+    /// The newest hit's id: hits ever written, less those of a deleted tail.
+    pub(super) last_hit_id: i64,
+    pub(super) oldest_hit: Option<i64>,
+    pub(super) newest_hit: Option<i64>,
+}
+
+pub(super) fn db_status(conn: &Connection) -> rusqlite::Result<DbStatus> {
+    let path = conn.path().unwrap_or("").to_string();
+    let size = |p: &str| std::fs::metadata(p).map_or(0, |m| m.len());
+    let bytes = if path.is_empty() {
+        0
+    } else {
+        size(&path) + size(&format!("{path}-wal"))
+    };
+    let (oldest_hit, newest_hit) =
+        conn.query_row("SELECT min(ts), max(ts) FROM hits", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?;
+    Ok(DbStatus {
+        path,
+        bytes,
+        devices: conn.query_row("SELECT count(*) FROM devices", [], |r| r.get(0))?,
+        last_hit_id: crate::store::read::last_hit_id(conn)?,
+        oldest_hit,
+        newest_hit,
+    })
 }

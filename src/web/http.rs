@@ -3,6 +3,7 @@
 //! routes (pages, `/api/v1/`, login). Database reads run off the runtime on
 //! `spawn_blocking`, at most [`READERS`] at once.
 
+use std::any::Any;
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -70,11 +71,20 @@ impl App {
         }
     }
 
-    /// Run `f` on a blocking thread once a reader slot is free.
+    /// Run `f` on a blocking thread once a reader slot is free. One `spawn_blocking`
+    /// for every caller (the closure and its result are boxed): each instantiation of
+    /// tokio's task machinery costs binary size.
     pub(super) async fn blocking<T: Send + 'static>(
         &self,
         f: impl FnOnce() -> T + Send + 'static,
     ) -> Option<T> {
+        let out = self
+            .run_boxed(Box::new(move || Box::new(f()) as Box<dyn Any + Send>))
+            .await?;
+        out.downcast::<T>().ok().map(|b| *b)
+    }
+
+    async fn run_boxed(&self, f: BoxedJob) -> Option<Box<dyn Any + Send>> {
         let _permit = self.readers.clone().acquire_owned().await.ok()?;
         tokio::task::spawn_blocking(f).await.ok()
     }
@@ -94,6 +104,8 @@ impl App {
         .map_err(|e| e.to_string())
     }
 }
+
+type BoxedJob = Box<dyn FnOnce() -> Box<dyn Any + Send> + Send>;
 
 /// Accept connections until `shutdown`.
 pub(super) async fn serve(listener: TcpListener, app: Arc<App>, shutdown: CancellationToken) {
@@ -281,6 +293,12 @@ async fn handle(app: &Arc<App>, peer: SocketAddr, req: Request<Incoming>) -> Res
             );
             return r;
         }
+        (&Method::GET, "/favicon.ico") => {
+            return html(
+                StatusCode::NOT_FOUND,
+                pages::message("Not found", "No favicon."),
+            );
+        }
         (&Method::GET, "/login") => return login_form(app, &req, None),
         (&Method::POST, "/login") => return login(app, peer.ip(), req).await,
         _ => {}
@@ -345,7 +363,12 @@ fn login_form(app: &App, req: &Request<Incoming>, error: Option<&str>) -> Respon
     if error.is_none() && session(app, req).is_some() {
         return redirect("/");
     }
-    let t = auth::token();
+    // The token of the login cookie already set, if any: the browser fetches /login
+    // again behind the page's back (the favicon of a logged-out page redirects here),
+    // and a new token would no longer match the form shown.
+    let t = cookie(req, LOGIN_COOKIE)
+        .filter(|c| c.len() == 64 && c.bytes().all(|b| b.is_ascii_hexdigit()))
+        .map_or_else(auth::token, str::to_string);
     let status = if error.is_some() {
         StatusCode::UNAUTHORIZED
     } else {

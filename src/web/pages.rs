@@ -353,7 +353,7 @@ fn lists_page(
 
 fn status_page(
     v: &serde_json::Value,
-    db: &crate::store::read::StatusInfo,
+    db: &data::DbStatus,
     cfg: &crate::config::Config,
     s: &Session,
 ) -> String {
@@ -366,7 +366,7 @@ fn status_page(
         "–".into()
     };
     let up = v["uptime_s"].as_u64().unwrap_or(0);
-    let uptime = humantime::format_duration(std::time::Duration::from_secs(up)).to_string();
+    let uptime = format!("{}d {}h {}m", up / 86400, up % 86400 / 3600, up % 3600 / 60);
     let upstreams: Vec<String> = cfg.upstream.servers.iter().map(|u| u.to_string()).collect();
     let rows: Vec<(&str, &str, String)> = vec![
         ("status-uptime", "Uptime", uptime),
@@ -405,12 +405,12 @@ fn status_page(
         (
             "status-db-size",
             "Database size",
-            format!("{:.1} MB", db.db_bytes as f64 / 1e6),
+            format!("{:.1} MB", db.bytes as f64 / 1e6),
         ),
         (
             "status-db-rows",
-            "Hits / devices",
-            format!("{} / {}", db.hits, db.devices),
+            "Newest hit id / devices",
+            format!("{} / {}", db.last_hit_id, db.devices),
         ),
         (
             "status-retention",
@@ -516,7 +516,7 @@ pub(super) async fn route(
         "/status" => {
             let v = app.view.status();
             let cfg = app.view.config();
-            match app.read(|c| Ok(crate::store::read::status(c)?)).await {
+            match app.read(|c| Ok(data::db_status(c)?)).await {
                 Ok(db) => html(StatusCode::OK, status_page(&v, &db, &cfg, s)),
                 Err(e) => error_page(e),
             }

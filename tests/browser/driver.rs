@@ -54,7 +54,8 @@ pub struct Browser {
 /// chromedriver is not installed. With `CI` set a missing browser fails the test.
 pub async fn browser() -> Option<Browser> {
     let (Some(chromium), true) = (chromium(), tools::have("chromedriver")) else {
-        let msg = "chromium or chromedriver not installed (Debian packages chromium, chromium-driver)";
+        let msg =
+            "chromium or chromedriver not installed (Debian packages chromium, chromium-driver)";
         if std::env::var_os("CI").is_some() {
             panic!("{msg}, and CI is set: the browser tests must run");
         }
@@ -99,16 +100,27 @@ async fn start_driver(chromium: PathBuf) -> Driver {
     }
 }
 
-/// `GET path` from 127.0.0.1:`port`, the whole response, or `None` if not listening yet.
+/// `GET path` from 127.0.0.1:`port`: what arrived within a second (chromedriver keeps
+/// the connection open), or `None` if nothing listens yet.
 async fn get(port: u16, path: &str) -> Option<String> {
     let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .ok()?;
     let req = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
     s.write_all(req.as_bytes()).await.ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).await.ok()?;
-    Some(out)
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+    while let Ok(Ok(n)) = tokio::time::timeout_at(deadline, s.read(&mut buf)).await {
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&buf[..n]);
+        if out.ends_with(b"}}") || out.ends_with(b"}}\n") {
+            break;
+        }
+    }
+    Some(String::from_utf8_lossy(&out).into_owned())
 }
 
 async fn session(d: &Driver) -> Client {
@@ -167,15 +179,19 @@ impl Browser {
         serde_json::from_value(v).unwrap()
     }
 
-    /// A screenshot of the whole page at `width`, written to `dir/name-width.png`.
-    pub async fn screenshot(&self, dir: &Path, name: &str, width: u32) {
+    /// A screenshot of the page at `width` from its top, at most `max_height` px of it
+    /// (the whole page if shorter), written to `dir/name-width.png`.
+    pub async fn screenshot(&self, dir: &Path, name: &str, width: u32, max_height: u64) {
+        // The window's height includes some browser UI even headless.
         let h = self
-            .eval("return document.documentElement.scrollHeight")
+            .eval(
+                "return document.documentElement.scrollHeight + window.outerHeight - window.innerHeight",
+            )
             .await
             .as_u64()
             .unwrap();
         self.client
-            .set_window_size(width, h.clamp(200, 8000) as u32)
+            .set_window_size(width, h.clamp(200, max_height) as u32)
             .await
             .unwrap();
         let png = self.client.screenshot().await.unwrap();
@@ -199,18 +215,31 @@ pub fn screenshot_dir() -> Option<PathBuf> {
 
 const LAYOUT_JS: &str = r#"
 const out = [];
+// Inside an element that scrolls or clips its overflow (a table's wrapper, an SVG).
+function scrolled(e) {
+  for (let p = e; p && p !== document.body; p = p.parentElement) {
+    const ox = getComputedStyle(p).overflowX;
+    if (ox === 'auto' || ox === 'scroll' || ox === 'hidden') return true;
+  }
+  return false;
+}
 const de = document.documentElement;
-if (de.scrollWidth > window.innerWidth)
+if (de.scrollWidth > window.innerWidth) {
   out.push(`page ${de.scrollWidth} px wide in a ${window.innerWidth} px viewport`);
+  // Text overflowing its box (an unbreakable string) does not widen the box itself.
+  const walk = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+  for (let n = walk.nextNode(); n && out.length < 20; n = walk.nextNode()) {
+    const range = document.createRange();
+    range.selectNodeContents(n);
+    const r = range.getBoundingClientRect();
+    if (r.right > window.innerWidth + 0.5 && !scrolled(n.parentElement))
+      out.push(`  text "${n.textContent.slice(0, 60)}" in <${n.parentElement.tagName.toLowerCase()}> ends at ${Math.round(r.right)} px`);
+  }
+}
 for (const e of document.body.querySelectorAll('*')) {
   const r = e.getBoundingClientRect();
   if (r.right > window.innerWidth + 0.5 && getComputedStyle(e).position !== 'fixed') {
-    let clipped = false;
-    for (let p = e.parentElement; p; p = p.parentElement) {
-      const ox = getComputedStyle(p).overflowX;
-      if (ox === 'auto' || ox === 'scroll' || ox === 'hidden') { clipped = true; break; }
-    }
-    if (!clipped && out.length < 20)
+    if (!scrolled(e.parentElement) && out.length < 20)
       out.push(`<${e.tagName.toLowerCase()} class="${e.getAttribute('class') || ''}"> ends at ${Math.round(r.right)} px`);
   }
 }

@@ -84,9 +84,13 @@ async fn report_fits_a_phone_and_a_desktop() {
     for width in WIDTHS {
         b.set_width(width).await;
         let problems = b.layout_problems().await;
-        assert!(problems.is_empty(), "at {width} px:\n{}", problems.join("\n"));
+        assert!(
+            problems.is_empty(),
+            "at {width} px:\n{}",
+            problems.join("\n")
+        );
         if let Some(dir) = driver::screenshot_dir() {
-            b.screenshot(&dir, "report", width).await;
+            b.screenshot(&dir, "report", width, 16_000).await;
         }
     }
     // The `<script>` device is text: in the table, and no script ran.
