@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Memory and load time of metaguard with a large hosts list (issue 16): RSS at rest,
 # peak (VmHWM) during a SIGHUP reload that changes another (small) list, and the time
-# from exec to the list's last name answered blocked, cold (no compiled cache) and warm.
+# from exec to the list's last name answered blocked, cold (no compiled cache) and warm;
+# for a reload, from SIGHUP to serve's READY=1 on NOTIFY_SOCKET.
 # Optionally dnsmasq and unbound loading the same list (PEERS=1).
 #
 #   cargo build --release
@@ -63,9 +64,19 @@ for n in "${sizes[@]}"; do
     run=$(mktemp -d /tmp/list-memory-run.XXXXXX)
     printf '[remote]\nstate_dir = "%s/state"\n' "$run" >"$run/m.toml"
     echo "first.small.example" >"$run/small.txt"
+    # The end of a reload is the READY=1 that serve sends to $NOTIFY_SOCKET after it.
+    python3 -c '
+import socket, sys, time
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.bind(sys.argv[1])
+while True:
+    d = s.recv(4096).decode()
+    print("%.6f %s" % (time.time(), d.replace("\n", " ")), flush=True)
+' "$run/notify.sock" >"$run/notify.log" &
+    listener=$!
     for start in cold warm; do
         t0=$(date +%s.%N)
-        "$bin" serve --config "$run/m.toml" --listen "127.0.0.1:$port" --upstream 127.0.0.1:1 \
+        NOTIFY_SOCKET=$run/notify.sock "$bin" serve --config "$run/m.toml" --listen "127.0.0.1:$port" --upstream 127.0.0.1:1 \
             --db "$run/m.db" --blocklist "$list" --blocklist "$run/small.txt" \
             >"$run/serve-$start.log" 2>&1 &
         pid=$!
@@ -77,9 +88,12 @@ for n in "${sizes[@]}"; do
             for r in 1 2; do
                 echo "reload$r.small.example" >>"$run/small.txt"
                 echo 5 >"/proc/$pid/clear_refs" # VmHWM := VmRSS, so the peak is the reload's
+                ready=$(grep -c 'READY=1' "$run/notify.log" || true)
                 t0=$(date +%s.%N)
                 kill -HUP "$pid"
-                load=$(wait_blocked "reload$r.small.example" "$t0")
+                until [ "$(grep -c 'READY=1' "$run/notify.log" || true)" -gt "$ready" ]; do sleep 0.005; done
+                load=$(awk -v a="$t0" '/READY=1/ { t = $1 } END { printf "%.3f", t - a }' "$run/notify.log")
+                wait_blocked "reload$r.small.example" "$t0" >/dev/null
                 printf '%-8s %-7s %9s %9s %9s\n' "$n" "hup$r" "$(mib "$(status $pid VmRSS)")" \
                     "$(mib "$(status $pid VmHWM)")" "$load"
             done
@@ -132,5 +146,6 @@ EOF
         kill "$pid"
         wait "$pid" || true
     fi
+    kill "$listener"
     rm -rf "$run"
 done

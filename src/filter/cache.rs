@@ -3,8 +3,8 @@
 //! so a start or reload with unchanged lists does not parse them again.
 //!
 //! A file is a header (magic `MGCL`, version, the lengths of its two parts, and the
-//! SHA-256 of both), a JSON part (what the list declares and compiling it gave), then
-//! the fst. It is written to a temporary file and renamed. A file that is truncated,
+//! SHA-256 of both), a metadata part (what the list declares and compiling it gave:
+//! little-endian integers and length-prefixed strings), then the fst. It is written to a temporary file and renamed. A file that is truncated,
 //! corrupt, of another version or compiled for another format setting is ignored with a
 //! warning and rebuilt, never trusted: the checksum is verified before the fst is read.
 //! A list already mapped by the running filter is shared, not mapped twice, so a reload
@@ -14,8 +14,6 @@ use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, Weak};
-
-use serde::{Deserialize, Serialize};
 
 use super::compact::{Bytes, Compiled};
 use super::parse::ListFormat;
@@ -28,8 +26,9 @@ const HEADER: usize = 4 + 4 + 4 + 8 + 32;
 /// The SHA-256 of a list's bytes: the name of its cache file.
 pub(crate) type Hash = [u8; 32];
 
-/// What a cache file says besides the fst.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// What a cache file says besides the fst (encoded by hand rather than with serde_json:
+/// less code under the 8 MiB binary gate).
+#[derive(Debug, Clone)]
 pub(crate) struct Meta {
     /// The format setting the list was compiled under (`auto` and the rest).
     pub(crate) requested: ListFormat,
@@ -42,6 +41,95 @@ pub(crate) struct Meta {
     pub(crate) reviewed: Option<String>,
     /// Pattern rules with their line, as written.
     pub(crate) patterns: Vec<(u32, String)>,
+}
+
+fn format_byte(f: ListFormat) -> u8 {
+    match f {
+        ListFormat::Auto => 0,
+        ListFormat::Hosts => 1,
+        ListFormat::Domains => 2,
+        ListFormat::Abp => 3,
+    }
+}
+
+fn byte_format(b: u8) -> Option<ListFormat> {
+    Some(match b {
+        0 => ListFormat::Auto,
+        1 => ListFormat::Hosts,
+        2 => ListFormat::Domains,
+        3 => ListFormat::Abp,
+        _ => return None,
+    })
+}
+
+impl Meta {
+    fn encode(&self) -> Vec<u8> {
+        let mut out = vec![format_byte(self.requested), format_byte(self.format)];
+        out.extend_from_slice(&(self.rules as u64).to_le_bytes());
+        out.extend_from_slice(&(self.bad_lines as u64).to_le_bytes());
+        let text = |out: &mut Vec<u8>, s: Option<&str>| match s {
+            Some(s) => {
+                out.extend_from_slice(&(s.len() as u32).to_le_bytes());
+                out.extend_from_slice(s.as_bytes());
+            }
+            None => out.extend_from_slice(&u32::MAX.to_le_bytes()),
+        };
+        text(&mut out, self.title.as_deref());
+        text(&mut out, self.sources.as_deref());
+        text(&mut out, self.reviewed.as_deref());
+        out.extend_from_slice(&(self.patterns.len() as u32).to_le_bytes());
+        for (line, p) in &self.patterns {
+            out.extend_from_slice(&line.to_le_bytes());
+            text(&mut out, Some(p));
+        }
+        out
+    }
+
+    fn decode(mut b: &[u8]) -> Option<Meta> {
+        fn take<'a>(b: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
+            let (head, rest) = b.split_at_checked(n)?;
+            *b = rest;
+            Some(head)
+        }
+        fn u32_of(b: &mut &[u8]) -> Option<u32> {
+            Some(u32::from_le_bytes(take(b, 4)?.try_into().ok()?))
+        }
+        fn u64_of(b: &mut &[u8]) -> Option<u64> {
+            Some(u64::from_le_bytes(take(b, 8)?.try_into().ok()?))
+        }
+        fn text(b: &mut &[u8]) -> Option<Option<String>> {
+            let n = u32_of(b)?;
+            if n == u32::MAX {
+                return Some(None);
+            }
+            let s = take(b, usize::try_from(n).ok()?)?;
+            Some(Some(std::str::from_utf8(s).ok()?.to_string()))
+        }
+        let formats = take(&mut b, 2)?;
+        let requested = byte_format(formats[0])?;
+        let format = byte_format(formats[1])?;
+        let rules = usize::try_from(u64_of(&mut b)?).ok()?;
+        let bad_lines = usize::try_from(u64_of(&mut b)?).ok()?;
+        let title = text(&mut b)?;
+        let sources = text(&mut b)?;
+        let reviewed = text(&mut b)?;
+        let n = u32_of(&mut b)?;
+        let mut patterns = Vec::new();
+        for _ in 0..n {
+            let line = u32_of(&mut b)?;
+            patterns.push((line, text(&mut b)??));
+        }
+        b.is_empty().then_some(Meta {
+            requested,
+            format,
+            rules,
+            bad_lines,
+            title,
+            sources,
+            reviewed,
+            patterns,
+        })
+    }
 }
 
 /// Hash a file by streaming it (64 KiB at a time, never the whole list in memory).
@@ -151,8 +239,7 @@ fn parse(
     if verify && hash_bytes(&map[HEADER..]) != h[20..HEADER] {
         return Err("checksum mismatch");
     }
-    let meta: Meta =
-        serde_json::from_slice(&map[HEADER..HEADER + meta_len]).map_err(|_| "bad metadata")?;
+    let meta = Meta::decode(&map[HEADER..HEADER + meta_len]).ok_or("bad metadata")?;
     if meta.requested != requested {
         return Err("compiled for another format setting");
     }
@@ -190,9 +277,9 @@ pub(crate) fn store(dir: &Path, hash: &Hash, meta: &Meta, compiled: &Compiled) -
 
 fn write(dir: &Path, path: &Path, meta: &Meta, fst: &[u8]) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
-    let json = serde_json::to_vec(meta).map_err(std::io::Error::other)?;
+    let head = meta.encode();
     let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
-    ctx.update(&json);
+    ctx.update(&head);
     ctx.update(fst);
     let sum = digest(ctx);
     static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -202,10 +289,10 @@ fn write(dir: &Path, path: &Path, meta: &Meta, fst: &[u8]) -> std::io::Result<()
         let mut f = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
         f.write_all(MAGIC)?;
         f.write_all(&VERSION.to_le_bytes())?;
-        f.write_all(&(json.len() as u32).to_le_bytes())?;
+        f.write_all(&(head.len() as u32).to_le_bytes())?;
         f.write_all(&(fst.len() as u64).to_le_bytes())?;
         f.write_all(&sum)?;
-        f.write_all(&json)?;
+        f.write_all(&head)?;
         f.write_all(fst)?;
         f.into_inner().map_err(|e| e.into_error())?.sync_all()?;
     }
@@ -224,10 +311,20 @@ mod tests {
             format: ListFormat::Hosts,
             rules: 2,
             bad_lines: 0,
-            title: None,
+            title: Some("t".into()),
             sources: None,
             reviewed: None,
-            patterns: vec![],
+            patterns: vec![(3, "||a*.b.example^".into())],
+        }
+    }
+
+    #[test]
+    fn meta_round_trip_and_truncation() {
+        let b = meta().encode();
+        let m = Meta::decode(&b).unwrap();
+        assert_eq!((m.title.as_deref(), m.patterns.len()), (Some("t"), 1));
+        for n in 0..b.len() {
+            assert!(Meta::decode(&b[..n]).is_none());
         }
     }
 
