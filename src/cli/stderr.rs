@@ -20,10 +20,9 @@ pub fn init_tracing() {
         }),
         Err(_) => default,
     };
-    // Colour only on a terminal; under systemd the journal stamps each line itself.
-    let layer = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    // Plain text, no colour: tracing-subscriber's `ansi` feature is left out for the
+    // binary size gate (docs/install.md, Footprint).
+    let layer = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     let registry = tracing_subscriber::registry().with(filter);
     if stderr_is_journal() {
         registry.with(layer.without_time()).init();
