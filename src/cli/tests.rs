@@ -454,3 +454,21 @@ fn a_new_address_seen_under_a_mac_is_folded_into_that_device_with_its_hits() {
     );
     assert_eq!(devs[1].meta_hits_7d, 1);
 }
+
+#[test]
+fn a_forwarders_address_is_never_folded_into_the_devices_behind_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path());
+    let now = unix_now();
+    let forwarder = "127.0.0.1".parse().unwrap();
+    let (logger, handle) = start(&cfg);
+    // The router's own lookup, then a phone behind its dnsmasq (MAC option, no subnet).
+    logger.hit(hit(now - 5, &Device::from_addr(forwarder), "graph.facebook.com"));
+    let mut phone = Device::from_mac("aa:bb:cc:dd:ee:07".parse().unwrap(), forwarder);
+    phone.own_addr = false;
+    logger.hit(hit(now, &phone, "graph.facebook.com"));
+    handle.shutdown();
+    let conn = read::open(&cfg.db).unwrap();
+    let devs = read::devices(&conn, now).unwrap();
+    assert_eq!(devs.len(), 2, "{devs:?}");
+}

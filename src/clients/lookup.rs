@@ -34,6 +34,7 @@ impl Clients {
                 addr,
                 name: Some(t.list[i].name.clone()),
                 group: t.list[i].group.clone(),
+                own_addr: false,
             });
         }
         let learnt = self.learnt.load();
@@ -67,6 +68,7 @@ impl Clients {
                 .map(|d| d.name.clone())
                 .or_else(|| learnt.name_by_mac.get(&mac).cloned()),
             group: configured.and_then(|d| d.group.clone()),
+            own_addr: !addr.is_unspecified(),
         }
     }
 }

@@ -193,6 +193,9 @@ pub struct Device {
     pub name: Option<Arc<str>>,
     /// From `[[devices]]`.
     pub(crate) group: Option<Arc<str>>,
+    /// `addr` is the device's own address (not a forwarder's that put its MAC in the
+    /// query): only then may the hit log fold an address-only device into this one.
+    pub(crate) own_addr: bool,
 }
 
 impl Device {
@@ -204,6 +207,7 @@ impl Device {
             addr,
             name: None,
             group: None,
+            own_addr: true,
         }
     }
 
@@ -216,6 +220,7 @@ impl Device {
             addr,
             name: None,
             group: None,
+            own_addr: true,
         }
     }
 }
@@ -384,6 +389,8 @@ impl Clients {
             addr,
             name,
             group: device.and_then(|d| d.group.clone()),
+            // With a MAC option and no client subnet, `addr` is the forwarder's.
+            own_addr: client_ip.is_some() || addr != src,
         }
     }
 

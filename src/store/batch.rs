@@ -293,6 +293,8 @@ pub(super) fn write_batch(
     // Latest details, first/last time and addresses per device in this batch.
     let mut seen: HashMap<&DeviceKey, (&Device, i64, i64)> = HashMap::default();
     let mut addrs: HashMap<(&DeviceKey, IpAddr), i64> = HashMap::default();
+    // Addresses that are the device's own, not a forwarder's: only those fold.
+    let mut own: rustc_hash::FxHashSet<(&DeviceKey, IpAddr)> = Default::default();
     for m in batch {
         let (d, ts) = match m {
             Msg::Hit(h) => (&h.device, h.ts),
@@ -307,6 +309,9 @@ pub(super) fn write_batch(
         e.2 = e.2.max(ts);
         let a = addrs.entry((&d.key, d.addr)).or_insert(ts);
         *a = (*a).max(ts);
+        if d.own_addr {
+            own.insert((&d.key, d.addr));
+        }
     }
     for (d, first, last) in seen.values() {
         upsert_device(&tx, devices, d, *first, *last)?;
@@ -315,7 +320,11 @@ pub(super) fn write_batch(
     let mut to_fold = Vec::new();
     for ((key, addr), ts) in &addrs {
         let id = device_id(&tx, devices, key)?;
-        if key.mac().is_some() && folded.len() < CACHE_LIMIT && folded.insert((id, *addr)) {
+        if key.mac().is_some()
+            && own.contains(&(*key, *addr))
+            && folded.len() < CACHE_LIMIT
+            && folded.insert((id, *addr))
+        {
             to_fold.push((id, *addr, *ts));
         }
         tx.prepare_cached(
