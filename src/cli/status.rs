@@ -4,21 +4,12 @@
 use std::path::Path;
 
 use jiff::tz::TimeZone;
-use serde::Serialize;
 
 use crate::server::STATUS_IDLE;
 use crate::store::StoreError;
 use crate::store::read::{self, StatusInfo};
 
 use super::table::{Table, ago, json_lines, local};
-
-/// `--format json`: the stored numbers as they are, plus the verdict on the server.
-#[derive(Serialize)]
-struct StatusJson<'a> {
-    #[serde(flatten)]
-    info: &'a StatusInfo,
-    running: bool,
-}
 
 /// Whether the server that wrote the status is running: it did not write its last
 /// status on the way out, its process exists, and it reported within its heartbeat (an
@@ -84,13 +75,10 @@ fn server_words(s: &StatusInfo, now: i64, tz: &TimeZone) -> String {
 /// `metaguard status`, at `now`, with times in `tz`.
 pub(crate) fn status(db: &Path, now: i64, tz: &TimeZone, json: bool) -> Result<String, StoreError> {
     let conn = read::open(db)?;
-    let s = read::status(&conn).map_err(StoreError::sqlite(db))?;
+    let mut s = read::status(&conn).map_err(StoreError::sqlite(db))?;
+    s.running = running(&s, now);
     if json {
-        let out = StatusJson {
-            info: &s,
-            running: running(&s, now),
-        };
-        return Ok(json_lines(std::slice::from_ref(&out)));
+        return Ok(json_lines(std::slice::from_ref(&s)));
     }
     let opt_ts = |t: Option<i64>| t.map_or_else(|| "-".to_string(), |t| local(t, tz));
     let mut table = Table::new("  ");

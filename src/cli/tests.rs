@@ -463,7 +463,11 @@ fn a_forwarders_address_is_never_folded_into_the_devices_behind_it() {
     let forwarder = "127.0.0.1".parse().unwrap();
     let (logger, handle) = start(&cfg);
     // The router's own lookup, then a phone behind its dnsmasq (MAC option, no subnet).
-    logger.hit(hit(now - 5, &Device::from_addr(forwarder), "graph.facebook.com"));
+    logger.hit(hit(
+        now - 5,
+        &Device::from_addr(forwarder),
+        "graph.facebook.com",
+    ));
     let mut phone = Device::from_mac("aa:bb:cc:dd:ee:07".parse().unwrap(), forwarder);
     phone.own_addr = false;
     logger.hit(hit(now, &phone, "graph.facebook.com"));

@@ -417,8 +417,7 @@ impl Clients {
         let found = pairs.iter().find(|(a, _)| *a == ip).map(|(_, m)| *m);
         tracing::debug!(
             %ip,
-            mac = ?found,
-            neighbours = pairs.len(),
+            found = found.is_some(),
             took_us = started.elapsed().as_micros() as u64,
             "asked the kernel about a new address"
         );

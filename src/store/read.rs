@@ -193,6 +193,8 @@ pub(crate) struct StatusInfo {
     pub(crate) daily_rollups: i64,
     pub(crate) oldest_hit: Option<i64>,
     pub(crate) newest_hit: Option<i64>,
+    /// Whether the server that wrote the status runs (set by `metaguard status`).
+    pub(crate) running: bool,
 }
 
 /// Status rows, size and row counts.
@@ -233,5 +235,6 @@ pub(crate) fn status(conn: &Connection) -> rusqlite::Result<StatusInfo> {
         daily_rollups: count("daily_rollups")?,
         oldest_hit,
         newest_hit,
+        running: false,
     })
 }
