@@ -338,7 +338,8 @@ fn table(conn: &Connection, q: &str) -> rusqlite::Result<HashMap<i64, String>> {
         .collect()
 }
 
-fn category_list(m: &BTreeMap<String, Counts>) -> Vec<CategoryCount> {
+/// Categories with their counts, most first; the dashboard's too.
+pub(crate) fn category_list(m: &BTreeMap<String, Counts>) -> Vec<CategoryCount> {
     let mut v: Vec<CategoryCount> = m
         .iter()
         .map(|(c, n)| CategoryCount {

@@ -19,7 +19,8 @@ h3{font-size:1.05rem;margin:1.4rem 0 .3rem}
 .device{border:1px solid var(--line);border-radius:.5rem;padding:.2rem .7rem .6rem;margin:.8rem 0}
 "#;
 
-fn change_class(c: Option<f64>, cur: i64) -> &'static str {
+/// The CSS class of a week-over-week change (`up`, `down` or none); the dashboard's too.
+pub(crate) fn change_class(c: Option<f64>, cur: i64) -> &'static str {
     match c {
         Some(p) if p > 0.0 => "up",
         Some(p) if p < 0.0 => "down",
@@ -36,7 +37,8 @@ fn long(name: &str) -> Option<&'static str> {
         .then_some("long")
 }
 
-fn pct(s: Option<f64>) -> String {
+/// A share as `12.3%`, or `–` when there is none; the dashboard's too.
+pub(crate) fn pct(s: Option<f64>) -> String {
     s.map_or_else(|| "–".into(), |p| format!("{p:.1}%"))
 }
 

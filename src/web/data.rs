@@ -12,9 +12,10 @@ use rusqlite::{Connection, params};
 use serde::Serialize;
 
 use crate::report::Period;
+use crate::report::build::category_list;
 use crate::report::model::{
-    CategoryCount, Counts, DayCount, DomainCount, Household, Kind, META_AI, change_pct,
-    default_action, kind, share_pct,
+    CategoryCount, Counts, DayCount, DomainCount, Household, Kind, META_AI, change_pct, kind,
+    share_pct,
 };
 
 /// Why a page's data could not be read.
@@ -199,20 +200,6 @@ fn hourly(
         |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
     )?
     .collect()
-}
-
-fn category_list(m: &BTreeMap<String, Counts>) -> Vec<CategoryCount> {
-    let mut v: Vec<CategoryCount> = m
-        .iter()
-        .map(|(c, n)| CategoryCount {
-            category: c.clone(),
-            default_action: default_action(c).to_string(),
-            counts: *n,
-            total: n.total(),
-        })
-        .collect();
-    v.sort_by(|a, b| b.total.cmp(&a.total).then(a.category.cmp(&b.category)));
-    v
 }
 
 /// One device's line on the household page.

@@ -12,6 +12,7 @@ use super::auth::Session;
 use super::data::{self, DevicePage, HouseholdPage, Week};
 use super::http::{App, Body, html, param};
 use crate::report::charts::{colour, daily_trend, device_bars, heat_map, legend};
+use crate::report::html::{change_class, pct};
 use crate::report::period::rfc3339;
 use crate::report::render::change;
 
@@ -101,19 +102,6 @@ pub(super) fn login(token: &str, error: Option<&str>) -> String {
         }
     }
     .into_string()
-}
-
-fn pct(s: Option<f64>) -> String {
-    s.map_or_else(|| "–".into(), |p| format!("{p:.1}%"))
-}
-
-fn change_class(c: Option<f64>, cur: i64) -> &'static str {
-    match c {
-        Some(p) if p > 0.0 => "up",
-        Some(p) if p < 0.0 => "down",
-        None if cur > 0 => "up",
-        _ => "",
-    }
 }
 
 /// Previous/next links and a week form, for `base` (a path).
