@@ -36,15 +36,7 @@ fn a_new_address_of_a_grouped_mac_is_blocked_on_its_first_query() {
     if !tools::installed(&["unshare", "nsenter", "ip", "dig", "sqlite3"]) {
         return;
     }
-    let probe = Command::new("unshare")
-        .args(["-rn", "sh", "-c", "ip link add v0 type veth peer name v1"])
-        .output()
-        .unwrap();
-    if !probe.status.success() {
-        eprintln!(
-            "skipped: cannot make a network namespace with a veth pair here: {}",
-            String::from_utf8_lossy(&probe.stderr).trim()
-        );
+    if !tools::netns_possible() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

@@ -47,3 +47,25 @@ pub fn installed(tools: &[&str]) -> bool {
     }
     missing.is_empty()
 }
+
+/// Whether this machine lets the test make a network namespace with a veth pair
+/// (`unshare -rn`); if not, says why (`skipped: ...`) for the test to return early.
+pub fn netns_possible() -> bool {
+    let probe = std::process::Command::new("unshare")
+        .args(["-rn", "sh", "-c", "ip link add v0 type veth peer name v1"])
+        .output();
+    match probe {
+        Ok(out) if out.status.success() => true,
+        Ok(out) => {
+            eprintln!(
+                "skipped: cannot make a network namespace with a veth pair here: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+            false
+        }
+        Err(e) => {
+            eprintln!("skipped: cannot run unshare: {e}");
+            false
+        }
+    }
+}
