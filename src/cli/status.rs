@@ -39,7 +39,8 @@ fn alive(pid: i32) -> bool {
     r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }
 
-/// The server line in words: running or not, since when, its last report.
+/// The server line in words (after `running` was set): running or not, since when, its
+/// last report.
 fn server_words(s: &StatusInfo, now: i64, tz: &TimeZone) -> String {
     let Some(updated) = s.server_updated else {
         return "not running: no server has written to this database yet".into();
@@ -55,7 +56,7 @@ fn server_words(s: &StatusInfo, now: i64, tz: &TimeZone) -> String {
         ago(now - updated),
         local(updated, tz)
     );
-    if running(s, now) {
+    if s.running {
         let started = num("started").map_or_else(String::new, |t| {
             format!(", started {} (up {})", local(t, tz), ago(now - t))
         });

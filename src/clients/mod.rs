@@ -362,7 +362,6 @@ impl Clients {
         let mac = edns_mac
             .or_else(|| learnt.mac_by_ip.get(&addr).copied())
             .or_else(|| client_ip.and_then(|ip| self.ask_kernel(ip)));
-        let learnt = self.learnt.load();
 
         let device = mac
             .and_then(|m| self.devices.by_mac.get(&m))
