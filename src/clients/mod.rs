@@ -46,6 +46,11 @@ const NETLINK_TIMEOUT: Duration = Duration::from_millis(50);
 /// The kernel is asked about unknown addresses at most this often (a flood of new
 /// sources costs at most ten dumps a second).
 const ASK_KERNEL_EVERY: Duration = Duration::from_millis(100);
+/// How long a query from an address the kernel does not know waits for the kernel to
+/// resolve it (an ARP or neighbour solicitation round trip: tens of µs on a wire, a
+/// few ms on Wi-Fi). Paid once per new address; an address that does not answer in
+/// time is not waited for again until the next refresh.
+const RESOLVE_WAIT: Duration = Duration::from_millis(5);
 
 /// `[clients]`: where names and MACs come from besides the `[[devices]]` list.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -251,6 +256,10 @@ struct Learnt {
     mac_by_ip: HashMap<IpAddr, Mac>,
     name_by_mac: HashMap<Mac, Arc<str>>,
     name_by_ip: HashMap<IpAddr, Arc<str>>,
+    /// Addresses the kernel was made to resolve on a query and could not (not on the
+    /// LAN, or the device did not answer): not waited for again until the next refresh.
+    /// At most one per [`ASK_KERNEL_EVERY`] between refreshes.
+    unresolved: std::collections::HashSet<IpAddr>,
 }
 
 /// Where `refresh_now` reads the neighbour tables (fixture files in tests).
@@ -361,7 +370,7 @@ impl Clients {
         let client_ip = edns_mac.is_none().then_some(addr);
         let mac = edns_mac
             .or_else(|| learnt.mac_by_ip.get(&addr).copied())
-            .or_else(|| client_ip.and_then(|ip| self.ask_kernel(ip)));
+            .or_else(|| client_ip.and_then(|ip| self.ask_kernel(ip, &learnt)));
 
         let device = mac
             .and_then(|m| self.devices.by_mac.get(&m))
@@ -397,7 +406,13 @@ impl Clients {
     /// the last refresh did not know (a phone's new IPv6 privacy address): its device and
     /// group apply from its first query, not from the next refresh. One rtnetlink dump,
     /// tens of µs, at most every [`ASK_KERNEL_EVERY`]; what it learns is kept.
-    fn ask_kernel(&self, ip: IpAddr) -> Option<Mac> {
+    ///
+    /// Where the kernel does not know `ip` either (the phone knew the router's MAC, so
+    /// the router never saw a solicitation from the new address), the kernel is made to
+    /// resolve it and its answer awaited, at most [`RESOLVE_WAIT`]; an address that
+    /// stays unresolved (not on the LAN, or silent) is not tried again until the next
+    /// refresh.
+    fn ask_kernel(&self, ip: IpAddr, learnt: &Learnt) -> Option<Mac> {
         if ip.is_loopback() || ip.is_unspecified() || !self.neighbours.as_ref()?.netlink {
             return None;
         }
@@ -412,17 +427,35 @@ impl Clients {
             return None;
         }
         let started = Instant::now();
+        // Subscribed before the dump, so an entry made after it is seen too.
+        let watch = (!learnt.unresolved.contains(&ip))
+            .then(netlink::watch)
+            .and_then(Result::ok);
         let pairs = netlink::neighbours(NETLINK_TIMEOUT).ok()?;
-        let found = pairs.iter().find(|(a, _)| *a == ip).map(|(_, m)| *m);
+        let mut found = pairs.iter().find(|(a, _)| *a == ip).map(|(_, m)| *m);
+        let resolve = found.is_none() && watch.is_some();
+        if let (None, Some(w)) = (found, &watch) {
+            found = w.resolve(ip, RESOLVE_WAIT);
+        }
         tracing::debug!(
             %ip,
             found = found.is_some(),
+            resolved = resolve,
             took_us = started.elapsed().as_micros() as u64,
             "asked the kernel about a new address"
         );
         self.learnt.rcu(|old| {
             let mut new = Learnt::clone(old);
             new.mac_by_ip.extend(pairs.iter().copied());
+            match found {
+                Some(mac) if resolve => {
+                    new.mac_by_ip.insert(ip, mac);
+                }
+                None if resolve => {
+                    new.unresolved.insert(ip);
+                }
+                _ => {}
+            }
             new
         });
         found

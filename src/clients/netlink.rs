@@ -1,17 +1,22 @@
 //! The kernel's neighbour tables (ARP and IPv6 neighbour discovery) in one rtnetlink
 //! dump: no `ip` process, and quick enough (tens of µs) to ask when a query comes from
-//! an address the last refresh did not know.
+//! an address the last refresh did not know; and, for an address the kernel does not
+//! know either, its neighbour events while it resolves that address.
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::Mac;
 
 const RTM_NEWNEIGH: u16 = 28;
 const RTM_GETNEIGH: u16 = 30;
 const NLM_F_REQUEST: u16 = 0x1;
+/// The multicast group of neighbour events (`RTMGRP_NEIGH`).
+const RTMGRP_NEIGH: u32 = 0x4;
+/// The discard port: where the datagram that makes the kernel resolve an address goes.
+const DISCARD_PORT: u16 = 9;
 const NLM_F_DUMP: u16 = 0x300;
 const NLMSG_ERROR: u16 = 2;
 const NLMSG_DONE: u16 = 3;
@@ -29,19 +34,7 @@ const NDMSG_LEN: usize = 12;
 /// Every neighbour with a MAC (all interfaces, both families). `timeout` bounds each
 /// read, so a kernel that does not answer cannot hold the caller.
 pub(crate) fn neighbours(timeout: Duration) -> io::Result<Vec<(IpAddr, Mac)>> {
-    // SAFETY: plain socket(2); the fd is owned right after.
-    let raw = unsafe {
-        libc::socket(
-            libc::AF_NETLINK,
-            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-            libc::NETLINK_ROUTE,
-        )
-    };
-    if raw < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `raw` is a fresh descriptor nobody else owns.
-    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    let fd = open(0)?;
     socket2::SockRef::from(&fd).set_read_timeout(Some(timeout))?;
 
     let seq: u32 = 1;
@@ -79,6 +72,90 @@ pub(crate) fn neighbours(timeout: Duration) -> io::Result<Vec<(IpAddr, Mac)>> {
         }
         if n == 0 || parse(&buf[..n as usize], seq, &mut out)? {
             return Ok(out);
+        }
+    }
+}
+
+/// A rtnetlink socket, subscribed to `groups`.
+fn open(groups: u32) -> io::Result<OwnedFd> {
+    // SAFETY: plain socket(2); the fd is owned right after.
+    let raw = unsafe {
+        libc::socket(
+            libc::AF_NETLINK,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+            libc::NETLINK_ROUTE,
+        )
+    };
+    if raw < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `raw` is a fresh descriptor nobody else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    if groups != 0 {
+        // SAFETY: an all-zero sockaddr_nl is valid (pid 0: the kernel picks one).
+        let mut me: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+        me.nl_family = libc::AF_NETLINK as libc::sa_family_t;
+        me.nl_groups = groups;
+        // SAFETY: `me` outlives the call; the length is its size.
+        let bound = unsafe {
+            libc::bind(
+                fd.as_raw_fd(),
+                (&raw const me).cast(),
+                std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
+            )
+        };
+        if bound < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(fd)
+}
+
+/// The kernel's neighbour events (`RTMGRP_NEIGH`, no privilege needed), subscribed to
+/// before a dump so that an entry made after the dump is still seen.
+pub(crate) struct Watch(OwnedFd);
+
+/// Subscribe to the kernel's neighbour events.
+pub(crate) fn watch() -> io::Result<Watch> {
+    open(RTMGRP_NEIGH).map(Watch)
+}
+
+impl Watch {
+    /// Have the kernel find the MAC of `ip`, which its tables do not have (a phone's new
+    /// IPv6 privacy address: the phone knows the router, so it sent no solicitation the
+    /// router could learn from), and wait at most `wait` for it. One empty UDP datagram
+    /// to the discard port (9) of `ip` makes the kernel send an ARP request or a neighbour
+    /// solicitation first; the device's answer is the event awaited. No privilege needed.
+    pub(crate) fn resolve(&self, ip: IpAddr, wait: Duration) -> Option<Mac> {
+        let deadline = Instant::now() + wait;
+        let local: IpAddr = match ip {
+            IpAddr::V4(_) => Ipv4Addr::UNSPECIFIED.into(),
+            IpAddr::V6(_) => Ipv6Addr::UNSPECIFIED.into(),
+        };
+        let udp = std::net::UdpSocket::bind((local, 0)).ok()?;
+        udp.send_to(&[], (ip, DISCARD_PORT)).ok()?;
+        let sock = socket2::SockRef::from(&self.0);
+        let mut buf = [0u8; 4096];
+        let mut seen = Vec::new();
+        loop {
+            let left = deadline.checked_duration_since(Instant::now())?;
+            // A zero timeout would mean "wait for ever".
+            sock.set_read_timeout(Some(left.max(Duration::from_micros(1))))
+                .ok()?;
+            // SAFETY: `buf` is valid for `buf.len()` bytes.
+            let n =
+                unsafe { libc::recv(self.0.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+            if n <= 0 {
+                // Timed out, or the socket failed (ENOBUFS after a burst of events).
+                return None;
+            }
+            seen.clear();
+            // Events carry sequence number 0.
+            if parse(&buf[..n as usize], 0, &mut seen).is_ok()
+                && let Some(&(_, mac)) = seen.iter().find(|(a, _)| *a == ip)
+            {
+                return Some(mac);
+            }
         }
     }
 }
