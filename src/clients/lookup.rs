@@ -17,8 +17,11 @@ impl Clients {
         if let Ok(mac) = spec.parse::<Mac>() {
             return Some(self.by_mac(mac));
         }
-        if let Some(i) = (self.devices.list.iter()).position(|d| d.name.eq_ignore_ascii_case(spec))
-        {
+        if let Some(i) = (self.devices.list.iter()).position(|d| {
+            d.name
+                .as_deref()
+                .is_some_and(|n| n.eq_ignore_ascii_case(spec))
+        }) {
             let t = &self.devices;
             if let Some((&mac, _)) = t.by_mac.iter().filter(|(_, j)| **j == i).min() {
                 return Some(self.by_mac(mac));
@@ -32,7 +35,7 @@ impl Clients {
                 key: device_key(None, addr),
                 mac: None,
                 addr,
-                name: Some(t.list[i].name.clone()),
+                name: t.list[i].name.clone(),
                 group: t.list[i].group.clone(),
                 own_addr: false,
             });
@@ -65,7 +68,7 @@ impl Clients {
             mac: Some(mac),
             addr,
             name: configured
-                .map(|d| d.name.clone())
+                .and_then(|d| d.name.clone())
                 .or_else(|| learnt.name_by_mac.get(&mac).cloned()),
             group: configured.and_then(|d| d.group.clone()),
             own_addr: !addr.is_unspecified(),

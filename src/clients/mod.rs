@@ -159,14 +159,28 @@ impl<'de> Deserialize<'de> for DeviceMatch {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeviceConfig {
-    /// The device's name, shown in the log and reports.
-    pub name: String,
+    /// The device's name, shown in the log and reports. Without one, the device is
+    /// named by the DHCP leases like any other (a tablet put in a group by its MAC
+    /// keeps the host name it gives DHCP).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     /// MACs, addresses or networks that identify it (`match = [...]`).
     #[serde(rename = "match")]
     pub matches: Vec<DeviceMatch>,
     /// Its `[groups.NAME]` policy group; none: the default actions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group: Option<String>,
+}
+
+impl DeviceConfig {
+    /// How messages name the entry: its name, else its first `match` entry.
+    pub fn label(&self) -> String {
+        match (&self.name, self.matches.first()) {
+            (Some(n), _) => n.clone(),
+            (None, Some(m)) => m.to_string(),
+            (None, None) => "(unnamed)".to_string(),
+        }
+    }
 }
 
 /// A device list that cannot be used.
@@ -233,7 +247,8 @@ impl Device {
 /// A `[[devices]]` entry's name and group, as `identify` hands them out in a [`Device`].
 #[derive(Debug)]
 struct Configured {
-    name: Arc<str>,
+    /// None: named by the leases.
+    name: Option<Arc<str>>,
     group: Option<Arc<str>>,
 }
 
@@ -305,7 +320,7 @@ impl Clients {
         let mut claimed: HashMap<DeviceMatch, usize> = HashMap::new();
         for (i, d) in devices.iter().enumerate() {
             t.list.push(Configured {
-                name: d.name.as_str().into(),
+                name: d.name.as_deref().map(Into::into),
                 group: d.group.as_deref().map(Into::into),
             });
             for m in &d.matches {
@@ -314,8 +329,8 @@ impl Clients {
                 {
                     return Err(ClientsError::DuplicateMatch {
                         entry: m.to_string(),
-                        first: devices[first].name.clone(),
-                        second: d.name.clone(),
+                        first: devices[first].label(),
+                        second: d.label(),
                     });
                 }
                 claimed.insert(*m, i);
@@ -385,7 +400,7 @@ impl Clients {
             })
             .and_then(|&i| self.devices.list.get(i));
 
-        let name = device.map(|d| d.name.clone()).or_else(|| {
+        let name = device.and_then(|d| d.name.clone()).or_else(|| {
             mac.and_then(|m| learnt.name_by_mac.get(&m))
                 .or_else(|| client_ip.and_then(|ip| learnt.name_by_ip.get(&ip)))
                 .cloned()

@@ -130,6 +130,37 @@ fn leases_make_v4_and_v6_one_device_and_name_it() {
     assert_eq!(v6.group, None);
 }
 
+/// A `[[devices]]` entry without a name puts the device in its group and leaves its
+/// name to the leases; a named entry's name wins over the lease's.
+#[test]
+fn a_device_without_a_name_in_the_config_is_named_by_its_lease() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, cfg) = one_lease(dir.path());
+    std::fs::write(
+        &path,
+        format!("1718000000 {PHONE} 192.168.1.23 anna-phone *\n"),
+    )
+    .unwrap();
+    let unnamed = devices(&format!(
+        "[[devices]]\nmatch = [\"{PHONE}\"]\ngroup = \"kids\"\n"
+    ));
+    assert_eq!(unnamed[0].label(), PHONE);
+    let c = Clients::new(&unnamed, &cfg).unwrap();
+    c.refresh_now();
+    let d = c.identify(ip("192.168.1.23"), None);
+    assert_eq!(
+        (d.name.as_deref(), d.group.as_deref()),
+        (Some("anna-phone"), Some("kids"))
+    );
+    let named = devices(&format!(
+        "[[devices]]\nname = \"tablet\"\nmatch = [\"{PHONE}\"]\ngroup = \"kids\"\n"
+    ));
+    let c = Clients::new(&named, &cfg).unwrap();
+    c.refresh_now();
+    let d = c.identify(ip("192.168.1.23"), None);
+    assert_eq!(d.name.as_deref(), Some("tablet"));
+}
+
 #[test]
 fn exact_ip_beats_cidr_and_narrow_cidr_beats_wide() {
     let d = devices(

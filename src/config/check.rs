@@ -260,7 +260,7 @@ fn categories(c: &Config, ch: &mut Checks) {
 }
 
 fn devices(c: &Config, ch: &mut Checks) {
-    let mut seen: HashMap<_, &str> = HashMap::new();
+    let mut seen: HashMap<_, usize> = HashMap::new();
     for (i, d) in c.devices.iter().enumerate() {
         if let Some(g) = &d.group
             && !c.groups.contains_key(g)
@@ -279,9 +279,10 @@ fn devices(c: &Config, ch: &mut Checks) {
             );
         }
         for (j, m) in d.matches.iter().enumerate() {
-            if let Some(first) = seen.insert(*m, &d.name)
-                && first != d.name
+            if let Some(first) = seen.insert(*m, i)
+                && first != i
             {
+                let first = c.devices[first].label();
                 let mut path = at(&["devices"], i);
                 path.push(Seg::Key("match".into()));
                 path.push(Seg::Index(j));

@@ -170,12 +170,12 @@ async fn edns_identity_is_believed_only_from_trusted_forwarders() {
     c.clients.trust_edns_from = vec!["127.0.0.1/32".parse().unwrap()];
     c.devices = vec![
         DeviceConfig {
-            name: "kids tablet".into(),
+            name: Some("kids tablet".into()),
             matches: vec!["d2:16:0a:0b:0c:0d".parse::<DeviceMatch>().unwrap()],
             group: Some("kids".into()),
         },
         DeviceConfig {
-            name: "kids phone".into(),
+            name: Some("kids phone".into()),
             matches: vec!["192.168.1.77".parse::<DeviceMatch>().unwrap()],
             group: Some("kids".into()),
         },
@@ -235,7 +235,7 @@ async fn groups_change_the_verdict_per_device() {
     let up = Upstream::start().await;
     let mut c = config(&up);
     c.devices = vec![DeviceConfig {
-        name: "kids tablet".into(),
+        name: Some("kids tablet".into()),
         matches: vec!["127.0.0.9".parse::<DeviceMatch>().unwrap()],
         group: Some("kids".into()),
     }];
