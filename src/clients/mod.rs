@@ -533,6 +533,11 @@ impl Clients {
             // Only on change: the same bad lines every 30 s would drown the log.
             tracing::warn!(lines = malformed, "lease files have unreadable lines");
         }
+        tracing::debug!(
+            macs = learnt.mac_by_ip.len(),
+            names = learnt.name_by_mac.len() + learnt.name_by_ip.len(),
+            "read the neighbour tables and leases"
+        );
         self.learnt.store(Arc::new(learnt));
     }
 

@@ -7,3 +7,4 @@ mod support;
 mod hitlog;
 mod hitlog_outage;
 mod lan;
+mod lan_dhcp;
