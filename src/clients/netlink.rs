@@ -13,10 +13,6 @@ use super::Mac;
 const RTM_NEWNEIGH: u16 = 28;
 const RTM_GETNEIGH: u16 = 30;
 const NLM_F_REQUEST: u16 = 0x1;
-/// The multicast group of neighbour events (`RTMGRP_NEIGH`).
-const RTMGRP_NEIGH: u32 = 0x4;
-/// The discard port: where the datagram that makes the kernel resolve an address goes.
-const DISCARD_PORT: u16 = 9;
 const NLM_F_DUMP: u16 = 0x300;
 const NLMSG_ERROR: u16 = 2;
 const NLMSG_DONE: u16 = 3;
@@ -30,6 +26,10 @@ const NUD_NOARP: u16 = 0x40;
 const NLMSG_HDRLEN: usize = 16;
 /// `struct ndmsg`: family, 3 pad bytes, ifindex, state, flags, type.
 const NDMSG_LEN: usize = 12;
+/// The multicast group of neighbour events (`RTMGRP_NEIGH`).
+const RTMGRP_NEIGH: u32 = 0x4;
+/// The discard port: where the datagram that makes the kernel resolve an address goes.
+const DISCARD_PORT: u16 = 9;
 
 /// Every neighbour with a MAC (all interfaces, both families). `timeout` bounds each
 /// read, so a kernel that does not answer cannot hold the caller.
@@ -313,6 +313,26 @@ mod tests {
             ]
         );
         assert!(parse(&msg(NLMSG_DONE, 1, 0, &[]), 1, &mut out).unwrap());
+    }
+
+    /// What `Watch::resolve` reads: events (sequence 0), first the incomplete entry the
+    /// datagram made, then the device's answer.
+    #[test]
+    fn neighbour_events_give_the_mac_once_resolved() {
+        let mac = [0x02, 0, 0, 0, 0, 0x42];
+        let v6: Ipv6Addr = "2001:db8::a1b2:c3d4".parse().unwrap();
+        let mut out = Vec::new();
+        let incomplete = msg(RTM_NEWNEIGH, 0, NUD_INCOMPLETE, &[(NDA_DST, &v6.octets())]);
+        assert!(!parse(&incomplete, 0, &mut out).unwrap());
+        assert!(out.is_empty());
+        let reachable = msg(
+            RTM_NEWNEIGH,
+            0,
+            0x02,
+            &[(NDA_DST, &v6.octets()), (NDA_LLADDR, &mac)],
+        );
+        assert!(!parse(&reachable, 0, &mut out).unwrap());
+        assert_eq!(out, [(IpAddr::V6(v6), Mac(mac))]);
     }
 
     #[test]
