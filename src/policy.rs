@@ -82,11 +82,14 @@ pub(crate) type CategoryActions = BTreeMap<String, Action>;
 /// `[groups.NAME]`: action per category for the devices of that group.
 pub(crate) type GroupsConfig = BTreeMap<String, CategoryActions>;
 
-/// Action tables, one per group plus the default, indexed by `CategoryId`.
+/// Action tables, one per group plus the default, indexed by `CategoryId`, and one for
+/// each `[[devices]]` entry with actions of its own or a pause.
 #[derive(Debug, Clone)]
 pub struct Policy {
     default: Vec<Action>,
     groups: HashMap<String, Vec<Action>>,
+    /// By the device's index in `[[devices]]`.
+    devices: Vec<Option<Box<[Action]>>>,
 }
 
 impl Policy {
@@ -122,7 +125,58 @@ impl Policy {
                 (group.clone(), table)
             })
             .collect();
-        Policy { default, groups }
+        Policy {
+            default,
+            groups,
+            devices: Vec::new(),
+        }
+    }
+
+    /// Add the devices' own tables (their `categories` over their group's), and the
+    /// pauses: while paused, every `block` of the household (`paused`) or of a device is
+    /// a `log`.
+    pub(crate) fn for_devices(
+        mut self,
+        categories: &Categories,
+        devices: &[crate::clients::DeviceConfig],
+        paused: bool,
+    ) -> Self {
+        let unblock = |t: &mut [Action]| {
+            for a in t.iter_mut().filter(|a| **a == Action::Block) {
+                *a = Action::Log;
+            }
+        };
+        if paused {
+            unblock(&mut self.default);
+            self.groups.values_mut().for_each(|t| unblock(t));
+        }
+        self.devices = devices
+            .iter()
+            .map(|d| {
+                if d.categories.is_empty() && !d.paused {
+                    return None;
+                }
+                let mut t: Box<[Action]> = self.actions(d.group.as_deref()).into();
+                for (id, name) in categories.iter() {
+                    if let Some(a) = d.categories.get(name) {
+                        t[id as usize] = *a;
+                    }
+                }
+                if d.paused || paused {
+                    unblock(&mut t);
+                }
+                Some(t)
+            })
+            .collect();
+        self
+    }
+
+    /// The action table for `device`: its own, else its group's.
+    pub(crate) fn actions_of(&self, device: &crate::clients::Device) -> &[Action] {
+        device
+            .configured
+            .and_then(|i| self.devices.get(i as usize)?.as_deref())
+            .unwrap_or_else(|| self.actions(device.group.as_deref()))
     }
 
     /// The action table for a device in `group` (the default table when none).

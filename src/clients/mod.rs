@@ -162,6 +162,12 @@ pub struct DeviceConfig {
     /// Its `[groups.NAME]` policy group; none: the default actions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group: Option<String>,
+    /// Its own action per category, over its group's (`categories = { meta-ai = "block" }`).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub categories: crate::policy::CategoryActions,
+    /// Blocking paused for it (a household control, never in a file).
+    #[serde(skip)]
+    pub paused: bool,
 }
 
 /// A device list that cannot be used.
@@ -196,6 +202,8 @@ pub struct Device {
     /// `addr` is the device's own address (not a forwarder's that put its MAC in the
     /// query): only then may the hit log fold an address-only device into this one.
     pub(crate) own_addr: bool,
+    /// Its index in `[[devices]]`: the policy may have a table of its own for it.
+    pub(crate) configured: Option<u32>,
 }
 
 impl Device {
@@ -208,6 +216,7 @@ impl Device {
             name: None,
             group: None,
             own_addr: true,
+            configured: None,
         }
     }
 
@@ -221,6 +230,7 @@ impl Device {
             name: None,
             group: None,
             own_addr: true,
+            configured: None,
         }
     }
 }
@@ -363,7 +373,7 @@ impl Clients {
             .or_else(|| learnt.mac_by_ip.get(&addr).copied())
             .or_else(|| client_ip.and_then(|ip| self.ask_kernel(ip)));
 
-        let device = mac
+        let index = mac
             .and_then(|m| self.devices.by_mac.get(&m))
             .or_else(|| client_ip.and_then(|ip| self.devices.by_ip.get(&ip)))
             .or_else(|| {
@@ -374,7 +384,8 @@ impl Clients {
                     .find(|(net, _)| net.contains(&ip))
                     .map(|(_, i)| i)
             })
-            .and_then(|&i| self.devices.list.get(i));
+            .copied();
+        let device = index.and_then(|i| self.devices.list.get(i));
 
         let name = device.map(|d| d.name.clone()).or_else(|| {
             mac.and_then(|m| learnt.name_by_mac.get(&m))
@@ -390,6 +401,7 @@ impl Clients {
             group: device.and_then(|d| d.group.clone()),
             // With a MAC option and no client subnet, `addr` is the forwarder's.
             own_addr: client_ip.is_some() || addr != src,
+            configured: index.map(|i| i as u32),
         }
     }
 

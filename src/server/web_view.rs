@@ -13,6 +13,7 @@ pub(super) struct View {
     pub(super) dispatcher: Arc<Dispatcher>,
     pub(super) started: Instant,
     pub(super) started_unix: i64,
+    pub(super) controls_changed: Arc<tokio::sync::Notify>,
 }
 
 impl crate::web::ServerView for View {
@@ -32,6 +33,10 @@ impl crate::web::ServerView for View {
     fn check(&self, name: &str) -> crate::check::CheckLine {
         let snap = self.dispatcher.handler.state.load();
         crate::check::line(&snap.filter, snap.policy.actions(None), name)
+    }
+
+    fn controls_changed(&self) {
+        self.controls_changed.notify_one();
     }
 
     fn lists(&self) -> Vec<crate::cli::lists::ListRow> {

@@ -96,6 +96,8 @@ pub(crate) trait ServerView: Send + Sync + 'static {
     fn check(&self, name: &str) -> crate::check::CheckLine;
     /// The lists of the running filter.
     fn lists(&self) -> Vec<crate::cli::lists::ListRow>;
+    /// A household control was changed: apply it now.
+    fn controls_changed(&self);
 }
 
 /// A running dashboard.
