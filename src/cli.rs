@@ -10,7 +10,7 @@ pub(crate) mod log;
 pub(crate) mod report;
 pub(crate) mod status;
 mod stderr;
-mod table;
+pub(crate) mod table;
 #[cfg(test)]
 mod tests;
 pub(crate) mod web;

@@ -6,6 +6,7 @@
 
 mod api;
 mod auth;
+mod controls;
 mod data;
 mod http;
 pub(crate) mod live;
@@ -186,6 +187,6 @@ pub mod bench {
         let p = data::device(&conn, id, w)
             .map_err(|e| e.to_string())?
             .ok_or("no such device")?;
-        Ok(pages::device_page(&p, &session(), tz))
+        Ok(pages::device_page(&p, &session(), tz, None))
     }
 }

@@ -38,11 +38,12 @@ fn head(title: &str) -> Markup {
 }
 
 /// A page with the navigation; `here` is the current section.
-fn layout(title: &str, here: &str, s: &Session, body: Markup) -> String {
+pub(super) fn layout(title: &str, here: &str, s: &Session, body: Markup) -> String {
     let nav = [
         ("/", "Household"),
         ("/live", "Live"),
         ("/lists", "Lists"),
+        ("/controls", "Controls"),
         ("/status", "Status"),
     ];
     html! {
@@ -198,7 +199,12 @@ pub(super) fn household_page(p: &HouseholdPage, s: &Session) -> String {
     layout("Household", "/", s, body)
 }
 
-pub(super) fn device_page(p: &DevicePage, s: &Session, tz: &jiff::tz::TimeZone) -> String {
+pub(super) fn device_page(
+    p: &DevicePage,
+    s: &Session,
+    tz: &jiff::tz::TimeZone,
+    controls: Option<&super::controls::DeviceControls>,
+) -> String {
     let d = &p.device;
     let base = format!("/device/{}", d.id);
     let body = html! {
@@ -216,6 +222,7 @@ pub(super) fn device_page(p: &DevicePage, s: &Session, tz: &jiff::tz::TimeZone) 
                 }
             }
         }
+        @if let Some(c) = controls { (super::controls::device_section(c, s)) }
         div class="cards" {
             div class="card" { b id="device-total" { (p.meta_lookups) } "Meta lookups" }
             div class="card" { b id="device-blocked" { (p.counts.blocked) } "blocked" }
@@ -236,9 +243,10 @@ pub(super) fn device_page(p: &DevicePage, s: &Session, tz: &jiff::tz::TimeZone) 
         @if p.names_partial { p class="note" { "Raw hits of this week were trimmed (retention or size cap): the names below are partial." } }
         @if p.names.is_empty() { p { "No names this week." } } @else {
             div class="scroll" { table id="device-names" {
-                thead { tr { th { "Name" } th { "Category" } th { "Blocked" } th { "Logged" } } }
+                thead { tr { th { "Name" } th { "Category" } th { "Blocked" } th { "Logged" } @if controls.is_some() { th {} } } }
                 tbody { @for n in p.names.iter().take(MAX_ROWS) {
-                    tr { td class="name" { (n.domain) } td class="text" { (n.category) } td { (n.counts.blocked) } td { (n.counts.logged + n.counts.allowed) } }
+                    tr { td class="name" { (n.domain) } td class="text" { (n.category) } td { (n.counts.blocked) } td { (n.counts.logged + n.counts.allowed) }
+                         @if controls.is_some() { td { (super::controls::name_buttons(&n.domain, &base, s)) } } }
                 } }
             } }
             @if p.names.len() > MAX_ROWS { p class="muted" { (p.names.len() - MAX_ROWS) " more names not shown (the API has them all)." } }
@@ -523,10 +531,39 @@ pub(super) async fn route(
                 })
                 .await
             {
-                Ok(Some(p)) => html(StatusCode::OK, device_page(&p, s, &tz)),
+                Ok(Some(p)) => {
+                    let cfg = app.view.config();
+                    let (id, mac, addrs) = (p.device.id, p.device.mac.clone(), p.addrs.clone());
+                    let c = app
+                        .blocking(move || {
+                            super::controls::DeviceControls::of(&cfg, id, mac.as_deref(), &addrs)
+                        })
+                        .await;
+                    html(StatusCode::OK, device_page(&p, s, &tz, c.as_ref()))
+                }
                 Ok(None) => html(
                     StatusCode::NOT_FOUND,
                     message("Not found", "No such device."),
+                ),
+                Err(e) => error_page(e),
+            }
+        }
+        "/controls" => {
+            let cfg = app.view.config();
+            let file = crate::controls::path(&cfg.remote.state_dir);
+            let got = app
+                .read(move |c| {
+                    let changes = crate::controls::audit::read(c, 0, i64::MAX, 100)?;
+                    Ok((
+                        crate::controls::Controls::load(&file).unwrap_or_default(),
+                        changes,
+                    ))
+                })
+                .await;
+            match got {
+                Ok((controls, changes)) => html(
+                    StatusCode::OK,
+                    super::controls::page(&cfg, &controls, &changes, s),
                 ),
                 Err(e) => error_page(e),
             }
