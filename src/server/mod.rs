@@ -187,6 +187,8 @@ pub struct Running {
     web_addr: Option<SocketAddr>,
     /// Told by the dashboard after it changed a household control.
     controls_changed: Arc<tokio::sync::Notify>,
+    /// Tells the dashboard that a reload swapped a new snapshot in.
+    reloaded: Arc<tokio::sync::Notify>,
 }
 
 impl Running {
@@ -249,6 +251,7 @@ impl Running {
             .configure(export, snap.config.filter.block_response);
         // Only now: whoever reads this line may rely on the new lists being in force.
         snap.log_loaded("reloaded:");
+        self.reloaded.notify_waiters();
         Ok(())
     }
 
@@ -367,10 +370,18 @@ pub async fn start(config: Config) -> Result<Running, ServeError> {
         None => None,
     };
     let controls_changed = Arc::new(tokio::sync::Notify::new());
-    let web_addr = start_web(&dispatcher, started, started_unix, &controls_changed).await;
+    let reloaded = Arc::new(tokio::sync::Notify::new());
+    let web_addr = start_web(
+        &dispatcher,
+        started,
+        started_unix,
+        [&controls_changed, &reloaded],
+    )
+    .await;
     Ok(Running {
         web_addr,
         controls_changed,
+        reloaded,
         metrics_addr,
         addrs,
         dispatcher,
@@ -387,7 +398,7 @@ async fn start_web(
     dispatcher: &Arc<Dispatcher>,
     started: Instant,
     started_unix: i64,
-    controls_changed: &Arc<tokio::sync::Notify>,
+    [controls_changed, reloaded]: [&Arc<tokio::sync::Notify>; 2],
 ) -> Option<SocketAddr> {
     let snap = dispatcher.handler.state.load_full();
     let cfg = &snap.config;
@@ -399,6 +410,7 @@ async fn start_web(
         started,
         started_unix,
         controls_changed: controls_changed.clone(),
+        reloaded: reloaded.clone(),
     });
     match crate::web::start(
         &cfg.web,

@@ -14,6 +14,7 @@ pub(super) struct View {
     pub(super) started: Instant,
     pub(super) started_unix: i64,
     pub(super) controls_changed: Arc<tokio::sync::Notify>,
+    pub(super) reloaded: Arc<tokio::sync::Notify>,
 }
 
 impl crate::web::ServerView for View {
@@ -37,6 +38,10 @@ impl crate::web::ServerView for View {
 
     fn controls_changed(&self) {
         self.controls_changed.notify_one();
+    }
+
+    fn reloaded(&self) -> Arc<tokio::sync::Notify> {
+        self.reloaded.clone()
     }
 
     fn lists(&self) -> Vec<crate::cli::lists::ListRow> {

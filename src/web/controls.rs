@@ -293,7 +293,15 @@ pub(super) async fn post(
         .await;
     match made {
         Some(Ok(_)) => {
+            // The page the browser goes back to shows the change: wait (a little) for
+            // the server to apply it. A change that alters nothing in force is not
+            // reloaded, hence the bound.
+            let reloaded = app.view.reloaded();
+            let applied = reloaded.notified();
+            tokio::pin!(applied);
+            applied.as_mut().enable();
             app.view.controls_changed();
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(2), applied).await;
             redirect(&back)
         }
         Some(Err(e)) => refused(&e.to_string()),

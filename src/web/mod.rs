@@ -99,6 +99,8 @@ pub(crate) trait ServerView: Send + Sync + 'static {
     fn lists(&self) -> Vec<crate::cli::lists::ListRow>;
     /// A household control was changed: apply it now.
     fn controls_changed(&self);
+    /// Notified (to every waiter) when a reload swapped a new snapshot in.
+    fn reloaded(&self) -> Arc<tokio::sync::Notify>;
 }
 
 /// A running dashboard.

@@ -44,6 +44,19 @@ fn dig_until(port: u16, limit: Duration, what: &str, want: impl Fn(&str) -> bool
 
 const BLOCKED: &str = "0.0.0.0";
 
+/// Wait (a page loads after a form's POST) until `script` returns `want`.
+async fn wait_js(b: &driver::Browser, script: &str, want: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let got = b.client.execute(script, vec![]).await;
+        if matches!(&got, Ok(v) if v == want) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{script}: {got:?}, not {want:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 fn start(cfg: &Path, clock: &Path) -> Serve {
     let serve = Serve::start_env(
         &["serve", "--config", cfg.to_str().unwrap()],
@@ -91,7 +104,12 @@ async fn a_group_set_on_the_dashboard_blocks_at_once_a_pause_lets_through_until_
     assert!(!first.is_empty() && first != BLOCKED, "answered: {first:?}");
     let db = c.store.db.clone();
     let deadline = Instant::now() + Duration::from_secs(10);
-    while support::count(&db, "SELECT count(*) FROM devices") == 0 {
+    let devices = || {
+        rusqlite::Connection::open(&db)
+            .and_then(|c| c.query_row("SELECT count(*) FROM devices", [], |r| r.get::<_, i64>(0)))
+            .unwrap_or(0)
+    };
+    while devices() == 0 {
         assert!(Instant::now() < deadline, "the device is in the log");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -127,10 +145,12 @@ async fn a_group_set_on_the_dashboard_blocks_at_once_a_pause_lets_through_until_
         took <= Duration::from_secs(1),
         "blocked {took:?} after the change"
     );
-    let selected = b
-        .eval("return document.querySelector('#group-select').value")
-        .await;
-    assert_eq!(selected, "kids", "the page shows the group");
+    wait_js(
+        &b,
+        "let s = document.querySelector('#group-select'); return s ? s.value : ''",
+        "kids",
+    )
+    .await;
 
     // Paused for 5 minutes: answered again, and the page says until when.
     b.client
@@ -140,6 +160,12 @@ async fn a_group_set_on_the_dashboard_blocks_at_once_a_pause_lets_through_until_
         .click()
         .await
         .unwrap();
+    wait_js(
+        &b,
+        "return document.querySelector('#device-paused') ? 'yes' : 'no'",
+        "yes",
+    )
+    .await;
     let paused = text(&b, "#device-paused").await;
     assert!(
         paused.contains("Paused until") && paused.contains("min left"),
