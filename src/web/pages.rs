@@ -215,7 +215,7 @@ pub(super) fn device_page(
                 tbody {
                     tr { th { "MAC" } td class="text" id="device-mac" { (d.mac.as_deref().unwrap_or("–")) } }
                     tr { th { "Addresses" } td class="text" id="device-addrs" { (p.addrs.join(", ")) } }
-                    tr { th { "Group" } td class="text" { (d.group.as_deref().unwrap_or("–")) } }
+                    tr { th { "Group" } td class="text" { (controls.map_or(d.group.as_deref(), |c| c.group.as_deref()).unwrap_or("–")) } }
                     tr { th { "First seen" } td class="text" { (rfc3339(d.first_seen, tz)) } }
                     tr { th { "Last seen" } td class="text" { (rfc3339(d.last_seen, tz)) } }
                     tr { th { "Key" } td class="text" { (d.key) } }
