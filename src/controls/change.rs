@@ -464,8 +464,11 @@ pub(crate) fn resolve(
                     return Ok((label, matches));
                 }
             }
-            Err(crate::store::StoreError::NoSuchDevice(_)) => {}
-            Err(e) => return Err(refused(e.to_string())),
+            Err(e @ crate::store::StoreError::AmbiguousDevice { .. }) => {
+                return Err(refused(e.to_string()));
+            }
+            // Not there, or a log not readable yet (being made): by MAC or address.
+            Err(_) => {}
         }
     }
     if let Ok(m) = spec.parse::<Mac>() {
