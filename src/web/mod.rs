@@ -93,8 +93,9 @@ pub(crate) trait ServerView: Send + Sync + 'static {
     fn config(&self) -> Arc<crate::config::Config>;
     /// The counters and uptime, as `status` stores them.
     fn status(&self) -> serde_json::Value;
-    /// `check` for one name under the running lists.
-    fn check(&self, name: &str) -> crate::check::CheckLine;
+    /// `check` for one name under the running lists, as `client` (an address, MAC or
+    /// device name) would get it; the household's defaults without one.
+    fn check(&self, name: &str, client: Option<&str>) -> crate::check::CheckLine;
     /// The lists of the running filter.
     fn lists(&self) -> Vec<crate::cli::lists::ListRow>;
     /// A household control was changed: apply it now.

@@ -298,7 +298,7 @@ fn live_page(
             @for h in hits.iter().rev() {
                 li class="hit" {
                     span class="hit-time muted" { (rfc3339(h.ts, tz).get(11..19).unwrap_or("")) }
-                    span class="hit-name" { (h.name) }
+                    a class="hit-name" href=(format!("/lists?name={}&client={}", urlencoding(&h.name), urlencoding(client_of(&h.device)))) { (h.name) }
                     span class="hit-meta" {
                         span class="hit-device" { (h.device) } " · "
                         span class="hit-category" { (h.category) } " · "
@@ -317,6 +317,7 @@ fn lists_page(
     rows: &[crate::cli::lists::ListRow],
     check: Option<&crate::check::CheckLine>,
     name: Option<&str>,
+    client: Option<&str>,
     s: &Session,
 ) -> String {
     let body = html! {
@@ -325,15 +326,19 @@ fn lists_page(
         form id="check-form" class="inline" method="get" action="/lists" {
             label for="name" { "Name" }
             input id="name" name="name" value=(name.unwrap_or("")) placeholder="connect.facebook.net" maxlength="253";
+            @if let Some(c) = client { input type="hidden" name="client" value=(c); }
             button type="submit" { "Check" }
         }
         @if let Some(c) = check {
             div id="check-result" class="note" {
                 p { b class="name" { (c.name) } ": " b id="check-action" { (c.action) } }
+                @if let Some(d) = &c.device { p id="check-device" { "for " (d) ", group " (c.group.as_deref().unwrap_or("none")) } }
                 @if let Some(cat) = &c.category { p { "category " (cat) } }
                 @if let Some(r) = &c.rule { p { "rule " code { (r) } } }
                 @if let Some(l) = &c.list { p { "list " (l) @if let Some(n) = c.line { ", line " (n) } } }
                 @if c.category.is_none() { p { "No list matches this name: it is answered normally." } }
+                div id="check-controls" { "For the whole household: "
+                    (super::controls::name_buttons(&c.name, &format!("/lists?name={}&client={}", urlencoding(&c.name), urlencoding(client.unwrap_or(""))), s)) }
             }
         }
         h2 { "Lists in force" }
@@ -497,14 +502,17 @@ pub(super) async fn route(
             let name = param(q, "name")
                 .map(|n| n.trim().to_string())
                 .filter(|n| !n.is_empty() && n.len() <= 253);
-            let (view, n2) = (app.view.clone(), name.clone());
+            let client = param(q, "client")
+                .map(|n| n.trim().to_string())
+                .filter(|n| !n.is_empty() && n.len() <= 253);
+            let (view, n2, c2) = (app.view.clone(), name.clone(), client.clone());
             let r = app
-                .blocking(move || (view.lists(), n2.map(|n| view.check(&n))))
+                .blocking(move || (view.lists(), n2.map(|n| view.check(&n, c2.as_deref()))))
                 .await;
             match r {
                 Some((rows, check)) => html(
                     StatusCode::OK,
-                    lists_page(&rows, check.as_ref(), name.as_deref(), s),
+                    lists_page(&rows, check.as_ref(), name.as_deref(), client.as_deref(), s),
                 ),
                 None => error_page("cannot read the lists".into()),
             }
@@ -570,4 +578,18 @@ pub(super) async fn route(
         }
         _ => html(StatusCode::NOT_FOUND, message("Not found", "No such page.")),
     }
+}
+
+/// `s` for a URL's query.
+fn urlencoding(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+/// What `check` takes for a device shown as `label`: its address or MAC when the label
+/// is its key, else the name.
+fn client_of(label: &str) -> &str {
+    label
+        .strip_prefix("ip:")
+        .or_else(|| label.strip_prefix("mac:"))
+        .unwrap_or(label)
 }

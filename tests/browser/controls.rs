@@ -1,8 +1,9 @@
 //! The household controls on the dashboard of the real `metaguard serve` process: a
 //! device put in `kids` on its page has its next `dig` blocked within a second; a pause
 //! of 5 min lets it through, and once the (injected) clock passes the pause it is
-//! blocked again; after a restart the group is still there, and the audit log names the
-//! dashboard session that made each change.
+//! blocked again; from the live page a blocked name is explained and allowed; after a
+//! restart the controls are still there, and the audit log names the dashboard session
+//! that made each change.
 
 use std::path::Path;
 use std::process::Command;
@@ -183,23 +184,55 @@ async fn a_group_set_on_the_dashboard_blocks_at_once_a_pause_lets_through_until_
         |a| a == BLOCKED,
     );
 
-    // Allowed from the device page's names: answered although in kids.
-    b.client.goto(&page).await.unwrap();
     check_page(&b, &page, "device-controls").await;
+
+    // From the live page: why was it blocked, and allow it. Answered although in kids.
+    b.client.goto(&format!("{base}/live")).await.unwrap();
+    b.client
+        .find(Locator::Css("#live-feed .hit-name"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let action = "let e = document.querySelector('#check-action'); return e ? e.textContent : ''";
+    wait_js(&b, action, "block").await;
+    b.client
+        .find(Locator::Css("#check-controls button[value='allow']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_js(&b, action, "allow").await;
+    dig_until(dns, Duration::from_secs(10), "answered once allowed", |a| {
+        !a.is_empty() && a != BLOCKED
+    });
+
     check_page(&b, &format!("{base}/controls"), "controls").await;
     let audit = text(&b, "#audit").await;
     assert!(audit.contains("dashboard (session"), "{audit}");
     assert!(audit.contains("group of"), "{audit}");
     assert!(audit.contains("pause for"), "{audit}");
+    assert!(audit.contains("name www.meta.ai"), "{audit}");
 
-    // A restart keeps the controls.
+    // A restart keeps the controls: still allowed, still in kids.
     drop(serve);
     let _serve = start(&cfg, &clock);
     dig_until(
         dns,
         Duration::from_secs(10),
-        "blocked after a restart",
-        |a| a == BLOCKED,
+        "allowed after a restart",
+        |a| !a.is_empty() && a != BLOCKED,
     );
+    // Sessions live in memory: log in again.
+    login(&b, &base, PASSWORD).await.unwrap();
+    b.client.goto(&page).await.unwrap();
+    wait_js(
+        &b,
+        "let s = document.querySelector('#group-select'); return s ? s.value : ''",
+        "kids",
+    )
+    .await;
     b.close().await;
 }
