@@ -211,4 +211,50 @@ mod tests {
         assert_eq!(p.actions(Some("kids"))[pixel as usize], Action::Log);
         assert_eq!(p.actions(Some("nope"))[ai as usize], Action::Log);
     }
+
+    #[test]
+    fn a_device_has_its_own_table_and_a_pause_turns_blocks_into_logs() {
+        let mut cats = Categories::default();
+        let pixel = cats.intern("pixel") as usize;
+        let ai = cats.intern("meta-ai") as usize;
+        let groups = GroupsConfig::from([(
+            "kids".to_string(),
+            CategoryActions::from([("meta-ai".to_string(), Action::Block)]),
+        )]);
+        let dev = |categories: CategoryActions, paused| crate::clients::DeviceConfig {
+            name: "tablet".into(),
+            matches: Vec::new(),
+            group: Some("kids".into()),
+            categories,
+            paused,
+        };
+        let devices = [
+            dev(
+                CategoryActions::from([("pixel".to_string(), Action::Block)]),
+                false,
+            ),
+            dev(CategoryActions::new(), true),
+            dev(CategoryActions::new(), false),
+        ];
+        let p = Policy::new(&cats, &HashMap::new(), &CategoryActions::new(), &groups)
+            .for_devices(&cats, &devices, false);
+        let mut d = crate::clients::Device::from_addr([192, 168, 1, 2].into());
+        d.group = Some("kids".into());
+        d.configured = Some(0);
+        assert_eq!(p.actions_of(&d)[pixel], Action::Block, "its own");
+        assert_eq!(p.actions_of(&d)[ai], Action::Block, "its group's");
+        d.configured = Some(1);
+        assert_eq!(p.actions_of(&d)[ai], Action::Log, "paused");
+        d.configured = Some(2);
+        assert_eq!(p.actions_of(&d)[ai], Action::Block, "no table: the group's");
+        let all = Policy::new(&cats, &HashMap::new(), &CategoryActions::new(), &groups)
+            .for_devices(&cats, &devices, true);
+        assert_eq!(
+            all.actions(Some("kids"))[ai],
+            Action::Log,
+            "everyone paused"
+        );
+        d.configured = Some(0);
+        assert_eq!(all.actions_of(&d)[pixel], Action::Log);
+    }
 }
