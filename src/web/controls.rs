@@ -106,6 +106,22 @@ pub(super) fn device_section(c: &DeviceControls, s: &Session) -> Markup {
             }
             button type="submit" id="group-save" { "Save group" }
         }
+        form class="inline" id="rename-form" method="post" action="/controls/rename" {
+            (csrf(s))
+            input type="hidden" name="device" value=(c.id);
+            input type="hidden" name="back" value=(back);
+            label for="rename-name" { "Name" }
+            input id="rename-name" name="name" required maxlength="100" size="16";
+            button type="submit" { "Rename" }
+        }
+        form class="inline" id="merge-form" method="post" action="/controls/merge" {
+            (csrf(s))
+            input type="hidden" name="device" value=(c.id);
+            input type="hidden" name="back" value=(back);
+            label for="merge-other" { "Same device as" }
+            input id="merge-other" name="other" required placeholder="id, name or MAC" size="16";
+            button type="submit" { "Merge into this one" }
+        }
         form class="inline" id="pause-form" method="post" action="/controls/pause" {
             (csrf(s))
             input type="hidden" name="device" value=(c.id);
@@ -282,12 +298,15 @@ pub(super) async fn post(
         .unwrap_or("/controls")
         .to_string();
     let now = clock::now();
+    let actor = format!("dashboard (session {})", &sid[..sid.len().min(8)]);
+    if let Some(r) = device_edit(app, path, f, &actor).await {
+        return r;
+    }
     let change = match to_change(path, f, now) {
         Ok(c) => c,
         Err(why) => return refused(&why),
     };
     let cfg = app.view.config();
-    let actor = format!("dashboard (session {})", &sid[..sid.len().min(8)]);
     let made = app
         .blocking(move || change::make(&cfg, &change, &actor, now))
         .await;
@@ -307,6 +326,46 @@ pub(super) async fn post(
         Some(Err(e)) => refused(&e.to_string()),
         None => refused("the server is shutting down"),
     }
+}
+
+/// Rename and merge: edits of the hit log's device table (`metaguard devices rename|merge`),
+/// recorded in the audit log the same way. `None` for the other forms.
+async fn device_edit(
+    app: &App,
+    path: &str,
+    f: &[(String, String)],
+    actor: &str,
+) -> Option<hyper::Response<Body>> {
+    let get = |k: &str| param(f, k).map(str::trim).unwrap_or("").to_string();
+    let (device, db, actor) = (get("device"), app.db.clone(), actor.to_string());
+    let edit: Box<dyn FnOnce() -> Result<String, crate::store::StoreError> + Send> = match path {
+        "/controls/rename" => {
+            let name = get("name");
+            if name.is_empty() || name.chars().count() > 100 {
+                return Some(refused("a name of 1 to 100 characters"));
+            }
+            Box::new(move || {
+                crate::store::edit::rename(&db, &device, &name, &actor).map(|_| back_to(&device))
+            })
+        }
+        "/controls/merge" => {
+            let other = get("other");
+            Box::new(move || {
+                crate::store::edit::merge(&db, &device, &other, &actor)
+                    .map(|(a, _)| back_to(&a.id.to_string()))
+            })
+        }
+        _ => return None,
+    };
+    Some(match app.blocking(edit).await {
+        Some(Ok(to)) => redirect(&to),
+        Some(Err(e)) => refused(&e.to_string()),
+        None => refused("the server is shutting down"),
+    })
+}
+
+fn back_to(device: &str) -> String {
+    format!("/device/{device}")
 }
 
 fn refused(why: &str) -> hyper::Response<Body> {

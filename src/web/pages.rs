@@ -298,7 +298,7 @@ fn live_page(
             @for h in hits.iter().rev() {
                 li class="hit" {
                     span class="hit-time muted" { (rfc3339(h.ts, tz).get(11..19).unwrap_or("")) }
-                    a class="hit-name" href=(format!("/lists?name={}&client={}", urlencoding(&h.name), urlencoding(client_of(&h.device)))) { (h.name) }
+                    a class="hit-name" href=(format!("/lists?name={}&client={}", urlencoding(&h.name), urlencoding(client_of(devices.iter().find(|d| d.id == h.device_id).map_or(&h.device, |d| &d.key))))) { (h.name) }
                     span class="hit-meta" {
                         span class="hit-device" { (h.device) } " · "
                         span class="hit-category" { (h.category) } " · "
@@ -585,8 +585,8 @@ fn urlencoding(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
-/// What `check` takes for a device shown as `label`: its address or MAC when the label
-/// is its key, else the name.
+/// What `check` takes for a device with key (or name) `label`: its address or MAC from a
+/// key, else the name.
 fn client_of(label: &str) -> &str {
     label
         .strip_prefix("ip:")

@@ -184,6 +184,23 @@ async fn a_group_set_on_the_dashboard_blocks_at_once_a_pause_lets_through_until_
         |a| a == BLOCKED,
     );
 
+    // Renamed on its page.
+    b.client.goto(&page).await.unwrap();
+    let name = b.client.find(Locator::Css("#rename-name")).await.unwrap();
+    name.send_keys("kids tablet").await.unwrap();
+    b.client
+        .find(Locator::Css("#rename-form button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_js(
+        &b,
+        "let e = document.querySelector('#device-title'); return e ? e.textContent : ''",
+        "kids tablet",
+    )
+    .await;
     check_page(&b, &page, "device-controls").await;
 
     // From the live page: why was it blocked, and allow it. Answered although in kids.
@@ -215,6 +232,7 @@ async fn a_group_set_on_the_dashboard_blocks_at_once_a_pause_lets_through_until_
     assert!(audit.contains("group of"), "{audit}");
     assert!(audit.contains("pause for"), "{audit}");
     assert!(audit.contains("name www.meta.ai"), "{audit}");
+    assert!(audit.contains("name of device"), "{audit}");
 
     // A restart keeps the controls: still allowed, still in kids.
     drop(serve);
