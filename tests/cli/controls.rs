@@ -46,7 +46,7 @@ const ANSWERED: &str = "192.0.2.1";
 /// Sunday 2026-12-06, in UTC (the test's TZ).
 const SUNDAY_1959: i64 = 1_796_587_140;
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_control_change_reaches_dns_within_a_second_and_a_schedule_follows_the_clock() {
     let up = Upstream::start().await;
     let dir = up.dir.path().to_path_buf();
@@ -76,7 +76,23 @@ async fn a_control_change_reaches_dns_within_a_second_and_a_schedule_follows_the
     serve.wait_for("listening on");
     until_answer(addr, ANSWERED, Duration::from_secs(5)).await;
 
-    // Into kids: blocked within a second of the command's return.
+    // Into kids: blocked within a second of the command's return, and no query goes
+    // unanswered meanwhile (a stream of them runs across the change and the reload).
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stream = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let (mut asked, mut unanswered) = (0u32, 0u32);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let q = query_bytes("www.meta.ai.", RecordType::A, Q::default());
+                asked += 1;
+                if udp_raw(addr, &q).await.is_none() {
+                    unanswered += 1;
+                }
+            }
+            (asked, unanswered)
+        })
+    };
     let (ok, out, err) = mg(&cfg, &clock, &["controls", "group", "127.0.0.1", "kids"]);
     assert!(ok, "{err}");
     assert_eq!(out.trim(), "group of 127.0.0.1: none → kids");
@@ -85,6 +101,11 @@ async fn a_control_change_reaches_dns_within_a_second_and_a_schedule_follows_the
         took <= Duration::from_secs(1),
         "blocked {took:?} after the change"
     );
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (asked, unanswered) = stream.await.unwrap();
+    assert!(asked > 0);
+    assert_eq!(unanswered, 0, "of {asked} queries across the change");
+    eprintln!("{asked} queries across the change, all answered");
 
     // Mistakes: refused with the reason, nothing changed.
     let file = dir.join("state/controls.toml");
