@@ -166,13 +166,12 @@ impl Schedule {
     /// The next time after `now` a window may open or close (whichever day).
     pub(crate) fn next_edge(&self, now: &Zoned) -> Option<jiff::Timestamp> {
         let today = now.date();
-        (0..=1)
+        [Some(today), today.tomorrow().ok()]
+            .into_iter()
+            .flatten()
             .flat_map(|d| [(d, self.from.0), (d, self.to.0)])
             .filter_map(|(d, t)| {
-                today
-                    .checked_add(jiff::Span::new().days(d))
-                    .ok()?
-                    .to_datetime(t)
+                d.to_datetime(t)
                     .to_zoned_datetime(now.time_zone().clone())
                     .ok()
             })
