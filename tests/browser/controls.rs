@@ -45,6 +45,17 @@ fn dig_until(port: u16, limit: Duration, what: &str, want: impl Fn(&str) -> bool
 
 const BLOCKED: &str = "0.0.0.0";
 
+/// Click the first element `css` selects.
+async fn click(b: &driver::Browser, css: &str) {
+    b.client
+        .find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css}: {e}"))
+        .click()
+        .await
+        .unwrap();
+}
+
 /// Wait (a page loads after a form's POST) until `script` returns `want`.
 async fn wait_js(b: &driver::Browser, script: &str, want: &str) {
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -127,13 +138,7 @@ async fn a_group_set_on_the_dashboard_blocks_at_once_a_pause_lets_through_until_
         panic!("no kids option: {}", b.client.source().await.unwrap());
     };
     kids.click().await.unwrap();
-    b.client
-        .find(Locator::Css("#group-save"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&b, "#group-save").await;
     b.client
         .wait()
         .for_element(Locator::Css("#device-title"))
@@ -154,13 +159,7 @@ async fn a_group_set_on_the_dashboard_blocks_at_once_a_pause_lets_through_until_
     .await;
 
     // Paused for 5 minutes: answered again, and the page says until when.
-    b.client
-        .find(Locator::Css("#pause-5m"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&b, "#pause-5m").await;
     wait_js(
         &b,
         "return document.querySelector('#device-paused') ? 'yes' : 'no'",
@@ -188,13 +187,7 @@ async fn a_group_set_on_the_dashboard_blocks_at_once_a_pause_lets_through_until_
     b.client.goto(&page).await.unwrap();
     let name = b.client.find(Locator::Css("#rename-name")).await.unwrap();
     name.send_keys("kids tablet").await.unwrap();
-    b.client
-        .find(Locator::Css("#rename-form button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&b, "#rename-form button").await;
     wait_js(
         &b,
         "let e = document.querySelector('#device-title'); return e ? e.textContent : ''",
@@ -205,22 +198,10 @@ async fn a_group_set_on_the_dashboard_blocks_at_once_a_pause_lets_through_until_
 
     // From the live page: why was it blocked, and allow it. Answered although in kids.
     b.client.goto(&format!("{base}/live")).await.unwrap();
-    b.client
-        .find(Locator::Css("#live-feed .hit-name"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&b, "#live-feed .hit-name").await;
     let action = "let e = document.querySelector('#check-action'); return e ? e.textContent : ''";
     wait_js(&b, action, "block").await;
-    b.client
-        .find(Locator::Css("#check-controls button[value='allow']"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&b, "#check-controls button[value='allow']").await;
     wait_js(&b, action, "allow").await;
     dig_until(dns, Duration::from_secs(10), "answered once allowed", |a| {
         !a.is_empty() && a != BLOCKED
