@@ -81,7 +81,10 @@ fn verdicts_with(
                 .ok_or_else(|| CheckError::NoSuchClient(c.to_string()))
         })
         .transpose()?;
-    let actions = policy.actions(device.as_ref().and_then(|i| i.group.as_deref()));
+    let actions = match &device {
+        Some(d) => policy.actions_of(d),
+        None => policy.actions(None),
+    };
     let who = client.zip(device.as_ref()).map(|(c, d)| ClientLine {
         client: c.to_string(),
         key: d.key.as_str().to_string(),

@@ -3,13 +3,14 @@
 
 pub(crate) mod check;
 pub(crate) mod config;
+pub(crate) mod controls;
 pub(crate) mod devices;
 pub mod lists;
 pub(crate) mod log;
 pub(crate) mod report;
 pub(crate) mod status;
 mod stderr;
-mod table;
+pub(crate) mod table;
 #[cfg(test)]
 mod tests;
 pub(crate) mod web;
@@ -125,6 +126,19 @@ pub(crate) enum Command {
     },
     /// Tracking-exposure report for a week (default: the last complete week, local time).
     Report(ReportArgs),
+    /// Household controls: groups, actions, allowed and blocked names, pauses,
+    /// schedules. Kept in the state directory over the config; a running `serve`
+    /// applies a change within a second. Without a subcommand: what is set, and the
+    /// latest changes.
+    Controls {
+        #[command(subcommand)]
+        command: Option<ControlsCommand>,
+        /// Config file (default: /etc/metaguard/metaguard.toml when present).
+        #[arg(long, value_name = "PATH", global = true)]
+        config: Option<PathBuf>,
+        #[arg(long, value_enum, default_value_t = OutputFormat::Text, global = true)]
+        format: OutputFormat,
+    },
     /// The dashboard served by `serve` ([web]).
     Web {
         #[command(subcommand)]
@@ -235,6 +249,91 @@ pub(crate) enum DevicesCommand {
     },
 }
 
+/// `metaguard controls ...`: each change is checked, recorded in the audit log and
+/// applied whole, or refused with the reason.
+#[derive(Debug, Subcommand)]
+pub(crate) enum ControlsCommand {
+    /// Put a device in a group (`none`: in no group).
+    Group {
+        /// The device: id, name or MAC (as `metaguard devices` lists them), or an address.
+        device: String,
+        /// A group with actions (`[groups.NAME]`, or set here), or `none`.
+        group: String,
+    },
+    /// Set a category's action for the household, a group (--group) or a device
+    /// (--device); `default` takes the setting away again.
+    Action {
+        /// The category (as `metaguard lists` shows them).
+        category: String,
+        /// block, log, allow or default.
+        action: String,
+        /// For this group only (it is made if new).
+        #[arg(long, value_name = "G", conflicts_with = "device")]
+        group: Option<String>,
+        /// For this device only: id, name, MAC or address.
+        #[arg(long, value_name = "D")]
+        device: Option<String>,
+    },
+    /// Never block a name (and its subdomains).
+    Allow {
+        /// The name.
+        name: String,
+    },
+    /// Block a name (and its subdomains), category `custom`.
+    Block {
+        /// The name.
+        name: String,
+    },
+    /// Take a name off the allowed and blocked names.
+    Unlist {
+        /// The name.
+        name: String,
+    },
+    /// Pause blocking (blocked names are answered and logged) for a device, or for
+    /// everyone: 5m, 1h, 90min, tomorrow (until midnight), or off.
+    Pause {
+        /// How long.
+        length: String,
+        /// Only this device: id, name, MAC or address.
+        #[arg(long, value_name = "D")]
+        device: Option<String>,
+    },
+    /// End a pause now.
+    Resume {
+        /// Only this device's pause.
+        #[arg(long, value_name = "D")]
+        device: Option<String>,
+    },
+    /// Add a schedule: during the window, a group's category gets an action
+    /// (e.g. `kids meta-ai block sun-thu 20:00 07:00`; a window past midnight ends the
+    /// next day).
+    Schedule {
+        /// The group.
+        group: String,
+        /// The category.
+        category: String,
+        /// block, log or allow.
+        action: String,
+        /// Days the window starts on: sun-thu, mon,wed, weekdays, weekend, all.
+        days: String,
+        /// Start, HH:MM (local time).
+        from: String,
+        /// End, HH:MM.
+        to: String,
+    },
+    /// Remove a schedule by its number in `metaguard controls`.
+    Unschedule {
+        /// Its number.
+        number: usize,
+    },
+    /// Every change (controls and device edits), newest first.
+    Audit {
+        /// Most changes shown.
+        #[arg(long, short = 'n', default_value_t = 50)]
+        lines: usize,
+    },
+}
+
 /// Where the commands that read the hit log find it.
 #[derive(Debug, Clone, clap::Args)]
 pub(crate) struct DbArgs {
@@ -276,7 +375,7 @@ pub(crate) enum OutputFormat {
     Json,
 }
 
-/// Load the config the way `serve` does, with flags applied.
+/// Load the config the way `serve` does, with flags and the household controls applied.
 fn load(args: &ConfigArgs, overrides: Overrides) -> anyhow::Result<Config> {
     let (mut config, _) = Config::locate(args.config.as_deref())?;
     let overrides = Overrides {
@@ -284,6 +383,7 @@ fn load(args: &ConfigArgs, overrides: Overrides) -> anyhow::Result<Config> {
         ..overrides
     };
     config.apply(&overrides);
+    crate::controls::lay_over(&mut config)?;
     Ok(config)
 }
 
@@ -421,6 +521,17 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             Ok(rt.block_on(lists::update(&cfg, force)))
         }
         Command::Report(args) => report::run(&args),
+        Command::Controls {
+            command,
+            config,
+            format,
+        } => {
+            print!(
+                "{}",
+                controls::run(command, config.as_deref(), format == OutputFormat::Json)?
+            );
+            Ok(0)
+        }
         Command::Web {
             command: WebCommand::Password { config, stdin },
         } => {

@@ -29,7 +29,7 @@ use crate::tls::TlsConfig;
 use crate::upstream::{UpstreamConfig, UpstreamSpec};
 pub(crate) use check::{Problem, Seg};
 pub(crate) use limit::at_least_one;
-pub(crate) use name::{DomainName, ListedName, in_zone};
+pub(crate) use name::{DomainName, ListedName, NotADomain, in_zone};
 
 /// Where `serve` looks for a config when `--config` is not given.
 pub(crate) const DEFAULT_PATH: &str = "/etc/metaguard/metaguard.toml";
@@ -74,6 +74,10 @@ pub struct Config {
     pub devices: Vec<DeviceConfig>,
     /// `[[lists]]`: remote lists, fetched and refreshed (see `remote`).
     pub lists: Vec<RemoteListConfig>,
+    /// Blocking paused for everyone (a household control, never in a file): every
+    /// `block` is answered and logged as `log`.
+    #[serde(skip)]
+    pub paused: bool,
 }
 
 /// A config that could not be used.
@@ -288,7 +292,7 @@ fn span_of(doc: &toml::Spanned<toml::de::DeTable<'_>>, p: &Problem) -> usize {
 }
 
 /// 1-based line and column (in characters) of byte `offset` in `text`.
-fn line_col(text: &str, offset: usize) -> (usize, usize) {
+pub(crate) fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let mut offset = offset.min(text.len());
     while !text.is_char_boundary(offset) {
         offset -= 1;

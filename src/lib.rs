@@ -50,6 +50,9 @@ pub(crate) mod lograte;
 // The TOML config, parsed and checked into settings.
 pub mod config;
 
+// Household controls from the dashboard and the CLI, laid over the config.
+pub(crate) mod controls;
+
 // Where the block lists come from: embedded, files, the config's own entries.
 pub mod lists;
 

@@ -82,11 +82,14 @@ pub(crate) type CategoryActions = BTreeMap<String, Action>;
 /// `[groups.NAME]`: action per category for the devices of that group.
 pub(crate) type GroupsConfig = BTreeMap<String, CategoryActions>;
 
-/// Action tables, one per group plus the default, indexed by `CategoryId`.
+/// Action tables, one per group plus the default, indexed by `CategoryId`, and one for
+/// each `[[devices]]` entry with actions of its own or a pause.
 #[derive(Debug, Clone)]
 pub struct Policy {
     default: Vec<Action>,
     groups: HashMap<String, Vec<Action>>,
+    /// By the device's index in `[[devices]]`.
+    devices: Vec<Option<Box<[Action]>>>,
 }
 
 impl Policy {
@@ -122,7 +125,58 @@ impl Policy {
                 (group.clone(), table)
             })
             .collect();
-        Policy { default, groups }
+        Policy {
+            default,
+            groups,
+            devices: Vec::new(),
+        }
+    }
+
+    /// Add the devices' own tables (their `categories` over their group's), and the
+    /// pauses: while paused, every `block` of the household (`paused`) or of a device is
+    /// a `log`.
+    pub(crate) fn for_devices(
+        mut self,
+        categories: &Categories,
+        devices: &[crate::clients::DeviceConfig],
+        paused: bool,
+    ) -> Self {
+        let unblock = |t: &mut [Action]| {
+            for a in t.iter_mut().filter(|a| **a == Action::Block) {
+                *a = Action::Log;
+            }
+        };
+        if paused {
+            unblock(&mut self.default);
+            self.groups.values_mut().for_each(|t| unblock(t));
+        }
+        self.devices = devices
+            .iter()
+            .map(|d| {
+                if d.categories.is_empty() && !d.paused {
+                    return None;
+                }
+                let mut t: Box<[Action]> = self.actions(d.group.as_deref()).into();
+                for (id, name) in categories.iter() {
+                    if let Some(a) = d.categories.get(name) {
+                        t[id as usize] = *a;
+                    }
+                }
+                if d.paused || paused {
+                    unblock(&mut t);
+                }
+                Some(t)
+            })
+            .collect();
+        self
+    }
+
+    /// The action table for `device`: its own, else its group's.
+    pub(crate) fn actions_of(&self, device: &crate::clients::Device) -> &[Action] {
+        device
+            .configured
+            .and_then(|i| self.devices.get(i as usize)?.as_deref())
+            .unwrap_or_else(|| self.actions(device.group.as_deref()))
     }
 
     /// The action table for a device in `group` (the default table when none).
@@ -156,5 +210,51 @@ mod tests {
         assert_eq!(p.actions(Some("kids"))[ai as usize], Action::Block);
         assert_eq!(p.actions(Some("kids"))[pixel as usize], Action::Log);
         assert_eq!(p.actions(Some("nope"))[ai as usize], Action::Log);
+    }
+
+    #[test]
+    fn a_device_has_its_own_table_and_a_pause_turns_blocks_into_logs() {
+        let mut cats = Categories::default();
+        let pixel = cats.intern("pixel") as usize;
+        let ai = cats.intern("meta-ai") as usize;
+        let groups = GroupsConfig::from([(
+            "kids".to_string(),
+            CategoryActions::from([("meta-ai".to_string(), Action::Block)]),
+        )]);
+        let dev = |categories: CategoryActions, paused| crate::clients::DeviceConfig {
+            name: Some("tablet".into()),
+            matches: Vec::new(),
+            group: Some("kids".into()),
+            categories,
+            paused,
+        };
+        let devices = [
+            dev(
+                CategoryActions::from([("pixel".to_string(), Action::Block)]),
+                false,
+            ),
+            dev(CategoryActions::new(), true),
+            dev(CategoryActions::new(), false),
+        ];
+        let p = Policy::new(&cats, &HashMap::new(), &CategoryActions::new(), &groups)
+            .for_devices(&cats, &devices, false);
+        let mut d = crate::clients::Device::from_addr([192, 168, 1, 2].into());
+        d.group = Some("kids".into());
+        d.configured = Some(0);
+        assert_eq!(p.actions_of(&d)[pixel], Action::Block, "its own");
+        assert_eq!(p.actions_of(&d)[ai], Action::Block, "its group's");
+        d.configured = Some(1);
+        assert_eq!(p.actions_of(&d)[ai], Action::Log, "paused");
+        d.configured = Some(2);
+        assert_eq!(p.actions_of(&d)[ai], Action::Block, "no table: the group's");
+        let all = Policy::new(&cats, &HashMap::new(), &CategoryActions::new(), &groups)
+            .for_devices(&cats, &devices, true);
+        assert_eq!(
+            all.actions(Some("kids"))[ai],
+            Action::Log,
+            "everyone paused"
+        );
+        d.configured = Some(0);
+        assert_eq!(all.actions_of(&d)[pixel], Action::Log);
     }
 }

@@ -62,13 +62,13 @@ pub(crate) fn devices(
 
 /// `metaguard devices rename D NAME`.
 pub(crate) fn rename(db: &Path, device: &str, name: &str) -> Result<String, StoreError> {
-    let d = edit::rename(db, device, name)?;
+    let d = edit::rename(db, device, name, &crate::controls::audit::cli_actor())?;
     Ok(format!("device {} ({}) is now {name}\n", d.id, d.label))
 }
 
 /// `metaguard devices merge KEEP OTHER`.
 pub(crate) fn merge(db: &Path, keep: &str, other: &str) -> Result<String, StoreError> {
-    let (a, b) = edit::merge(db, keep, other)?;
+    let (a, b) = edit::merge(db, keep, other, &crate::controls::audit::cli_actor())?;
     Ok(format!(
         "device {} ({}) is merged into device {} ({}): its hits, totals and addresses are \
          {}'s, and its next queries count for it\n",
@@ -78,7 +78,7 @@ pub(crate) fn merge(db: &Path, keep: &str, other: &str) -> Result<String, StoreE
 
 /// `metaguard devices forget D`.
 pub(crate) fn forget(db: &Path, device: &str) -> Result<String, StoreError> {
-    let (d, hits) = edit::forget(db, device)?;
+    let (d, hits) = edit::forget(db, device, &crate::controls::audit::cli_actor())?;
     Ok(format!(
         "device {} ({}) is forgotten: {hits} hits deleted with its totals and addresses\n",
         d.id, d.label

@@ -38,6 +38,7 @@ impl Clients {
                 name: t.list[i].name.clone(),
                 group: t.list[i].group.clone(),
                 own_addr: false,
+                configured: Some(i as u32),
             });
         }
         let learnt = self.learnt.load();
@@ -62,7 +63,8 @@ impl Clients {
             .map(|(ip, _)| *ip)
             .min()
             .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
-        let configured = (self.devices.by_mac.get(&mac)).and_then(|&i| self.devices.list.get(i));
+        let index = self.devices.by_mac.get(&mac).copied();
+        let configured = index.and_then(|i| self.devices.list.get(i));
         Device {
             key: device_key(Some(mac), addr),
             mac: Some(mac),
@@ -72,6 +74,7 @@ impl Clients {
                 .or_else(|| learnt.name_by_mac.get(&mac).cloned()),
             group: configured.and_then(|d| d.group.clone()),
             own_addr: !addr.is_unspecified(),
+            configured: index.map(|i| i as u32),
         }
     }
 }

@@ -170,6 +170,12 @@ pub struct DeviceConfig {
     /// Its `[groups.NAME]` policy group; none: the default actions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group: Option<String>,
+    /// Its own action per category, over its group's (`categories = { meta-ai = "block" }`).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub categories: crate::policy::CategoryActions,
+    /// Blocking paused for it (a household control, never in a file).
+    #[serde(skip)]
+    pub paused: bool,
 }
 
 impl DeviceConfig {
@@ -215,6 +221,8 @@ pub struct Device {
     /// `addr` is the device's own address (not a forwarder's that put its MAC in the
     /// query): only then may the hit log fold an address-only device into this one.
     pub(crate) own_addr: bool,
+    /// Its index in `[[devices]]`: the policy may have a table of its own for it.
+    pub(crate) configured: Option<u32>,
 }
 
 impl Device {
@@ -227,6 +235,7 @@ impl Device {
             name: None,
             group: None,
             own_addr: true,
+            configured: None,
         }
     }
 
@@ -240,6 +249,7 @@ impl Device {
             name: None,
             group: None,
             own_addr: true,
+            configured: None,
         }
     }
 }
@@ -387,7 +397,7 @@ impl Clients {
             .or_else(|| learnt.mac_by_ip.get(&addr).copied())
             .or_else(|| client_ip.and_then(|ip| self.ask_kernel(ip, &learnt)));
 
-        let device = mac
+        let index = mac
             .and_then(|m| self.devices.by_mac.get(&m))
             .or_else(|| client_ip.and_then(|ip| self.devices.by_ip.get(&ip)))
             .or_else(|| {
@@ -398,7 +408,8 @@ impl Clients {
                     .find(|(net, _)| net.contains(&ip))
                     .map(|(_, i)| i)
             })
-            .and_then(|&i| self.devices.list.get(i));
+            .copied();
+        let device = index.and_then(|i| self.devices.list.get(i));
 
         let name = device.and_then(|d| d.name.clone()).or_else(|| {
             mac.and_then(|m| learnt.name_by_mac.get(&m))
@@ -414,6 +425,7 @@ impl Clients {
             group: device.and_then(|d| d.group.clone()),
             // With a MAC option and no client subnet, `addr` is the forwarder's.
             own_addr: client_ip.is_some() || addr != src,
+            configured: index.map(|i| i as u32),
         }
     }
 

@@ -119,10 +119,12 @@ fn read_db(
     o: &BuildOptions,
     accs: &mut BTreeMap<String, Acc>,
     notes: &mut Vec<String>,
+    changes: &mut Vec<crate::controls::audit::Entry>,
 ) -> Result<(), ReportError> {
     let conn = read::open(path)?;
     let e = sql(path);
     let (start, end) = (o.period.start()?, o.period.end()?);
+    changes.extend(crate::controls::audit::read(&conn, start, end, 1000).map_err(&e)?);
     let prev = o.period.previous()?;
     let (pstart, pend) = (prev.start()?, prev.end()?);
 
@@ -390,9 +392,11 @@ pub(crate) fn build(o: &BuildOptions) -> Result<ReportModel, ReportError> {
     let dates = o.period.dates()?;
     let mut accs: BTreeMap<String, Acc> = BTreeMap::new();
     let mut notes = Vec::new();
+    let mut changes = Vec::new();
     for (i, path) in o.dbs.iter().enumerate() {
-        read_db(i, path, o, &mut accs, &mut notes)?;
+        read_db(i, path, o, &mut accs, &mut notes, &mut changes)?;
     }
+    changes.sort_by_key(|c| c.ts);
 
     let mut household = Counts::default();
     let mut all_lookups = 0;
@@ -548,5 +552,15 @@ pub(crate) fn build(o: &BuildOptions) -> Result<ReportModel, ReportError> {
         },
         blind_spots: BLIND_SPOTS.iter().map(|s| s.to_string()).collect(),
         notes,
+        settings_changed: changes
+            .into_iter()
+            .map(|c| super::model::SettingChange {
+                at: rfc3339(c.ts, tz),
+                by: c.actor,
+                what: c.what,
+                old: c.old,
+                new: c.new,
+            })
+            .collect(),
     })
 }

@@ -235,6 +235,17 @@ pub(crate) fn html(m: &ReportModel) -> String {
                     h2 { "What DNS cannot see" }
                     ul { @for b in &m.blind_spots { li { (b) } } }
                 }
+                @if !m.settings_changed.is_empty() {
+                    section id="settings-changed" {
+                        h2 { "Settings changed this week" }
+                        div class="scroll" { table {
+                            thead { tr { th class="text" { "When" } th class="text" { "What" } th class="text" { "Before" } th class="text" { "After" } th class="text" { "By" } } }
+                            tbody { @for c in &m.settings_changed { tr {
+                                td class="text" { (c.at) } td class="text" { (c.what) } td class="text" { (c.old) }
+                                td class="text" { (c.new) } td class="text" { (c.by) } } } }
+                        } }
+                    }
+                }
                 @if !m.notes.is_empty() {
                     section id="notes" {
                         h2 { "Notes" }

@@ -67,6 +67,20 @@ pub struct ReportModel {
     pub(crate) blind_spots: Vec<String>,
     /// Caveats about this report's data (trimmed raw rows, missing totals).
     pub(crate) notes: Vec<String>,
+    /// Household controls and device edits made in the period, oldest first.
+    pub(crate) settings_changed: Vec<SettingChange>,
+}
+
+/// One change of the audit log, as the report shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub(crate) struct SettingChange {
+    /// Local RFC 3339.
+    pub(crate) at: String,
+    /// A dashboard session, the API token, the command line.
+    pub(crate) by: String,
+    pub(crate) what: String,
+    pub(crate) old: String,
+    pub(crate) new: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

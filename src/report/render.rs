@@ -306,6 +306,20 @@ pub(crate) fn text(m: &ReportModel, color: bool) -> String {
     for b in &m.blind_spots {
         let _ = writeln!(o, "  - {b}");
     }
+    if !m.settings_changed.is_empty() {
+        let _ = writeln!(o, "\n{}", st.bold("Settings changed this week"));
+        for c in &m.settings_changed {
+            let _ = writeln!(
+                o,
+                "  {}  {}: {} → {} ({})",
+                c.at,
+                plain(&c.what),
+                plain(&c.old),
+                plain(&c.new),
+                plain(&c.by)
+            );
+        }
+    }
     for n in &m.notes {
         let _ = writeln!(o, "\nNote: {}", plain(n));
     }
@@ -424,6 +438,20 @@ pub(crate) fn markdown(m: &ReportModel) -> String {
     let _ = writeln!(o, "\n## What DNS cannot see\n");
     for b in &m.blind_spots {
         let _ = writeln!(o, "- {b}");
+    }
+    if !m.settings_changed.is_empty() {
+        let _ = writeln!(o, "\n## Settings changed this week\n");
+        for c in &m.settings_changed {
+            let _ = writeln!(
+                o,
+                "- {}: {}: {} → {} ({})",
+                c.at,
+                md(&c.what),
+                md(&c.old),
+                md(&c.new),
+                md(&c.by)
+            );
+        }
     }
     for n in &m.notes {
         let _ = writeln!(o, "\n> {}", md(n));

@@ -145,6 +145,9 @@ pub enum ServeError {
     /// The config could not be read or checked.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// The household controls file could not be read.
+    #[error("household controls: {0}")]
+    Controls(String),
     /// A block list could not be read.
     #[error(transparent)]
     Lists(#[from] ListError),
@@ -182,6 +185,10 @@ pub struct Running {
     writer: Option<WriterHandle>,
     metrics_addr: Option<SocketAddr>,
     web_addr: Option<SocketAddr>,
+    /// Told by the dashboard after it changed a household control.
+    controls_changed: Arc<tokio::sync::Notify>,
+    /// Tells the dashboard that a reload swapped a new snapshot in.
+    reloaded: Arc<tokio::sync::Notify>,
 }
 
 impl Running {
@@ -198,6 +205,11 @@ impl Running {
     /// Where the dashboard is served, when `[web]` is on and it could start.
     pub fn web_addr(&self) -> Option<SocketAddr> {
         self.web_addr
+    }
+
+    /// Notified when the dashboard changed a household control (`serve` reloads).
+    pub(crate) fn controls_changed(&self) -> Arc<tokio::sync::Notify> {
+        self.controls_changed.clone()
     }
 
     /// Every counter now.
@@ -239,6 +251,7 @@ impl Running {
             .configure(export, snap.config.filter.block_response);
         // Only now: whoever reads this line may rely on the new lists being in force.
         snap.log_loaded("reloaded:");
+        self.reloaded.notify_waiters();
         Ok(())
     }
 
@@ -356,9 +369,19 @@ pub async fn start(config: Config) -> Result<Running, ServeError> {
         }
         None => None,
     };
-    let web_addr = start_web(&dispatcher, started, started_unix).await;
+    let controls_changed = Arc::new(tokio::sync::Notify::new());
+    let reloaded = Arc::new(tokio::sync::Notify::new());
+    let web_addr = start_web(
+        &dispatcher,
+        started,
+        started_unix,
+        [&controls_changed, &reloaded],
+    )
+    .await;
     Ok(Running {
         web_addr,
+        controls_changed,
+        reloaded,
         metrics_addr,
         addrs,
         dispatcher,
@@ -375,6 +398,7 @@ async fn start_web(
     dispatcher: &Arc<Dispatcher>,
     started: Instant,
     started_unix: i64,
+    [controls_changed, reloaded]: [&Arc<tokio::sync::Notify>; 2],
 ) -> Option<SocketAddr> {
     let snap = dispatcher.handler.state.load_full();
     let cfg = &snap.config;
@@ -385,6 +409,8 @@ async fn start_web(
         dispatcher: dispatcher.clone(),
         started,
         started_unix,
+        controls_changed: controls_changed.clone(),
+        reloaded: reloaded.clone(),
     });
     match crate::web::start(
         &cfg.web,

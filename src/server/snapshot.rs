@@ -31,7 +31,8 @@ pub(crate) fn compile(config: &Config) -> Result<(Filter, Policy), ListError> {
         filter.list_defaults(),
         &config.categories,
         &config.groups,
-    );
+    )
+    .for_devices(filter.categories(), &config.devices, config.paused);
     Ok((filter, policy))
 }
 

@@ -13,6 +13,8 @@ pub(super) struct View {
     pub(super) dispatcher: Arc<Dispatcher>,
     pub(super) started: Instant,
     pub(super) started_unix: i64,
+    pub(super) controls_changed: Arc<tokio::sync::Notify>,
+    pub(super) reloaded: Arc<tokio::sync::Notify>,
 }
 
 impl crate::web::ServerView for View {
@@ -29,9 +31,30 @@ impl crate::web::ServerView for View {
             .unwrap_or_default()
     }
 
-    fn check(&self, name: &str) -> crate::check::CheckLine {
+    fn check(&self, name: &str, client: Option<&str>) -> crate::check::CheckLine {
         let snap = self.dispatcher.handler.state.load();
-        crate::check::line(&snap.filter, snap.policy.actions(None), name)
+        let device = client.and_then(|c| snap.clients.lookup(c));
+        let actions = match &device {
+            Some(d) => snap.policy.actions_of(d),
+            None => snap.policy.actions(None),
+        };
+        crate::check::CheckLine {
+            device: device
+                .as_ref()
+                .map(|d| d.name.as_deref().unwrap_or(d.key.as_str()).to_string()),
+            group: device
+                .as_ref()
+                .and_then(|d| d.group.as_deref().map(str::to_string)),
+            ..crate::check::line(&snap.filter, actions, name)
+        }
+    }
+
+    fn controls_changed(&self) {
+        self.controls_changed.notify_one();
+    }
+
+    fn reloaded(&self) -> Arc<tokio::sync::Notify> {
+        self.reloaded.clone()
     }
 
     fn lists(&self) -> Vec<crate::cli::lists::ListRow> {

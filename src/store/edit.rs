@@ -56,22 +56,86 @@ pub(crate) fn find(conn: &Connection, spec: &str) -> Result<Found, StoreError> {
     }
 }
 
+/// The label, MAC and addresses of the device `spec` names (see [`find`]), with those
+/// of the devices merged into it: how the controls recognise it.
+pub(crate) fn identity(
+    conn: &Connection,
+    spec: &str,
+) -> Result<(String, Option<Mac>, Vec<std::net::IpAddr>), StoreError> {
+    let d = find(conn, spec)?;
+    let err = |e| sqlite_err(conn, e);
+    let mut keys: Vec<String> = conn
+        .prepare(
+            "SELECT key FROM devices WHERE id = ?1 UNION ALL
+             SELECT key FROM device_aliases WHERE device_id = ?1 UNION ALL
+             SELECT 'ip:' || addr FROM device_addrs WHERE device_id = ?1",
+        )
+        .and_then(|mut s| s.query_map([d.id], |r| r.get(0))?.collect())
+        .map_err(err)?;
+    keys.dedup();
+    let mac = keys
+        .iter()
+        .find_map(|k| k.strip_prefix("mac:")?.parse::<Mac>().ok());
+    let mut addrs: Vec<std::net::IpAddr> = keys
+        .iter()
+        .filter_map(|k| k.strip_prefix("ip:")?.parse().ok())
+        .collect();
+    addrs.sort();
+    addrs.dedup();
+    Ok((d.label, mac, addrs))
+}
+
 /// `devices rename D NAME`: later names from the server do not overwrite it.
-pub(crate) fn rename(db: &Path, spec: &str, name: &str) -> Result<Found, StoreError> {
-    let conn = schema::open_existing_rw(db)?;
+pub(crate) fn rename(db: &Path, spec: &str, name: &str, actor: &str) -> Result<Found, StoreError> {
+    let mut conn = schema::open_existing_rw(db)?;
     let d = find(&conn, spec)?;
-    conn.execute(
+    let tx = conn.transaction().map_err(StoreError::sqlite(db))?;
+    tx.execute(
         "UPDATE devices SET name = ?1 WHERE id = ?2",
         params![name, d.id],
     )
     .map_err(StoreError::sqlite(db))?;
+    audit(
+        &tx,
+        actor,
+        format!("name of device {}", d.id),
+        &d.label,
+        name,
+    )
+    .map_err(StoreError::sqlite(db))?;
+    tx.commit().map_err(StoreError::sqlite(db))?;
     Ok(d)
+}
+
+/// The audit row of an edit, in its transaction.
+fn audit(
+    tx: &Transaction<'_>,
+    actor: &str,
+    what: String,
+    old: &str,
+    new: &str,
+) -> rusqlite::Result<()> {
+    crate::controls::audit::record(
+        tx,
+        &crate::controls::audit::Entry {
+            ts: crate::controls::clock::now(),
+            actor: actor.to_string(),
+            what,
+            old: old.to_string(),
+            new: new.to_string(),
+        },
+    )
 }
 
 /// `devices merge KEEP OTHER`: `other`'s hits, totals, rollups and addresses become
 /// `keep`'s, and `other`'s key (and every key already merged into it) names `keep` from
 /// now on, so the server's next hit from it counts for `keep`. Returns (keep, other).
-pub(crate) fn merge(db: &Path, keep: &str, other: &str) -> Result<(Found, Found), StoreError> {
+pub(crate) fn merge(
+    db: &Path,
+    keep: &str,
+    other: &str,
+    actor: &str,
+) -> Result<(Found, Found), StoreError> {
     let mut conn = schema::open_existing_rw(db)?;
     let a = find(&conn, keep)?;
     let b = find(&conn, other)?;
@@ -80,6 +144,9 @@ pub(crate) fn merge(db: &Path, keep: &str, other: &str) -> Result<(Found, Found)
     }
     let tx = conn.transaction().map_err(StoreError::sqlite(db))?;
     fold(&tx, a.id, b.id, true).map_err(StoreError::sqlite(db))?;
+    let what = format!("device {} ({})", b.id, b.label);
+    let into = format!("merged into device {} ({})", a.id, a.label);
+    audit(&tx, actor, what, "a device of its own", &into).map_err(StoreError::sqlite(db))?;
     tx.commit().map_err(StoreError::sqlite(db))?;
     Ok((a, b))
 }
@@ -169,7 +236,7 @@ pub(super) fn fold(tx: &Transaction<'_>, a: i64, b: i64, alias: bool) -> rusqlit
 /// `devices forget D`: the device, its hits, queries, totals, rollups, addresses and
 /// merged keys are deleted. If it asks again it comes back as a new device. Returns the
 /// device and how many hits went with it.
-pub(crate) fn forget(db: &Path, spec: &str) -> Result<(Found, usize), StoreError> {
+pub(crate) fn forget(db: &Path, spec: &str, actor: &str) -> Result<(Found, usize), StoreError> {
     let mut conn = schema::open_existing_rw(db)?;
     let d = find(&conn, spec)?;
     let tx = conn.transaction().map_err(StoreError::sqlite(db))?;
@@ -188,6 +255,9 @@ pub(crate) fn forget(db: &Path, spec: &str) -> Result<(Found, usize), StoreError
     }
     tx.execute("DELETE FROM devices WHERE id = ?1", [d.id])
         .map_err(StoreError::sqlite(db))?;
+    let what = format!("device {} ({})", d.id, d.label);
+    let gone = format!("forgotten with {hits} hits");
+    audit(&tx, actor, what, "kept", &gone).map_err(StoreError::sqlite(db))?;
     tx.commit().map_err(StoreError::sqlite(db))?;
     Ok((d, hits))
 }

@@ -14,6 +14,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_hits.sql"),
     include_str!("migrations/0002_totals.sql"),
     include_str!("migrations/0003_aliases.sql"),
+    include_str!("migrations/0004_audit.sql"),
 ];
 
 /// The schema version this build writes.
@@ -50,6 +51,20 @@ fn configure(conn: &Connection) -> rusqlite::Result<()> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     Ok(())
+}
+
+/// When run as root, make `path` owned like its directory: a command run from a root
+/// shell must not leave a file the service's own user cannot write.
+pub(crate) fn give_to_dir_owner(path: &Path) {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: geteuid has no arguments and cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        return;
+    }
+    let Some(dir) = path.parent().and_then(|d| std::fs::metadata(d).ok()) else {
+        return;
+    };
+    let _ = std::os::unix::fs::chown(path, Some(dir.uid()), Some(dir.gid()));
 }
 
 /// The database's `user_version`.

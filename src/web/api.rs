@@ -48,6 +48,17 @@ pub(super) async fn route(app: &Arc<App>, path: &str, q: &[(String, String)]) ->
             .await,
         ),
         "devices" => done(app.read(|c| Ok(data::devices(c)?)).await),
+        "controls" => {
+            let file = crate::controls::path(&app.view.config().remote.state_dir);
+            done(
+                app.read(move |c| {
+                    let changes = crate::controls::audit::read(c, 0, i64::MAX, 100)?;
+                    let controls = crate::controls::Controls::load(&file).unwrap_or_default();
+                    Ok(serde_json::json!({ "controls": controls, "changes": changes }))
+                })
+                .await,
+            )
+        }
         "hits" => {
             let f = crate::store::HitFilter {
                 device: param(q, "device").map(str::to_string),
@@ -87,8 +98,12 @@ pub(super) async fn route(app: &Arc<App>, path: &str, q: &[(String, String)]) ->
             else {
                 return err(StatusCode::BAD_REQUEST, "give ?name=");
             };
+            let client = param(q, "client").map(str::to_string);
             let view = app.view.clone();
-            match app.blocking(move || view.check(&name)).await {
+            match app
+                .blocking(move || view.check(&name, client.as_deref()))
+                .await
+            {
                 Some(line) => json(StatusCode::OK, &line),
                 None => err(StatusCode::INTERNAL_SERVER_ERROR, "cannot check"),
             }

@@ -335,6 +335,7 @@ async fn handle(app: &Arc<App>, peer: SocketAddr, req: Request<Incoming>) -> Res
             return forbidden();
         }
         return match path.as_str() {
+            p if p.starts_with("/controls/") => super::controls::post(app, &sid, p, &f).await,
             "/logout" => {
                 app.auth.remove(&sid);
                 let mut r = redirect("/login");

@@ -6,6 +6,7 @@
 
 mod api;
 mod auth;
+mod controls;
 mod data;
 mod http;
 pub(crate) mod live;
@@ -92,10 +93,15 @@ pub(crate) trait ServerView: Send + Sync + 'static {
     fn config(&self) -> Arc<crate::config::Config>;
     /// The counters and uptime, as `status` stores them.
     fn status(&self) -> serde_json::Value;
-    /// `check` for one name under the running lists.
-    fn check(&self, name: &str) -> crate::check::CheckLine;
+    /// `check` for one name under the running lists, as `client` (an address, MAC or
+    /// device name) would get it; the household's defaults without one.
+    fn check(&self, name: &str, client: Option<&str>) -> crate::check::CheckLine;
     /// The lists of the running filter.
     fn lists(&self) -> Vec<crate::cli::lists::ListRow>;
+    /// A household control was changed: apply it now.
+    fn controls_changed(&self);
+    /// Notified (to every waiter) when a reload swapped a new snapshot in.
+    fn reloaded(&self) -> Arc<tokio::sync::Notify>;
 }
 
 /// A running dashboard.
@@ -184,6 +190,6 @@ pub mod bench {
         let p = data::device(&conn, id, w)
             .map_err(|e| e.to_string())?
             .ok_or("no such device")?;
-        Ok(pages::device_page(&p, &session(), tz))
+        Ok(pages::device_page(&p, &session(), tz, None))
     }
 }

@@ -38,11 +38,12 @@ fn head(title: &str) -> Markup {
 }
 
 /// A page with the navigation; `here` is the current section.
-fn layout(title: &str, here: &str, s: &Session, body: Markup) -> String {
+pub(super) fn layout(title: &str, here: &str, s: &Session, body: Markup) -> String {
     let nav = [
         ("/", "Household"),
         ("/live", "Live"),
         ("/lists", "Lists"),
+        ("/controls", "Controls"),
         ("/status", "Status"),
     ];
     html! {
@@ -198,7 +199,12 @@ pub(super) fn household_page(p: &HouseholdPage, s: &Session) -> String {
     layout("Household", "/", s, body)
 }
 
-pub(super) fn device_page(p: &DevicePage, s: &Session, tz: &jiff::tz::TimeZone) -> String {
+pub(super) fn device_page(
+    p: &DevicePage,
+    s: &Session,
+    tz: &jiff::tz::TimeZone,
+    controls: Option<&super::controls::DeviceControls>,
+) -> String {
     let d = &p.device;
     let base = format!("/device/{}", d.id);
     let body = html! {
@@ -209,13 +215,14 @@ pub(super) fn device_page(p: &DevicePage, s: &Session, tz: &jiff::tz::TimeZone) 
                 tbody {
                     tr { th { "MAC" } td class="text" id="device-mac" { (d.mac.as_deref().unwrap_or("–")) } }
                     tr { th { "Addresses" } td class="text" id="device-addrs" { (p.addrs.join(", ")) } }
-                    tr { th { "Group" } td class="text" { (d.group.as_deref().unwrap_or("–")) } }
+                    tr { th { "Group" } td class="text" { (controls.map_or(d.group.as_deref(), |c| c.group.as_deref()).unwrap_or("–")) } }
                     tr { th { "First seen" } td class="text" { (rfc3339(d.first_seen, tz)) } }
                     tr { th { "Last seen" } td class="text" { (rfc3339(d.last_seen, tz)) } }
                     tr { th { "Key" } td class="text" { (d.key) } }
                 }
             }
         }
+        @if let Some(c) = controls { (super::controls::device_section(c, s)) }
         div class="cards" {
             div class="card" { b id="device-total" { (p.meta_lookups) } "Meta lookups" }
             div class="card" { b id="device-blocked" { (p.counts.blocked) } "blocked" }
@@ -236,9 +243,10 @@ pub(super) fn device_page(p: &DevicePage, s: &Session, tz: &jiff::tz::TimeZone) 
         @if p.names_partial { p class="note" { "Raw hits of this week were trimmed (retention or size cap): the names below are partial." } }
         @if p.names.is_empty() { p { "No names this week." } } @else {
             div class="scroll" { table id="device-names" {
-                thead { tr { th { "Name" } th { "Category" } th { "Blocked" } th { "Logged" } } }
+                thead { tr { th { "Name" } th { "Category" } th { "Blocked" } th { "Logged" } @if controls.is_some() { th {} } } }
                 tbody { @for n in p.names.iter().take(MAX_ROWS) {
-                    tr { td class="name" { (n.domain) } td class="text" { (n.category) } td { (n.counts.blocked) } td { (n.counts.logged + n.counts.allowed) } }
+                    tr { td class="name" { (n.domain) } td class="text" { (n.category) } td { (n.counts.blocked) } td { (n.counts.logged + n.counts.allowed) }
+                         @if controls.is_some() { td { (super::controls::name_buttons(&n.domain, &base, s)) } } }
                 } }
             } }
             @if p.names.len() > MAX_ROWS { p class="muted" { (p.names.len() - MAX_ROWS) " more names not shown (the API has them all)." } }
@@ -290,7 +298,7 @@ fn live_page(
             @for h in hits.iter().rev() {
                 li class="hit" {
                     span class="hit-time muted" { (rfc3339(h.ts, tz).get(11..19).unwrap_or("")) }
-                    span class="hit-name" { (h.name) }
+                    a class="hit-name" href=(format!("/lists?name={}&client={}", urlencoding(&h.name), urlencoding(client_of(devices.iter().find(|d| d.id == h.device_id).map_or(&h.device, |d| &d.key))))) { (h.name) }
                     span class="hit-meta" {
                         span class="hit-device" { (h.device) } " · "
                         span class="hit-category" { (h.category) } " · "
@@ -309,6 +317,7 @@ fn lists_page(
     rows: &[crate::cli::lists::ListRow],
     check: Option<&crate::check::CheckLine>,
     name: Option<&str>,
+    client: Option<&str>,
     s: &Session,
 ) -> String {
     let body = html! {
@@ -317,15 +326,19 @@ fn lists_page(
         form id="check-form" class="inline" method="get" action="/lists" {
             label for="name" { "Name" }
             input id="name" name="name" value=(name.unwrap_or("")) placeholder="connect.facebook.net" maxlength="253";
+            @if let Some(c) = client { input type="hidden" name="client" value=(c); }
             button type="submit" { "Check" }
         }
         @if let Some(c) = check {
             div id="check-result" class="note" {
                 p { b class="name" { (c.name) } ": " b id="check-action" { (c.action) } }
+                @if let Some(d) = &c.device { p id="check-device" { "for " (d) ", group " (c.group.as_deref().unwrap_or("none")) } }
                 @if let Some(cat) = &c.category { p { "category " (cat) } }
                 @if let Some(r) = &c.rule { p { "rule " code { (r) } } }
                 @if let Some(l) = &c.list { p { "list " (l) @if let Some(n) = c.line { ", line " (n) } } }
                 @if c.category.is_none() { p { "No list matches this name: it is answered normally." } }
+                div id="check-controls" { "For the whole household: "
+                    (super::controls::name_buttons(&c.name, &format!("/lists?name={}&client={}", urlencoding(&c.name), urlencoding(client.unwrap_or(""))), s)) }
             }
         }
         h2 { "Lists in force" }
@@ -489,14 +502,17 @@ pub(super) async fn route(
             let name = param(q, "name")
                 .map(|n| n.trim().to_string())
                 .filter(|n| !n.is_empty() && n.len() <= 253);
-            let (view, n2) = (app.view.clone(), name.clone());
+            let client = param(q, "client")
+                .map(|n| n.trim().to_string())
+                .filter(|n| !n.is_empty() && n.len() <= 253);
+            let (view, n2, c2) = (app.view.clone(), name.clone(), client.clone());
             let r = app
-                .blocking(move || (view.lists(), n2.map(|n| view.check(&n))))
+                .blocking(move || (view.lists(), n2.map(|n| view.check(&n, c2.as_deref()))))
                 .await;
             match r {
                 Some((rows, check)) => html(
                     StatusCode::OK,
-                    lists_page(&rows, check.as_ref(), name.as_deref(), s),
+                    lists_page(&rows, check.as_ref(), name.as_deref(), client.as_deref(), s),
                 ),
                 None => error_page("cannot read the lists".into()),
             }
@@ -523,7 +539,16 @@ pub(super) async fn route(
                 })
                 .await
             {
-                Ok(Some(p)) => html(StatusCode::OK, device_page(&p, s, &tz)),
+                Ok(Some(p)) => {
+                    let cfg = app.view.config();
+                    let (id, mac, addrs) = (p.device.id, p.device.mac.clone(), p.addrs.clone());
+                    let c = app
+                        .blocking(move || {
+                            super::controls::DeviceControls::of(&cfg, id, mac.as_deref(), &addrs)
+                        })
+                        .await;
+                    html(StatusCode::OK, device_page(&p, s, &tz, c.as_ref()))
+                }
                 Ok(None) => html(
                     StatusCode::NOT_FOUND,
                     message("Not found", "No such device."),
@@ -531,6 +556,40 @@ pub(super) async fn route(
                 Err(e) => error_page(e),
             }
         }
+        "/controls" => {
+            let cfg = app.view.config();
+            let file = crate::controls::path(&cfg.remote.state_dir);
+            let got = app
+                .read(move |c| {
+                    let changes = crate::controls::audit::read(c, 0, i64::MAX, 100)?;
+                    Ok((
+                        crate::controls::Controls::load(&file).unwrap_or_default(),
+                        changes,
+                    ))
+                })
+                .await;
+            match got {
+                Ok((controls, changes)) => html(
+                    StatusCode::OK,
+                    super::controls::page(&cfg, &controls, &changes, s),
+                ),
+                Err(e) => error_page(e),
+            }
+        }
         _ => html(StatusCode::NOT_FOUND, message("Not found", "No such page.")),
     }
+}
+
+/// `s` for a URL's query.
+fn urlencoding(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+/// What `check` takes for a device with key (or name) `label`: its address or MAC from a
+/// key, else the name.
+fn client_of(label: &str) -> &str {
+    label
+        .strip_prefix("ip:")
+        .or_else(|| label.strip_prefix("mac:"))
+        .unwrap_or(label)
 }

@@ -75,7 +75,7 @@ async fn setup() -> Setup {
 }
 
 /// The text of the first element `css` selects.
-async fn text(b: &Browser, css: &str) -> String {
+pub(crate) async fn text(b: &Browser, css: &str) -> String {
     b.client
         .find(Locator::Css(css))
         .await
@@ -86,7 +86,7 @@ async fn text(b: &Browser, css: &str) -> String {
 }
 
 /// Log in through the form; `Ok` when the household page came.
-async fn login(b: &Browser, base: &str, password: &str) -> Result<(), String> {
+pub(crate) async fn login(b: &Browser, base: &str, password: &str) -> Result<(), String> {
     b.client.goto(&format!("{base}/login")).await.unwrap();
     let pw = b.client.find(Locator::Css("#password")).await.unwrap();
     pw.send_keys(password).await.unwrap();
@@ -113,7 +113,7 @@ async fn login(b: &Browser, base: &str, password: &str) -> Result<(), String> {
 }
 
 /// Check the layout of the page at `path` at both widths, with screenshots as `name`.
-async fn check_page(b: &Browser, url: &str, name: &str) {
+pub(crate) async fn check_page(b: &Browser, url: &str, name: &str) {
     b.client.goto(url).await.unwrap();
     for width in WIDTHS {
         b.set_width(width).await;

@@ -6,4 +6,5 @@ mod support;
 
 mod cli;
 mod config_file;
+mod controls;
 mod shipped_configs;

@@ -173,11 +173,15 @@ async fn edns_identity_is_believed_only_from_trusted_forwarders() {
             name: Some("kids tablet".into()),
             matches: vec!["d2:16:0a:0b:0c:0d".parse::<DeviceMatch>().unwrap()],
             group: Some("kids".into()),
+            categories: Default::default(),
+            paused: false,
         },
         DeviceConfig {
             name: Some("kids phone".into()),
             matches: vec!["192.168.1.77".parse::<DeviceMatch>().unwrap()],
             group: Some("kids".into()),
+            categories: Default::default(),
+            paused: false,
         },
     ];
     c.groups.insert(
@@ -238,6 +242,8 @@ async fn groups_change_the_verdict_per_device() {
         name: Some("kids tablet".into()),
         matches: vec!["127.0.0.9".parse::<DeviceMatch>().unwrap()],
         group: Some("kids".into()),
+        categories: Default::default(),
+        paused: false,
     }];
     c.groups.insert(
         "kids".into(),

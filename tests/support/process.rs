@@ -65,8 +65,14 @@ pub struct Serve {
 impl Serve {
     /// Start the binary with `args` and RUST_LOG=info.
     pub fn start(args: &[&str]) -> Serve {
+        Serve::start_env(args, &[])
+    }
+
+    /// `start` with these environment variables set too.
+    pub fn start_env(args: &[&str], env: &[(&str, &Path)]) -> Serve {
         let mut child = Command::new(BIN)
             .args(args)
+            .envs(env.iter().copied())
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

@@ -22,7 +22,13 @@
     li.className = "hit";
     var t = new Date(h.ts * 1000);
     li.appendChild(span("hit-time muted", t.toLocaleTimeString()));
-    li.appendChild(span("hit-name", h.name));
+    // The name links to the Lists page's check: why it got its verdict, and allow it.
+    var a = document.createElement("a");
+    a.className = "hit-name";
+    a.href = "/lists?name=" + encodeURIComponent(h.name) + "&client=" +
+      encodeURIComponent(String(h.key || "").replace(/^(ip|mac):/, ""));
+    a.textContent = h.name;
+    li.appendChild(a);
     var meta = span("hit-meta", "");
     meta.appendChild(span("hit-device", h.device));
     meta.appendChild(document.createTextNode(" · "));
