@@ -85,6 +85,13 @@ workers=$(for t in /proc/$mg/task/*; do
 done | sort -nr | head -n "$THREADS" | awk '{ print $2 }' | tr '\n' ' ')
 worker_ticks() { local s=0 t; for t in $workers; do s=$((s + $(stat_ticks "/proc/$mg/task/$t/stat"))); done; echo $s; }
 
+# Settle: wait (up to 2 min) until metaguard is quiet (under 2 % of a core for a second):
+# the writer's first work on the copied log is not the runs'.
+for _ in $(seq 120); do
+    a=$(stat_ticks "/proc/$mg/stat"); sleep 1; b=$(stat_ticks "/proc/$mg/stat")
+    (( (b - a) * 50 < hz )) && break
+done
+
 url=http://127.0.0.1:$WEB
 jar=$tmp/cookies
 csrf=$(curl -s -c "$jar" "$url/login" | grep -o 'name="csrf" value="[0-9a-f]*"' | grep -o '[0-9a-f]\{64\}')
