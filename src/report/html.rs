@@ -145,7 +145,7 @@ pub(crate) fn html(m: &ReportModel) -> String {
                                         table {
                                             tbody {
                                                 @for t in &d.top_domains {
-                                                    tr { td class=[long(&t.domain)] { (t.domain) } td class="wrap" { (t.category) } td { (t.lookups) } }
+                                                    tr { td class=[long(&t.domain)] { (t.domain) } td class="text" { (t.category) } td { (t.lookups) } }
                                                 }
                                             }
                                         }
