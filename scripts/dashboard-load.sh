@@ -9,17 +9,17 @@
 # that are logged) for SECONDS, ROUNDS times in each of two modes, interleaved (idle,
 # load, load, idle, idle, load, ...):
 #   idle  no HTTP client at all;
-#   load  one curl (a separate process: its CPU is not metaguard's) fetching VIEWS pages a
-#         second, each with its stylesheet as a browser does (the dashboard sends
-#         no-store), cycling household, device 1..20, live, lists and status (household
-#         and device of last week), on one keep-alive connection with the session cookie;
+#   load  four curl processes (not metaguard's CPU) fetching VIEWS pages a second between
+#         them, each with its stylesheet as a browser does (the dashboard sends no-store),
+#         cycling household, device 1..20, live, lists and status (household and device
+#         of last week), on four keep-alive connections with the session cookie;
 #         plus one open live feed (`/live/events`, a browser tab on the live page), so the
 #         query path hands every logged hit to the feed.
 # Per run: metaguard's CPU per answered query, for the whole process (utime+stime of all
 # threads, /proc/PID/stat: this includes rendering the pages) and for the DNS worker
-# thread(s) alone (/proc/PID/task/TID/stat: the tokio worker(s), which also run the HTTP
-# connections; the blocking threads that read SQLite share their name and are told apart
-# as the threads that were not the busiest during the warm-up pass); dnsperf's p50 and
+# thread(s) alone (/proc/PID/task/TID/stat: the DNS runtime's tokio-rt-worker threads that
+# were busiest during the warm-up pass; the dashboard runs on metaguard-web threads, and
+# the DNS runtime's idle blocking threads share the workers' name); dnsperf's p50 and
 # p99 from its per-query latencies (-v); and the pages fetched in the window. At the end,
 # the median of each mode and the ratio load / idle.
 #   scripts/dashboard-load.sh [ROUNDS] [QPS] [SECONDS] [VIEWS]
@@ -98,8 +98,9 @@ csrf=$(curl -s -c "$jar" "$url/login" | grep -o 'name="csrf" value="[0-9a-f]*"' 
 curl -s -b "$jar" -c "$jar" -o /dev/null -d "csrf=$csrf&password=load+password+1234" "$url/login"
 [[ $(curl -s -b "$jar" -o /dev/null -w "%{http_code}" "$url/status") == 200 ]] || { echo "login failed" >&2; cat "$tmp/metaguard.log" >&2; exit 1; }
 
-# The loader's list: VIEWS pages a second, each followed by the stylesheet, for longer
-# than a run.
+# The loaders' lists: VIEWS pages a second, each followed by the stylesheet, for longer
+# than a run, split over four curl processes (four connections, as a browser opens): one
+# alone falls behind its rate when a page takes longer than its slot on a loaded machine.
 week=$(date -u -d '7 days ago' +%G-W%V)
 n=$(( VIEWS * (SECS + 30) ))
 for i in $(seq 0 $((n - 1))); do
@@ -110,21 +111,24 @@ for i in $(seq 0 $((n - 1))); do
         3) p=/lists ;;
         4) p=/status ;;
     esac
-    printf 'url = "%s%s"\noutput = "/dev/null"\nurl = "%s/static/style.css"\noutput = "/dev/null"\n' "$url" "$p" "$url"
-done >"$tmp/loader.cfg"
+    printf 'url = "%s%s"\noutput = "/dev/null"\nurl = "%s/static/style.css"\noutput = "/dev/null"\n' \
+        "$url" "$p" "$url" >>"$tmp/loader$((i % 4)).cfg"
+done
 
 echo "# $QPS qps for $SECS s, $ROUNDS rounds; load: $VIEWS page views/s + 1 live feed; $BIN ($(stat -c %s "$BIN") B), [server] threads = $THREADS, DNS worker thread(s) $workers; hit log $(sqlite3 "$db" 'SELECT max(id) FROM hits') rows; $(nproc) cores; load $(cut -d' ' -f1-3 /proc/loadavg)"
 : >"$tmp/results"
 run() { # mode round
-    local mode=$1 round=$2 loader=0 sse=0 p0 p1 w0 w1 l0=0 l1=0 ev
+    local mode=$1 round=$2 loaders=() sse=0 p0 p1 w0 w1 l0=0 l1=0 ev
     if [[ $mode == load ]]; then
         : >"$tmp/loader.out"
-        curl -s -b "$jar" --rate "$((2 * VIEWS))/s" -K "$tmp/loader.cfg" \
-            -w '%{http_code} %{time_total} %{size_download} %{url_effective}\n' >"$tmp/loader.out" 2>/dev/null &
-        loader=$!
+        for k in 0 1 2 3; do
+            curl -s -b "$jar" --rate "$((VIEWS * 30))/m" -K "$tmp/loader$k.cfg" \
+                -w '%{http_code} %{time_total} %{size_download} %{url_effective}\n' >>"$tmp/loader.out" 2>/dev/null &
+            loaders+=($!)
+        done
         curl -s -N -b "$jar" -o "$tmp/sse.out" "$url/live/events" 2>/dev/null &
         sse=$!
-        pids+=($loader $sse)
+        pids+=("${loaders[@]}" $sse)
         for _ in $(seq 50); do [[ -s $tmp/sse.out && -s $tmp/loader.out ]] && break; sleep 0.1; done
         l0=$(grep -vc '/static/' "$tmp/loader.out" || true)
     fi
@@ -133,8 +137,8 @@ run() { # mode round
     p1=$(stat_ticks "/proc/$mg/stat"); w1=$(worker_ticks)
     if [[ $mode == load ]]; then
         l1=$(grep -vc '/static/' "$tmp/loader.out" || true)
-        kill "$loader" "$sse" 2>/dev/null || true
-        wait "$loader" "$sse" 2>/dev/null || true
+        kill "${loaders[@]}" "$sse" 2>/dev/null || true
+        wait "${loaders[@]}" "$sse" 2>/dev/null || true
         bad=$(awk '$1 != 200' "$tmp/loader.out" | wc -l)
         [[ $bad == 0 ]] || echo "loader: $bad answers not 200: $(awk '$1 != 200' "$tmp/loader.out" | head -3)" >&2
     fi
