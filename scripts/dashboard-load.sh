@@ -25,6 +25,7 @@
 #   scripts/dashboard-load.sh [ROUNDS] [QPS] [SECONDS] [VIEWS]
 #   (defaults 4, 2000, 20, 20; MG_BIN: the binary, target/release/metaguard; DB: the hit
 #   log to copy, /tmp/metaguard-web-pages/year.db, made again when missing or older; THREADS: [server] threads, 1;
+#   LIVE=0: no live feed open during the load runs;
 #   BENCH_DATA: the bench workload, /tmp/dnsbench-data, from ../shared/bench/gen-workload.py)
 # Needs dnsperf, dnsmasq, sqlite3, curl >= 7.84 (--rate). Loopback only.
 set -euo pipefail
@@ -35,6 +36,7 @@ QPS=${2:-2000}
 SECS=${3:-20}
 VIEWS=${4:-20}
 THREADS=${THREADS:-1}
+LIVE=${LIVE:-1}
 SRC_DB=${DB:-/tmp/metaguard-web-pages/year.db}
 DATA=${BENCH_DATA:-/tmp/dnsbench-data}
 [[ -f $DATA/queries.txt ]] || { echo "no workload in $DATA (run ../shared/bench/gen-workload.py $DATA)" >&2; exit 1; }
@@ -115,10 +117,10 @@ for i in $(seq 0 $((n - 1))); do
         "$url" "$p" "$url" >>"$tmp/loader$((i % 4)).cfg"
 done
 
-echo "# $QPS qps for $SECS s, $ROUNDS rounds; load: $VIEWS page views/s + 1 live feed; $BIN ($(stat -c %s "$BIN") B), [server] threads = $THREADS, DNS worker thread(s) $workers; hit log $(sqlite3 "$db" 'SELECT max(id) FROM hits') rows; $(nproc) cores; load $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "# $QPS qps for $SECS s, $ROUNDS rounds; load: $VIEWS page views/s + $LIVE live feed; $BIN ($(stat -c %s "$BIN") B), [server] threads = $THREADS, DNS worker thread(s) $workers; hit log $(sqlite3 "$db" 'SELECT max(id) FROM hits') rows; $(nproc) cores; load $(cut -d' ' -f1-3 /proc/loadavg)"
 : >"$tmp/results"
 run() { # mode round
-    local mode=$1 round=$2 loaders=() sse=0 p0 p1 w0 w1 l0=0 l1=0 ev
+    local mode=$1 round=$2 loaders=() p0 p1 w0 w1 l0=0 l1=0 ev
     if [[ $mode == load ]]; then
         : >"$tmp/loader.out"
         for k in 0 1 2 3; do
@@ -126,10 +128,13 @@ run() { # mode round
                 -w '%{http_code} %{time_total} %{size_download} %{url_effective}\n' >>"$tmp/loader.out" 2>/dev/null &
             loaders+=($!)
         done
-        curl -s -N -b "$jar" -o "$tmp/sse.out" "$url/live/events" 2>/dev/null &
-        sse=$!
-        pids+=("${loaders[@]}" $sse)
-        for _ in $(seq 50); do [[ -s $tmp/sse.out && -s $tmp/loader.out ]] && break; sleep 0.1; done
+        : >"$tmp/sse.out"
+        if [[ $LIVE == 1 ]]; then
+            curl -s -N -b "$jar" -o "$tmp/sse.out" "$url/live/events" 2>/dev/null &
+            loaders+=($!)
+        fi
+        pids+=("${loaders[@]}")
+        for _ in $(seq 50); do [[ ( -s $tmp/sse.out || $LIVE != 1 ) && -s $tmp/loader.out ]] && break; sleep 0.1; done
         l0=$(grep -vc '/static/' "$tmp/loader.out" || true)
     fi
     p0=$(stat_ticks "/proc/$mg/stat"); w0=$(worker_ticks)
@@ -137,8 +142,8 @@ run() { # mode round
     p1=$(stat_ticks "/proc/$mg/stat"); w1=$(worker_ticks)
     if [[ $mode == load ]]; then
         l1=$(grep -vc '/static/' "$tmp/loader.out" || true)
-        kill "${loaders[@]}" "$sse" 2>/dev/null || true
-        wait "${loaders[@]}" "$sse" 2>/dev/null || true
+        kill "${loaders[@]}" 2>/dev/null || true
+        wait "${loaders[@]}" 2>/dev/null || true
         bad=$(awk '$1 != 200' "$tmp/loader.out" | wc -l)
         [[ $bad == 0 ]] || echo "loader: $bad answers not 200: $(awk '$1 != 200' "$tmp/loader.out" | head -3)" >&2
     fi
