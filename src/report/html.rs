@@ -130,7 +130,7 @@ pub(crate) fn html(m: &ReportModel) -> String {
                                                 @for c in &d.categories {
                                                     tr {
                                                         td { i style=(format!("display:inline-block;width:.7rem;height:.7rem;margin-right:.3rem;background:{}", colour(&c.category))) {} (c.category) }
-                                                        td class="text" { (c.default_action) }
+                                                        td class="wrap" { (c.default_action) }
                                                         td { (c.total) }
                                                         td { (c.counts.blocked) }
                                                         td { (c.counts.logged) }
@@ -145,7 +145,7 @@ pub(crate) fn html(m: &ReportModel) -> String {
                                         table {
                                             tbody {
                                                 @for t in &d.top_domains {
-                                                    tr { td class=[long(&t.domain)] { (t.domain) } td class="text" { (t.category) } td { (t.lookups) } }
+                                                    tr { td class=[long(&t.domain)] { (t.domain) } td class="wrap" { (t.category) } td { (t.lookups) } }
                                                 }
                                             }
                                         }
@@ -189,7 +189,7 @@ pub(crate) fn html(m: &ReportModel) -> String {
                                     thead { tr { th { "Category" } th class="text" { "Default" } th { "Lookups" } th { "Blocked" } th { "Logged" } } }
                                     tbody {
                                         @for c in &m.other.categories {
-                                            tr { td { (c.category) } td class="text" { (c.default_action) } td { (c.total) } td { (c.counts.blocked) } td { (c.counts.logged) } }
+                                            tr { td { (c.category) } td class="wrap" { (c.default_action) } td { (c.total) } td { (c.counts.blocked) } td { (c.counts.logged) } }
                                         }
                                     }
                                 }
