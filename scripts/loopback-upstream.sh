@@ -1,7 +1,7 @@
 # Sourced by scripts that run metaguard against a loopback upstream: a temp dir ($tmp)
 # removed on exit with every process in $pids, free_port, and start_upstream, which
-# starts dnsmasq on 127.0.0.1:$UPPORT answering every name with 192.0.2.1. Every
-# packet stays on 127.0.0.1.
+# starts dnsmasq on 127.0.0.1:$UPPORT answering every name with 192.0.2.1 (its arguments
+# are passed on to dnsmasq, e.g. --local-ttl=3600). Every packet stays on 127.0.0.1.
 tmp=$(mktemp -d)
 pids=()
 cleanup() {
@@ -14,6 +14,6 @@ start_upstream() {
     UPPORT=$(free_port)
     dnsmasq --keep-in-foreground --conf-file=/dev/null --no-resolv --no-hosts \
         --listen-address=127.0.0.1 --bind-interfaces --port "$UPPORT" \
-        --address=/#/192.0.2.1 --pid-file="$tmp/dnsmasq.pid" --user="$(id -un)" 2>"$tmp/dnsmasq.log" &
+        --address=/#/192.0.2.1 --pid-file="$tmp/dnsmasq.pid" --user="$(id -un)" "$@" 2>"$tmp/dnsmasq.log" &
     pids+=($!)
 }

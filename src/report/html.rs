@@ -125,12 +125,12 @@ pub(crate) fn html(m: &ReportModel) -> String {
                                 } @else {
                                     div class="scroll" {
                                         table {
-                                            thead { tr { th { "Category" } th { "Default" } th { "Lookups" } th { "Blocked" } th { "Logged" } th { "Allowed" } } }
+                                            thead { tr { th { "Category" } th class="text" { "Default" } th { "Lookups" } th { "Blocked" } th { "Logged" } th { "Allowed" } } }
                                             tbody {
                                                 @for c in &d.categories {
                                                     tr {
                                                         td { i style=(format!("display:inline-block;width:.7rem;height:.7rem;margin-right:.3rem;background:{}", colour(&c.category))) {} (c.category) }
-                                                        td { (c.default_action) }
+                                                        td class="wrap" { (c.default_action) }
                                                         td { (c.total) }
                                                         td { (c.counts.blocked) }
                                                         td { (c.counts.logged) }
@@ -164,7 +164,7 @@ pub(crate) fn html(m: &ReportModel) -> String {
                         } @else {
                             div class="scroll" {
                                 table {
-                                    thead { tr { th { "Device" } th { "Lookups" } th { "Endpoints" } } }
+                                    thead { tr { th { "Device" } th { "Lookups" } th class="text" { "Endpoints" } } }
                                     tbody {
                                         @for d in &m.meta_ai.devices {
                                             tr {
@@ -186,15 +186,15 @@ pub(crate) fn html(m: &ReportModel) -> String {
                         } @else {
                             div class="scroll" {
                                 table {
-                                    thead { tr { th { "Category" } th { "Default" } th { "Lookups" } th { "Blocked" } th { "Logged" } } }
+                                    thead { tr { th { "Category" } th class="text" { "Default" } th { "Lookups" } th { "Blocked" } th { "Logged" } } }
                                     tbody {
                                         @for c in &m.other.categories {
-                                            tr { td { (c.category) } td { (c.default_action) } td { (c.total) } td { (c.counts.blocked) } td { (c.counts.logged) } }
+                                            tr { td { (c.category) } td class="wrap" { (c.default_action) } td { (c.total) } td { (c.counts.blocked) } td { (c.counts.logged) } }
                                         }
                                     }
                                 }
                                 table {
-                                    thead { tr { th { "Device" } th { "Lookups" } th { "Names" } } }
+                                    thead { tr { th { "Device" } th { "Lookups" } th class="text" { "Names" } } }
                                     tbody {
                                         @for d in m.devices.iter().filter(|d| d.other_lookups > 0) {
                                             tr {
@@ -216,7 +216,7 @@ pub(crate) fn html(m: &ReportModel) -> String {
                         } @else {
                             div class="scroll" {
                                 table {
-                                    thead { tr { th { "Device" } th { "Lookups" } th { "Names (how often)" } } }
+                                    thead { tr { th { "Device" } th { "Lookups" } th class="text" { "Names (how often)" } } }
                                     tbody {
                                         @for d in &m.bypass.devices {
                                             tr {

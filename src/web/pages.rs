@@ -162,7 +162,7 @@ pub(super) fn household_page(p: &HouseholdPage, s: &Session) -> String {
             (legend(&p.categories))
             div class="scroll" {
                 table id="devices" {
-                    thead { tr { th { "Device" } th { "Meta" } th { "Blocked" } th { "Logged" } th { "Share" } th { "Change" } th { "Top category" } } }
+                    thead { tr { th { "Device" } th { "Meta" } th { "Blocked" } th { "Logged" } th { "Share" } th { "Change" } th class="text" { "Top category" } } }
                     tbody {
                         @for d in &p.devices {
                             tr class="device" data-device-id=(d.id) {
@@ -243,7 +243,7 @@ pub(super) fn device_page(
         @if p.names_partial { p class="note" { "Raw hits of this week were trimmed (retention or size cap): the names below are partial." } }
         @if p.names.is_empty() { p { "No names this week." } } @else {
             div class="scroll" { table id="device-names" {
-                thead { tr { th { "Name" } th { "Category" } th { "Blocked" } th { "Logged" } @if controls.is_some() { th {} } } }
+                thead { tr { th { "Name" } th class="text" { "Category" } th { "Blocked" } th { "Logged" } @if controls.is_some() { th {} } } }
                 tbody { @for n in p.names.iter().take(MAX_ROWS) {
                     tr { td class="name" { (n.domain) } td class="text" { (n.category) } td { (n.counts.blocked) } td { (n.counts.logged + n.counts.allowed) }
                          @if controls.is_some() { td { (super::controls::name_buttons(&n.domain, &base, s)) } } }
@@ -343,9 +343,9 @@ fn lists_page(
         }
         h2 { "Lists in force" }
         div class="scroll" { table id="lists" {
-            thead { tr { th { "List" } th { "Category" } th { "Action" } th { "Rules" } th { "Source" } th { "Updated" } } }
+            thead { tr { th { "List" } th class="text" { "Category" } th class="text" { "Action" } th { "Rules" } th class="text" { "Source" } th class="text" { "Updated" } } }
             tbody { @for r in rows {
-                tr { td { (r.name) } td class="text" { (r.category) } td { (r.action) } td { (r.rules) } td class="text" { (r.source) } td class="text" { (r.last_update.as_deref().unwrap_or("–")) } }
+                tr { td { (r.name) } td class="text" { (r.category) } td class="text" { (r.action) } td { (r.rules) } td class="text" { (r.source) } td class="text" { (r.last_update.as_deref().unwrap_or("–")) } }
             } }
         } }
     };

@@ -161,8 +161,22 @@ impl Browser {
     /// Make the viewport (`window.innerWidth`) `width` px wide.
     pub async fn set_width(&self, width: u32) {
         self.client.set_window_size(width, 800).await.unwrap();
-        // The window includes no browser UI in headless mode, but check.
-        let inner = self.eval("return window.innerWidth").await;
+        // The window includes no browser UI in headless mode, but check. A loaded machine
+        // may answer before the page has its new size: wait for the page's `resize` event
+        // (or the script timeout, then the assertion says what the width was).
+        let inner = self
+            .client
+            .execute_async(
+                "const [w, done] = arguments;
+                 if (window.innerWidth === w) { done(w); return; }
+                 const f = () => {
+                     if (window.innerWidth === w) { removeEventListener('resize', f); done(w); }
+                 };
+                 addEventListener('resize', f);",
+                vec![json!(width)],
+            )
+            .await
+            .unwrap_or_else(|_| json!(format!("not {width} after the script timeout")));
         assert_eq!(inner, json!(width), "viewport width");
     }
 
