@@ -266,7 +266,7 @@ async fn dashboard_live_page_shows_a_dig_for_a_blocked_name_within_2_s() {
         .wait()
         .at_most(Duration::from_secs(2))
         .for_element(Locator::XPath(
-            "//li[contains(@class,'hit')]/span[@class='hit-name'][text()='connect.facebook.net']/..",
+            "//li[contains(@class,'hit')]/*[@class='hit-name'][text()='connect.facebook.net']/..",
         ))
         .await
         .expect("the hit on the live page within 2 s");
