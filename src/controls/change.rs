@@ -98,7 +98,7 @@ pub(crate) fn make(
     };
     std::fs::create_dir_all(dir).map_err(io)?;
     let lock = lock_file(&dir.join("controls.lock")).map_err(io)?;
-    lock.lock().map_err(io)?;
+    flock(&lock).map_err(io)?;
     let file = super::path(dir);
     let old = Controls::load(&file)?;
     let mut new = old.clone();
@@ -138,6 +138,18 @@ pub(crate) fn make(
         return Err(audit_err(crate::store::StoreError::sqlite(db)(e)));
     }
     Ok(done)
+}
+
+/// Hold an exclusive lock on `f` until it is closed (`File::lock` needs Rust 1.89, the
+/// MSRV is 1.88).
+fn flock(f: &File) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a plain syscall on a descriptor `f` keeps open for the call.
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
 }
 
 /// Open (creating) the lock file; read-only when another user made it.
