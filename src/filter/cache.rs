@@ -4,7 +4,9 @@
 //!
 //! A file is a header (magic `MGCL`, version, the lengths of its two parts, and the
 //! SHA-256 of both), a metadata part (what the list declares and compiling it gave:
-//! little-endian integers and length-prefixed strings), then the fst. It is written to a temporary file and renamed. A file that is truncated,
+//! little-endian integers and length-prefixed strings), then the compiled maps (`compact`;
+//! version 2: split by last byte into parts). It is written to a temporary file and
+//! renamed. A file that is truncated,
 //! corrupt, of another version or compiled for another format setting is ignored with a
 //! warning and rebuilt, never trusted: the checksum is verified before the fst is read.
 //! A list already mapped by the running filter is shared, not mapped twice, so a reload
@@ -19,7 +21,7 @@ use super::compact::{Bytes, Compiled};
 use super::parse::ListFormat;
 
 const MAGIC: &[u8; 4] = b"MGCL";
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
 /// magic, version, JSON length, fst length, SHA-256.
 const HEADER: usize = 4 + 4 + 4 + 8 + 32;
 
@@ -178,6 +180,17 @@ fn live() -> &'static Mutex<HashMap<Hash, Weak<memmap2::Mmap>>> {
 /// The compiled list for `hash` under the `requested` format, if the cache has a good
 /// one. A bad file is reported and left to be rewritten.
 pub(crate) fn load(dir: &Path, hash: &Hash, requested: ListFormat) -> Option<(Meta, Bytes)> {
+    load_with(dir, hash, requested, true)
+}
+
+/// `load`; `verify` false skips the checksum of a file this process has just written
+/// (its bytes are the ones it compiled: hashing them again cost the cold start time).
+fn load_with(
+    dir: &Path,
+    hash: &Hash,
+    requested: ListFormat,
+    verify: bool,
+) -> Option<(Meta, Bytes)> {
     let path = path_of(dir, hash);
     let shared = live()
         .lock()
@@ -194,13 +207,13 @@ pub(crate) fn load(dir: &Path, hash: &Hash, requested: ListFormat) -> Option<(Me
             (Arc::new(map), true)
         }
     };
-    match parse(&map, requested, fresh) {
+    match parse(&map, requested, fresh && verify) {
         Ok((meta, start, end)) => {
             if let Ok(mut live) = live().lock() {
                 live.retain(|_, w| w.strong_count() > 0);
                 live.insert(*hash, Arc::downgrade(&map));
             }
-            Some((meta, Bytes::Mapped { map, start, end }))
+            Some((meta, Bytes::mapped(map, start, end)))
         }
         Err(why) => {
             tracing::warn!(path = %path.display(), "compiled list cache ignored ({why}); rebuilding it");
@@ -267,7 +280,7 @@ pub(crate) fn prune(dir: &Path, keep: &[Hash]) {
 pub(crate) fn store(dir: &Path, hash: &Hash, meta: &Meta, compiled: &Compiled) -> Option<Bytes> {
     let path = path_of(dir, hash);
     match write(dir, &path, meta, &compiled.fst) {
-        Ok(()) => load(dir, hash, meta.requested).map(|(_, b)| b),
+        Ok(()) => load_with(dir, hash, meta.requested, false).map(|(_, b)| b),
         Err(e) => {
             tracing::warn!(path = %path.display(), error = %e, "cannot write the compiled list cache; keeping it in memory");
             None
@@ -294,7 +307,9 @@ fn write(dir: &Path, path: &Path, meta: &Meta, fst: &[u8]) -> std::io::Result<()
         f.write_all(&sum)?;
         f.write_all(&head)?;
         f.write_all(fst)?;
-        f.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+        // No fsync: a file cut short by a crash fails the checksum of its next load
+        // and is rebuilt, so durability is not needed and the cold start does not wait.
+        f.flush()?;
     }
     std::fs::rename(&tmp, path).inspect_err(|_| {
         let _ = std::fs::remove_file(&tmp);
