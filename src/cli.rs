@@ -128,15 +128,23 @@ pub(crate) enum Command {
     Report(ReportArgs),
     /// Household controls: groups, actions, allowed and blocked names, pauses,
     /// schedules. Kept in the state directory over the config; a running `serve`
-    /// applies a change within a second. Without a subcommand: what is set, and the
-    /// latest changes.
+    /// applies a change within a second. Each change is checked, recorded in the audit
+    /// log and made whole, or refused with the reason.
+    #[command(after_help = CONTROLS_HELP)]
     Controls {
-        #[command(subcommand)]
-        command: Option<ControlsCommand>,
+        /// What to do (see below); nothing: what is set, and the latest changes.
+        #[arg(value_name = "WHAT")]
+        words: Vec<String>,
+        /// Only for this device (action, pause, resume): id, name, MAC or address.
+        #[arg(long, value_name = "D")]
+        device: Option<String>,
+        /// Only for this group (action); a group is made by its first action.
+        #[arg(long, value_name = "G", conflicts_with = "device")]
+        group: Option<String>,
         /// Config file (default: /etc/metaguard/metaguard.toml when present).
-        #[arg(long, value_name = "PATH", global = true)]
+        #[arg(long, value_name = "PATH")]
         config: Option<PathBuf>,
-        #[arg(long, value_enum, default_value_t = OutputFormat::Text, global = true)]
+        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
         format: OutputFormat,
     },
     /// The dashboard served by `serve` ([web]).
@@ -249,90 +257,23 @@ pub(crate) enum DevicesCommand {
     },
 }
 
-/// `metaguard controls ...`: each change is checked, recorded in the audit log and
-/// applied whole, or refused with the reason.
-#[derive(Debug, Subcommand)]
-pub(crate) enum ControlsCommand {
-    /// Put a device in a group (`none`: in no group).
-    Group {
-        /// The device: id, name or MAC (as `metaguard devices` lists them), or an address.
-        device: String,
-        /// A group with actions (`[groups.NAME]`, or set here), or `none`.
-        group: String,
-    },
-    /// Set a category's action for the household, a group (--group) or a device
-    /// (--device); `default` takes the setting away again.
-    Action {
-        /// The category (as `metaguard lists` shows them).
-        category: String,
-        /// block, log, allow or default.
-        action: String,
-        /// For this group only (it is made if new).
-        #[arg(long, value_name = "G", conflicts_with = "device")]
-        group: Option<String>,
-        /// For this device only: id, name, MAC or address.
-        #[arg(long, value_name = "D")]
-        device: Option<String>,
-    },
-    /// Never block a name (and its subdomains).
-    Allow {
-        /// The name.
-        name: String,
-    },
-    /// Block a name (and its subdomains), category `custom`.
-    Block {
-        /// The name.
-        name: String,
-    },
-    /// Take a name off the allowed and blocked names.
-    Unlist {
-        /// The name.
-        name: String,
-    },
-    /// Pause blocking (blocked names are answered and logged) for a device, or for
-    /// everyone: 5m, 1h, 90min, tomorrow (until midnight), or off.
-    Pause {
-        /// How long.
-        length: String,
-        /// Only this device: id, name, MAC or address.
-        #[arg(long, value_name = "D")]
-        device: Option<String>,
-    },
-    /// End a pause now.
-    Resume {
-        /// Only this device's pause.
-        #[arg(long, value_name = "D")]
-        device: Option<String>,
-    },
-    /// Add a schedule: during the window, a group's category gets an action
-    /// (e.g. `kids meta-ai block sun-thu 20:00 07:00`; a window past midnight ends the
-    /// next day).
-    Schedule {
-        /// The group.
-        group: String,
-        /// The category.
-        category: String,
-        /// block, log or allow.
-        action: String,
-        /// Days the window starts on: sun-thu, mon,wed, weekdays, weekend, all.
-        days: String,
-        /// Start, HH:MM (local time).
-        from: String,
-        /// End, HH:MM.
-        to: String,
-    },
-    /// Remove a schedule by its number in `metaguard controls`.
-    Unschedule {
-        /// Its number.
-        number: usize,
-    },
-    /// Every change (controls and device edits), newest first.
-    Audit {
-        /// Most changes shown.
-        #[arg(long, short = 'n', default_value_t = 50)]
-        lines: usize,
-    },
-}
+/// The changes `metaguard controls` takes (one set of words instead of a clap
+/// subcommand each: the size gate).
+const CONTROLS_HELP: &str = "\
+WHAT:
+  group DEVICE GROUP|none         put a device (id, name, MAC or address) in a group
+  action CATEGORY block|log|allow|default [--group G | --device D]
+                                  a category's action for the household, a group or a device
+  allow NAME | block NAME | unlist NAME
+                                  never block a name (and its subdomains), block it, or neither
+  pause 5m|1h|tomorrow|off [--device D]
+                                  pause blocking (blocked names are answered and logged)
+  resume [--device D]             end a pause now
+  schedule GROUP CATEGORY ACTION DAYS FROM TO
+                                  e.g. kids meta-ai block sun-thu 20:00 07:00 (local time;
+                                  DAYS: sun-thu, mon,wed, weekdays, weekend, all)
+  unschedule N                    remove schedule N as `metaguard controls` numbers them
+  audit [N]                       every change, newest first (default 50)";
 
 /// Where the commands that read the hit log find it.
 #[derive(Debug, Clone, clap::Args)]
@@ -522,13 +463,20 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         }
         Command::Report(args) => report::run(&args),
         Command::Controls {
-            command,
+            words,
+            device,
+            group,
             config,
             format,
         } => {
             print!(
                 "{}",
-                controls::run(command, config.as_deref(), format == OutputFormat::Json)?
+                controls::run(
+                    &words,
+                    controls::Target { device, group },
+                    config.as_deref(),
+                    format == OutputFormat::Json
+                )?
             );
             Ok(0)
         }

@@ -5,25 +5,37 @@ use std::path::Path;
 
 use anyhow::{Context, bail};
 
-use super::ControlsCommand;
 use super::table::{ago, local};
 use crate::config::Config;
 use crate::controls::change::{self, Change, NameList, Scope};
 use crate::controls::{Controls, Schedule, audit, clock, pause_until};
 use crate::policy::Action;
 
-/// Run `command` (none: show); the text to print.
+/// `--device` and `--group`.
+pub(crate) struct Target {
+    pub(crate) device: Option<String>,
+    pub(crate) group: Option<String>,
+}
+
+/// Run what `words` say (nothing: show); the text to print.
 pub(crate) fn run(
-    command: Option<ControlsCommand>,
+    words: &[String],
+    target: Target,
     config: Option<&Path>,
     json: bool,
 ) -> anyhow::Result<String> {
     let (config, _) = Config::locate(config)?;
     let now = clock::now();
-    let change = match command {
-        None => return show(&config, now, json),
-        Some(ControlsCommand::Audit { lines }) => return audit_log(&config, lines, json),
-        Some(c) => to_change(c, now)?,
+    let change = match words.first().map(String::as_str) {
+        None | Some("show") => return show(&config, now, json),
+        Some("audit") => {
+            let n = match words.get(1) {
+                Some(n) => n.parse().context("audit N: N is a number of changes")?,
+                None => 50,
+            };
+            return audit_log(&config, n, json);
+        }
+        Some(_) => to_change(words, target, now)?,
     };
     let done = change::make(&config, &change, &audit::cli_actor(), now)?;
     if json {
@@ -47,62 +59,81 @@ pub(crate) fn parse_action(s: &str) -> anyhow::Result<Option<Action>> {
     })
 }
 
-fn to_change(c: ControlsCommand, now: i64) -> anyhow::Result<Change> {
-    Ok(match c {
-        ControlsCommand::Group { device, group } => Change::Group {
-            device,
-            group: (!group.eq_ignore_ascii_case("none")).then_some(group),
-        },
-        ControlsCommand::Action {
-            category,
-            action,
-            group,
-            device,
-        } => Change::Action {
-            scope: match (group, device) {
-                (Some(g), _) => Scope::Group(g),
-                (None, Some(d)) => Scope::Device(d),
-                (None, None) => Scope::Household,
-            },
-            category,
-            action: parse_action(&action)?,
-        },
-        ControlsCommand::Allow { name } => Change::Name {
-            name,
-            list: Some(NameList::Allow),
-        },
-        ControlsCommand::Block { name } => Change::Name {
-            name,
-            list: Some(NameList::Block),
-        },
-        ControlsCommand::Unlist { name } => Change::Name { name, list: None },
-        ControlsCommand::Pause { length, device } => Change::Pause {
-            device,
-            until: pause_until(&length, now).map_err(anyhow::Error::msg)?,
-        },
-        ControlsCommand::Resume { device } => Change::Pause {
-            device,
-            until: None,
-        },
-        ControlsCommand::Schedule {
-            group,
-            category,
-            action,
-            days,
-            from,
-            to,
-        } => {
-            let action = parse_action(&action)?.context("a schedule needs an action")?;
+fn to_change(words: &[String], target: Target, now: i64) -> anyhow::Result<Change> {
+    let w: Vec<&str> = words.iter().map(String::as_str).collect();
+    let wants = |n: usize, usage: &str| -> anyhow::Result<()> {
+        if w.len() != n {
+            bail!("usage: metaguard controls {usage}");
+        }
+        Ok(())
+    };
+    Ok(match w[0] {
+        "group" => {
+            wants(3, "group DEVICE GROUP|none")?;
+            Change::Group {
+                device: w[1].to_string(),
+                group: (!w[2].eq_ignore_ascii_case("none")).then(|| w[2].to_string()),
+            }
+        }
+        "action" => {
+            wants(
+                3,
+                "action CATEGORY block|log|allow|default [--group G | --device D]",
+            )?;
+            Change::Action {
+                scope: match (target.group, target.device) {
+                    (Some(g), _) => Scope::Group(g),
+                    (None, Some(d)) => Scope::Device(d),
+                    (None, None) => Scope::Household,
+                },
+                category: w[1].to_string(),
+                action: parse_action(w[2])?,
+            }
+        }
+        verb @ ("allow" | "block" | "unlist") => {
+            wants(2, &format!("{verb} NAME"))?;
+            Change::Name {
+                name: w[1].to_string(),
+                list: match verb {
+                    "allow" => Some(NameList::Allow),
+                    "block" => Some(NameList::Block),
+                    _ => None,
+                },
+            }
+        }
+        "pause" => {
+            wants(2, "pause 5m|1h|tomorrow|off [--device D]")?;
+            Change::Pause {
+                device: target.device,
+                until: pause_until(w[1], now).map_err(anyhow::Error::msg)?,
+            }
+        }
+        "resume" => {
+            wants(1, "resume [--device D]")?;
+            Change::Pause {
+                device: target.device,
+                until: None,
+            }
+        }
+        "schedule" => {
+            wants(7, "schedule GROUP CATEGORY ACTION DAYS FROM TO")?;
+            let action = parse_action(w[3])?.context("a schedule needs an action")?;
             Change::AddSchedule(Schedule {
-                group,
-                days: crate::controls::parse_days(&days).map_err(anyhow::Error::msg)?,
-                from: from.parse().map_err(anyhow::Error::msg)?,
-                to: to.parse().map_err(anyhow::Error::msg)?,
-                categories: [(category, action)].into_iter().collect(),
+                group: w[1].to_string(),
+                days: crate::controls::parse_days(w[4]).map_err(anyhow::Error::msg)?,
+                from: w[5].parse().map_err(anyhow::Error::msg)?,
+                to: w[6].parse().map_err(anyhow::Error::msg)?,
+                categories: [(w[2].to_string(), action)].into_iter().collect(),
             })
         }
-        ControlsCommand::Unschedule { number } => Change::RemoveSchedule(number),
-        ControlsCommand::Audit { .. } => unreachable!("handled by run"),
+        "unschedule" => {
+            wants(2, "unschedule N")?;
+            Change::RemoveSchedule(w[1].parse().context("unschedule N: N is a number")?)
+        }
+        other => bail!(
+            "{other:?} is not a control: group, action, allow, block, unlist, pause, resume, \
+             schedule, unschedule, audit (`metaguard controls --help`)"
+        ),
     })
 }
 

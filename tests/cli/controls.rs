@@ -105,10 +105,12 @@ async fn a_control_change_reaches_dns_within_a_second_and_a_schedule_follows_the
     let (asked, unanswered) = stream.await.unwrap();
     assert!(asked > 0);
     assert_eq!(unanswered, 0, "of {asked} queries across the change");
-    eprintln!("{asked} queries across the change, all answered");
+    eprintln!(
+        "blocked {took:?} after the command returned; {asked} queries across the change, all answered"
+    );
 
     // Mistakes: refused with the reason, nothing changed.
-    let file = dir.join("state/controls.toml");
+    let file = dir.join("state/controls.json");
     let before = std::fs::read_to_string(&file).unwrap();
     for (args, says) in [
         (
@@ -135,6 +137,11 @@ async fn a_control_change_reaches_dns_within_a_second_and_a_schedule_follows_the
             "not a time of day",
         ),
         (&["controls", "unschedule", "3"], "no schedule 3"),
+        (&["controls", "grup", "127.0.0.1", "kids"], "not a control"),
+        (
+            &["controls", "group", "127.0.0.1"],
+            "usage: metaguard controls group",
+        ),
     ] {
         let (ok, _, err) = mg(&cfg, &clock, args);
         assert!(!ok && err.contains(says), "{args:?}: {err}");
@@ -198,7 +205,7 @@ fn a_change_the_audit_log_cannot_record_is_not_made() {
     let (ok, _, err) = mg(&cfg, &clock, &["controls", "block", "example.com"]);
     assert!(!ok && err.contains("audit log"), "{err}");
     assert!(
-        !dir.path().join("state/controls.toml").exists(),
+        !dir.path().join("state/controls.json").exists(),
         "nothing written"
     );
 }
