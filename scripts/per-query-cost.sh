@@ -4,15 +4,19 @@
 # forwarding to a dnsmasq upstream on loopback (every name 192.0.2.1, TTL 1 h, so a
 # warm cache answers most of the workload, as at home).
 #   scripts/per-query-cost.sh [BINARY] [QPS] [SECONDS] [THREADS]
-#   (defaults: target/release/metaguard, 2000, 20, 1; THREADS is [server] threads)
+#   (defaults: target/release/metaguard, 2000, 20, 1; THREADS is [server] threads;
+#   environment: ROUNDS=N interleaved CPU rounds, STRACE=0 to skip the system calls)
 # Needs dnsperf and dnsmasq (../shared/bench/setup.sh) and the bench workload
-# (/tmp/dnsbench-data, made by ../shared/bench/gen-workload.py). For each server: start,
-# one warm-up pass through the workload (fills the caches), then
-#   1. CPU: dnsperf -Q QPS -l SECONDS; the server's utime+stime (/proc/PID/stat, all
-#      threads) over the run divided by the queries answered: µs per query;
-#   2. system calls: the same run again with `strace -f -c` attached: calls per answered
-#      query, in total and for the top calls (strace slows the server; the CPU figure is
-#      from run 1 only).
+# (/tmp/dnsbench-data, made by ../shared/bench/gen-workload.py). Both servers are started,
+# each gets one warm-up pass through the workload (fills the caches), then
+#   1. CPU, ROUNDS times (default 1), the servers taking turns (metaguard first in odd
+#      rounds, dnsmasq first in even ones, so a drift of the machine hits both alike):
+#      dnsperf -Q QPS -l SECONDS; the server's utime+stime (/proc/PID/stat, all threads)
+#      over the run divided by the queries answered: µs per query; with ROUNDS > 1 the
+#      median of each and the ratio at the end;
+#   2. system calls (unless STRACE=0): the same run again with `strace -f -c` attached:
+#      calls per answered query, in total and for the top calls (strace slows the
+#      server; the CPU figures are from step 1 only).
 # Loopback only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -54,15 +58,23 @@ wait_up() {
     exit 1
 }
 
-measure() { # label pid port
-    local label=$1 pid=$2 port=$3 t0 t1 n
-    dnsperf -s 127.0.0.1 -p "$port" -d "$DATA/queries.txt" -n 1 -Q 20000 >/dev/null 2>&1 || true
+warm() { # port
+    dnsperf -s 127.0.0.1 -p "$1" -d "$DATA/queries.txt" -n 1 -Q 20000 >/dev/null 2>&1 || true
+}
+
+cpu() { # label pid port round: prints "label cpu us/query ..." and appends us/query to $tmp/label.us
+    local label=$1 pid=$2 port=$3 round=$4 t0 t1 n
     t0=$(ticks "$pid")
     dnsperf -s 127.0.0.1 -p "$port" -d "$DATA/queries.txt" -l "$SECS" -Q "$QPS" >"$tmp/$label.cpu" 2>&1 || true
     t1=$(ticks "$pid")
     n=$(completed "$tmp/$label.cpu")
-    awk -v l="$label" -v t=$((t1 - t0)) -v hz="$hz" -v n="$n" \
-        -v load="$(cut -d" " -f1 /proc/loadavg)" 'BEGIN { printf "%-10s cpu  %6.1f us/query  (%d ticks, %d queries; load %s)\n", l, t * 1e6 / hz / n, t, n, load }'
+    awk -v t=$((t1 - t0)) -v hz="$hz" -v n="$n" 'BEGIN { printf "%.2f\n", t * 1e6 / hz / n }' >>"$tmp/$label.us"
+    awk -v l="$label" -v t=$((t1 - t0)) -v hz="$hz" -v n="$n" -v r="$round" \
+        -v load="$(cut -d" " -f1 /proc/loadavg)" 'BEGIN { printf "%-10s cpu  %6.1f us/query  (round %d: %d ticks, %d queries; load %s)\n", l, t * 1e6 / hz / n, r, t, n, load }'
+}
+
+syscalls() { # label pid port
+    local label=$1 pid=$2 port=$3 n
     strace -f -c -o "$tmp/$label.strace" -p "$pid" 2>/dev/null &
     local st=$!
     sleep 1
@@ -79,6 +91,8 @@ measure() { # label pid port
         "$tmp/$label.strace"
 }
 
+median() { sort -n "$1" | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+
 echo "# $QPS qps for $SECS s; metaguard $BIN, [server] threads = $THREADS; dnsmasq $(dnsmasq --version | awk 'NR == 1 { print $3 }'); $(nproc) cores; load $(cut -d" " -f1-3 /proc/loadavg)"
 PORT=$(free_port)
 "$BIN" serve --config "$tmp/metaguard.toml" --listen "127.0.0.1:$PORT" --upstream "127.0.0.1:$UPPORT" \
@@ -86,8 +100,6 @@ PORT=$(free_port)
 mg=$!
 pids+=($mg)
 wait_up "$PORT"
-measure metaguard "$mg" "$PORT"
-kill "$mg"
 
 DPORT=$(free_port)
 dnsmasq --keep-in-foreground --conf-file=/dev/null --no-resolv --no-hosts --no-poll \
@@ -97,4 +109,25 @@ dnsmasq --keep-in-foreground --conf-file=/dev/null --no-resolv --no-hosts --no-p
 dm=$!
 pids+=($dm)
 wait_up "$DPORT"
-measure dnsmasq "$dm" "$DPORT"
+
+warm "$PORT"
+warm "$DPORT"
+ROUNDS=${ROUNDS:-1}
+for r in $(seq "$ROUNDS"); do
+    if [ $((r % 2)) = 1 ]; then
+        cpu metaguard "$mg" "$PORT" "$r"
+        cpu dnsmasq "$dm" "$DPORT" "$r"
+    else
+        cpu dnsmasq "$dm" "$DPORT" "$r"
+        cpu metaguard "$mg" "$PORT" "$r"
+    fi
+done
+if [ "$ROUNDS" -gt 1 ]; then
+    m=$(median "$tmp/metaguard.us")
+    d=$(median "$tmp/dnsmasq.us")
+    awk -v m="$m" -v d="$d" -v r="$ROUNDS" 'BEGIN { printf "medians of %d rounds: metaguard %.1f us/query, dnsmasq %.1f, ratio %.2f\n", r, m, d, m / d }'
+fi
+if [ "${STRACE:-1}" != 0 ]; then
+    syscalls metaguard "$mg" "$PORT"
+    syscalls dnsmasq "$dm" "$DPORT"
+fi

@@ -39,6 +39,8 @@ pub(crate) struct Dispatcher {
     pub(super) refresher: std::sync::Mutex<CancellationToken>,
     /// Queries refused for their source, logged once a minute with counts.
     pub(super) refused: refused::RefusedLog,
+    /// The dashboard's live page: the hit writer offers each hit while someone watches.
+    pub(super) live: crate::web::LiveFeed,
 }
 
 impl Dispatcher {
@@ -56,8 +58,8 @@ impl Dispatcher {
                 logger,
                 metrics: Arc::new(Metrics::new()),
                 export: Export::new(stats.clone()),
-                live: crate::web::LiveFeed::default(),
             },
+            live: crate::web::LiveFeed::default(),
             stats,
             refresher: std::sync::Mutex::new(shutdown.child_token()),
             refused: refused::RefusedLog::default(),
@@ -78,6 +80,11 @@ impl Dispatcher {
             .handler
             .logger
             .on_write(Arc::new(move |d| m.observe_db_write(d)));
+        let live = dispatcher.live.clone();
+        dispatcher
+            .handler
+            .logger
+            .on_hit(Box::new(move |e| live.offer(e)));
         dispatcher
     }
 

@@ -34,8 +34,6 @@ pub(crate) struct Handler {
     pub(super) logger: Logger,
     pub(super) metrics: Arc<Metrics>,
     pub(super) export: Export,
-    /// The dashboard's live page: hits are offered while someone watches.
-    pub(super) live: crate::web::LiveFeed,
 }
 
 impl Handler {
@@ -223,7 +221,6 @@ impl Handler {
                     let q = u16::from(qtype);
                     self.export
                         .hit(client, name, q, id, from, cat, e.action, rule);
-                    self.live.offer(&e);
                     self.logger.hit(e);
                 }
             }

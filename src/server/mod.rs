@@ -417,7 +417,7 @@ async fn start_web(
         &cfg.remote.state_dir,
         cfg.store.db.clone(),
         view,
-        dispatcher.handler.live.clone(),
+        dispatcher.live.clone(),
         dispatcher.shutdown.clone(),
     )
     .await

@@ -43,6 +43,9 @@ pub(super) struct LogState {
     log_all_queries: bool,
     /// Told how long each batch write took (the metrics endpoint's histogram).
     pub(super) on_write: Mutex<Option<WriteObserver>>,
+    /// Shown each hit as the writer takes it off the queue (the dashboard's live feed):
+    /// on the writer thread, so the query path never pays for it.
+    pub(super) on_hit: OnceLock<HitObserver>,
     /// Queued events that make a batch: the sender that brings the queue to it wakes
     /// the writer, which otherwise sleeps until its batch deadline.
     batch_size: u64,
@@ -64,6 +67,7 @@ impl LogState {
             status: Mutex::new(None),
             log_all_queries,
             on_write: Mutex::new(None),
+            on_hit: OnceLock::new(),
             batch_size: batch_size as u64,
             writer: OnceLock::new(),
             activity: tokio::sync::Notify::new(),
@@ -80,6 +84,9 @@ impl LogState {
 
 /// Called with the duration of each batch write, on the writer thread.
 pub(crate) type WriteObserver = Arc<dyn Fn(Duration) + Send + Sync>;
+
+/// Called with each hit as the writer takes it, on the writer thread.
+pub(crate) type HitObserver = Box<dyn Fn(&HitEvent) + Send + Sync>;
 
 /// A poisoned lock only means another thread panicked mid-increment; the counts are
 /// still usable, and the query path must not panic over a log.
@@ -178,6 +185,13 @@ impl Logger {
     /// Call `f` with the duration of every batch written from now on.
     pub(crate) fn on_write(&self, f: WriteObserver) {
         *lock(&self.state.on_write) = Some(f);
+    }
+
+    /// Show `f` every hit the writer takes from now on (once: a second call is ignored).
+    /// A hit reaches it within `[store] batch_interval` of being logged, at once when
+    /// the writer was idle; hits dropped on a full queue never do.
+    pub(crate) fn on_hit(&self, f: HitObserver) {
+        let _ = self.state.on_hit.set(f);
     }
 
     /// Events lost so far: the queue was full (while the disk failed or the writer fell

@@ -201,6 +201,9 @@ impl Writer {
             Msg::Shutdown => Control::Stop,
             Msg::Wake => Control::More,
             m => {
+                if let (Msg::Hit(e), Some(f)) = (&m, self.state.on_hit.get()) {
+                    f(e);
+                }
                 self.pending.push_back(m);
                 Control::More
             }

@@ -581,3 +581,40 @@ async fn a_counted_query_is_activity() {
         .await
         .unwrap();
 }
+
+/// The live feed's hook: every queued hit is shown to it once, on the writer's thread
+/// (never the caller's), also while the disk fails and nothing can be written.
+#[test]
+fn hits_reach_the_observer_on_the_writer_thread_while_the_disk_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let blocker = dir.path().join("blocker");
+    std::fs::write(&blocker, b"not a directory").unwrap();
+    let cfg = StoreConfig {
+        db: blocker.join("m.db"),
+        ..config(dir.path())
+    };
+    let (logger, handle) = start(&cfg);
+    let (tx, seen) = std::sync::mpsc::sync_channel(64);
+    logger.on_hit(Box::new(move |e| {
+        let _ = tx.try_send((e.name.clone(), std::thread::current().id()));
+    }));
+    for i in 0..5 {
+        logger.hit(hit(unix_now(), &tv(), &format!("n{i}.facebook.com")));
+    }
+    assert!(handle.flush());
+    let got: Vec<_> = seen.try_iter().collect();
+    let names: Vec<_> = got.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "n0.facebook.com",
+            "n1.facebook.com",
+            "n2.facebook.com",
+            "n3.facebook.com",
+            "n4.facebook.com"
+        ]
+    );
+    assert!(got.iter().all(|(_, t)| *t != std::thread::current().id()));
+    assert_eq!(logger.written(), 0, "the disk still fails");
+    handle.shutdown();
+}

@@ -1,6 +1,9 @@
-//! The live hit feed: the query path offers each hit to a `tokio::sync::broadcast`
-//! channel without waiting, only while someone watches (a counter, so an unwatched
-//! feed costs one atomic load per hit); a watcher that falls behind loses the oldest.
+//! The live hit feed: the hit writer's thread offers each hit it takes off its queue
+//! to a `tokio::sync::broadcast` channel without waiting, only while someone watches (a
+//! counter, so an unwatched feed costs one atomic load per hit); a watcher that falls
+//! behind loses the oldest. The query path never touches it: building the page's row
+//! and waking the dashboard's thread per hit cost the DNS worker ~8 % CPU per query
+//! (docs/performance.md, issue 18).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -25,7 +28,7 @@ pub(crate) struct LiveHit {
     pub(crate) action: &'static str,
 }
 
-/// The sending side, cloned into the hit logger.
+/// The sending side, called from the hit writer (`Logger::on_hit`).
 #[derive(Clone, Debug)]
 pub(crate) struct LiveFeed {
     tx: broadcast::Sender<Arc<LiveHit>>,
