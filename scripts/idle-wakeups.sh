@@ -16,7 +16,9 @@
 # NOTIFY_SOCKET a ping sends nothing, but the pinging thread runs).
 # As root the upstream listens on $IDLE_UPSTREAM (default 127.0.0.2) port 53, the only
 # port resolv.conf can name; otherwise metaguard gets it through [upstream] servers and
-# the resolv.conf watch is not exercised (said in the output). Loopback only.
+# the resolv.conf watch is not exercised (said in the output). The dashboard runs as by
+# default, on a free loopback port; WEB=0 turns it off (`[web] enabled = false`), to
+# compare. Loopback only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${1:-target/release/metaguard}
@@ -47,6 +49,7 @@ else
 fi
 
 PORT=$(free_port)
+if [[ ${WEB:-1} == 0 ]]; then web="enabled = false"; else web="listen = \"127.0.0.1:$(free_port)\""; fi
 cat >"$tmp/metaguard.toml" <<EOF
 [server]
 listen = ["127.0.0.1:$PORT"]
@@ -56,6 +59,8 @@ $upstream
 db = "$tmp/metaguard.db"
 [remote]
 state_dir = "$tmp"
+[web]
+$web
 EOF
 if [[ -n ${WATCHDOG_USEC:-} ]]; then
     # shellcheck disable=SC2016 # $$ is the pid of the shell that execs metaguard

@@ -151,12 +151,14 @@ pub(crate) async fn start(
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .thread_name("metaguard-web")
+        .on_thread_start(yield_to_dns)
         .enable_all()
         .build()
         .map_err(WebError::Thread)?;
     std::thread::Builder::new()
         .name("metaguard-web".into())
         .spawn(move || {
+            yield_to_dns();
             rt.block_on(async move {
                 // Registered with this runtime's reactor, not the DNS runtime's.
                 match tokio::net::TcpListener::from_std(listener) {
@@ -170,6 +172,23 @@ pub(crate) async fn start(
         .map_err(WebError::Thread)?;
     tracing::info!("dashboard on http://{addr}/");
     Ok(Web { addr })
+}
+
+/// The dashboard's threads run at nice 10: on a 2-core router a page being rendered
+/// (10–25 ms of CPU) then gives way to DNS at once instead of sharing a core with it
+/// (docs/performance.md, issue 18). Linux applies a nice value per thread.
+fn yield_to_dns() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: gettid and setpriority on the calling thread only; no memory is touched.
+    unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        if libc::setpriority(libc::PRIO_PROCESS, tid, 10) != 0 {
+            tracing::debug!(
+                "dashboard: nice 10 refused: {}",
+                std::io::Error::last_os_error()
+            );
+        }
+    }
 }
 
 /// Bench support, not API (only with the `test-fixtures` feature): the household and
