@@ -25,7 +25,9 @@
 #   scripts/dashboard-load.sh [ROUNDS] [QPS] [SECONDS] [VIEWS]
 #   (defaults 4, 2000, 20, 20; MG_BIN: the binary, target/release/metaguard; DB: the hit
 #   log to copy, /tmp/metaguard-web-pages/year.db, made again when missing or older; THREADS: [server] threads, 1;
-#   LIVE=0: no live feed open during the load runs;
+#   LIVE=0: no live feed open during the load runs; LOADER_NICE=N: the curl processes
+#   at nice N (they stand for phones elsewhere on the network: a diagnostic of how much
+#   of the difference is the loaders' own CPU on these 2 cores);
 #   BENCH_DATA: the bench workload, /tmp/dnsbench-data, from ../shared/bench/gen-workload.py)
 # Needs dnsperf, dnsmasq, sqlite3, curl >= 7.84 (--rate). Loopback only.
 set -euo pipefail
@@ -124,13 +126,13 @@ run() { # mode round
     if [[ $mode == load ]]; then
         : >"$tmp/loader.out"
         for k in 0 1 2 3; do
-            curl -s -b "$jar" --rate "$((VIEWS * 30))/m" -K "$tmp/loader$k.cfg" \
+            ${LOADER_NICE:+nice -n "$LOADER_NICE"} curl -s -b "$jar" --rate "$((VIEWS * 30))/m" -K "$tmp/loader$k.cfg" \
                 -w '%{http_code} %{time_total} %{size_download} %{url_effective}\n' >>"$tmp/loader.out" 2>/dev/null &
             loaders+=($!)
         done
         : >"$tmp/sse.out"
         if [[ $LIVE == 1 ]]; then
-            curl -s -N -b "$jar" -o "$tmp/sse.out" "$url/live/events" 2>/dev/null &
+            ${LOADER_NICE:+nice -n "$LOADER_NICE"} curl -s -N -b "$jar" -o "$tmp/sse.out" "$url/live/events" 2>/dev/null &
             loaders+=($!)
         fi
         pids+=("${loaders[@]}")

@@ -25,6 +25,9 @@ BIN=${1:-target/release/metaguard}
 SECS=${2:-60}
 SETTLE=${SETTLE:-15}
 . scripts/loopback-upstream.sh
+# The state directory apart too: serve watches it for controls.json (inotify), and the
+# samples written below into $tmp must not wake it either.
+mkdir "$tmp/state"
 # resolv.conf alone in its directory: dnsmasq (and metaguard) watch that directory, and
 # the samples written below must not wake them.
 mkdir "$tmp/etc"
@@ -58,7 +61,7 @@ $upstream
 [store]
 db = "$tmp/metaguard.db"
 [remote]
-state_dir = "$tmp"
+state_dir = "$tmp/state"
 [web]
 $web
 EOF

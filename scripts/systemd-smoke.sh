@@ -197,9 +197,10 @@ main=$(prop metaguard.service MainPID)
 check "runs as the dynamic user metaguard" test "$(in_ns ps -o user= -p "$main")" = metaguard
 caps=$(in_ns grep -E '^Cap(Eff|Bnd)' /proc/"$main"/status | awk '{print $2}' | sort -u)
 check "capabilities: CAP_NET_BIND_SERVICE only (0x400)" test "$caps" = 0000000000000400
-# The dashboard's threads lower their own priority (SystemCallFilter=setpriority).
-web_nice=$(in_ns sh -c "for t in /proc/$main/task/*; do [ \"\$(cat \$t/comm)\" = metaguard-web ] && cut -d')' -f2 \$t/stat | awk '{print \$17}'; done" | sort -u | tr '\n' ' ')
-check "dashboard threads at nice 10 ($web_nice)" test "$web_nice" = "10 "
+# The dashboard's threads put themselves in SCHED_IDLE (5; SystemCallFilter=sched_setscheduler):
+# field 41 of /proc/PID/task/TID/stat.
+web_policy=$(in_ns sh -c "for t in /proc/$main/task/*; do [ \"\$(cat \$t/comm)\" = metaguard-web ] && cut -d')' -f2 \$t/stat | awk '{print \$39}'; done" | sort -u | tr '\n' ' ')
+check "dashboard threads in SCHED_IDLE ($web_policy)" test "$web_policy" = "5 "
 check "blocked over UDP: connect.facebook.net -> 0.0.0.0" test "$(answer connect.facebook.net notcp)" = 0.0.0.0
 check "blocked over TCP" test "$(answer connect.facebook.net tcp)" = 0.0.0.0
 check "allowed over UDP: example.com -> 192.0.2.1" test "$(answer example.com notcp)" = 192.0.2.1

@@ -174,17 +174,23 @@ pub(crate) async fn start(
     Ok(Web { addr })
 }
 
-/// The dashboard's threads run at nice 10: on a 2-core router a page being rendered
-/// (10–25 ms of CPU) then gives way to DNS at once instead of sharing a core with it
-/// (docs/performance.md, issue 18). Linux applies a nice value per thread.
+/// The dashboard's threads run under `SCHED_IDLE`: they get the CPU that DNS leaves, and
+/// a waking DNS worker takes it from them at once. On a 2-core router a page (10–25 ms
+/// of CPU) otherwise shares a core with DNS: at nice 10 the p99 of DNS under 20 page
+/// views a second was still +15 %, under `SCHED_IDLE` −2 % (docs/performance.md, issue
+/// 18). It is not a hard floor: an idle-class thread keeps a small weight, so a page
+/// still renders, slowly, on a CPU that something else keeps busy. Linux sets the policy
+/// per thread; threads these start inherit it.
 fn yield_to_dns() {
     #[cfg(target_os = "linux")]
-    // SAFETY: gettid and setpriority on the calling thread only; no memory is touched.
+    // SAFETY: gettid and sched_setscheduler on the calling thread only, with a valid
+    // `sched_param` on the stack.
     unsafe {
-        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
-        if libc::setpriority(libc::PRIO_PROCESS, tid, 10) != 0 {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::pid_t;
+        let p = libc::sched_param { sched_priority: 0 };
+        if libc::sched_setscheduler(tid, libc::SCHED_IDLE, &p) != 0 {
             tracing::debug!(
-                "dashboard: nice 10 refused: {}",
+                "dashboard: SCHED_IDLE refused: {}",
                 std::io::Error::last_os_error()
             );
         }

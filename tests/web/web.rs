@@ -470,8 +470,9 @@ async fn dashboard_off_or_port_taken_leaves_dns_running() {
     let _ = support::count;
 }
 
-/// The nice value of each of this process's threads named `name` (`/proc/self/task`).
-fn nice_of_threads(name: &str) -> Vec<i32> {
+/// The scheduling policy of each of this process's threads named `name`
+/// (`/proc/self/task`, field 41 of stat).
+fn policies_of_threads(name: &str) -> Vec<u32> {
     let mut out = Vec::new();
     for t in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
         // A thread may end while this reads: skip it.
@@ -482,39 +483,34 @@ fn nice_of_threads(name: &str) -> Vec<i32> {
             continue;
         };
         if comm.trim() == name {
-            // Field 19 of stat, counted from the state (field 3) after the ") ".
-            let after = stat.rsplit_once(") ").unwrap().1;
-            out.push(after.split(' ').nth(16).unwrap().parse().unwrap());
+            out.push(policy(&stat));
         }
     }
     out
 }
 
+/// Field 41 of a stat line, counted from the state (field 3) after the ") ".
+fn policy(stat: &str) -> u32 {
+    let after = stat.rsplit_once(") ").unwrap().1;
+    after.split(' ').nth(38).unwrap().parse().unwrap()
+}
+
 /// Pages give way to DNS: the dashboard's threads (its runtime's worker, the thread
-/// that drives it, and the blocking threads that read SQLite) run at nice 10, while
-/// the test's own threads (and so the DNS runtime it serves on) stay at 0.
+/// that drives it, and the blocking threads that read SQLite) run in SCHED_IDLE, while
+/// the test's own threads (and so the DNS runtime it serves on) stay in SCHED_OTHER.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dashboard_threads_give_way_to_dns() {
     let s = setup().await;
     let cookie = login(s.web, PASSWORD).unwrap();
     let page = request(s.web, "GET", "/", &[("Cookie", &cookie)], "");
     assert_eq!(page.status, 200);
-    let web = nice_of_threads("metaguard-web");
+    let web = policies_of_threads("metaguard-web");
     assert!(
         web.len() >= 3,
         "worker, driver and a blocking thread: {web:?}"
     );
-    assert!(web.iter().all(|&n| n == 10), "{web:?}");
+    assert!(web.iter().all(|&p| p == libc::SCHED_IDLE as u32), "{web:?}");
     let own = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
-    let own: i32 = own
-        .rsplit_once(") ")
-        .unwrap()
-        .1
-        .split(' ')
-        .nth(16)
-        .unwrap()
-        .parse()
-        .unwrap();
-    assert_eq!(own, 0);
+    assert_eq!(policy(&own), libc::SCHED_OTHER as u32);
     s.srv.stop().await;
 }
