@@ -227,19 +227,24 @@ fn full_channel_counts_drops_instead_of_blocking() {
     );
 }
 
-/// The tests run as root, which ignores a read-only directory's mode, so the disk
-/// failure is made by putting a regular file where the database's directory should
-/// be: creating the directory fails with ENOTDIR for root too. Removing the file is
-/// the disk "recovering".
-#[test]
-fn unusable_path_delays_events_and_recovers() {
-    let dir = tempfile::tempdir().unwrap();
-    let blocker = dir.path().join("blocker");
+/// A failing disk: the tests run as root, which ignores a read-only directory's mode,
+/// so a regular file is put where the database's directory should be (creating the
+/// directory fails with ENOTDIR for root too). Removing the returned file is the disk
+/// "recovering".
+fn failing_disk(dir: &Path) -> (PathBuf, StoreConfig) {
+    let blocker = dir.join("blocker");
     std::fs::write(&blocker, b"not a directory").unwrap();
     let cfg = StoreConfig {
         db: blocker.join("m.db"),
-        ..config(dir.path())
+        ..config(dir)
     };
+    (blocker, cfg)
+}
+
+#[test]
+fn unusable_path_delays_events_and_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let (blocker, cfg) = failing_disk(dir.path());
     let (logger, handle) = start(&cfg);
     for i in 0..10 {
         logger.hit(hit(unix_now(), &tv(), &format!("n{i}.facebook.com")));
@@ -277,13 +282,11 @@ fn unusable_path_delays_events_and_recovers() {
 #[test]
 fn only_the_overflow_of_a_full_queue_is_dropped() {
     let dir = tempfile::tempdir().unwrap();
-    let blocker = dir.path().join("blocker");
-    std::fs::write(&blocker, b"not a directory").unwrap();
+    let (blocker, cfg) = failing_disk(dir.path());
     let cfg = StoreConfig {
-        db: blocker.join("m.db"),
         channel_capacity: std::num::NonZeroUsize::new(8).unwrap(),
         batch_size: std::num::NonZeroUsize::new(3).unwrap(),
-        ..config(dir.path())
+        ..cfg
     };
     let (logger, handle) = start(&cfg);
     for i in 0..30 {
@@ -587,12 +590,7 @@ async fn a_counted_query_is_activity() {
 #[test]
 fn hits_reach_the_observer_on_the_writer_thread_while_the_disk_fails() {
     let dir = tempfile::tempdir().unwrap();
-    let blocker = dir.path().join("blocker");
-    std::fs::write(&blocker, b"not a directory").unwrap();
-    let cfg = StoreConfig {
-        db: blocker.join("m.db"),
-        ..config(dir.path())
-    };
+    let (_blocker, cfg) = failing_disk(dir.path());
     let (logger, handle) = start(&cfg);
     let (tx, seen) = std::sync::mpsc::sync_channel(64);
     logger.on_hit(Box::new(move |e| {
