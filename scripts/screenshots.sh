@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Re-take docs/screenshots/{report,household,device,live,lists,status}-{360,1280}.png:
+# Re-take docs/screenshots/{report,household,device,live,lists,status,controls,device-controls}-{360,1280}.png:
 # the browser tests (tests/browser/, headless Chromium over WebDriver) write them when
 # METAGUARD_SCREENSHOTS names a directory. Needs Debian's chromium and chromium-driver.
 set -euo pipefail
