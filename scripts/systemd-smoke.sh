@@ -133,7 +133,12 @@ if ! probe_unit "${sandbox[@]}"; then
     user=(DynamicUser=yes User=metaguard Group=metaguard)
     probe_unit "${user[@]}" || echo "  ${user[*]}"
     for line in "${sandbox[@]}"; do
-        probe_unit "${user[@]}" "$line" || echo "  $line"
+        # A system call filter line after the first adds to or takes from the allow-list
+        # that the first (@system-service) starts: probe it on top of that one.
+        base=()
+        [[ $line == SystemCallFilter=* && $line != "${sandbox_filter:=$(printf '%s\n' "${sandbox[@]}" | grep -m1 '^SystemCallFilter=')}" ]] &&
+            base=("$sandbox_filter")
+        probe_unit "${user[@]}" "${base[@]}" "$line" || echo "  $line"
     done
     in_ns journalctl --no-pager -o cat -n 8 -u metaguard-probe.service
     echo "WARNING: systemd smoke test SKIPPED (host limitation, see above)"
