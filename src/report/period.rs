@@ -147,13 +147,19 @@ impl Period {
     }
 }
 
-/// `ts` as local RFC 3339 (`2026-03-02T08:15:00+01:00`).
+/// `ts` as local RFC 3339 (`2026-03-02T08:15:00+01:00`): for the CLI and files.
 pub(crate) fn rfc3339(ts: i64, tz: &TimeZone) -> String {
+    local(ts, tz, "%Y-%m-%dT%H:%M:%S%:z")
+}
+
+/// `ts` as people read it on a page (`Mon 2 Mar 2026, 08:15`).
+pub(crate) fn readable(ts: i64, tz: &TimeZone) -> String {
+    local(ts, tz, "%a %-d %b %Y, %H:%M")
+}
+
+fn local(ts: i64, tz: &TimeZone, format: &str) -> String {
     match Timestamp::from_second(ts) {
-        Ok(t) => t
-            .to_zoned_datetime(tz.clone())
-            .strftime("%Y-%m-%dT%H:%M:%S%:z")
-            .to_string(),
+        Ok(t) => t.to_zoned_datetime(tz.clone()).strftime(format).to_string(),
         Err(_) => ts.to_string(),
     }
 }

@@ -269,7 +269,7 @@ pub(super) fn page(
             div class="scroll" { table id="audit" {
                 thead { tr { th class="text" { "When" } th class="text" { "Who" } th class="text" { "What" } th class="text" { "Before" } th class="text" { "After" } } }
                 tbody { @for e in changes { tr {
-                    td class="text" { (crate::report::period::rfc3339(e.ts, &tz)) } td class="text" { (e.actor) }
+                    td class="text" { (crate::report::period::readable(e.ts, &tz)) } td class="text" { (e.actor) }
                     td class="text" { (e.what) } td class="text" { (e.old) } td class="text" { (e.new) } } } }
             } }
         }

@@ -13,7 +13,7 @@ use super::data::{self, DevicePage, HouseholdPage, Week};
 use super::http::{App, Body, html, param};
 use crate::report::charts::{colour, daily_trend, device_bars, heat_map, legend};
 use crate::report::html::{change_class, pct};
-use crate::report::period::rfc3339;
+use crate::report::period::{readable, rfc3339};
 use crate::report::render::change;
 
 /// The stylesheet of every page (also for the HTML report's phone layout).
@@ -216,8 +216,8 @@ pub(super) fn device_page(
                     tr { th { "MAC" } td class="text" id="device-mac" { (d.mac.as_deref().unwrap_or("–")) } }
                     tr { th { "Addresses" } td class="text" id="device-addrs" { (p.addrs.join(", ")) } }
                     tr { th { "Group" } td class="text" { (controls.map_or(d.group.as_deref(), |c| c.group.as_deref()).unwrap_or("–")) } }
-                    tr { th { "First seen" } td class="text" { (rfc3339(d.first_seen, tz)) } }
-                    tr { th { "Last seen" } td class="text" { (rfc3339(d.last_seen, tz)) } }
+                    tr { th { "First seen" } td class="text" { (readable(d.first_seen, tz)) } }
+                    tr { th { "Last seen" } td class="text" { (readable(d.last_seen, tz)) } }
                     tr { th { "Key" } td class="text" { (d.key) } }
                 }
             }
