@@ -63,14 +63,15 @@ warm() { # port
 }
 
 cpu() { # label pid port round: prints "label cpu us/query ..." and appends us/query to $tmp/label.us
-    local label=$1 pid=$2 port=$3 round=$4 t0 t1 n
+    local label=$1 pid=$2 port=$3 round=$4 t0 t1 n us
     t0=$(ticks "$pid")
     dnsperf -s 127.0.0.1 -p "$port" -d "$DATA/queries.txt" -l "$SECS" -Q "$QPS" >"$tmp/$label.cpu" 2>&1 || true
     t1=$(ticks "$pid")
     n=$(completed "$tmp/$label.cpu")
-    awk -v t=$((t1 - t0)) -v hz="$hz" -v n="$n" 'BEGIN { printf "%.2f\n", t * 1e6 / hz / n }' >>"$tmp/$label.us"
-    awk -v l="$label" -v t=$((t1 - t0)) -v hz="$hz" -v n="$n" -v r="$round" \
-        -v load="$(cut -d" " -f1 /proc/loadavg)" 'BEGIN { printf "%-10s cpu  %6.1f us/query  (round %d: %d ticks, %d queries; load %s)\n", l, t * 1e6 / hz / n, r, t, n, load }'
+    us=$(awk -v t=$((t1 - t0)) -v hz="$hz" -v n="$n" 'BEGIN { printf "%.2f", t * 1e6 / hz / n }')
+    echo "$us" >>"$tmp/$label.us"
+    printf '%-10s cpu  %6.1f us/query  (round %d: %d ticks, %d queries; load %s)\n' \
+        "$label" "$us" "$round" $((t1 - t0)) "$n" "$(cut -d" " -f1 /proc/loadavg)"
 }
 
 syscalls() { # label pid port

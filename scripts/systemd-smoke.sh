@@ -132,12 +132,12 @@ if ! probe_unit "${sandbox[@]}"; then
     echo "WARNING: this machine's systemd cannot run the unit's sandbox; the lines that fail alone:"
     user=(DynamicUser=yes User=metaguard Group=metaguard)
     probe_unit "${user[@]}" || echo "  ${user[*]}"
+    # A system call filter line after the first adds to or takes from the allow-list
+    # that the first (@system-service) starts: it is probed on top of that one.
+    first_filter=$(printf '%s\n' "${sandbox[@]}" | grep -m1 '^SystemCallFilter=' || true)
     for line in "${sandbox[@]}"; do
-        # A system call filter line after the first adds to or takes from the allow-list
-        # that the first (@system-service) starts: probe it on top of that one.
         base=()
-        [[ $line == SystemCallFilter=* && $line != "${sandbox_filter:=$(printf '%s\n' "${sandbox[@]}" | grep -m1 '^SystemCallFilter=')}" ]] &&
-            base=("$sandbox_filter")
+        [[ $line == SystemCallFilter=* && $line != "$first_filter" ]] && base=("$first_filter")
         probe_unit "${user[@]}" "${base[@]}" "$line" || echo "  $line"
     done
     in_ns journalctl --no-pager -o cat -n 8 -u metaguard-probe.service

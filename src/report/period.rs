@@ -157,7 +157,8 @@ pub(crate) fn readable(ts: i64, tz: &TimeZone) -> String {
     local(ts, tz, "%a %-d %b %Y, %H:%M")
 }
 
-fn local(ts: i64, tz: &TimeZone, format: &str) -> String {
+/// `ts` in `tz` as `format` (jiff's strftime), or the bare number when out of range.
+pub(crate) fn local(ts: i64, tz: &TimeZone, format: &str) -> String {
     match Timestamp::from_second(ts) {
         Ok(t) => t.to_zoned_datetime(tz.clone()).strftime(format).to_string(),
         Err(_) => ts.to_string(),

@@ -76,10 +76,7 @@ fn csrf(s: &Session) -> Markup {
 /// `paused until 21:00 (42 min left)`, or nothing.
 fn paused_text(until: Option<i64>, now: i64) -> Option<String> {
     let t = until.filter(|t| *t > now)?;
-    let tz = crate::report::local_tz();
-    let at = jiff::Timestamp::from_second(t)
-        .map(|ts| ts.to_zoned_datetime(tz).strftime("%a %H:%M").to_string())
-        .unwrap_or_default();
+    let at = crate::report::period::local(t, &crate::report::local_tz(), "%a %H:%M");
     Some(format!(
         "Paused until {at} ({} left)",
         crate::cli::table::ago(t - now)
