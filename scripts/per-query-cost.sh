@@ -5,7 +5,10 @@
 # warm cache answers most of the workload, as at home).
 #   scripts/per-query-cost.sh [BINARY] [QPS] [SECONDS] [THREADS]
 #   (defaults: target/release/metaguard, 2000, 20, 1; THREADS is [server] threads;
-#   environment: ROUNDS=N interleaved CPU rounds, STRACE=0 to skip the system calls)
+#   environment: ROUNDS=N interleaved CPU rounds, STRACE=0 to skip the system calls,
+#   UPSTREAM_TTL=0 for an upstream whose answers neither server caches, so every query
+#   that is not blocked is forwarded: the forwarding path's cost, as a household with a
+#   cold cache or short TTLs sees it)
 # Needs dnsperf and dnsmasq (../shared/bench/setup.sh) and the bench workload
 # (/tmp/dnsbench-data, made by ../shared/bench/gen-workload.py). Both servers are started,
 # each gets one warm-up pass through the workload (fills the caches), then
@@ -29,7 +32,7 @@ DATA=${BENCH_DATA:-/tmp/dnsbench-data}
 . scripts/loopback-upstream.sh
 UPPORT=$(free_port)
 dnsmasq --keep-in-foreground --conf-file=/dev/null --no-resolv --no-hosts \
-    --listen-address=127.0.0.1 --bind-interfaces --port "$UPPORT" --local-ttl=3600 \
+    --listen-address=127.0.0.1 --bind-interfaces --port "$UPPORT" --local-ttl="${UPSTREAM_TTL:-3600}" \
     --address=/#/192.0.2.1 --address=/#/2001:db8::1 --pid-file="$tmp/up.pid" --user="$(id -un)" 2>"$tmp/up.log" &
 pids+=($!)
 
@@ -94,7 +97,7 @@ syscalls() { # label pid port
 
 median() { sort -n "$1" | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
-echo "# $QPS qps for $SECS s; metaguard $BIN, [server] threads = $THREADS; dnsmasq $(dnsmasq --version | awk 'NR == 1 { print $3 }'); $(nproc) cores; load $(cut -d" " -f1-3 /proc/loadavg)"
+echo "# $QPS qps for $SECS s; upstream TTL ${UPSTREAM_TTL:-3600} s; metaguard $BIN, [server] threads = $THREADS; dnsmasq $(dnsmasq --version | awk 'NR == 1 { print $3 }'); $(nproc) cores; load $(cut -d" " -f1-3 /proc/loadavg)"
 PORT=$(free_port)
 "$BIN" serve --config "$tmp/metaguard.toml" --listen "127.0.0.1:$PORT" --upstream "127.0.0.1:$UPPORT" \
     --blocklist "$DATA/blocklist.hosts" --db "$tmp/metaguard.db" 2>"$tmp/metaguard.log" &

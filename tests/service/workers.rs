@@ -80,3 +80,26 @@ async fn two_workers_answer_on_udp_and_tcp_and_each_hit_is_logged_once() {
     assert_eq!(hits, 40, "each blocked query logged once");
     srv.stop().await;
 }
+
+/// Stopping the server lets go of every socket: each worker's UDP socket is closed
+/// (none left in `/proc/net/udp`) and the address can be bound again at once, for UDP
+/// and for TCP, also after a forwarded query (whose task held a handle on its socket).
+/// A restart in place (an upgrade, a crash loop under systemd) needs exactly this.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_closes_every_socket_so_the_address_can_be_bound_again() {
+    let up = Upstream::start().await;
+    let mut cfg = config(&up);
+    cfg.server.threads = 2;
+    let srv = serve(cfg).await;
+    let addr = srv.addrs()[0];
+    assert_eq!(udp_sockets_on(addr), 2);
+    // Blocked (answered inline), then forwarded (answered by a task).
+    let m = udp(addr, "connect.facebook.net.", RecordType::A, q(1)).await;
+    assert_eq!(ips(&m), ["0.0.0.0"]);
+    let m = udp(addr, "example.com.", RecordType::A, q(2)).await;
+    assert_eq!(ips(&m), ["192.0.2.1"]);
+    srv.stop().await;
+    assert_eq!(udp_sockets_on(addr), 0, "every UDP socket is closed");
+    std::net::UdpSocket::bind(addr).expect("the UDP port is free again");
+    std::net::TcpListener::bind(addr).expect("the TCP port is free again");
+}
