@@ -13,7 +13,7 @@ use futures_util::StreamExt;
 use hickory_net::runtime::TokioRuntimeProvider;
 use hickory_net::xfer::DnsHandle;
 use hickory_net::{DnsError, NetError};
-use hickory_proto::op::{DnsRequest, DnsRequestOptions, Query, ResponseCode};
+use hickory_proto::op::{DnsRequest, DnsRequestOptions, Message, Query, ResponseCode};
 use hickory_proto::rr::{Name, RecordType};
 use hickory_resolver::TlsConfig;
 use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ProtocolConfig, ResolverOpts};
@@ -22,6 +22,8 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::cache::{Answer, DnssecBits};
 use crate::lograte::{self, LogChoice, LogEvery};
+
+mod udp;
 
 /// `[upstream]` in the config.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -128,11 +130,12 @@ impl UpstreamSpec {
         }
     }
 
+    /// The pool's view of this upstream. A plain upstream is asked over UDP by
+    /// [`udp`], so its pool only asks over TCP (after a truncated reply).
     fn name_server(&self) -> NameServerConfig {
         let addr = self.addr();
         let mut conns = match self {
-            UpstreamSpec::Plain(_) => vec![ConnectionConfig::udp(), ConnectionConfig::tcp()],
-            UpstreamSpec::Tcp(_) => vec![ConnectionConfig::tcp()],
+            UpstreamSpec::Plain(_) | UpstreamSpec::Tcp(_) => vec![ConnectionConfig::tcp()],
             UpstreamSpec::Tls { server_name, .. } => {
                 vec![ConnectionConfig::new(ProtocolConfig::Tls {
                     server_name: Arc::from(server_name.as_str()),
@@ -290,6 +293,24 @@ struct Upstream {
 }
 
 impl Upstream {
+    /// One exchange with this upstream. A plain one is asked over UDP directly
+    /// ([`udp`]), and over TCP through its pool when the reply was truncated; the
+    /// others (TCP, DoT, DoH) through their pool.
+    async fn query(
+        &self,
+        name: &Name,
+        qtype: RecordType,
+        bits: DnssecBits,
+    ) -> Result<Answer, NetError> {
+        if let UpstreamSpec::Plain(addr) = self.spec {
+            match udp::exchange(addr, name, qtype, bits).await? {
+                udp::Reply::Message(msg) => return answer_of(msg),
+                udp::Reply::Truncated => {}
+            }
+        }
+        query(&self.pool, name, qtype, bits).await
+    }
+
     /// Count one failure at `now`; whether to log it at WARN (once a minute).
     fn failed(&self, cause: &dyn fmt::Display, now: Instant) -> LogChoice {
         self.failures.fetch_add(1, Ordering::Relaxed);
@@ -436,8 +457,7 @@ impl Upstreams {
         for i in order {
             let server = &self.servers[i];
             let result =
-                tokio::time::timeout(self.attempt_timeout, query(&server.pool, name, qtype, bits))
-                    .await;
+                tokio::time::timeout(self.attempt_timeout, server.query(name, qtype, bits)).await;
             match result {
                 Ok(Ok(answer)) => {
                     server.failures.store(0, Ordering::Relaxed);
@@ -463,6 +483,24 @@ impl Upstreams {
         }
         Err(last)
     }
+}
+
+/// The answer a client should see in a reply read by [`udp::exchange`]: every section
+/// and the AD bit as sent. SERVFAIL is this upstream's failure (the next one is tried),
+/// as the pool reports it.
+fn answer_of(msg: Message) -> Result<Answer, NetError> {
+    if msg.metadata.response_code == ResponseCode::ServFail {
+        return Err(NetError::Dns(DnsError::ResponseCode(
+            ResponseCode::ServFail,
+        )));
+    }
+    Ok(Answer {
+        rcode: msg.metadata.response_code,
+        answers: msg.answers,
+        authorities: msg.authorities,
+        additionals: msg.additionals,
+        authentic: msg.metadata.authentic_data,
+    })
 }
 
 /// One exchange with one pool, mapped to the answer a client should see. The query

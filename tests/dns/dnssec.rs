@@ -356,3 +356,60 @@ async fn blocked_names_stay_blocked_with_do_and_cd_set() {
     assert_eq!(up.hits("connect.facebook.net"), 0);
     srv.stop().await;
 }
+
+/// A negative answer is relayed whole, as dnsmasq relays it: the CNAME that led to the
+/// name that does not exist (answer section), the SOA (authority), the additional
+/// section and AD for a client that set DO, from the upstream and then from the cache.
+#[tokio::test]
+async fn a_negative_answer_keeps_its_cname_additional_records_and_ad() {
+    let up = Upstream::start().await;
+    let respond = |_req: &Message, resp: &mut Message| {
+        resp.metadata.response_code = ResponseCode::NXDomain;
+        resp.metadata.authentic_data = true;
+        resp.add_answer(Record::from_rdata(
+            name("old.gone.test."),
+            300,
+            RData::CNAME(hickory_proto::rr::rdata::CNAME(name("new.gone.test."))),
+        ));
+        resp.add_authority(soa("gone.test.", 300, 60));
+        resp.add_additional(a("ns.gone.test.", [192, 0, 2, 53], 300));
+    };
+    up.set(
+        "old.gone.test",
+        Behaviour::Custom(Responder(Arc::new(respond))),
+    );
+    let srv = serve(config(&up)).await;
+    let addr = srv.addrs()[0];
+    for over_tcp in [false, true] {
+        for _ in 0..2 {
+            let m = ask(addr, "old.gone.test.", RecordType::A, DO, over_tcp).await;
+            assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
+            let cnames: Vec<String> = m
+                .answers
+                .iter()
+                .filter_map(|r| match &r.data {
+                    RData::CNAME(c) => Some(c.0.to_ascii()),
+                    _ => None,
+                })
+                .collect();
+            assert_eq!(cnames, ["new.gone.test."], "over TCP: {over_tcp}");
+            assert!(
+                m.authorities
+                    .iter()
+                    .any(|r| r.record_type() == RecordType::SOA)
+            );
+            assert!(
+                m.additionals
+                    .iter()
+                    .any(|r| r.name == name("ns.gone.test."))
+            );
+            assert!(m.metadata.authentic_data, "AD for a DO client");
+        }
+    }
+    assert_eq!(
+        up.hits("old.gone.test."),
+        1,
+        "the second answer came from the cache"
+    );
+    srv.stop().await;
+}
