@@ -538,7 +538,8 @@ async fn query(
         }
         // A negative answer comes as this error, which keeps the authority section
         // (SOA, NSEC/NSEC3 and their RRSIGs) but not the header's AD bit nor the
-        // additional section: such answers are relayed without AD.
+        // additional section: such answers are relayed without AD (from TCP, DoT and
+        // DoH upstreams; a plain upstream's UDP reply is read whole by `udp`).
         Err(NetError::Dns(DnsError::NoRecordsFound(nr))) => Ok(Answer {
             rcode: nr.response_code,
             authorities: nr.authorities.map(|a| a.to_vec()).unwrap_or_default(),
