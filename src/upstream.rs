@@ -383,7 +383,7 @@ impl Upstreams {
                 opts.num_concurrent_reqs = 1;
                 opts.cache_size = 0;
                 opts.ndots = 0;
-                opts.edns_payload_len = 1232;
+                opts.edns_payload_len = udp::PAYLOAD;
                 opts.case_randomization = false;
                 let mut cx = PoolContext::new(
                     opts,
@@ -485,9 +485,9 @@ impl Upstreams {
     }
 }
 
-/// The answer a client should see in a reply read by [`udp::exchange`]: every section
-/// and the AD bit as sent. SERVFAIL is this upstream's failure (the next one is tried),
-/// as the pool reports it.
+/// The answer a client should see in a reply (read by [`udp::exchange`] or the pool):
+/// every section and the AD bit as sent. SERVFAIL is this upstream's failure (the next
+/// one is tried), as the pool reports it.
 fn answer_of(msg: Message) -> Result<Answer, NetError> {
     if msg.metadata.response_code == ResponseCode::ServFail {
         return Err(NetError::Dns(DnsError::ResponseCode(
@@ -515,7 +515,7 @@ async fn query(
     let mut options = DnsRequestOptions::default();
     options.recursion_desired = true;
     options.use_edns = true;
-    options.edns_payload_len = 1232;
+    options.edns_payload_len = udp::PAYLOAD;
     options.edns_set_dnssec_ok = bits.dnssec_ok;
     // `lookup` has no CD bit: build the request and `send` it (what `lookup` does).
     let mut request = DnsRequest::from_query(Query::query(name.clone(), qtype), options);
@@ -526,16 +526,7 @@ async fn query(
         None => return Err(NetError::from("upstream closed without an answer")),
     };
     match response {
-        Ok(resp) => {
-            let msg = resp.into_message();
-            Ok(Answer {
-                rcode: msg.metadata.response_code,
-                answers: msg.answers,
-                authorities: msg.authorities,
-                additionals: msg.additionals,
-                authentic: msg.metadata.authentic_data,
-            })
-        }
+        Ok(resp) => answer_of(resp.into_message()),
         // A negative answer comes as this error, which keeps the authority section
         // (SOA, NSEC/NSEC3 and their RRSIGs) but not the header's AD bit nor the
         // additional section: such answers are relayed without AD (from TCP, DoT and

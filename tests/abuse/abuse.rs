@@ -370,3 +370,45 @@ async fn rebinding_protection_refuses_private_addresses_for_public_names() {
     assert_eq!(ips(&m), ["0.0.0.0"]);
     srv.stop().await;
 }
+
+/// A forged answer has to guess both the query ID and the source port (RFC 5452): every
+/// forwarded query leaves from a port of its own under an ID of its own. Seen from an
+/// upstream of the test's own that notes where each query came from.
+#[tokio::test]
+async fn each_forwarded_query_has_its_own_source_port_and_id() {
+    let up = Upstream::start().await;
+    let recorder = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let recorder_addr = recorder.local_addr().unwrap();
+    let seen = tokio::spawn(async move {
+        let mut seen = Vec::new();
+        let mut buf = vec![0u8; 4096];
+        while seen.len() < 8 {
+            let (n, src) = recorder.recv_from(&mut buf).await.unwrap();
+            let q = Message::from_vec(&buf[..n]).unwrap();
+            let mut r = Message::new(q.metadata.id, MessageType::Response, OpCode::Query);
+            r.metadata.recursion_desired = true;
+            r.metadata.recursion_available = true;
+            r.add_queries(q.queries.clone());
+            r.add_answer(a(&q.queries[0].name().to_ascii(), [192, 0, 2, 9], 60));
+            recorder.send_to(&r.to_vec().unwrap(), src).await.unwrap();
+            seen.push((src.port(), q.metadata.id));
+        }
+        seen
+    });
+    let mut c = config(&up);
+    c.upstream.servers = vec![recorder_addr.to_string().parse().unwrap()];
+    let srv = serve(c).await;
+    let addr = srv.addrs()[0];
+    for i in 0..8u16 {
+        let m = udp(addr, &format!("n{i}.spread.example."), RecordType::A, q(i)).await;
+        assert_eq!(ips(&m), ["192.0.2.9"]);
+    }
+    let seen = seen.await.unwrap();
+    let ports: std::collections::HashSet<u16> = seen.iter().map(|s| s.0).collect();
+    let ids: std::collections::HashSet<u16> = seen.iter().map(|s| s.1).collect();
+    // Random picks of 16 bits (ports: of the kernel's ephemeral range) all differ but
+    // for a collision once in a few thousand runs; a shared socket gives one port.
+    assert!(ports.len() >= 7, "source ports {seen:?}");
+    assert!(ids.len() >= 7, "query IDs {seen:?}");
+    srv.stop().await;
+}
