@@ -25,6 +25,9 @@ use crate::lograte::{self, LogChoice, LogEvery};
 
 mod udp;
 
+/// The EDNS payload size we offer upstreams (the DNS Flag Day 2020 value).
+const EDNS_PAYLOAD: u16 = 1232;
+
 /// `[upstream]` in the config.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -302,13 +305,14 @@ impl Upstream {
         qtype: RecordType,
         bits: DnssecBits,
     ) -> Result<Answer, NetError> {
+        let request = request(name, qtype, bits);
         if let UpstreamSpec::Plain(addr) = self.spec {
-            match udp::exchange(addr, name, qtype, bits).await? {
+            match udp::exchange(addr, &request).await? {
                 udp::Reply::Message(msg) => return answer_of(msg),
                 udp::Reply::Truncated => {}
             }
         }
-        query(&self.pool, name, qtype, bits).await
+        query(&self.pool, request).await
     }
 
     /// Count one failure at `now`; whether to log it at WARN (once a minute).
@@ -383,7 +387,7 @@ impl Upstreams {
                 opts.num_concurrent_reqs = 1;
                 opts.cache_size = 0;
                 opts.ndots = 0;
-                opts.edns_payload_len = udp::PAYLOAD;
+                opts.edns_payload_len = EDNS_PAYLOAD;
                 opts.case_randomization = false;
                 let mut cx = PoolContext::new(
                     opts,
@@ -503,23 +507,28 @@ fn answer_of(msg: Message) -> Result<Answer, NetError> {
     })
 }
 
-/// One exchange with one pool, mapped to the answer a client should see. The query
-/// carries the client's DO (in our OPT record) and CD bits; the pool validates nothing
-/// and strips nothing, so RRSIG, NSEC, NSEC3 and DS records come back in every section.
-async fn query(
-    pool: &NameServerPool<TokioRuntimeProvider>,
-    name: &Name,
-    qtype: RecordType,
-    bits: DnssecBits,
-) -> Result<Answer, NetError> {
+/// What we ask an upstream, over UDP (`udp`) or through a pool: `name`/`qtype` under a
+/// random ID with RD, our EDNS payload, and the client's DO (in our OPT record) and CD
+/// bits.
+fn request(name: &Name, qtype: RecordType, bits: DnssecBits) -> DnsRequest {
     let mut options = DnsRequestOptions::default();
     options.recursion_desired = true;
     options.use_edns = true;
-    options.edns_payload_len = udp::PAYLOAD;
+    options.edns_payload_len = EDNS_PAYLOAD;
     options.edns_set_dnssec_ok = bits.dnssec_ok;
     // `lookup` has no CD bit: build the request and `send` it (what `lookup` does).
     let mut request = DnsRequest::from_query(Query::query(name.clone(), qtype), options);
     request.metadata.checking_disabled = bits.checking_disabled;
+    request
+}
+
+/// One exchange with one pool, mapped to the answer a client should see. The pool
+/// validates nothing and strips nothing, so RRSIG, NSEC, NSEC3 and DS records come back
+/// in every section.
+async fn query(
+    pool: &NameServerPool<TokioRuntimeProvider>,
+    request: DnsRequest,
+) -> Result<Answer, NetError> {
     let mut stream = pool.send(request);
     let response = match stream.next().await {
         Some(r) => r,

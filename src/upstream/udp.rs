@@ -10,16 +10,12 @@
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 
-use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
-use hickory_proto::rr::{DNSClass, Name, RecordType};
+use hickory_proto::op::{DnsRequest, Message, MessageType};
+use hickory_proto::rr::DNSClass;
 use tokio::net::UdpSocket;
 
-use crate::cache::DnssecBits;
-
-/// The EDNS payload size we offer (the DNS Flag Day 2020 value, as the pool offered).
-pub(super) const PAYLOAD: u16 = 1232;
-
-/// Bytes read per reply: more than [`PAYLOAD`], so a longer datagram is seen whole.
+/// Bytes read per reply: more than the EDNS payload we offer
+/// ([`super::EDNS_PAYLOAD`]), so a longer datagram is seen whole.
 const BUF: usize = 4096;
 
 /// What the upstream sent back.
@@ -30,25 +26,12 @@ pub(super) enum Reply {
     Truncated,
 }
 
-/// Ask `addr` for `name`/`qtype` with the client's DO and CD bits. Returns when a
-/// matching reply came, or with the socket's error (an ICMP port unreachable, ...);
-/// never returns otherwise: the caller bounds it with its timeout.
-pub(super) async fn exchange(
-    addr: SocketAddr,
-    name: &Name,
-    qtype: RecordType,
-    bits: DnssecBits,
-) -> io::Result<Reply> {
-    let id: u16 = rand::random();
-    let mut query = Message::new(id, MessageType::Query, OpCode::Query);
-    query.metadata.recursion_desired = true;
-    query.metadata.checking_disabled = bits.checking_disabled;
-    query.add_query(Query::query(name.clone(), qtype));
-    let mut edns = Edns::new();
-    edns.set_max_payload(PAYLOAD);
-    edns.set_dnssec_ok(bits.dnssec_ok);
-    query.set_edns(edns);
-    let bytes = query.to_vec().map_err(io::Error::other)?;
+/// Send `request` (see `super::request`: a random ID, the client's DO and CD bits) to
+/// `addr`. Returns when a matching reply came, or with the socket's error (an ICMP port
+/// unreachable, ...); never returns otherwise: the caller bounds it with its timeout.
+pub(super) async fn exchange(addr: SocketAddr, request: &DnsRequest) -> io::Result<Reply> {
+    let id = request.metadata.id;
+    let bytes = request.to_vec().map_err(io::Error::other)?;
 
     let local: SocketAddr = match addr {
         SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
@@ -71,16 +54,18 @@ pub(super) async fn exchange(
             return Ok(Reply::Truncated);
         }
         match Message::from_vec(reply) {
-            Ok(msg) if asks(&msg, name, qtype) => return Ok(Reply::Message(msg)),
+            Ok(msg) if answers(&msg, request) => return Ok(Reply::Message(msg)),
             _ => continue,
         }
     }
 }
 
-/// Whether `msg` is about our question (names compare without regard to case).
-fn asks(msg: &Message, name: &Name, qtype: RecordType) -> bool {
-    matches!(msg.queries.as_slice(), [q] if q.name() == name
-        && q.query_type() == qtype
-        && q.query_class() == DNSClass::IN)
+/// Whether `msg` is a response to `request`'s question (names compare without regard
+/// to case).
+fn answers(msg: &Message, request: &DnsRequest) -> bool {
+    matches!((msg.queries.as_slice(), request.queries.as_slice()), ([q], [ours])
+        if q.name() == ours.name()
+            && q.query_type() == ours.query_type()
+            && q.query_class() == DNSClass::IN)
         && msg.metadata.message_type == MessageType::Response
 }
