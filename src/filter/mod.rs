@@ -141,7 +141,7 @@ pub(crate) enum RuleText {
     /// A domain rule: the suffix of the checked name starting at this byte.
     Suffix { start: usize, subdomains_only: bool },
     /// An Adblock Plus rule, as written in its list.
-    Abp(Box<str>),
+    Abp(Arc<str>),
     /// A pattern rule of a domain list, as written (`||sonar*.xx.fbcdn.net^`).
     Pattern(Arc<str>),
 }
@@ -536,7 +536,7 @@ impl Filter {
             let loc = info.source_location.as_ref()?;
             let list = *abp.lists.get(loc.source_index as usize)?;
             let (category, action) = action_of(list);
-            let rule = info.raw_line.clone().unwrap_or_default().into_boxed_str();
+            let rule: Arc<str> = info.raw_line.clone().unwrap_or_default().into();
             Some((
                 action,
                 Match {
@@ -904,4 +904,4 @@ impl Default for FilterConfig {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -4,7 +4,8 @@
 use super::*;
 use crate::policy::Policy;
 
-fn list(name: &str, category: &str, format: ListFormat, text: &str) -> ListSource {
+/// A list of `format` read from `text`.
+pub(crate) fn list(name: &str, category: &str, format: ListFormat, text: &str) -> ListSource {
     ListSource {
         name: name.into(),
         category: category.into(),

@@ -109,8 +109,7 @@ pub(crate) fn decide(
     //    logged (category `bypass`). Before the query type: the name does not exist,
     //    or has no data, whatever is asked for.
     if let Some(answer) = snap.config.bypass.answer(q.name) {
-        let actions = snap.policy.actions_of(device);
-        let verdict = snap.filter.check(q.name, actions);
+        let verdict = snap.verdict(q.name, device);
         let hit = matches!(verdict.action, Some(Action::Log | Action::Block))
             .then(|| Hit::of(verdict, q.name));
         return Decision::Local {
@@ -120,8 +119,7 @@ pub(crate) fn decide(
     }
     // 3. The filter, with the device's group policy. Before the query type, so that a
     //    blocked name is blocked whatever is asked for (ANY and DO/CD included).
-    let actions = snap.policy.actions_of(device);
-    let verdict = snap.filter.check(q.name, actions);
+    let verdict = snap.verdict(q.name, device);
     if verdict.is_block() {
         return Decision::Blocked(Hit::of(verdict, q.name));
     }
@@ -171,9 +169,8 @@ pub(crate) fn check_answer(
     // An `allow` rule on the name itself ends it: the household asked for that name.
     let mut chain_logged = None;
     if verdict.action != Some(Action::Allow) {
-        let actions = snap.policy.actions_of(device);
         let mut check = |t: &str| -> Option<Check> {
-            let tv = snap.filter.check(t, actions);
+            let tv = snap.verdict(t, device);
             let hit = || Hit {
                 matched: t.to_string(),
                 from_cname: true,

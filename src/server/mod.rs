@@ -17,6 +17,7 @@ mod sockets;
 mod tcp;
 mod tcp_slots;
 mod udp;
+mod verdicts;
 mod web_view;
 pub mod wire;
 

@@ -8,11 +8,12 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
+use super::verdicts::Verdicts;
 use super::{ServeError, ServerConfig};
 use crate::access::{self, Access, default_allow_clients};
-use crate::clients::Clients;
+use crate::clients::{Clients, Device};
 use crate::config::Config;
-use crate::filter::Filter;
+use crate::filter::{Filter, Verdict};
 use crate::lists::{self, ListError};
 use crate::policy::Policy;
 use crate::upstream::{self, UpstreamError, Upstreams};
@@ -45,6 +46,8 @@ pub(crate) struct Snapshot {
     pub(crate) access: Access,
     pub(crate) clients: Arc<Clients>,
     pub(crate) deadline: Duration,
+    /// The filter's verdicts on names already asked for.
+    verdicts: Verdicts,
 }
 
 impl Snapshot {
@@ -87,7 +90,15 @@ impl Snapshot {
             policy,
             upstreams,
             access,
+            verdicts: Verdicts::new(),
         })
+    }
+
+    /// The filter's verdict on `name` (normalized) for `device`, with its group's or its
+    /// own action table; remembered for the next query of the same name.
+    pub(crate) fn verdict(&self, name: &str, device: &Device) -> Verdict {
+        let actions = self.policy.actions_of(device);
+        self.verdicts.check(&self.filter, name, actions)
     }
 
     /// One INFO line with the rule counts per category.

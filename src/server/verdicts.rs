@@ -1,0 +1,153 @@
+//! Filter verdicts remembered by name and action table for the life of one snapshot:
+//! a name asked for again (most of a household's lookups) costs one hash and one
+//! comparison instead of a walk through every list. A snapshot's filter and policy
+//! never change (a reload or a household control builds a new snapshot, with an empty
+//! memory), so a remembered verdict is the filter's verdict.
+//!
+//! The memory is direct-mapped: a name has one slot, chosen by its hash, and a new
+//! name in a taken slot replaces the one there. No eviction order to keep, and a
+//! lock per slot.
+
+use std::hash::BuildHasher;
+use std::sync::Mutex;
+
+use crate::filter::{Filter, Verdict};
+use crate::policy::Action;
+
+/// Slots (a power of two; some 80 bytes each, and the name).
+const SLOTS: usize = 4096;
+
+/// One remembered verdict: the name, the action table it was checked with, the verdict.
+/// The table is named by its address: it belongs to the snapshot's policy, which lives
+/// exactly as long as this memory.
+type Slot = Option<(Box<str>, usize, Verdict)>;
+
+/// The remembered verdicts of one snapshot.
+pub(crate) struct Verdicts {
+    slots: Box<[Mutex<Slot>]>,
+}
+
+impl Verdicts {
+    pub(crate) fn new() -> Verdicts {
+        Verdicts::with_slots(SLOTS)
+    }
+
+    /// A memory of `n` slots (a power of two).
+    fn with_slots(n: usize) -> Verdicts {
+        Verdicts {
+            slots: (0..n).map(|_| Mutex::new(None)).collect(),
+        }
+    }
+
+    /// `filter.check(name, actions)`, remembered. `filter` and `actions` must be the
+    /// snapshot's own (see [`super::Snapshot::verdict`]).
+    pub(super) fn check(&self, filter: &Filter, name: &str, actions: &[Action]) -> Verdict {
+        let table = actions.as_ptr() as usize;
+        let hash = rustc_hash::FxBuildHasher.hash_one((name, table));
+        let slot = &self.slots[hash as usize & (self.slots.len() - 1)];
+        if let Ok(s) = slot.lock()
+            && let Some((n, t, v)) = s.as_ref()
+            && **n == *name
+            && *t == table
+        {
+            return v.clone();
+        }
+        let v = filter.check(name, actions);
+        if let Ok(mut s) = slot.lock() {
+            *s = Some((name.into(), table, v.clone()));
+        }
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::filter::ListFormat;
+    use crate::filter::tests::list;
+
+    /// Remembered verdicts are the filter's, for every name and action table, also
+    /// once names share a slot and replace each other (three times more names than
+    /// slots, each asked for twice in two orders).
+    #[test]
+    fn remembered_verdicts_are_the_filters() {
+        let filter = Filter::build(vec![
+            list(
+                "first-party.txt",
+                "first-party",
+                ListFormat::Domains,
+                "fbcdn.net\nfacebook.com\n*.edge.facebook.com\n",
+            ),
+            list(
+                "telemetry.txt",
+                "telemetry",
+                ListFormat::Domains,
+                "||sonar*.xx.fbcdn.net^\ngraph.facebook.com\n",
+            ),
+            list(
+                "hosts",
+                "pixel",
+                ListFormat::Hosts,
+                "0.0.0.0 connect.facebook.net\n0.0.0.0 pixel.facebook.com\n",
+            ),
+            list(
+                "allow.txt",
+                "allow",
+                ListFormat::Domains,
+                "www.facebook.com\n",
+            ),
+        ]);
+        // Two tables that disagree on every category: a verdict remembered for one
+        // table and served for the other is wrong.
+        let n = filter.categories().iter().count();
+        let blocks = vec![Action::Block; n];
+        let logs = vec![Action::Log; n];
+        let names: Vec<String> = (0..3 * SLOTS)
+            .map(|i| match i % 6 {
+                0 => format!("h{i}.facebook.com"),
+                1 => format!("sonar{i}.xx.fbcdn.net"),
+                2 => format!("a{i}.edge.facebook.com"),
+                3 => "connect.facebook.net".to_string(),
+                4 => format!("site{i}.example"),
+                _ => ["www.facebook.com", "graph.facebook.com", "fbcdn.net"][i % 3].to_string(),
+            })
+            .collect();
+        let verdicts = Verdicts::new();
+        let mut matched = 0;
+        for round in 0..2 {
+            for i in 0..names.len() {
+                let i = if round == 0 { i } else { names.len() - 1 - i };
+                for table in [&blocks, &logs] {
+                    let want = filter.check(&names[i], table);
+                    matched += usize::from(want.matched.is_some());
+                    assert_eq!(
+                        verdicts.check(&filter, &names[i], table),
+                        want,
+                        "{}",
+                        names[i]
+                    );
+                    assert_eq!(
+                        verdicts.check(&filter, &names[i], table),
+                        want,
+                        "{}",
+                        names[i]
+                    );
+                }
+            }
+        }
+        assert!(
+            matched > names.len(),
+            "the names must match rules: {matched}"
+        );
+
+        // One slot: every name and table replaces the last, the same name with the
+        // other table too.
+        let one = Verdicts::with_slots(1);
+        for name in ["pixel.facebook.com", "pixel.facebook.com", "x.fbcdn.net"] {
+            for table in [&blocks, &logs, &blocks] {
+                let want = filter.check(name, table);
+                assert_eq!(one.check(&filter, name, table), want, "{name}");
+            }
+        }
+    }
+}
