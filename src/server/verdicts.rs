@@ -14,7 +14,7 @@ use std::sync::Mutex;
 use crate::filter::{Filter, Verdict};
 use crate::policy::Action;
 
-/// Slots (a power of two; some 80 bytes each, and the name).
+/// Slots (a power of two; 72 bytes each, and the name).
 const SLOTS: usize = 4096;
 
 /// One remembered verdict: the name, the action table it was checked with, the verdict.
