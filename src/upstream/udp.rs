@@ -41,7 +41,8 @@ pub(super) enum Reply {
 ///
 /// The socket is sent on before it is registered with the runtime, and registered for
 /// reading only: the send needs no wake-up of its own, and no writable event wakes the
-/// runtime. `connect` binds it to a port the kernel picks at random (no `bind`).
+/// runtime. `connect` binds it to a port the kernel picks at random (no `bind`), and
+/// makes the kernel report an ICMP error for it, so a dead upstream fails at once.
 pub(super) async fn exchange(addr: SocketAddr, request: &DnsRequest) -> io::Result<Reply> {
     let id = request.metadata.id;
     let bytes = match wire(request) {
@@ -60,7 +61,9 @@ pub(super) async fn exchange(addr: SocketAddr, request: &DnsRequest) -> io::Resu
     // owns the socket.
     let socket = unsafe { AsyncFd::register_with_interest(socket, Interest::READABLE)? };
     loop {
-        let mut ready = socket.readable().await?;
+        // ERROR too: an ICMP "port unreachable" (a dead upstream) sets the socket's
+        // error, which epoll reports alone; the `recv` below then returns it.
+        let mut ready = socket.ready(Interest::READABLE | Interest::ERROR).await?;
         let read = ready.try_io(|s| {
             REPLY.with_borrow_mut(|buf| {
                 let n = s.get_ref().recv(buf)?;

@@ -331,18 +331,29 @@ async fn deadline_gives_servfail_with_ede_22_and_others_keep_working() {
     srv.stop().await;
 }
 
+/// A server whose first upstream is `first` (not answering) and whose second works,
+/// with `attempt` as the attempt timeout.
+async fn first_upstream_dead(
+    first: std::net::SocketAddr,
+    attempt: Duration,
+) -> (Upstream, metaguard::server::Running) {
+    let up = Upstream::start().await;
+    let mut c = config(&up);
+    c.upstream.servers = vec![
+        first.to_string().parse().unwrap(),
+        up.spec().parse().unwrap(),
+    ];
+    c.upstream.attempt_timeout = attempt;
+    c.upstream.deadline = c.upstream.deadline.max(2 * attempt);
+    (up, serve(c).await)
+}
+
 #[tokio::test]
 async fn fails_over_to_the_next_upstream() {
     // A socket that never answers, then a working upstream.
     let dead = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let up = Upstream::start().await;
-    let mut c = config(&up);
-    c.upstream.servers = vec![
-        dead.local_addr().unwrap().to_string().parse().unwrap(),
-        up.spec().parse().unwrap(),
-    ];
-    c.upstream.attempt_timeout = Duration::from_millis(300);
-    let srv = serve(c).await;
+    let (_up, srv) =
+        first_upstream_dead(dead.local_addr().unwrap(), Duration::from_millis(300)).await;
     let m = udp(
         srv.addrs()[0],
         "failover.example.",
@@ -366,6 +377,26 @@ async fn fails_over_to_the_next_upstream() {
         "took {:?}",
         t.elapsed()
     );
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn a_closed_upstream_port_fails_over_at_once() {
+    // Nothing listens on the first upstream's port: its ICMP "port unreachable" must
+    // end the attempt at once, long before the attempt timeout (which is longer than
+    // the client waits).
+    let closed = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let closed_addr = closed.local_addr().unwrap();
+    drop(closed);
+    let (_up, srv) = first_upstream_dead(closed_addr, Duration::from_secs(30)).await;
+    let m = udp(
+        srv.addrs()[0],
+        "portclosed.example.",
+        RecordType::A,
+        Q::default(),
+    )
+    .await;
+    assert_eq!(ips(&m), ["192.0.2.1"]);
     srv.stop().await;
 }
 
