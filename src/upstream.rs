@@ -98,6 +98,9 @@ pub enum UpstreamError {
     /// No upstream answered in time.
     #[error("upstream timed out")]
     Timeout,
+    /// The caller's deadline ([`Upstreams::resolve_by`]) passed first.
+    #[error("the deadline passed")]
+    Deadline,
 }
 
 /// How to reach one upstream.
@@ -448,20 +451,54 @@ impl Upstreams {
     }
 
     /// Resolve `name`/`qtype` with the client's DO and CD bits, trying each upstream in
-    /// turn (healthy ones first). The caller bounds the whole call with its own deadline.
+    /// turn (healthy ones first), each within `[upstream] attempt_timeout`.
     pub async fn resolve(
         &self,
         name: &Name,
         qtype: RecordType,
         bits: DnssecBits,
     ) -> Result<Answer, UpstreamError> {
+        self.attempts(name, qtype, bits, None).await
+    }
+
+    /// [`Upstreams::resolve`], ended at `deadline`: an attempt ends at its own timeout or
+    /// at the deadline, whichever is sooner, so a forward keeps one timer at a time (a
+    /// timer around the whole call was a second one per forward). Past the deadline the
+    /// error is [`UpstreamError::Deadline`], and the upstream then asked is not counted
+    /// as failed: it was cut short, not slow.
+    pub async fn resolve_by(
+        &self,
+        name: &Name,
+        qtype: RecordType,
+        bits: DnssecBits,
+        deadline: tokio::time::Instant,
+    ) -> Result<Answer, UpstreamError> {
+        self.attempts(name, qtype, bits, Some(deadline)).await
+    }
+
+    async fn attempts(
+        &self,
+        name: &Name,
+        qtype: RecordType,
+        bits: DnssecBits,
+        deadline: Option<tokio::time::Instant>,
+    ) -> Result<Answer, UpstreamError> {
         let mut order: Vec<usize> = (0..self.servers.len()).collect();
         order.sort_by_key(|&i| (self.servers[i].failures.load(Ordering::Relaxed) > 0, i));
         let mut last = UpstreamError::Failed("no upstream configured".into());
         for i in order {
             let server = &self.servers[i];
-            let result =
-                tokio::time::timeout(self.attempt_timeout, server.query(name, qtype, bits)).await;
+            let now = tokio::time::Instant::now();
+            let own = now + self.attempt_timeout;
+            // Whether this attempt ends at the caller's deadline rather than its own.
+            let (until, cut) = match deadline {
+                Some(d) if d <= own => (d, true),
+                _ => (own, false),
+            };
+            if cut && until <= now {
+                return Err(UpstreamError::Deadline);
+            }
+            let result = tokio::time::timeout_at(until, server.query(name, qtype, bits)).await;
             match result {
                 Ok(Ok(answer)) => {
                     server.failures.store(0, Ordering::Relaxed);
@@ -472,6 +509,7 @@ impl Upstreams {
                     self.warn(server, &e, choice);
                     last = UpstreamError::Failed(format!("{}: {e}", server.spec));
                 }
+                Err(_) if cut => return Err(UpstreamError::Deadline),
                 Err(_) => {
                     let cause = format!(
                         "no answer within {}",
@@ -637,6 +675,54 @@ mod tests {
                  (59 more failures in the last 1m)",
             ]
         );
+    }
+
+    /// The caller's deadline ends the attempt it falls in (one timer per attempt, none
+    /// around the call), and that upstream is not counted as failed; an attempt that
+    /// times out before the deadline still fails its upstream over to the next.
+    /// (Paused time: each wait ends the moment nothing else can happen.)
+    #[tokio::test(start_paused = true)]
+    async fn the_deadline_cuts_an_attempt_short_without_failing_its_upstream() {
+        // Two upstreams that take queries and never answer.
+        let silent = [(); 2].map(|_| std::net::UdpSocket::bind("127.0.0.1:0").unwrap());
+        let specs: Vec<UpstreamSpec> = silent
+            .iter()
+            .map(|s| UpstreamSpec::Plain(s.local_addr().unwrap()))
+            .collect();
+        let cfg = UpstreamConfig {
+            attempt_timeout: Duration::from_secs(30),
+            ..Default::default()
+        };
+        let ups = Upstreams::new(&specs, &cfg, &Default::default()).unwrap();
+        let name = Name::from_ascii("www.example.com.").unwrap();
+        let failures = |i: usize| ups.servers[i].failures.load(Ordering::Relaxed);
+        let ask = |within: Duration| {
+            let t = tokio::time::Instant::now();
+            let ask = ups.resolve_by(&name, RecordType::A, Default::default(), t + within);
+            async move { (ask.await, t.elapsed()) }
+        };
+        let ms = Duration::from_millis;
+
+        // The deadline (2 s) comes before the attempt's own timeout (30 s).
+        let (got, took) = ask(ms(2_000)).await;
+        assert!(matches!(got, Err(UpstreamError::Deadline)), "{got:?}");
+        assert!(took >= ms(2_000) && took < ms(2_010), "{took:?}");
+        assert_eq!((failures(0), failures(1)), (0, 0));
+
+        // 45 s: the first upstream's 30 s run out (it fails over), then the deadline
+        // cuts the second one's attempt short.
+        let (got, took) = ask(ms(45_000)).await;
+        assert!(matches!(got, Err(UpstreamError::Deadline)), "{got:?}");
+        assert!(took >= ms(45_000) && took < ms(45_010), "{took:?}");
+        assert_eq!((failures(0), failures(1)), (1, 0));
+
+        // Without a deadline each attempt takes its 30 s, and both fail (the healthy
+        // second one is asked first).
+        let t = tokio::time::Instant::now();
+        let got = ups.resolve(&name, RecordType::A, Default::default()).await;
+        assert!(matches!(got, Err(UpstreamError::Timeout)), "{got:?}");
+        assert!(t.elapsed() >= ms(60_000), "{:?}", t.elapsed());
+        assert_eq!((failures(0), failures(1)), (2, 1));
     }
 
     #[test]

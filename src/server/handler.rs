@@ -25,6 +25,7 @@ use crate::metrics::Metrics;
 use crate::policy::Action;
 use crate::stats::Stats;
 use crate::store::{AnsweredFrom, HitEvent, Logger, QueryEvent, unix_now};
+use crate::upstream::UpstreamError;
 
 /// The query handler. Everything it reads per query is in the current [`Snapshot`].
 pub(crate) struct Handler {
@@ -128,25 +129,26 @@ impl Handler {
             from_cname: false,
         });
         let lower = Name::from(query.name().clone());
-        let upstream = snap.upstreams.resolve(&lower, q.qtype, q.bits);
-        let asked = std::time::Instant::now();
-        let result = tokio::time::timeout(snap.deadline, upstream).await;
+        let asked = tokio::time::Instant::now();
+        let result = (snap.upstreams)
+            .resolve_by(&lower, q.qtype, q.bits, asked + snap.deadline)
+            .await;
         self.metrics.observe_upstream(asked.elapsed());
         let text = match result {
-            Ok(Ok(mut answer)) => {
+            Ok(mut answer) => {
                 // The client sees from the first answer the TTLs the cache keeps.
                 self.cache.clamp_ttls(&mut answer);
                 self.cache.insert(q.name, q.qtype, q.bits, &answer);
                 let check = decide::check_answer(snap, q, device, verdict, &answer, None);
                 return self.finish(snap, q, owner, answer, check, AnsweredFrom::Upstream);
             }
-            Ok(Err(e)) => {
-                tracing::debug!(name = %q.name, error = %e, "no upstream answer");
-                "no upstream answered"
-            }
-            Err(_) => {
+            Err(UpstreamError::Deadline) => {
                 tracing::debug!(name = %q.name, "upstream deadline passed");
                 "no upstream answered in time"
+            }
+            Err(e) => {
+                tracing::debug!(name = %q.name, error = %e, "no upstream answer");
+                "no upstream answered"
             }
         };
         Stats::inc(&self.stats.upstream_failures);
