@@ -560,8 +560,9 @@ impl Clients {
     }
 
     /// Refresh now, then again at the first query once the tables are `refresh` old,
-    /// until `shutdown`; each time on the blocking pool so the runtime's workers never
-    /// wait on files or `ip`.
+    /// until `shutdown`, as a task on `on` (the server's housekeeping thread, so its
+    /// timer is not the DNS workers'); each time on the blocking pool so no runtime's
+    /// thread waits on files or `ip`.
     ///
     /// The tables serve `identify` and nothing else, so an idle server reads no file
     /// and runs no `ip` (issue 16: a 30 s tick cost a thread and a process each time).
@@ -571,9 +572,10 @@ impl Clients {
     pub(crate) fn spawn_refresher(
         self: &Arc<Self>,
         shutdown: CancellationToken,
+        on: &tokio::runtime::Handle,
     ) -> tokio::task::JoinHandle<()> {
         let me = Arc::clone(self);
-        tokio::spawn(async move {
+        on.spawn(async move {
             loop {
                 let c = Arc::clone(&me);
                 if let Err(e) = tokio::task::spawn_blocking(move || c.refresh_now()).await {

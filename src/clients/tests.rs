@@ -346,7 +346,7 @@ async fn refresher_reads_at_start_and_stops_on_shutdown() {
     let (_, cfg) = one_lease(dir.path());
     let c = Arc::new(Clients::new(&[], &cfg).unwrap());
     let stop = CancellationToken::new();
-    let task = c.spawn_refresher(stop.clone());
+    let task = c.spawn_refresher(stop.clone(), &tokio::runtime::Handle::current());
     for _ in 0..100 {
         if c.identify(ip("10.0.0.1"), None).name.is_some() {
             break;
@@ -370,7 +370,7 @@ async fn idle_refresher_waits_for_a_query_and_is_woken_by_one() {
     let (path, cfg) = one_lease(dir.path());
     let c = Arc::new(Clients::new(&[], &cfg).unwrap());
     let stop = CancellationToken::new();
-    let task = c.spawn_refresher(stop.clone());
+    let task = c.spawn_refresher(stop.clone(), &tokio::runtime::Handle::current());
     let name = |c: &Clients| c.learnt.load().name_by_ip.get(&ip("10.0.0.1")).cloned();
     // Read at start; then, with no query for whole periods, it parks (time is paused:
     // these sleeps only let the refresher's timers run).

@@ -14,6 +14,7 @@ use hickory_server::server::Request;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::housekeeping::Housekeeping;
 use super::{Handler, Snapshot, refused, response, wire};
 use crate::access::Admit;
 use crate::cache::Cache;
@@ -41,12 +42,14 @@ pub(crate) struct Dispatcher {
     pub(super) refused: refused::RefusedLog,
     /// The dashboard's live page: the hit writer offers each hit while someone watches.
     pub(super) live: crate::web::LiveFeed,
+    /// Where the periodic tasks run ([`super::housekeeping`]): not on the DNS workers.
+    tick: tokio::runtime::Handle,
 }
 
 impl Dispatcher {
     /// The dispatcher over a first snapshot, its device tables refreshing and the
     /// dnstap export and the write-time metric set up.
-    pub(super) fn new(snap: Snapshot, logger: Logger) -> Arc<Dispatcher> {
+    pub(super) fn new(snap: Snapshot, logger: Logger, tick: &Housekeeping) -> Arc<Dispatcher> {
         let stats = Arc::new(Stats::default());
         let shutdown = CancellationToken::new();
         let clients = snap.clients.clone();
@@ -65,6 +68,7 @@ impl Dispatcher {
             refused: refused::RefusedLog::default(),
             shutdown,
             tracker: TaskTracker::new(),
+            tick: tick.handle().clone(),
         });
         dispatcher.refresh_clients(&clients);
         {
@@ -96,12 +100,12 @@ impl Dispatcher {
     }
 
     /// Write the counters to the database every 5 s (`metaguard status` reads them
-    /// there) until shutdown. While nothing changes the ticker stops, and waits for the
+    /// there) until shutdown, from the housekeeping thread. While nothing changes the ticker stops, and waits for the
     /// next query, or rewrites the status once per [`STATUS_IDLE`] so that
     /// `metaguard status` still shows a live server.
     pub(super) fn spawn_status(self: &Arc<Self>, started: Instant, started_unix: i64) {
         let dispatcher = self.clone();
-        tokio::spawn(async move {
+        self.tick.spawn(async move {
             let d = &dispatcher;
             let mut last = None;
             loop {
@@ -133,7 +137,7 @@ impl Dispatcher {
     /// Start refreshing the device tables of `clients`, stopping the previous refresher.
     pub(super) fn refresh_clients(&self, clients: &Arc<Clients>) {
         let token = self.shutdown.child_token();
-        clients.spawn_refresher(token.clone());
+        clients.spawn_refresher(token.clone(), &self.tick);
         if let Ok(mut old) = self.refresher.lock() {
             std::mem::replace(&mut *old, token).cancel();
         }

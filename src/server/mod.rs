@@ -7,6 +7,7 @@ mod decide;
 mod dispatch;
 pub(crate) use dispatch::STATUS_IDLE;
 mod handler;
+mod housekeeping;
 mod inflight;
 mod mmsg;
 mod refused;
@@ -174,6 +175,9 @@ pub enum ServeError {
     /// `[server] listen` is empty.
     #[error("no listen address configured")]
     NoListen,
+    /// The housekeeping thread could not be started.
+    #[error("cannot start the housekeeping thread: {0}")]
+    Thread(#[source] std::io::Error),
 }
 
 /// A running server: its bound addresses, live counters, reload and stop.
@@ -190,6 +194,8 @@ pub struct Running {
     controls_changed: Arc<tokio::sync::Notify>,
     /// Tells the dashboard that a reload swapped a new snapshot in.
     reloaded: Arc<tokio::sync::Notify>,
+    /// The thread the periodic tasks run on; stopped with the server.
+    _housekeeping: housekeeping::Housekeeping,
 }
 
 impl Running {
@@ -309,8 +315,9 @@ pub async fn start(config: Config) -> Result<Running, ServeError> {
     let server_cfg = config.server.clone();
     let snap = Snapshot::build(config, &addrs, true)?;
     snap.log_loaded("loaded");
+    let housekeeping = housekeeping::Housekeeping::start().map_err(ServeError::Thread)?;
     let (logger, writer) = store::start(&snap.config.store);
-    let dispatcher = Dispatcher::new(snap, logger);
+    let dispatcher = Dispatcher::new(snap, logger, &housekeeping);
     let started = Instant::now();
     let started_unix = unix_now();
     dispatcher.spawn_status(started, started_unix);
@@ -390,6 +397,7 @@ pub async fn start(config: Config) -> Result<Running, ServeError> {
         started,
         started_unix,
         writer: Some(writer),
+        _housekeeping: housekeeping,
     })
 }
 
@@ -479,18 +487,49 @@ mod tests {
             .expect("an answer over TCP")
     }
 
+    /// A server on a free loopback port with the built-in lists and its files in `dir`.
+    /// Blocked names are answered without an upstream; the one given is never asked.
+    fn loopback(dir: &std::path::Path) -> Config {
+        let mut c = Config::default();
+        c.server.listen = vec!["127.0.0.1:0".parse().unwrap()];
+        c.upstream.servers = vec!["127.0.0.1:9".parse().unwrap()];
+        c.filter.lists_dir = dir.join("no-lists");
+        c.store.db = dir.join("m.db");
+        c
+    }
+
+    /// The server's periodic tasks (the status ticker, the device-table refresher) run
+    /// on its housekeeping thread: on the runtime that serves DNS only the listeners are
+    /// left, so none of their timers makes a worker's wait for packets arm a kernel
+    /// timer. (Before, the two ran here: 4 tasks.)
+    #[tokio::test]
+    async fn only_the_listeners_run_on_the_serving_runtime() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = loopback(dir.path());
+        let tasks = || {
+            tokio::runtime::Handle::current()
+                .metrics()
+                .num_alive_tasks()
+        };
+        assert_eq!(tasks(), 0);
+        let srv = start(c).await.unwrap();
+        // A query makes the status change, which the ticker writes.
+        let m = udp_ask(srv.addrs()[0], "connect.facebook.net.").await;
+        assert_eq!(m.expect("answered").answers.len(), 1);
+        // One address: its UDP socket and its TCP listener.
+        assert_eq!(tasks(), 2);
+        tokio::time::timeout(Duration::from_secs(5), srv.stop())
+            .await
+            .expect("stops cleanly");
+    }
+
     /// A panic in one query task ends that task only: tokio catches it (the release
     /// profile keeps `panic = "unwind"`), the task's in-flight permit is released by
     /// unwinding, and the listeners and the other queries carry on.
     #[tokio::test]
     async fn a_panicking_query_task_does_not_stop_the_server() {
         let dir = tempfile::tempdir().unwrap();
-        let mut c = Config::default();
-        c.server.listen = vec!["127.0.0.1:0".parse().unwrap()];
-        // Blocked names are answered without an upstream; this one is never asked.
-        c.upstream.servers = vec!["127.0.0.1:9".parse().unwrap()];
-        c.filter.lists_dir = dir.path().join("no-lists");
-        c.store.db = dir.path().join("m.db");
+        let mut c = loopback(dir.path());
         c.clients.neighbours = false;
         c.clients.leases = Vec::new();
         // One UDP query in flight at a time: a leaked permit would drop every later query.
