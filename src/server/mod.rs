@@ -288,7 +288,8 @@ impl Running {
             }
             _ => status,
         };
-        self.dispatcher.handler.logger.status(status);
+        // The last one: the ticker, on another thread, may not write after it.
+        self.dispatcher.handler.logger.last_status(status);
         if let Some(w) = self.writer.take() {
             let _ = tokio::task::spawn_blocking(move || w.shutdown()).await;
         }
@@ -521,6 +522,11 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(5), srv.stop())
             .await
             .expect("stops cleanly");
+        // The ticker, on its own thread, did not write over the last status.
+        let conn = crate::store::schema::open_ro(&dir.path().join("m.db")).unwrap();
+        let status = crate::store::read::status(&conn).unwrap();
+        let server = status.server.expect("a status row");
+        assert!(server.get("stopped").is_some(), "{server}");
     }
 
     /// A panic in one query task ends that task only: tokio catches it (the release

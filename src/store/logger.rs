@@ -4,7 +4,7 @@
 
 // FxHash: the keys are ours (device keys), and SipHash was a tenth of the writer's time.
 use rustc_hash::FxHashMap as HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::SyncSender;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::thread::Thread;
@@ -40,6 +40,9 @@ pub(super) struct LogState {
     capacity: u64,
     pub(super) totals: Mutex<TotalsMap>,
     pub(super) status: Mutex<Option<String>>,
+    /// Set with the last status (the server stopped): later ones are ignored. Read
+    /// and set under the `status` lock.
+    status_closed: AtomicBool,
     log_all_queries: bool,
     /// Told how long each batch write took (the metrics endpoint's histogram).
     pub(super) on_write: Mutex<Option<WriteObserver>>,
@@ -65,6 +68,7 @@ impl LogState {
             capacity: capacity as u64,
             totals: Mutex::new(HashMap::default()),
             status: Mutex::new(None),
+            status_closed: AtomicBool::new(false),
             log_all_queries,
             on_write: Mutex::new(None),
             on_hit: OnceLock::new(),
@@ -174,9 +178,25 @@ impl Logger {
         self.state.log_all_queries
     }
 
-    /// The server's counters as JSON, for `metaguard status`; the latest call wins.
+    /// The server's counters as JSON, for `metaguard status`; the latest call wins,
+    /// until [`Logger::last_status`].
     pub(crate) fn status(&self, json: String) {
-        let first = lock(&self.state.status).replace(json).is_none();
+        self.set_status(json, false);
+    }
+
+    /// The status the server leaves when it stops: no later call replaces it.
+    pub(crate) fn last_status(&self, json: String) {
+        self.set_status(json, true);
+    }
+
+    fn set_status(&self, json: String, last: bool) {
+        let mut status = lock(&self.state.status);
+        if self.state.status_closed.load(Ordering::Relaxed) {
+            return;
+        }
+        self.state.status_closed.store(last, Ordering::Relaxed);
+        let first = status.replace(json).is_none();
+        drop(status);
         if first {
             self.wake();
         }

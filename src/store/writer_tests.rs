@@ -546,6 +546,29 @@ fn idle_writer_is_woken_by_totals_and_status() {
     handle.shutdown();
 }
 
+/// The status a stopping server leaves stays: a tick after it (the ticker runs on
+/// another thread) does not replace it.
+#[test]
+fn the_last_status_is_not_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path());
+    let (logger, handle) = start(&cfg);
+    logger.status(r#"{"queries": 1}"#.into());
+    logger.last_status(r#"{"queries": 2, "stopped": 1}"#.into());
+    logger.status(r#"{"queries": 3}"#.into());
+    assert!(handle.flush());
+    let conn = rusqlite::Connection::open(&cfg.db).unwrap();
+    let value: String = conn
+        .query_row(
+            "SELECT value FROM server_status WHERE key = 'server'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(value, r#"{"queries": 2, "stopped": 1}"#);
+    handle.shutdown();
+}
+
 #[test]
 fn a_full_batch_or_a_flush_wakes_the_writer_before_its_deadline() {
     let dir = tempfile::tempdir().unwrap();
