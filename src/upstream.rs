@@ -98,7 +98,7 @@ pub enum UpstreamError {
     /// No upstream answered in time.
     #[error("upstream timed out")]
     Timeout,
-    /// The caller's deadline ([`Upstreams::resolve_by`]) passed first.
+    /// The caller's deadline ([`Upstreams::resolve`]) passed first.
     #[error("the deadline passed")]
     Deadline,
 }
@@ -451,37 +451,17 @@ impl Upstreams {
     }
 
     /// Resolve `name`/`qtype` with the client's DO and CD bits, trying each upstream in
-    /// turn (healthy ones first), each within `[upstream] attempt_timeout`.
+    /// turn (healthy ones first), until `deadline`: an attempt ends at its own timeout
+    /// (`[upstream] attempt_timeout`) or at the deadline, whichever is sooner, so a
+    /// forward keeps one timer at a time (a timer around the whole call was a second one
+    /// per forward). Past the deadline the error is [`UpstreamError::Deadline`], and the
+    /// upstream then asked is not counted as failed: it was cut short, not slow.
     pub async fn resolve(
         &self,
         name: &Name,
         qtype: RecordType,
         bits: DnssecBits,
-    ) -> Result<Answer, UpstreamError> {
-        self.attempts(name, qtype, bits, None).await
-    }
-
-    /// [`Upstreams::resolve`], ended at `deadline`: an attempt ends at its own timeout or
-    /// at the deadline, whichever is sooner, so a forward keeps one timer at a time (a
-    /// timer around the whole call was a second one per forward). Past the deadline the
-    /// error is [`UpstreamError::Deadline`], and the upstream then asked is not counted
-    /// as failed: it was cut short, not slow.
-    pub async fn resolve_by(
-        &self,
-        name: &Name,
-        qtype: RecordType,
-        bits: DnssecBits,
         deadline: tokio::time::Instant,
-    ) -> Result<Answer, UpstreamError> {
-        self.attempts(name, qtype, bits, Some(deadline)).await
-    }
-
-    async fn attempts(
-        &self,
-        name: &Name,
-        qtype: RecordType,
-        bits: DnssecBits,
-        deadline: Option<tokio::time::Instant>,
     ) -> Result<Answer, UpstreamError> {
         let mut order: Vec<usize> = (0..self.servers.len()).collect();
         order.sort_by_key(|&i| (self.servers[i].failures.load(Ordering::Relaxed) > 0, i));
@@ -491,9 +471,10 @@ impl Upstreams {
             let now = tokio::time::Instant::now();
             let own = now + self.attempt_timeout;
             // Whether this attempt ends at the caller's deadline rather than its own.
-            let (until, cut) = match deadline {
-                Some(d) if d <= own => (d, true),
-                _ => (own, false),
+            let (until, cut) = if deadline <= own {
+                (deadline, true)
+            } else {
+                (own, false)
             };
             if cut && until <= now {
                 return Err(UpstreamError::Deadline);
@@ -698,7 +679,7 @@ mod tests {
         let failures = |i: usize| ups.servers[i].failures.load(Ordering::Relaxed);
         let ask = |within: Duration| {
             let t = tokio::time::Instant::now();
-            let ask = ups.resolve_by(&name, RecordType::A, Default::default(), t + within);
+            let ask = ups.resolve(&name, RecordType::A, Default::default(), t + within);
             async move { (ask.await, t.elapsed()) }
         };
         let ms = Duration::from_millis;
@@ -716,12 +697,11 @@ mod tests {
         assert!(took >= ms(45_000) && took < ms(45_010), "{took:?}");
         assert_eq!((failures(0), failures(1)), (1, 0));
 
-        // Without a deadline each attempt takes its 30 s, and both fail (the healthy
-        // second one is asked first).
-        let t = tokio::time::Instant::now();
-        let got = ups.resolve(&name, RecordType::A, Default::default()).await;
+        // With a deadline past both attempts each takes its 30 s, and both fail (the
+        // healthy second one is asked first).
+        let (got, took) = ask(ms(600_000)).await;
         assert!(matches!(got, Err(UpstreamError::Timeout)), "{got:?}");
-        assert!(t.elapsed() >= ms(60_000), "{:?}", t.elapsed());
+        assert!(took >= ms(60_000), "{took:?}");
         assert_eq!((failures(0), failures(1)), (2, 1));
     }
 

@@ -100,9 +100,9 @@ impl Dispatcher {
     }
 
     /// Write the counters to the database every 5 s (`metaguard status` reads them
-    /// there) until shutdown, from the housekeeping thread. While nothing changes the ticker stops, and waits for the
-    /// next query, or rewrites the status once per [`STATUS_IDLE`] so that
-    /// `metaguard status` still shows a live server.
+    /// there) until shutdown, from the housekeeping thread. While nothing changes the
+    /// ticker stops, and waits for the next query, or rewrites the status once per
+    /// [`STATUS_IDLE`] so that `metaguard status` still shows a live server.
     pub(super) fn spawn_status(self: &Arc<Self>, started: Instant, started_unix: i64) {
         let dispatcher = self.clone();
         self.tick.spawn(async move {

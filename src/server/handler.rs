@@ -130,8 +130,9 @@ impl Handler {
         });
         let lower = Name::from(query.name().clone());
         let asked = tokio::time::Instant::now();
-        let result = (snap.upstreams)
-            .resolve_by(&lower, q.qtype, q.bits, asked + snap.deadline)
+        let result = snap
+            .upstreams
+            .resolve(&lower, q.qtype, q.bits, asked + snap.deadline)
             .await;
         self.metrics.observe_upstream(asked.elapsed());
         let text = match result {

@@ -11,7 +11,7 @@
 //!
 //! It is a runtime of its own with one worker, timers and no I/O driver; idle, the
 //! worker sleeps until its next timer. (A multi-thread runtime, as the workers' is:
-//! tokio's current-thread one would add 5 kB to the binary.) It stops when the
+//! tokio's current-thread one would add 6 kB to the binary.) It stops when the
 //! [`Housekeeping`] is dropped, and its tasks are dropped with it, wherever they were
 //! waiting.
 

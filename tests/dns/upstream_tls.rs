@@ -39,6 +39,11 @@ fn tls_pair(alpn: &[u8]) -> (Arc<rustls::ServerConfig>, rustls::ClientConfig) {
     (Arc::new(server), client)
 }
 
+/// Far enough that each attempt ends at its own timeout.
+fn deadline() -> tokio::time::Instant {
+    tokio::time::Instant::now() + Duration::from_secs(60)
+}
+
 async fn resolve_via(spec: &str, client: rustls::ClientConfig) -> Vec<Record> {
     let spec: UpstreamSpec = spec.parse().unwrap();
     let cfg = UpstreamConfig {
@@ -55,6 +60,7 @@ async fn resolve_with(ups: &Upstreams) -> Vec<Record> {
             &Name::from_str("www.example.com.").unwrap(),
             RecordType::A,
             Default::default(),
+            deadline(),
         )
         .await
         .expect("an answer over the encrypted upstream");
@@ -105,6 +111,7 @@ async fn dns_over_tls_refuses_an_untrusted_certificate() {
             &Name::from_str("www.example.com.").unwrap(),
             RecordType::A,
             Default::default(),
+            deadline(),
         )
         .await;
     assert!(
@@ -219,6 +226,7 @@ async fn private_ca_upstream_without_ca_file_fails_with_one_warn_naming_unknown_
                     &Name::from_str("www.example.com.").unwrap(),
                     RecordType::A,
                     Default::default(),
+                    deadline(),
                 )
                 .await;
             assert!(r.is_err(), "untrusted private CA accepted: {r:?}");
