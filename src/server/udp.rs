@@ -9,12 +9,18 @@
 //! too, every answer sent woke the runtime once more (the kernel reports room to write
 //! after each send). Answers are sent straight away (the socket never blocks); one
 //! the socket has no room for is sent from a task that waits for room on a copy of the
-//! socket registered for writing only. A batch smaller than [`mmsg::BATCH`] means the
-//! queue was empty: the loop goes back to waiting without another receive call that
-//! would only say so. (An error in the middle of a batch, which could also cut it
-//! short, does not happen on these unconnected sockets: without `IP_RECVERR` Linux does
-//! not report ICMP errors on them.) With `[server] threads` above one, each address has
-//! one socket and loop per worker (`SO_REUSEPORT`); they share its in-flight caps.
+//! socket registered for writing only.
+//!
+//! While queries come one at a time, as from a household, each is received alone and the
+//! next receive finds the queue empty: two `recvfrom` calls per wake-up cost less than
+//! one `recvmmsg` (docs/performance.md). Two received in a row switch the loop to
+//! batches; a batch smaller than [`mmsg::BATCH`] means the queue was empty, so the loop
+//! goes back to waiting without another receive call that would only say so, and a
+//! batch of one switches it back. (An error in the middle of a batch, which could also
+//! cut it short, does not happen on these unconnected sockets: without `IP_RECVERR`
+//! Linux does not report ICMP errors on them.) With `[server] threads` above one, each
+//! address has one socket and loop per worker (`SO_REUSEPORT`); they share its
+//! in-flight caps.
 
 use std::future::Future;
 use std::io;
@@ -31,7 +37,7 @@ use tokio::sync::Semaphore;
 
 use super::dispatch::{Dispatcher, Inline};
 use super::inflight::PerClient;
-use super::mmsg::{self, Inbox, Outbox};
+use super::mmsg::{self, Inbox, Outbox, Receive};
 use crate::access::Admit;
 use crate::stats::Stats;
 
@@ -52,10 +58,22 @@ pub(crate) async fn serve(socket: Socket, dispatcher: Arc<Dispatcher>, in_flight
     let mut inbox = Inbox::default();
     let mut outbox = Outbox::default();
     let mut name = String::with_capacity(256);
+    let mut how = Receive::One;
+    // Datagrams received one at a time since the queue was last found empty.
+    let mut streak = 0u8;
+    // Made once: a fresh one per wait joined the token's waiter list and left it again,
+    // under its lock, for every datagram. Readiness is looked at first, so while
+    // datagrams wait the token is only read (a flood must not keep a stop out).
+    let shutdown = dispatcher.shutdown.cancelled();
+    tokio::pin!(shutdown);
     loop {
+        if dispatcher.shutdown.is_cancelled() {
+            break;
+        }
         // Waiting for readiness each batch also gives tokio's budget a say, so a flood
         // cannot starve the tasks waiting on the upstream.
         let mut ready = tokio::select! {
+            biased;
             r = socket.readable() => match r {
                 Ok(ready) => ready,
                 Err(e) => {
@@ -63,15 +81,31 @@ pub(crate) async fn serve(socket: Socket, dispatcher: Arc<Dispatcher>, in_flight
                     break;
                 }
             },
-            _ = dispatcher.shutdown.cancelled() => break,
+            () = &mut shutdown => break,
         };
-        match ready.try_io(|s| mmsg::recv(s.get_ref(), &mut inbox)) {
+        match ready.try_io(|s| mmsg::recv(s.get_ref(), &mut inbox, how)) {
+            // One datagram alone: whether more wait is for the next receive to say. A
+            // second in a row means they come faster than one per wake-up.
+            Ok(Ok(_)) if how == Receive::One => {
+                streak += 1;
+                if streak > 1 {
+                    how = Receive::Batch;
+                }
+            }
             // A short batch emptied the queue: wait for the next datagram. (Readiness
             // that came in since is kept: tokio clears only what this wait saw.)
-            Ok(Ok(n)) if n < mmsg::BATCH => ready.clear_ready(),
+            Ok(Ok(n)) if n < mmsg::BATCH => {
+                ready.clear_ready();
+                if n == 1 {
+                    (how, streak) = (Receive::One, 0);
+                }
+            }
             Ok(Ok(_)) => {}
-            // Nothing there after all (`try_io` cleared the readiness).
-            Err(_would_block) => continue,
+            // Nothing there (`try_io` cleared the readiness).
+            Err(_would_block) => {
+                streak = 0;
+                continue;
+            }
             Ok(Err(e)) => {
                 tracing::debug!(error = %e, "udp receive error");
                 continue;
