@@ -16,7 +16,8 @@
 #      rounds, dnsmasq first in even ones, so a drift of the machine hits both alike):
 #      dnsperf -Q QPS -l SECONDS; the server's utime+stime (/proc/PID/stat, all threads)
 #      over the run divided by the queries answered: µs per query; with ROUNDS > 1 the
-#      median of each and the ratio at the end;
+#      median of each and the ratio at the end, then each round's own ratio, their
+#      median and a 95 % bootstrap interval of it (is the gap wider than the noise?);
 #   2. system calls (unless STRACE=0): the same run again with `strace -f -c` attached:
 #      calls per answered query, in total and for the top calls (strace slows the
 #      server; the CPU figures are from step 1 only).
@@ -130,6 +131,25 @@ if [ "$ROUNDS" -gt 1 ]; then
     m=$(median "$tmp/metaguard.us")
     d=$(median "$tmp/dnsmasq.us")
     awk -v m="$m" -v d="$d" -v r="$ROUNDS" 'BEGIN { printf "medians of %d rounds: metaguard %.1f us/query, dnsmasq %.1f, ratio %.2f\n", r, m, d, m / d }'
+    # Each round's own ratio (the two servers measured back to back, so a drift of the
+    # machine hits both), their median, and a 95 % bootstrap interval of that median:
+    # whether the difference is larger than the spread from round to round.
+    paste "$tmp/metaguard.us" "$tmp/dnsmasq.us" | awk '
+        function med(a, n,   i, j, t) {
+            for (i = 2; i <= n; i++) for (j = i; j > 1 && a[j - 1] > a[j]; j--) { t = a[j]; a[j] = a[j - 1]; a[j - 1] = t }
+            return (n % 2) ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+        }
+        { q[++n] = $1 / $2; line = line sprintf(" %.2f", q[n]) }
+        END {
+            for (i = 1; i <= n; i++) c[i] = q[i]
+            srand(1)
+            for (b = 1; b <= 2000; b++) {
+                for (i = 1; i <= n; i++) s[i] = q[int(rand() * n) + 1]
+                m[b] = med(s, n)
+            }
+            med(m, 2000)
+            printf "per-round ratios:%s; median %.3f, 95%% bootstrap interval %.3f-%.3f\n", line, med(c, n), m[50], m[1951]
+        }'
 fi
 if [ "${STRACE:-1}" != 0 ]; then
     syscalls metaguard "$mg" "$PORT"
