@@ -464,7 +464,8 @@ impl Upstreams {
         deadline: tokio::time::Instant,
     ) -> Result<Answer, UpstreamError> {
         let mut order: Vec<usize> = (0..self.servers.len()).collect();
-        order.sort_by_key(|&i| (self.servers[i].failures.load(Ordering::Relaxed) > 0, i));
+        // A total order (the key ends in a unique field): an unstable sort gives the same order with less code (the 8 MiB gate).
+        order.sort_unstable_by_key(|&i| (self.servers[i].failures.load(Ordering::Relaxed) > 0, i));
         let mut last = UpstreamError::Failed("no upstream configured".into());
         for i in order {
             let server = &self.servers[i];

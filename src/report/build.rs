@@ -351,7 +351,8 @@ pub(crate) fn category_list(m: &BTreeMap<String, Counts>) -> Vec<CategoryCount> 
             total: n.total(),
         })
         .collect();
-    v.sort_by(|a, b| b.total.cmp(&a.total).then(a.category.cmp(&b.category)));
+    // A total order (the key ends in a unique field): an unstable sort gives the same order with less code (the 8 MiB gate).
+    v.sort_unstable_by(|a, b| b.total.cmp(&a.total).then(a.category.cmp(&b.category)));
     v
 }
 

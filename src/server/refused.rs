@@ -80,7 +80,8 @@ fn summary(
     since: Option<std::time::Duration>,
 ) -> String {
     let total: u64 = sources.iter().map(|(_, n)| n).sum::<u64>() + others;
-    sources.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    // A total order (the key ends in a unique field): an unstable sort gives the same order with less code (the 8 MiB gate).
+    sources.sort_unstable_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
     if total == 1 && since.is_none() {
         return format!(
             "refused a query from {}: not in allow_clients (refusals are logged at most once \
