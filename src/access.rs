@@ -9,6 +9,8 @@ use governor::{Quota, RateLimiter};
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
+use crate::netset::NetSet;
+
 /// `[server.rate_limit]`: queries per second per client address, with a burst.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -117,8 +119,8 @@ type Limiter = RateLimiter<
 
 /// The allow list plus the rate limiter.
 pub struct Access {
-    allow: Vec<IpNet>,
-    exempt: Vec<IpNet>,
+    allow: NetSet,
+    exempt: NetSet,
     /// Swapped for an empty one when a flood of distinct sources outgrows `max_clients`.
     limiter: Option<arc_swap::ArcSwap<Limiter>>,
     quota: Option<Quota>,
@@ -133,8 +135,8 @@ impl Access {
             NonZeroU32::new(rate.qps).map(|qps| Quota::per_second(qps).allow_burst(rate.burst));
         let limiter = quota.map(|q| arc_swap::ArcSwap::from_pointee(RateLimiter::keyed(q)));
         Access {
-            allow: allow.to_vec(),
-            exempt: rate.exempt.clone(),
+            allow: NetSet::new(allow),
+            exempt: NetSet::new(&rate.exempt),
             limiter,
             quota,
             max_clients: rate.max_clients.get(),
@@ -143,8 +145,7 @@ impl Access {
     }
 
     pub(crate) fn is_allowed(&self, ip: IpAddr) -> bool {
-        let ip = ip.to_canonical();
-        self.allow.iter().any(|n| n.contains(&ip))
+        self.allow.contains(ip)
     }
 
     /// Decide for one packet from `ip`. Never blocks.
@@ -156,7 +157,7 @@ impl Access {
         let (Some(swap), Some(quota)) = (&self.limiter, self.quota) else {
             return Admit::Yes;
         };
-        if self.exempt.iter().any(|n| n.contains(&ip)) {
+        if self.exempt.contains(ip) {
             return Admit::Yes;
         }
         let limiter = swap.load();

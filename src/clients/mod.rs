@@ -27,6 +27,8 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use hickory_proto::op::Edns;
 use ipnet::IpNet;
+
+use crate::netset::NetSet;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use tokio_util::sync::CancellationToken;
 
@@ -271,6 +273,8 @@ struct DeviceTable {
     by_ip: HashMap<IpAddr, usize>,
     /// Narrowest network first, so the first hit is the most specific.
     nets: Vec<(IpNet, usize)>,
+    /// `nets` as the query path tests them.
+    net_set: NetSet,
 }
 
 /// What the last refresh learnt. Built whole, then swapped in, so `identify` never sees
@@ -304,7 +308,7 @@ struct NeighbourSources {
 pub(crate) struct Clients {
     devices: DeviceTable,
     /// `trust_edns_from`.
-    trusted: Vec<IpNet>,
+    trusted: NetSet,
     leases: Vec<LeaseFile>,
     neighbours: Option<NeighbourSources>,
     refresh: Duration,
@@ -357,10 +361,11 @@ impl Clients {
         }
         t.nets
             .sort_by_key(|(net, _)| std::cmp::Reverse(net.prefix_len()));
+        t.net_set = NetSet::new(&t.nets.iter().map(|(net, _)| *net).collect::<Vec<_>>());
         Ok(Clients {
             devices: t,
             leases: cfg.leases.clone(),
-            trusted: cfg.trust_edns_from.clone(),
+            trusted: NetSet::new(&cfg.trust_edns_from),
             neighbours: cfg.neighbours.then(|| NeighbourSources {
                 netlink: true,
                 arp: PathBuf::from(PROC_NET_ARP),
@@ -387,7 +392,7 @@ impl Clients {
         let src = src.to_canonical();
         let learnt = self.learnt.load();
         // Only a trusted forwarder may say who is behind it.
-        let edns = edns.filter(|_| self.trusted.iter().any(|n| n.contains(&src)));
+        let edns = edns.filter(|_| self.trusted.contains(src));
         let edns_mac = edns.and_then(mac_from_edns);
         let addr = edns.and_then(client_address).unwrap_or(src);
         // Behind a dnsmasq forwarder the source is dnsmasq itself: with a MAC in the
@@ -402,11 +407,8 @@ impl Clients {
             .or_else(|| client_ip.and_then(|ip| self.devices.by_ip.get(&ip)))
             .or_else(|| {
                 let ip = client_ip?;
-                self.devices
-                    .nets
-                    .iter()
-                    .find(|(net, _)| net.contains(&ip))
-                    .map(|(_, i)| i)
+                let at = self.devices.net_set.first(ip)?;
+                self.devices.nets.get(at).map(|(_, i)| i)
             })
             .copied();
         let device = index.and_then(|i| self.devices.list.get(i));
