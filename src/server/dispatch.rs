@@ -35,6 +35,8 @@ pub(crate) struct Dispatcher {
     pub(super) handler: Handler,
     pub(super) stats: Arc<Stats>,
     pub(super) shutdown: CancellationToken,
+    /// Set with `shutdown`: what the UDP loops read between datagrams (cheaper).
+    pub(super) stop: super::stop::Stop,
     pub(super) tracker: TaskTracker,
     /// Stops the device-table refresher of the current snapshot (replaced on reload).
     pub(super) refresher: std::sync::Mutex<CancellationToken>,
@@ -67,6 +69,7 @@ impl Dispatcher {
             refresher: std::sync::Mutex::new(shutdown.child_token()),
             refused: refused::RefusedLog::default(),
             shutdown,
+            stop: Default::default(),
             tracker: TaskTracker::new(),
             tick: tick.handle().clone(),
         });

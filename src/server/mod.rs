@@ -15,6 +15,7 @@ pub(crate) mod response;
 mod rlimit;
 mod snapshot;
 mod sockets;
+mod stop;
 mod tcp;
 mod tcp_slots;
 mod udp;
@@ -265,6 +266,7 @@ impl Running {
     /// Stop accepting, let in-flight queries finish (bounded), then return.
     pub async fn stop(mut self) {
         self.dispatcher.shutdown.cancel();
+        self.dispatcher.stop.trigger();
         while self.listeners.join_next().await.is_some() {}
         self.dispatcher.tracker.close();
         if tokio::time::timeout(Duration::from_millis(1500), self.dispatcher.tracker.wait())

@@ -53,7 +53,7 @@ pub(crate) fn register(socket: UdpSocket) -> io::Result<Socket> {
     }))
 }
 
-/// Serve `socket` until the shared shutdown token is cancelled.
+/// Serve `socket` until the server stops (the dispatcher's `stop`, set with its token).
 pub(crate) async fn serve(socket: Socket, dispatcher: Arc<Dispatcher>, in_flight: Arc<InFlight>) {
     let mut inbox = Inbox::default();
     let mut outbox = Outbox::default();
@@ -61,13 +61,11 @@ pub(crate) async fn serve(socket: Socket, dispatcher: Arc<Dispatcher>, in_flight
     let mut how = Receive::One;
     // Datagrams received one at a time since the queue was last found empty.
     let mut streak = 0u8;
-    // Made once: a fresh one per wait joined the token's waiter list and left it again,
-    // under its lock, for every datagram. Readiness is looked at first, so while
-    // datagrams wait the token is only read (a flood must not keep a stop out).
-    let shutdown = dispatcher.shutdown.cancelled();
-    tokio::pin!(shutdown);
+    // Readiness is looked at first, so while datagrams wait the stop is only read (a
+    // flood must not keep a stop out).
+    let stop = dispatcher.stop.waiter();
     loop {
-        if dispatcher.shutdown.is_cancelled() {
+        if stop.is_set() {
             break;
         }
         // Waiting for readiness each batch also gives tokio's budget a say, so a flood
@@ -81,7 +79,7 @@ pub(crate) async fn serve(socket: Socket, dispatcher: Arc<Dispatcher>, in_flight
                     break;
                 }
             },
-            () = &mut shutdown => break,
+            () = stop.wait() => break,
         };
         match ready.try_io(|s| mmsg::recv(s.get_ref(), &mut inbox, how)) {
             // One datagram alone: whether more wait is for the next receive to say. A
