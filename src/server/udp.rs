@@ -68,68 +68,89 @@ pub(crate) async fn serve(socket: Socket, dispatcher: Arc<Dispatcher>, in_flight
         if stop.is_set() {
             break;
         }
-        // Waiting for readiness each batch also gives tokio's budget a say, so a flood
-        // cannot starve the tasks waiting on the upstream.
-        let mut ready = tokio::select! {
-            biased;
-            r = socket.readable() => match r {
-                Ok(ready) => ready,
+        // One datagram was just received alone: whether another waits is asked at once,
+        // without a wait (readiness is still set, and this call is what clears it: it
+        // costs less than polling the wait again). A second in a row means they come
+        // faster than one per wake-up.
+        if how == Receive::One && streak == 1 {
+            match socket.try_io(Interest::READABLE, |s| mmsg::recv(s, &mut inbox, how)) {
+                Ok(_) => (how, streak) = (Receive::Batch, 2),
                 Err(e) => {
-                    tracing::warn!(error = %e, "udp socket failed");
-                    break;
-                }
-            },
-            () = stop.wait() => break,
-        };
-        match ready.try_io(|s| mmsg::recv(s.get_ref(), &mut inbox, how)) {
-            // One datagram alone: whether more wait is for the next receive to say. A
-            // second in a row means they come faster than one per wake-up.
-            Ok(Ok(_)) if how == Receive::One => {
-                streak += 1;
-                if streak > 1 {
-                    how = Receive::Batch;
+                    if e.kind() != io::ErrorKind::WouldBlock {
+                        tracing::debug!(error = %e, "udp receive error");
+                    }
+                    streak = 0;
+                    continue;
                 }
             }
-            // A short batch emptied the queue: wait for the next datagram. (Readiness
-            // that came in since is kept: tokio clears only what this wait saw.)
-            Ok(Ok(n)) if n < mmsg::BATCH => {
-                ready.clear_ready();
-                if n == 1 {
-                    (how, streak) = (Receive::One, 0);
-                }
-            }
-            Ok(Ok(_)) => {}
-            // Nothing there (`try_io` cleared the readiness).
-            Err(_would_block) => {
-                streak = 0;
-                continue;
-            }
-            Ok(Err(e)) => {
-                tracing::debug!(error = %e, "udp receive error");
-                continue;
-            }
-        }
-        drop(ready);
-        for i in 0..inbox.len() {
-            let Some((packet, src)) = inbox.get(i) else {
-                Stats::inc(&dispatcher.stats.malformed);
-                continue;
+        } else {
+            // Waiting for readiness each batch also gives tokio's budget a say, so a flood
+            // cannot starve the tasks waiting on the upstream.
+            let mut ready = tokio::select! {
+                biased;
+                r = socket.readable() => match r {
+                    Ok(ready) => ready,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "udp socket failed");
+                        break;
+                    }
+                },
+                () = stop.wait() => break,
             };
-            query(
-                &socket,
-                &dispatcher,
-                &in_flight,
-                packet,
-                src,
-                &mut name,
-                &mut outbox,
-            );
-            if outbox.is_full() {
-                flush(&socket, &dispatcher, &mut outbox);
+            match ready.try_io(|s| mmsg::recv(s.get_ref(), &mut inbox, how)) {
+                // One datagram alone: whether more wait is for the next turn to ask.
+                Ok(Ok(_)) if how == Receive::One => streak = 1,
+                // A short batch emptied the queue: wait for the next datagram. (Readiness
+                // that came in since is kept: tokio clears only what this wait saw.)
+                Ok(Ok(n)) if n < mmsg::BATCH => {
+                    ready.clear_ready();
+                    if n == 1 {
+                        (how, streak) = (Receive::One, 0);
+                    }
+                }
+                Ok(Ok(_)) => {}
+                // Nothing there (`try_io` cleared the readiness).
+                Err(_would_block) => {
+                    streak = 0;
+                    continue;
+                }
+                Ok(Err(e)) => {
+                    tracing::debug!(error = %e, "udp receive error");
+                    continue;
+                }
             }
         }
-        flush(&socket, &dispatcher, &mut outbox);
+        answer(
+            &socket,
+            &dispatcher,
+            &in_flight,
+            &inbox,
+            &mut name,
+            &mut outbox,
+        );
     }
+}
+
+/// Answer what `inbox` holds, and send the answers.
+fn answer(
+    socket: &Socket,
+    dispatcher: &Arc<Dispatcher>,
+    in_flight: &InFlight,
+    inbox: &Inbox,
+    name: &mut String,
+    outbox: &mut Outbox,
+) {
+    for i in 0..inbox.len() {
+        let Some((packet, src)) = inbox.get(i) else {
+            Stats::inc(&dispatcher.stats.malformed);
+            continue;
+        };
+        query(socket, dispatcher, in_flight, packet, src, name, outbox);
+        if outbox.is_full() {
+            flush(socket, dispatcher, outbox);
+        }
+    }
+    flush(socket, dispatcher, outbox);
 }
 
 /// The in-flight slots of one address (all its sockets): in total and per client.
