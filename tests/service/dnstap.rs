@@ -15,12 +15,13 @@ use metaguard::export::{ClientAddress, Endpoint, Messages};
 
 /// Whether fstrm_capture and dnstap-ldns are here; says so when not.
 fn tools() -> bool {
-    tools::installed(&["fstrm_capture", "dnstap-ldns"])
+    tools::installed(&["fstrm_capture", "dnstap-ldns", "ss"])
 }
 
 /// A running `fstrm_capture` on a Unix socket, writing one file.
 struct Capture {
     child: Child,
+    sock: PathBuf,
     file: PathBuf,
 }
 
@@ -36,13 +37,18 @@ impl Capture {
             .stderr(Stdio::null())
             .spawn()
             .expect("fstrm_capture runs");
-        // It is ready once its socket exists.
+        // It is ready once it listens (its socket file exists a moment before: a
+        // connection then is refused, and the server's frames dropped).
         let deadline = Instant::now() + Duration::from_secs(10);
-        while !sock.exists() {
-            assert!(Instant::now() < deadline, "fstrm_capture made no socket");
+        while ss(&["-xlnH", "src"], sock).lines().next().is_none() {
+            assert!(Instant::now() < deadline, "fstrm_capture does not listen");
             std::thread::sleep(Duration::from_millis(10));
         }
-        Capture { child, file }
+        Capture {
+            child,
+            sock: sock.to_path_buf(),
+            file,
+        }
     }
 
     fn signal(&mut self, sig: &str) {
@@ -51,10 +57,50 @@ impl Capture {
     }
 
     /// Stop it as a service stops (SIGTERM: it closes its file), and return the file.
+    /// First it has read what was sent to it: the server counts a frame as written once
+    /// the kernel has it, and what still waits in the capture's socket is lost with it.
     fn stop(mut self) -> PathBuf {
+        self.drained();
         self.signal("-TERM");
         self.file.clone()
     }
+
+    /// Wait until no connection to the capture holds bytes it has not read (`ss`: the
+    /// kernel's own receive queue of each socket on the capture's path).
+    fn drained(&self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            // Netid, State, Recv-Q, ...
+            let text = ss(&["-xnH", "src"], &self.sock);
+            let unread: u64 = text
+                .lines()
+                .filter_map(|l| l.split_whitespace().nth(2)?.parse::<u64>().ok())
+                .sum();
+            if unread == 0 {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "fstrm_capture left {unread} bytes unread:\n{text}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+/// `ss ARGS PATH`: the Unix sockets on `path`, as the kernel lists them (sock_diag).
+fn ss(args: &[&str], path: &Path) -> String {
+    let out = Command::new("ss")
+        .args(args)
+        .arg(path)
+        .output()
+        .expect("ss runs");
+    assert!(
+        out.status.success(),
+        "ss failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
 }
 
 /// One message as dnstap-ldns decodes it: type, query name, query address.

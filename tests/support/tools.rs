@@ -28,7 +28,7 @@ fn package(tool: &str) -> &str {
         "protoc" => "protobuf-compiler",
         "fstrm_capture" => "fstrm-bin",
         "dnsmasq" => "dnsmasq-base",
-        "ip" => "iproute2",
+        "ip" | "ss" => "iproute2",
         "unshare" | "nsenter" => "util-linux",
         other => other,
     }
