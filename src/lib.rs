@@ -14,7 +14,8 @@ pub mod server;
 // Who may ask: the allowed client networks and the per-client rate limit.
 pub mod access;
 
-// Networks tested in a few instructions (allowed clients, exemptions, trusted forwarders).
+// Networks tested in a few instructions (allowed clients, exemptions, trusted forwarders,
+// device networks).
 pub(crate) mod netset;
 
 // Which device sent a query: config devices, the EDNS MAC, neighbour tables, DHCP leases.

@@ -27,11 +27,10 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use hickory_proto::op::Edns;
 use ipnet::IpNet;
-
-use crate::netset::NetSet;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use tokio_util::sync::CancellationToken;
 
+use crate::netset::NetSet;
 use crate::store::DeviceKey;
 
 pub(crate) use leases::{LeaseFile, LeaseFormat};
