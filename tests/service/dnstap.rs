@@ -90,17 +90,7 @@ impl Capture {
 
 /// `ss ARGS PATH`: the Unix sockets on `path`, as the kernel lists them (sock_diag).
 fn ss(args: &[&str], path: &Path) -> String {
-    let out = Command::new("ss")
-        .args(args)
-        .arg(path)
-        .output()
-        .expect("ss runs");
-    assert!(
-        out.status.success(),
-        "ss failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    process::stdout_ok(Command::new("ss").args(args).arg(path))
 }
 
 /// One message as dnstap-ldns decodes it: type, query name, query address.

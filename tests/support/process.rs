@@ -23,10 +23,12 @@ pub fn free_port() -> u16 {
     }
 }
 
-/// Run a `metaguard` command line to completion; its stdout, after asserting it exited 0
-/// (the assertion shows the arguments and stderr).
+/// Run a command line (`metaguard`'s or a tool's) to completion; its stdout, after
+/// asserting it exited 0 (the assertion shows the arguments and stderr).
 pub fn stdout_ok(cmd: &mut Command) -> String {
-    let out = cmd.output().expect("the metaguard binary runs");
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("{:?} runs: {e}", cmd.get_program()));
     assert!(
         out.status.success(),
         "{:?}: {}",
