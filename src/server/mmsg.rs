@@ -390,7 +390,11 @@ mod sys {
 
     /// Send the answer at `first`.
     pub(crate) fn send(socket: &UdpSocket, outbox: &mut Outbox, first: usize) -> io::Result<usize> {
-        super::send_one(socket, &outbox.bufs[first], outbox.to[first])?;
+        socket2::SockRef::from(socket).send_to_with_flags(
+            &outbox.bufs[first],
+            &outbox.to[first].into(),
+            libc::MSG_DONTWAIT,
+        )?;
         Ok(1)
     }
 }
