@@ -117,9 +117,6 @@ impl Drop for Wake {
     }
 }
 
-/// A query (or a late send) that waits on the network: a task on the thread's runtime.
-type Pending = Pin<Box<dyn Future<Output = ()> + Send>>;
-
 /// What one thread receives into and answers from.
 struct Receiver {
     inbox: Inbox,
@@ -128,10 +125,6 @@ struct Receiver {
     how: Receive,
     /// Receives of one datagram since the last batch receive.
     ones: u8,
-    /// Made since the last wait on the runtime; spawned there, from inside its
-    /// `block_on` (spawned from outside, each one woke the runtime's driver: one more
-    /// system call and one more return from `epoll_wait` per forward).
-    new: Vec<Pending>,
 }
 
 /// The thread: receive and answer until the server stops, then let what is in flight
@@ -153,7 +146,6 @@ fn run(
         name: String::with_capacity(256),
         how: Receive::One,
         ones: 0,
-        new: Vec::new(),
     };
     let stopped = || dispatcher.stop.load(Ordering::Acquire);
     while !stopped() {
@@ -163,9 +155,9 @@ fn run(
                 (r.how, r.ones) = (Receive::Batch, 0);
             }
         }
-        // Any task alive or to be (a query, a late send, or one a query spawned) needs
-        // the runtime: wait there. Otherwise in the receive call.
-        let got = if !r.new.is_empty() || rt.metrics().num_alive_tasks() > 0 {
+        // Any task alive (a query, a late send, or one a query spawned) needs the
+        // runtime: wait there. Otherwise in the receive call.
+        let got = if rt.metrics().num_alive_tasks() > 0 {
             match rt.block_on(ready(socket, &tasks, &mut r)) {
                 Some(got) => got,
                 None => continue,
@@ -194,19 +186,11 @@ fn run(
                 }
             },
         }
-        answer(socket, dispatcher, in_flight, &mut r);
+        answer(socket, dispatcher, in_flight, &tasks, &mut r);
     }
     rt.block_on(async {
-        spawn(&tasks, &mut r.new);
         let _ = tokio::time::timeout(DRAIN, tasks.wait()).await;
     });
-}
-
-/// Make `new` tasks of `tasks` (called on the runtime).
-fn spawn(tasks: &TaskTracker, new: &mut Vec<Pending>) {
-    for q in new.drain(..) {
-        tasks.spawn(q);
-    }
 }
 
 /// On the runtime, which drives the tasks meanwhile: receive what the socket has once
@@ -217,7 +201,6 @@ async fn ready(
     tasks: &TaskTracker,
     r: &mut Receiver,
 ) -> Option<io::Result<usize>> {
-    spawn(tasks, &mut r.new);
     let mut ready = tokio::select! {
         biased;
         ready = socket.readable() => match ready {
@@ -242,12 +225,17 @@ async fn ready(
 }
 
 /// Answer what `inbox` holds, and send the answers.
-fn answer(socket: &Socket, dispatcher: &Arc<Dispatcher>, in_flight: &InFlight, r: &mut Receiver) {
+fn answer(
+    socket: &Socket,
+    dispatcher: &Arc<Dispatcher>,
+    in_flight: &InFlight,
+    tasks: &TaskTracker,
+    r: &mut Receiver,
+) {
     let Receiver {
         inbox,
         outbox,
         name,
-        new,
         ..
     } = r;
     for i in 0..inbox.len() {
@@ -256,13 +244,13 @@ fn answer(socket: &Socket, dispatcher: &Arc<Dispatcher>, in_flight: &InFlight, r
             continue;
         };
         query(
-            socket, dispatcher, in_flight, packet, src, name, outbox, new,
+            socket, dispatcher, in_flight, tasks, packet, src, name, outbox,
         );
         if outbox.is_full() {
-            flush(socket, outbox, new);
+            flush(socket, tasks, outbox);
         }
     }
-    flush(socket, outbox, new);
+    flush(socket, tasks, outbox);
 }
 
 /// The in-flight slots of one address (all its sockets): in total and per client.
@@ -288,11 +276,11 @@ fn query(
     socket: &Socket,
     dispatcher: &Arc<Dispatcher>,
     in_flight: &InFlight,
+    tasks: &TaskTracker,
     packet: &[u8],
     src: SocketAddr,
     name: &mut String,
     outbox: &mut Outbox,
-    new: &mut Vec<Pending>,
 ) {
     // A panic in one query must not take the receive loop with it.
     let fast = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -324,35 +312,37 @@ fn query(
     let packet = packet.to_vec();
     let socket = socket.clone();
     let task_dispatcher = dispatcher.clone();
-    let mut query: Pending = Box::pin(async move {
+    let mut query: Pin<Box<dyn Future<Output = ()> + Send>> = Box::pin(async move {
         let _held = (permit, share);
         respond_and_send(&socket, &task_dispatcher, packet, src, admit).await;
     });
     // One poll with a no-op waker: answers that need nothing from the network finish
-    // here. The rest become tasks, which poll again at once and so register their
-    // real waker; nothing is sent twice because it is the same future. A panic in
+    // here. The rest are handed to a task, which polls again at once and so registers
+    // its real waker; nothing is sent twice because it is the same future. A panic in
     // one query must not take the receive loop with it (a spawned task would contain it
     // the same way).
     let polled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         query.as_mut().poll(&mut Context::from_waker(Waker::noop()))
     }));
     match polled {
-        Ok(Poll::Pending) => new.push(query),
+        Ok(Poll::Pending) => {
+            tasks.spawn(query);
+        }
         Ok(Poll::Ready(())) => {}
         Err(_) => tracing::error!(%src, "a query panicked; it got no answer"),
     }
 }
 
 /// Send the queued answers; those the socket cannot take now go out from a task.
-fn flush(socket: &Socket, outbox: &mut Outbox, new: &mut Vec<Pending>) {
+fn flush(socket: &Socket, tasks: &TaskTracker, outbox: &mut Outbox) {
     outbox.flush(socket.get_ref(), |bytes, to| {
         let socket = socket.clone();
         let bytes = bytes.to_vec();
-        new.push(Box::pin(async move {
+        tasks.spawn(async move {
             if let Err(e) = send_to(&socket, &bytes, to).await {
                 tracing::debug!(%to, error = %e, "udp send failed");
             }
-        }));
+        });
     });
 }
 
@@ -365,8 +355,7 @@ async fn send_to(socket: &Socket, bytes: &[u8], to: SocketAddr) -> io::Result<()
     // The socket is registered for reading only: wait for room on a copy registered
     // for writing only (rare: the kernel's send buffer is full).
     let copy = socket.get_ref().try_clone()?;
-    // SAFETY: as in `start`: the copy owns its fd for the AsyncFd's lifetime. (It is
-    // blocking like the socket; every send on it passes MSG_DONTWAIT.)
+    // SAFETY: as in `register`: the copy owns its fd for the AsyncFd's lifetime.
     let copy = unsafe { AsyncFd::register_with_interest(copy, Interest::WRITABLE)? };
     loop {
         let mut room = copy.writable().await?;
