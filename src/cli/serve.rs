@@ -89,7 +89,11 @@ pub(crate) async fn run(
     // thread of their own (watchdog.rs): idle, only that thread wakes.
     let watchdog = notify::watchdog_interval().and_then(|every| {
         let workers = tokio::runtime::Handle::current().metrics().num_workers();
-        watchdog::Watchdog::start(live, workers, every, notify::watchdog)
+        watchdog::Watchdog::start(
+            vec![(live, workers), running.udp_liveness()],
+            every,
+            notify::watchdog,
+        )
     });
     loop {
         // Why to reload, and whether systemd hears of it (RELOADING=1, then READY=1).

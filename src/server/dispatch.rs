@@ -35,8 +35,9 @@ pub(crate) struct Dispatcher {
     pub(super) handler: Handler,
     pub(super) stats: Arc<Stats>,
     pub(super) shutdown: CancellationToken,
-    /// Set with `shutdown`: what the UDP loops read between datagrams (cheaper).
-    pub(super) stop: super::stop::Stop,
+    /// Set when the server stops, with `shutdown`: what the UDP threads read after each
+    /// wake-up (one atomic load).
+    pub(super) stop: std::sync::atomic::AtomicBool,
     pub(super) tracker: TaskTracker,
     /// Stops the device-table refresher of the current snapshot (replaced on reload).
     pub(super) refresher: std::sync::Mutex<CancellationToken>,

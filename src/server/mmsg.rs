@@ -4,8 +4,10 @@
 //! `sendto(2)`, which cost less per call than their batched forms (at 2000 qps, 22.6
 //! against 23.5 µs per query for the send and 20.8 against 22.6 for the receive in a
 //! bare tokio responder, see docs/performance.md). Elsewhere one datagram per call. The
-//! socket is non-blocking and the calls never wait: the listener waits for readiness
-//! (reading only, see `udp.rs`) and chooses between one and a batch ([`Receive`]).
+//! socket is blocking: the listener's thread waits in the receive call while nothing is
+//! in flight ([`Wait::Yes`]), and for readiness on its runtime otherwise ([`Wait::No`],
+//! see `udp.rs`); it chooses between one and a batch ([`Receive`]). Sends never wait
+//! (`MSG_DONTWAIT`).
 
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
@@ -16,6 +18,13 @@ pub(crate) const BATCH: usize = 32;
 /// Bytes read per query. DNS queries are a few hundred bytes at most; a longer datagram
 /// is cut and then dropped as malformed.
 const SLOT: usize = 4096;
+
+/// Whether a receive waits for a datagram (the socket is blocking; sends never wait).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Wait {
+    Yes,
+    No,
+}
 
 /// How many datagrams the next receive asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -146,7 +155,7 @@ mod sys {
 
     use std::net::UdpSocket;
 
-    use super::{BATCH, Inbox, Outbox, Receive, SLOT};
+    use super::{BATCH, Inbox, Outbox, Receive, SLOT, Wait};
 
     /// `mmsghdr`s, their `iovec`s and address buffers, wired together once.
     pub(crate) struct Headers {
@@ -187,11 +196,22 @@ mod sys {
         }
     }
 
-    /// Receive one datagram or up to [`BATCH`]; `WouldBlock` when there are none.
-    pub(crate) fn recv(socket: &UdpSocket, inbox: &mut Inbox, how: Receive) -> io::Result<usize> {
+    /// Receive one datagram or up to [`BATCH`]. With [`Wait::No`], `WouldBlock` when
+    /// there are none; with [`Wait::Yes`] (a blocking socket), wait for the first, then
+    /// take what else is queued without waiting (`MSG_WAITFORONE`).
+    pub(crate) fn recv(
+        socket: &UdpSocket,
+        inbox: &mut Inbox,
+        how: Receive,
+        wait: Wait,
+    ) -> io::Result<usize> {
         inbox.n = 0;
         let fd = socket.as_raw_fd();
         let h = &mut inbox.headers;
+        let (one, batch) = match wait {
+            Wait::No => (libc::MSG_DONTWAIT, libc::MSG_DONTWAIT),
+            Wait::Yes => (0, libc::MSG_WAITFORONE),
+        };
         if how == Receive::One {
             let mut namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
             // SAFETY: slot 0 of the inbox's buffer (SLOT bytes) and its address storage
@@ -202,7 +222,7 @@ mod sys {
                     fd,
                     h.iovs[0].iov_base,
                     SLOT,
-                    libc::MSG_DONTWAIT | libc::MSG_TRUNC,
+                    one | libc::MSG_TRUNC,
                     (&raw mut h.names[0]).cast(),
                     &mut namelen,
                 )
@@ -225,7 +245,7 @@ mod sys {
                 fd,
                 h.hdrs.as_mut_ptr(),
                 BATCH as _,
-                libc::MSG_DONTWAIT as _, // c_int on glibc, c_uint on musl
+                batch as _, // c_int on glibc, c_uint on musl
                 std::ptr::null_mut(),
             )
         };
@@ -340,12 +360,28 @@ mod sys {
     use std::io;
     use std::net::UdpSocket;
 
-    use super::{Inbox, Outbox, Receive, SLOT};
+    use super::{Inbox, Outbox, Receive, SLOT, Wait};
 
-    /// Receive one datagram (also when asked for a batch); `WouldBlock` when there is none.
-    pub(crate) fn recv(socket: &UdpSocket, inbox: &mut Inbox, _: Receive) -> io::Result<usize> {
+    /// Receive one datagram (also when asked for a batch); with [`Wait::No`],
+    /// `WouldBlock` when there is none.
+    pub(crate) fn recv(
+        socket: &UdpSocket,
+        inbox: &mut Inbox,
+        _: Receive,
+        wait: Wait,
+    ) -> io::Result<usize> {
         inbox.n = 0;
-        let (len, from) = socket.recv_from(&mut inbox.bufs[..SLOT])?;
+        let flags = if wait == Wait::No {
+            libc::MSG_DONTWAIT
+        } else {
+            0
+        };
+        // SAFETY: a u8 buffer viewed as MaybeUninit<u8>, which it already is.
+        let buf = unsafe {
+            &mut *(&mut inbox.bufs[..SLOT] as *mut [u8] as *mut [std::mem::MaybeUninit<u8>])
+        };
+        let (len, from) = socket2::SockRef::from(socket).recv_from_with_flags(buf, flags)?;
+        let from = from.as_socket().ok_or(io::ErrorKind::InvalidData)?;
         inbox.lens[0] = len;
         inbox.from[0] = Some(from);
         inbox.n = 1;
@@ -354,9 +390,18 @@ mod sys {
 
     /// Send the answer at `first`.
     pub(crate) fn send(socket: &UdpSocket, outbox: &mut Outbox, first: usize) -> io::Result<usize> {
-        socket.send_to(&outbox.bufs[first], outbox.to[first])?;
+        socket2::SockRef::from(socket).send_to_with_flags(
+            &outbox.bufs[first],
+            &outbox.to[first].into(),
+            libc::MSG_DONTWAIT,
+        )?;
         Ok(1)
     }
+}
+
+/// Send one datagram without waiting (`WouldBlock` when the socket has no room).
+pub(crate) fn send_one(socket: &UdpSocket, bytes: &[u8], to: SocketAddr) -> io::Result<usize> {
+    socket2::SockRef::from(socket).send_to_with_flags(bytes, &to.into(), libc::MSG_DONTWAIT)
 }
 
 pub(crate) use sys::recv;
@@ -388,7 +433,7 @@ mod tests {
         };
         // SAFETY: one valid pollfd.
         assert_eq!(unsafe { libc::poll(&mut p, 1, 5000) }, 1, "nothing arrived");
-        recv(s, inbox, how).unwrap()
+        recv(s, inbox, how, Wait::No).unwrap()
     }
 
     #[test]
@@ -404,7 +449,7 @@ mod tests {
         let (bytes, from) = inbox.get(0).unwrap();
         assert_eq!(bytes, b"next");
         assert_eq!(from, client.local_addr().unwrap());
-        let e = recv(&server, &mut inbox, Receive::One).unwrap_err();
+        let e = recv(&server, &mut inbox, Receive::One, Wait::No).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
         assert_eq!(inbox.len(), 0);
     }

@@ -9,13 +9,14 @@ pub(crate) use dispatch::STATUS_IDLE;
 mod handler;
 mod housekeeping;
 mod inflight;
+mod liveness;
+pub(crate) use liveness::Liveness;
 mod mmsg;
 mod refused;
 pub(crate) mod response;
 mod rlimit;
 mod snapshot;
 mod sockets;
-mod stop;
 mod tcp;
 mod tcp_slots;
 mod udp;
@@ -197,12 +198,19 @@ pub struct Running {
     reloaded: Arc<tokio::sync::Notify>,
     /// The thread the periodic tasks run on; stopped with the server.
     _housekeeping: housekeeping::Housekeeping,
+    /// The waits of the UDP threads, and how many there are (for the watchdog).
+    udp_live: (Arc<Liveness>, usize),
 }
 
 impl Running {
     /// The addresses actually bound (UDP and TCP share each one).
     pub fn addrs(&self) -> &[SocketAddr] {
         &self.addrs
+    }
+
+    /// The waits of the UDP threads, and how many there are (for the watchdog).
+    pub(crate) fn udp_liveness(&self) -> (Arc<Liveness>, usize) {
+        self.udp_live.clone()
     }
 
     /// Where `/metrics` is served, when `[metrics] listen` is set.
@@ -265,8 +273,11 @@ impl Running {
 
     /// Stop accepting, let in-flight queries finish (bounded), then return.
     pub async fn stop(mut self) {
+        // The flag first: the UDP threads read it once the token's cancel wakes them.
+        self.dispatcher
+            .stop
+            .store(true, std::sync::atomic::Ordering::Release);
         self.dispatcher.shutdown.cancel();
-        self.dispatcher.stop.trigger();
         while self.listeners.join_next().await.is_some() {}
         self.dispatcher.tracker.close();
         if tokio::time::timeout(Duration::from_millis(1500), self.dispatcher.tracker.wait())
@@ -344,6 +355,8 @@ pub async fn start(config: Config) -> Result<Running, ServeError> {
     };
     rlimit::raise_nofile(rlimit::files_needed(&server_cfg, addrs.len(), &limits));
     let mut listeners = tokio::task::JoinSet::new();
+    let udp_live = Arc::new(Liveness::default());
+    let mut udp_threads = 0;
     for (b, addr) in bound.into_iter().zip(&addrs) {
         let n = b.udp.len();
         if n > 1 {
@@ -354,12 +367,19 @@ pub async fn start(config: Config) -> Result<Running, ServeError> {
         // The sockets of one address share its in-flight caps.
         let in_flight = udp::InFlight::new(server_cfg.max_udp_in_flight);
         for sock in b.udp {
-            let sock = udp::register(sock).map_err(|source| ServeError::Bind {
+            let listener = udp::start(
+                sock,
+                dispatcher.clone(),
+                in_flight.clone(),
+                udp_live.clone(),
+            )
+            .map_err(|source| ServeError::Bind {
                 addr: *addr,
                 proto: "udp",
                 source,
             })?;
-            listeners.spawn(udp::serve(sock, dispatcher.clone(), in_flight.clone()));
+            listeners.spawn(listener);
+            udp_threads += 1;
         }
         listeners.spawn(tcp::serve(b.tcp, dispatcher.clone(), limits));
     }
@@ -401,6 +421,7 @@ pub async fn start(config: Config) -> Result<Running, ServeError> {
         started_unix,
         writer: Some(writer),
         _housekeeping: housekeeping,
+        udp_live: (udp_live, udp_threads),
     })
 }
 
@@ -529,6 +550,31 @@ mod tests {
         let status = crate::store::read::status(&conn).unwrap();
         let server = status.server.expect("a status row");
         assert!(server.get("stopped").is_some(), "{server}");
+    }
+
+    /// Each UDP socket has a thread, which counts its waits for the watchdog: waiting in
+    /// its receive call while idle, one wait ended per datagram it woke for.
+    #[tokio::test]
+    async fn the_udp_threads_count_their_waits() {
+        let dir = tempfile::tempdir().unwrap();
+        let srv = start(loopback(dir.path())).await.unwrap();
+        let (live, threads) = srv.udp_liveness();
+        assert_eq!(threads, 1);
+        let waiting = || live.parked.load(std::sync::atomic::Ordering::Relaxed) == 1;
+        for _ in 0..1000 {
+            if waiting() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert!(waiting(), "idle: waiting in its receive call");
+        let before = live.unparks.load(std::sync::atomic::Ordering::Relaxed);
+        let m = udp_ask(srv.addrs()[0], "connect.facebook.net.").await;
+        assert_eq!(m.expect("answered").answers.len(), 1);
+        assert!(live.unparks.load(std::sync::atomic::Ordering::Relaxed) > before);
+        tokio::time::timeout(Duration::from_secs(5), srv.stop())
+            .await
+            .expect("stops cleanly");
     }
 
     /// A panic in one query task ends that task only: tokio catches it (the release

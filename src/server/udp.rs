@@ -1,133 +1,226 @@
-//! The UDP listener: one receive loop per socket and a cap on queries in flight, in
-//! total and per client address ([`super::inflight`]); past either, datagrams are
-//! dropped and counted, never queued. A common query that is blocked
-//! or cached is answered from the raw packet by the loop itself ([`super::wire`]): no
-//! copy, no task, no hickory message. The rest get one poll inline (refused, ANY, ...)
-//! and become a task only when they wait on the upstream.
+//! The UDP listener: one thread per socket and a cap on queries in flight, in total and
+//! per client address ([`super::inflight`]); past either, datagrams are dropped and
+//! counted, never queued. A common query that is blocked or cached is answered from the
+//! raw packet by the thread itself ([`super::wire`]): no copy, no task, no hickory
+//! message. The rest get one poll inline (refused, ANY, ...) and become a task only when
+//! they wait on the upstream.
 //!
-//! The socket is registered with the runtime for reading only: registered for writing
-//! too, every answer sent woke the runtime once more (the kernel reports room to write
-//! after each send). Answers are sent straight away (the socket never blocks); one
-//! the socket has no room for is sent from a task that waits for room on a copy of the
-//! socket registered for writing only.
+//! While no query is in flight, the thread waits in the receive call itself (the socket
+//! is blocking): a query answered from the cache or the lists costs one `recvfrom` and
+//! one `sendto`, and nothing of a runtime around them. A task on the runtime cost one
+//! `epoll_wait` and one `recvfrom` that finds the queue empty more per query, and the
+//! runtime's own work per wake-up (docs/performance.md). Idle, the thread sleeps in the
+//! kernel and never wakes. The tasks of queries that wait on the upstream run on the
+//! thread's own runtime (current-thread): while any is in flight, the thread waits for
+//! datagrams there, on the socket's readiness, and so sends and receives for its
+//! forwards on the same thread, with no wake-up of another.
 //!
-//! While queries come one at a time, as from a household, each is received alone and the
-//! next receive finds the queue empty: two `recvfrom` calls per wake-up cost less than
-//! one `recvmmsg` (docs/performance.md). Two received in a row switch the loop to
-//! batches; a batch smaller than [`mmsg::BATCH`] means the queue was empty, so the loop
-//! goes back to waiting without another receive call that would only say so, and a
-//! batch of one switches it back. (An error in the middle of a batch, which could also
-//! cut it short, does not happen on these unconnected sockets: without `IP_RECVERR`
-//! Linux does not report ICMP errors on them.) With `[server] threads` above one, each
-//! address has one socket and loop per worker (`SO_REUSEPORT`); they share its
-//! in-flight caps.
+//! Datagrams that come one at a time are received with `recvfrom`; every
+//! [`PROBE_EVERY`]th receive, and every receive after a batch of more than one, is a
+//! `recvmmsg` of up to [`mmsg::BATCH`], which takes what else is queued without waiting
+//! (so under load the thread receives in batches). Sends never wait (`MSG_DONTWAIT`); an
+//! answer the socket has no room for is sent from a task that waits for room on a copy
+//! of the socket registered for writing only.
+//!
+//! At a stop, the flag is set and `shutdown(SHUT_RD)` wakes the receive call (or the
+//! runtime's wait for readiness); the thread answers what is in flight, for
+//! [`DRAIN`] at most, and ends. With `[server] threads` above one, each address has
+//! one socket and thread per worker (`SO_REUSEPORT`); they share its in-flight caps.
+//! The threads count their waits in a [`Liveness`] like the runtime's workers do, for
+//! the systemd watchdog.
 
 use std::future::Future;
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::num::NonZeroUsize;
+use std::os::fd::AsRawFd;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::task::{Context, Poll, Waker};
+use std::time::Duration;
 
 use hickory_server::net::xfer::Protocol;
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
+use tokio::runtime::Runtime;
 use tokio::sync::Semaphore;
+use tokio_util::task::TaskTracker;
 
 use super::dispatch::{Dispatcher, Inline};
 use super::inflight::PerClient;
-use super::mmsg::{self, Inbox, Outbox, Receive};
+use super::liveness::Liveness;
+use super::mmsg::{self, Inbox, Outbox, Receive, Wait};
 use crate::access::Admit;
 use crate::stats::Stats;
 
-/// A bound UDP socket registered with the runtime for reading only.
+/// A bound, blocking UDP socket, registered for reading with its thread's runtime.
 pub(crate) type Socket = Arc<AsyncFd<UdpSocket>>;
 
-/// Register `socket` (non-blocking) for reading.
-pub(crate) fn register(socket: UdpSocket) -> io::Result<Socket> {
-    // SAFETY: the UdpSocket owns its fd, which stays open as long as the AsyncFd that
-    // owns the socket.
-    Ok(Arc::new(unsafe {
-        AsyncFd::register_with_interest(socket, Interest::READABLE)?
-    }))
+/// How long a stopping thread waits for its queries in flight.
+pub(crate) const DRAIN: Duration = Duration::from_millis(1500);
+
+/// Receives of one datagram between two batch receives that look for a queue.
+const PROBE_EVERY: u8 = 16;
+
+/// Start the thread of `socket` (bound; the thread is `mg-udp:PORT`), its waits counted
+/// in `live`. The returned future ends once the server stops (the dispatcher's token)
+/// and the thread is gone.
+pub(crate) fn start(
+    socket: UdpSocket,
+    dispatcher: Arc<Dispatcher>,
+    in_flight: Arc<InFlight>,
+    live: Arc<Liveness>,
+) -> io::Result<impl Future<Output = ()> + Send + 'static> {
+    socket.set_nonblocking(false)?;
+    let mut builder = tokio::runtime::Builder::new_current_thread();
+    live.count(&mut builder);
+    let rt = builder.enable_all().build()?;
+    let socket = {
+        let _in = rt.enter();
+        // SAFETY: the UdpSocket owns its fd, which stays open as long as the AsyncFd
+        // that owns the socket.
+        Arc::new(unsafe { AsyncFd::register_with_interest(socket, Interest::READABLE)? })
+    };
+    let name = match socket.get_ref().local_addr() {
+        Ok(a) => format!("mg-udp:{}", a.port()),
+        Err(_) => "mg-udp".into(),
+    };
+    let (s, d) = (socket.clone(), dispatcher.clone());
+    let thread = std::thread::Builder::new()
+        .name(name)
+        .spawn(move || run(&rt, &s, &d, &in_flight, &live))?;
+    let wake = Wake { socket, dispatcher };
+    Ok(async move {
+        wake.dispatcher.shutdown.cancelled().await;
+        drop(wake);
+        let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+    })
 }
 
-/// Serve `socket` until the server stops (the dispatcher's `stop`, set with its token).
-pub(crate) async fn serve(socket: Socket, dispatcher: Arc<Dispatcher>, in_flight: Arc<InFlight>) {
-    let mut inbox = Inbox::default();
-    let mut outbox = Outbox::default();
-    let mut name = String::with_capacity(256);
-    let mut how = Receive::One;
-    // Datagrams received one at a time since the queue was last found empty.
-    let mut streak = 0u8;
-    // Readiness is looked at first, so while datagrams wait the stop is only read (a
-    // flood must not keep a stop out).
-    let stop = dispatcher.stop.waiter();
-    loop {
-        if stop.is_set() {
-            break;
+/// Stops the thread when dropped (at the stop, or with the listener's future): the
+/// flag, then a wake-up of its receive call. It keeps the socket, so the fd it shuts
+/// down is still the socket's.
+struct Wake {
+    socket: Socket,
+    dispatcher: Arc<Dispatcher>,
+}
+
+impl Drop for Wake {
+    fn drop(&mut self) {
+        self.dispatcher.stop.store(true, Ordering::Release);
+        // Linux wakes a receiver blocked on a UDP socket whose reading is shut down
+        // (the call returns ENOTCONN on an unconnected socket, and acts all the same),
+        // and reports the socket readable to a wait for readiness.
+        // SAFETY: a plain call on the socket's own open fd.
+        unsafe { libc::shutdown(self.socket.get_ref().as_raw_fd(), libc::SHUT_RD) };
+    }
+}
+
+/// What one thread receives into and answers from.
+struct Receiver {
+    inbox: Inbox,
+    outbox: Outbox,
+    name: String,
+    how: Receive,
+    /// Receives of one datagram since the last batch receive.
+    ones: u8,
+}
+
+/// The thread: receive and answer until the server stops, then let what is in flight
+/// finish (for [`DRAIN`] at most).
+fn run(
+    rt: &Runtime,
+    socket: &Socket,
+    dispatcher: &Arc<Dispatcher>,
+    in_flight: &InFlight,
+    live: &Liveness,
+) {
+    // Tasks spawned from here go to this thread's runtime.
+    let _in = rt.enter();
+    let tasks = TaskTracker::new();
+    tasks.close();
+    let mut r = Receiver {
+        inbox: Inbox::default(),
+        outbox: Outbox::default(),
+        name: String::with_capacity(256),
+        how: Receive::One,
+        ones: 0,
+    };
+    let stopped = || dispatcher.stop.load(Ordering::Acquire);
+    while !stopped() {
+        if r.how == Receive::One {
+            r.ones += 1;
+            if r.ones == PROBE_EVERY {
+                (r.how, r.ones) = (Receive::Batch, 0);
+            }
         }
-        // One datagram was just received alone: whether another waits is asked at once,
-        // without a wait (readiness is still set, and this call is what clears it: it
-        // costs less than polling the wait again). A second in a row means they come
-        // faster than one per wake-up.
-        if how == Receive::One && streak == 1 {
-            match socket.try_io(Interest::READABLE, |s| mmsg::recv(s, &mut inbox, how)) {
-                Ok(_) => (how, streak) = (Receive::Batch, 2),
-                Err(e) => {
-                    if e.kind() != io::ErrorKind::WouldBlock {
-                        tracing::debug!(error = %e, "udp receive error");
-                    }
-                    streak = 0;
-                    continue;
-                }
+        // Any task alive (a query, a late send, or one a query spawned) needs the
+        // runtime: wait there. Otherwise in the receive call.
+        let got = if rt.metrics().num_alive_tasks() > 0 {
+            match rt.block_on(ready(socket, &tasks, &mut r)) {
+                Some(got) => got,
+                None => continue,
             }
         } else {
-            // Waiting for readiness each batch also gives tokio's budget a say, so a flood
-            // cannot starve the tasks waiting on the upstream.
-            let mut ready = tokio::select! {
-                biased;
-                r = socket.readable() => match r {
-                    Ok(ready) => ready,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "udp socket failed");
-                        break;
-                    }
-                },
-                () = stop.wait() => break,
-            };
-            match ready.try_io(|s| mmsg::recv(s.get_ref(), &mut inbox, how)) {
-                // One datagram alone: whether more wait is for the next turn to ask.
-                Ok(Ok(_)) if how == Receive::One => streak = 1,
-                // A short batch emptied the queue: wait for the next datagram. (Readiness
-                // that came in since is kept: tokio clears only what this wait saw.)
-                Ok(Ok(n)) if n < mmsg::BATCH => {
-                    ready.clear_ready();
-                    if n == 1 {
-                        (how, streak) = (Receive::One, 0);
-                    }
-                }
-                Ok(Ok(_)) => {}
-                // Nothing there (`try_io` cleared the readiness).
-                Err(_would_block) => {
-                    streak = 0;
-                    continue;
-                }
-                Ok(Err(e)) => {
-                    tracing::debug!(error = %e, "udp receive error");
-                    continue;
-                }
-            }
+            live.park();
+            let got = mmsg::recv(socket.get_ref(), &mut r.inbox, r.how, Wait::Yes);
+            live.unpark();
+            got
+        };
+        if stopped() {
+            break;
         }
-        answer(
-            &socket,
-            &dispatcher,
-            &in_flight,
-            &inbox,
-            &mut name,
-            &mut outbox,
-        );
+        match got {
+            Ok(n) => r.how = if n > 1 { Receive::Batch } else { Receive::One },
+            Err(e) => match e.kind() {
+                io::ErrorKind::Interrupted | io::ErrorKind::WouldBlock => continue,
+                // Out of kernel memory for a moment: try again.
+                io::ErrorKind::OutOfMemory => {
+                    std::thread::yield_now();
+                    continue;
+                }
+                _ => {
+                    tracing::error!(error = %e, "udp socket failed; its listener stops");
+                    break;
+                }
+            },
+        }
+        answer(socket, dispatcher, in_flight, &tasks, &mut r);
+    }
+    rt.block_on(async {
+        let _ = tokio::time::timeout(DRAIN, tasks.wait()).await;
+    });
+}
+
+/// On the runtime, which drives the tasks meanwhile: receive what the socket has once
+/// it is readable; `None` once the tasks of queries are all done (or the receive found
+/// nothing).
+async fn ready(
+    socket: &Socket,
+    tasks: &TaskTracker,
+    r: &mut Receiver,
+) -> Option<io::Result<usize>> {
+    let mut ready = tokio::select! {
+        biased;
+        ready = socket.readable() => match ready {
+            Ok(ready) => ready,
+            Err(e) => return Some(Err(e)),
+        },
+        // Tasks that no query made (a diagnosis an upstream failure spawned) are
+        // not waited for: the loop keeps waiting here until they are gone.
+        () = tasks.wait(), if !tasks.is_empty() => return None,
+    };
+    let got = ready.try_io(|s| mmsg::recv(s.get_ref(), &mut r.inbox, r.how, Wait::No));
+    match got {
+        // A short batch emptied the queue: the next wait is for a new datagram.
+        Ok(Ok(n)) if n < mmsg::BATCH && r.how == Receive::Batch => {
+            ready.clear_ready();
+            Some(Ok(n))
+        }
+        Ok(got) => Some(got),
+        // Nothing there (`try_io` cleared the readiness).
+        Err(_would_block) => None,
     }
 }
 
@@ -136,21 +229,28 @@ fn answer(
     socket: &Socket,
     dispatcher: &Arc<Dispatcher>,
     in_flight: &InFlight,
-    inbox: &Inbox,
-    name: &mut String,
-    outbox: &mut Outbox,
+    tasks: &TaskTracker,
+    r: &mut Receiver,
 ) {
+    let Receiver {
+        inbox,
+        outbox,
+        name,
+        ..
+    } = r;
     for i in 0..inbox.len() {
         let Some((packet, src)) = inbox.get(i) else {
             Stats::inc(&dispatcher.stats.malformed);
             continue;
         };
-        query(socket, dispatcher, in_flight, packet, src, name, outbox);
+        query(
+            socket, dispatcher, in_flight, tasks, packet, src, name, outbox,
+        );
         if outbox.is_full() {
-            flush(socket, dispatcher, outbox);
+            flush(socket, tasks, outbox);
         }
     }
-    flush(socket, dispatcher, outbox);
+    flush(socket, tasks, outbox);
 }
 
 /// The in-flight slots of one address (all its sockets): in total and per client.
@@ -171,10 +271,12 @@ impl InFlight {
 
 /// One datagram: answered into `outbox` when blocked or cached, else by the full path
 /// (inline when it needs no upstream, otherwise in a task).
+#[allow(clippy::too_many_arguments)]
 fn query(
     socket: &Socket,
     dispatcher: &Arc<Dispatcher>,
     in_flight: &InFlight,
+    tasks: &TaskTracker,
     packet: &[u8],
     src: SocketAddr,
     name: &mut String,
@@ -224,7 +326,7 @@ fn query(
     }));
     match polled {
         Ok(Poll::Pending) => {
-            dispatcher.tracker.spawn(query);
+            tasks.spawn(query);
         }
         Ok(Poll::Ready(())) => {}
         Err(_) => tracing::error!(%src, "a query panicked; it got no answer"),
@@ -232,11 +334,11 @@ fn query(
 }
 
 /// Send the queued answers; those the socket cannot take now go out from a task.
-fn flush(socket: &Socket, dispatcher: &Dispatcher, outbox: &mut Outbox) {
+fn flush(socket: &Socket, tasks: &TaskTracker, outbox: &mut Outbox) {
     outbox.flush(socket.get_ref(), |bytes, to| {
         let socket = socket.clone();
         let bytes = bytes.to_vec();
-        dispatcher.tracker.spawn(async move {
+        tasks.spawn(async move {
             if let Err(e) = send_to(&socket, &bytes, to).await {
                 tracing::debug!(%to, error = %e, "udp send failed");
             }
@@ -246,7 +348,7 @@ fn flush(socket: &Socket, dispatcher: &Dispatcher, outbox: &mut Outbox) {
 
 /// Send one answer, waiting for room when the socket has none now.
 async fn send_to(socket: &Socket, bytes: &[u8], to: SocketAddr) -> io::Result<()> {
-    match socket.get_ref().send_to(bytes, to) {
+    match mmsg::send_one(socket.get_ref(), bytes, to) {
         Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
         r => return r.map(drop),
     }
@@ -257,7 +359,7 @@ async fn send_to(socket: &Socket, bytes: &[u8], to: SocketAddr) -> io::Result<()
     let copy = unsafe { AsyncFd::register_with_interest(copy, Interest::WRITABLE)? };
     loop {
         let mut room = copy.writable().await?;
-        if let Ok(r) = room.try_io(|s| s.get_ref().send_to(bytes, to)) {
+        if let Ok(r) = room.try_io(|s| mmsg::send_one(s.get_ref(), bytes, to)) {
             return r.map(drop);
         }
     }

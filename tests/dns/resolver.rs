@@ -1099,3 +1099,107 @@ async fn pattern_rules_block_generated_names_and_answer_cdn_names_of_the_same_sh
     assert_eq!((s.blocked, s.logged), (1, 1));
     srv.stop().await;
 }
+
+/// What the UDP threads of the listener on `port` (`mg-udp:PORT`) are doing: the system
+/// call each one waits in (`None` while it runs). Read from `/proc/self/task`.
+fn udp_threads(port: u16) -> Vec<Option<i64>> {
+    let name = format!("mg-udp:{port}");
+    let mut out = Vec::new();
+    for t in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+        let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+        if comm.trim_end() != name {
+            continue;
+        }
+        let call = std::fs::read_to_string(t.path().join("syscall")).unwrap_or_default();
+        out.push(call.split_whitespace().next().and_then(|n| n.parse().ok()));
+    }
+    out
+}
+
+/// Wait (5 s at most, looking every 5 ms) until `f` holds; whether it did.
+async fn eventually(mut f: impl FnMut() -> bool) -> bool {
+    for _ in 0..1000 {
+        if f() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    false
+}
+
+/// Wait until the one UDP thread of the listener on `port` waits in one of `calls`.
+async fn expect_waiting(port: u16, calls: &[i64], when: &str) {
+    let waits = || {
+        let t = udp_threads(port);
+        t.len() == 1 && t[0].is_some_and(|c| calls.contains(&c))
+    };
+    assert!(eventually(waits).await, "{when}: {:?}", udp_threads(port));
+}
+
+/// The receive calls a UDP thread waits in while nothing is in flight.
+const RECEIVE: [i64; 2] = [libc::SYS_recvfrom, libc::SYS_recvmmsg];
+/// The runtime's waits for events.
+#[cfg(target_arch = "x86_64")]
+const EPOLL: [i64; 3] = [
+    libc::SYS_epoll_wait,
+    libc::SYS_epoll_pwait,
+    libc::SYS_epoll_pwait2,
+];
+#[cfg(not(target_arch = "x86_64"))]
+const EPOLL: [i64; 2] = [libc::SYS_epoll_pwait, libc::SYS_epoll_pwait2];
+
+/// Idle, and between forwards, the UDP thread sleeps in its receive call itself: no
+/// runtime, no `epoll_wait`, no wake-up until a datagram comes. While a query waits on
+/// the upstream, the thread waits on its runtime, which drives the forward, and still
+/// answers the others (a blocked name here). Once the forward is answered it goes back
+/// to the receive call. At the stop the thread ends.
+#[tokio::test]
+async fn the_udp_thread_waits_in_its_receive_call_unless_a_forward_is_in_flight() {
+    let up = Upstream::start().await;
+    up.set("slow.example", Behaviour::Slow(Duration::from_millis(700)));
+    let srv = serve(config(&up)).await;
+    let addr = srv.addrs()[0];
+    let port = addr.port();
+    expect_waiting(port, &RECEIVE, "idle").await;
+
+    let slow = tokio::spawn(async move { udp(addr, "slow.example.", RecordType::A, q(1)).await });
+    assert!(eventually(|| up.hits("slow.example") == 1).await);
+    expect_waiting(port, &EPOLL, "forward in flight").await;
+    let m = udp(addr, "connect.facebook.net.", RecordType::A, q(2)).await;
+    assert_eq!(ips(&m), ["0.0.0.0"]);
+    assert!(!slow.is_finished(), "the slow answer was not yet due");
+    assert_eq!(ips(&slow.await.unwrap()), ["192.0.2.1"]);
+    expect_waiting(port, &RECEIVE, "after the forward").await;
+    // Answered from the cache, in the receive loop itself.
+    let m = udp(addr, "slow.example.", RecordType::A, q(3)).await;
+    assert_eq!(ips(&m), ["192.0.2.1"]);
+    assert_eq!(up.hits("slow.example"), 1);
+
+    let t = Instant::now();
+    srv.stop().await;
+    assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+    assert!(
+        udp_threads(port).is_empty(),
+        "the thread ended with the stop"
+    );
+}
+
+/// A server dropped without `stop` (a failed start further on, a test that returns
+/// early) still ends its UDP thread and frees its port: dropping the listener wakes
+/// the thread's receive call.
+#[tokio::test]
+async fn a_dropped_server_ends_its_udp_thread() {
+    let up = Upstream::start().await;
+    let srv = serve(config(&up)).await;
+    let addr = srv.addrs()[0];
+    let m = udp(addr, "connect.facebook.net.", RecordType::A, q(1)).await;
+    assert_eq!(ips(&m), ["0.0.0.0"]);
+    assert_eq!(udp_threads(addr.port()).len(), 1);
+    drop(srv);
+    assert!(
+        eventually(|| udp_threads(addr.port()).is_empty()).await,
+        "still there: {:?}",
+        udp_threads(addr.port())
+    );
+    std::net::UdpSocket::bind(addr).expect("the port is free again");
+}

@@ -1,55 +1,21 @@
 //! The systemd watchdog: pings from a small thread of its own (`metaguard-wdog`) that
-//! sleeps `WatchdogSec/2` between pings, and pings only while the tokio runtime is
-//! alive. Idle, the process then wakes once per ping and nothing else: a timer in the
-//! runtime cost about five context switches per ping (the timer wheel wakes a worker
-//! at level boundaries before the deadline, then once more to re-arm).
+//! sleeps `WatchdogSec/2` between pings, and pings only while the threads that answer
+//! DNS (the tokio runtime's workers, the UDP threads) are alive. Idle, the process then
+//! wakes once per ping and nothing else: a timer in the runtime cost about five context
+//! switches per ping (the timer wheel wakes a worker at level boundaries before the
+//! deadline, then once more to re-arm).
 //!
-//! Alive means: every worker is parked (waiting for events, so it will answer the next
-//! one), or some worker went through a park since the last ping (it is making
-//! progress). A worker that stays busy for a whole interval without the others parking
-//! (a task stuck in a loop or on a lock) stops the pings and systemd restarts the
-//! service. [`Liveness::hook`] installs the counters on the runtime builder; they cost
-//! two atomic additions per park, none per query.
+//! Alive means, for each group of threads: every thread is parked (waiting for events,
+//! so it will answer the next one), or some thread went through a park since the last
+//! ping (it is making progress). A thread that stays busy for a whole interval without
+//! the others of its group parking (a task stuck in a loop or on a lock) stops the
+//! pings and systemd restarts the service. [`Liveness`] counts the parks.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::Duration;
 
-/// The runtime's workers as the park hooks see them.
-#[derive(Debug, Default)]
-pub(crate) struct Liveness {
-    /// Workers parked now.
-    parked: AtomicUsize,
-    /// Unparks so far (any worker).
-    unparks: AtomicU64,
-}
-
-impl Liveness {
-    /// Count the parks of the runtime `builder` makes into a new `Liveness`.
-    pub(crate) fn hook(builder: &mut tokio::runtime::Builder) -> Arc<Liveness> {
-        let live = Arc::new(Liveness::default());
-        let (park, unpark) = (live.clone(), live.clone());
-        builder
-            .on_thread_park(move || {
-                park.parked.fetch_add(1, Ordering::Relaxed);
-            })
-            .on_thread_unpark(move || {
-                unpark.parked.fetch_sub(1, Ordering::Relaxed);
-                unpark.unparks.fetch_add(1, Ordering::Relaxed);
-            });
-        live
-    }
-
-    /// Whether the `workers` are alive, given the unpark count seen at the last check
-    /// (updated).
-    fn alive(&self, workers: usize, last: &mut u64) -> bool {
-        let unparks = self.unparks.load(Ordering::Relaxed);
-        let moved = unparks != *last;
-        *last = unparks;
-        moved || self.parked.load(Ordering::Relaxed) >= workers
-    }
-}
+pub(crate) use crate::server::Liveness;
 
 /// The running pinger; dropping it stops the thread (at once: it waits on a channel).
 pub(crate) struct Watchdog {
@@ -57,24 +23,24 @@ pub(crate) struct Watchdog {
 }
 
 impl Watchdog {
-    /// Ping `ping` every `every` while the `workers` of `live` are alive. `None` when
-    /// the thread cannot be started (then systemd's watchdog restarts us, as it should
-    /// when we cannot even make a thread).
+    /// Ping `ping` every `every` while each group of `groups` (its parks, its number
+    /// of threads) is alive. `None` when the thread cannot be started (then systemd's
+    /// watchdog restarts us, as it should when we cannot even make a thread).
     pub(crate) fn start(
-        live: Arc<Liveness>,
-        workers: usize,
+        groups: Vec<(Arc<Liveness>, usize)>,
         every: Duration,
         ping: impl Fn() + Send + 'static,
     ) -> Option<Watchdog> {
         let (stop, stopped) = mpsc::channel::<()>();
         let run = move || {
-            let mut last = live.unparks.load(Ordering::Relaxed);
+            let mut last = vec![0; groups.len()];
+            alive(&groups, &mut last);
             // Only `Disconnected` (the server stopping) ends the wait early.
             while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(every) {
-                if live.alive(workers, &mut last) {
+                if alive(&groups, &mut last) {
                     ping();
                 } else {
-                    tracing::warn!("watchdog: the runtime made no progress; not pinging");
+                    tracing::warn!("watchdog: DNS threads made no progress; not pinging");
                 }
             }
         };
@@ -91,9 +57,20 @@ impl Watchdog {
     }
 }
 
+/// Whether every group is alive, given each one's count of ended waits at the last
+/// check (`last`, updated; every group is looked at, so each count is kept current).
+fn alive(groups: &[(Arc<Liveness>, usize)], last: &mut [u64]) -> bool {
+    groups
+        .iter()
+        .zip(last)
+        .fold(true, |all, ((live, threads), last)| {
+            live.alive(*threads, last) && all
+        })
+}
+
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::AtomicBool;
+    use std::sync::atomic::{AtomicBool, Ordering};
 
     use super::*;
 
@@ -143,11 +120,39 @@ mod tests {
         assert!(eventually(|| live.alive(1, &mut last)));
     }
 
+    /// The UDP threads are a group of their own: one stuck among them (busy, no wait
+    /// since the last check) stops the pings while the runtime is idle and well.
+    #[test]
+    fn one_stuck_group_is_enough_to_stop_the_pings() {
+        let (_rt, workers) = runtime(1);
+        assert!(eventually(|| workers.parked.load(Ordering::Relaxed) == 1));
+        let udp = Arc::new(Liveness::default());
+        udp.park();
+        udp.park();
+        let groups = vec![(workers, 1), (udp.clone(), 2)];
+        let mut last = vec![0; 2];
+        alive(&groups, &mut last);
+        assert!(alive(&groups, &mut last), "all waiting");
+        // One UDP thread takes a datagram and never waits again.
+        udp.unpark();
+        assert!(
+            alive(&groups, &mut last),
+            "it made progress since the last check"
+        );
+        assert!(
+            !alive(&groups, &mut last),
+            "busy through a whole interval: stuck"
+        );
+        // It waits again.
+        udp.park();
+        assert!(alive(&groups, &mut last));
+    }
+
     #[test]
     fn dropping_the_watchdog_stops_its_thread_and_pings_go_out_while_alive() {
         let (_rt, live) = runtime(1);
         let (tx, rx) = mpsc::channel();
-        let dog = Watchdog::start(live, 1, Duration::from_millis(5), move || {
+        let dog = Watchdog::start(vec![(live, 1)], Duration::from_millis(5), move || {
             let _ = tx.send(());
         })
         .unwrap();
