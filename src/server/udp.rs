@@ -117,6 +117,9 @@ impl Drop for Wake {
     }
 }
 
+/// A query (or a late send) that waits on the network: a task on the thread's runtime.
+type Pending = Pin<Box<dyn Future<Output = ()> + Send>>;
+
 /// What one thread receives into and answers from.
 struct Receiver {
     inbox: Inbox,
@@ -125,6 +128,10 @@ struct Receiver {
     how: Receive,
     /// Receives of one datagram since the last batch receive.
     ones: u8,
+    /// Made since the last wait on the runtime; spawned there, from inside its
+    /// `block_on` (spawned from outside, each one woke the runtime's driver: one more
+    /// system call and one more return from `epoll_wait` per forward).
+    new: Vec<Pending>,
 }
 
 /// The thread: receive and answer until the server stops, then let what is in flight
@@ -146,6 +153,7 @@ fn run(
         name: String::with_capacity(256),
         how: Receive::One,
         ones: 0,
+        new: Vec::new(),
     };
     let stopped = || dispatcher.stop.load(Ordering::Acquire);
     while !stopped() {
@@ -155,9 +163,9 @@ fn run(
                 (r.how, r.ones) = (Receive::Batch, 0);
             }
         }
-        // Any task alive (a query, a late send, or one a query spawned) needs the
-        // runtime: wait there. Otherwise in the receive call.
-        let got = if rt.metrics().num_alive_tasks() > 0 {
+        // Any task alive or to be (a query, a late send, or one a query spawned) needs
+        // the runtime: wait there. Otherwise in the receive call.
+        let got = if !r.new.is_empty() || rt.metrics().num_alive_tasks() > 0 {
             match rt.block_on(ready(socket, &tasks, &mut r)) {
                 Some(got) => got,
                 None => continue,
@@ -186,11 +194,19 @@ fn run(
                 }
             },
         }
-        answer(socket, dispatcher, in_flight, &tasks, &mut r);
+        answer(socket, dispatcher, in_flight, &mut r);
     }
     rt.block_on(async {
+        spawn(&tasks, &mut r.new);
         let _ = tokio::time::timeout(DRAIN, tasks.wait()).await;
     });
+}
+
+/// Make `new` tasks of `tasks` (called on the runtime).
+fn spawn(tasks: &TaskTracker, new: &mut Vec<Pending>) {
+    for q in new.drain(..) {
+        tasks.spawn(q);
+    }
 }
 
 /// On the runtime, which drives the tasks meanwhile: receive what the socket has once
@@ -201,6 +217,7 @@ async fn ready(
     tasks: &TaskTracker,
     r: &mut Receiver,
 ) -> Option<io::Result<usize>> {
+    spawn(tasks, &mut r.new);
     let mut ready = tokio::select! {
         biased;
         ready = socket.readable() => match ready {
@@ -225,17 +242,12 @@ async fn ready(
 }
 
 /// Answer what `inbox` holds, and send the answers.
-fn answer(
-    socket: &Socket,
-    dispatcher: &Arc<Dispatcher>,
-    in_flight: &InFlight,
-    tasks: &TaskTracker,
-    r: &mut Receiver,
-) {
+fn answer(socket: &Socket, dispatcher: &Arc<Dispatcher>, in_flight: &InFlight, r: &mut Receiver) {
     let Receiver {
         inbox,
         outbox,
         name,
+        new,
         ..
     } = r;
     for i in 0..inbox.len() {
@@ -244,13 +256,13 @@ fn answer(
             continue;
         };
         query(
-            socket, dispatcher, in_flight, tasks, packet, src, name, outbox,
+            socket, dispatcher, in_flight, packet, src, name, outbox, new,
         );
         if outbox.is_full() {
-            flush(socket, tasks, outbox);
+            flush(socket, outbox, new);
         }
     }
-    flush(socket, tasks, outbox);
+    flush(socket, outbox, new);
 }
 
 /// The in-flight slots of one address (all its sockets): in total and per client.
@@ -276,11 +288,11 @@ fn query(
     socket: &Socket,
     dispatcher: &Arc<Dispatcher>,
     in_flight: &InFlight,
-    tasks: &TaskTracker,
     packet: &[u8],
     src: SocketAddr,
     name: &mut String,
     outbox: &mut Outbox,
+    new: &mut Vec<Pending>,
 ) {
     // A panic in one query must not take the receive loop with it.
     let fast = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -312,37 +324,35 @@ fn query(
     let packet = packet.to_vec();
     let socket = socket.clone();
     let task_dispatcher = dispatcher.clone();
-    let mut query: Pin<Box<dyn Future<Output = ()> + Send>> = Box::pin(async move {
+    let mut query: Pending = Box::pin(async move {
         let _held = (permit, share);
         respond_and_send(&socket, &task_dispatcher, packet, src, admit).await;
     });
     // One poll with a no-op waker: answers that need nothing from the network finish
-    // here. The rest are handed to a task, which polls again at once and so registers
-    // its real waker; nothing is sent twice because it is the same future. A panic in
+    // here. The rest become tasks, which poll again at once and so register their
+    // real waker; nothing is sent twice because it is the same future. A panic in
     // one query must not take the receive loop with it (a spawned task would contain it
     // the same way).
     let polled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         query.as_mut().poll(&mut Context::from_waker(Waker::noop()))
     }));
     match polled {
-        Ok(Poll::Pending) => {
-            tasks.spawn(query);
-        }
+        Ok(Poll::Pending) => new.push(query),
         Ok(Poll::Ready(())) => {}
         Err(_) => tracing::error!(%src, "a query panicked; it got no answer"),
     }
 }
 
 /// Send the queued answers; those the socket cannot take now go out from a task.
-fn flush(socket: &Socket, tasks: &TaskTracker, outbox: &mut Outbox) {
+fn flush(socket: &Socket, outbox: &mut Outbox, new: &mut Vec<Pending>) {
     outbox.flush(socket.get_ref(), |bytes, to| {
         let socket = socket.clone();
         let bytes = bytes.to_vec();
-        tasks.spawn(async move {
+        new.push(Box::pin(async move {
             if let Err(e) = send_to(&socket, &bytes, to).await {
                 tracing::debug!(%to, error = %e, "udp send failed");
             }
-        });
+        }));
     });
 }
 
@@ -355,7 +365,8 @@ async fn send_to(socket: &Socket, bytes: &[u8], to: SocketAddr) -> io::Result<()
     // The socket is registered for reading only: wait for room on a copy registered
     // for writing only (rare: the kernel's send buffer is full).
     let copy = socket.get_ref().try_clone()?;
-    // SAFETY: as in `register`: the copy owns its fd for the AsyncFd's lifetime.
+    // SAFETY: as in `start`: the copy owns its fd for the AsyncFd's lifetime. (It is
+    // blocking like the socket; every send on it passes MSG_DONTWAIT.)
     let copy = unsafe { AsyncFd::register_with_interest(copy, Interest::WRITABLE)? };
     loop {
         let mut room = copy.writable().await?;
