@@ -390,11 +390,7 @@ mod sys {
 
     /// Send the answer at `first`.
     pub(crate) fn send(socket: &UdpSocket, outbox: &mut Outbox, first: usize) -> io::Result<usize> {
-        socket2::SockRef::from(socket).send_to_with_flags(
-            &outbox.bufs[first],
-            &outbox.to[first].into(),
-            libc::MSG_DONTWAIT,
-        )?;
+        super::send_one(socket, &outbox.bufs[first], outbox.to[first])?;
         Ok(1)
     }
 }
