@@ -35,8 +35,8 @@ pub(crate) struct Dispatcher {
     pub(super) handler: Handler,
     pub(super) stats: Arc<Stats>,
     pub(super) shutdown: CancellationToken,
-    /// Set when the server stops, with `shutdown`: what the UDP threads read after each
-    /// wake-up (one atomic load).
+    /// Set by each UDP listener as it wakes its thread at the stop (after `shutdown`, or
+    /// when the listener is dropped): what the UDP threads read after each wake-up.
     pub(super) stop: std::sync::atomic::AtomicBool,
     pub(super) tracker: TaskTracker,
     /// Stops the device-table refresher of the current snapshot (replaced on reload).

@@ -273,10 +273,7 @@ impl Running {
 
     /// Stop accepting, let in-flight queries finish (bounded), then return.
     pub async fn stop(mut self) {
-        // The flag first: the UDP threads read it once the token's cancel wakes them.
-        self.dispatcher
-            .stop
-            .store(true, std::sync::atomic::Ordering::Release);
+        // Each UDP listener then sets the stop flag and wakes its thread (`udp::Wake`).
         self.dispatcher.shutdown.cancel();
         while self.listeners.join_next().await.is_some() {}
         self.dispatcher.tracker.close();
