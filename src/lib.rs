@@ -8,6 +8,10 @@
 //! stage-by-stage walk.
 #![warn(missing_docs, unreachable_pub)]
 
+// Tests only: counts the allocations of chosen threads.
+#[cfg(test)]
+mod alloc_count;
+
 // Listeners, the snapshot of settings and lists, start/reload/stop, the decision per query.
 pub mod server;
 

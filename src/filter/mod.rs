@@ -180,21 +180,31 @@ impl Verdict {
 
     /// The rule as written, given the name that was checked.
     pub fn rule_text(&self, checked: &str) -> Option<String> {
-        self.matched.as_ref().map(|m| match &m.rule {
+        let mut text = None;
+        self.write_rule_text(checked, &mut text);
+        text
+    }
+
+    /// [`Verdict::rule_text`] into `out`, reusing the room of the string it holds.
+    pub(crate) fn write_rule_text(&self, checked: &str, out: &mut Option<String>) {
+        let Some(m) = &self.matched else {
+            *out = None;
+            return;
+        };
+        let text = out.get_or_insert_with(String::new);
+        text.clear();
+        match &m.rule {
             RuleText::Suffix {
                 start,
                 subdomains_only,
             } => {
-                let s = checked.get(*start..).unwrap_or(checked);
                 if *subdomains_only {
-                    format!("*.{s}")
-                } else {
-                    s.to_string()
+                    text.push_str("*.");
                 }
+                text.push_str(checked.get(*start..).unwrap_or(checked));
             }
-            RuleText::Abp(r) => r.to_string(),
-            RuleText::Pattern(r) => r.to_string(),
-        })
+            RuleText::Abp(r) | RuleText::Pattern(r) => text.push_str(r),
+        }
     }
 }
 

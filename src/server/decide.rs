@@ -31,19 +31,23 @@ pub(crate) struct Question<'a> {
 #[derive(Debug)]
 pub(crate) struct Hit {
     pub(crate) verdict: Verdict,
-    /// The name the rule matched: the query name, or a CNAME target.
-    pub(crate) matched: String,
-    pub(crate) from_cname: bool,
+    /// The CNAME target the rule matched; `None` when it matched the query name (which
+    /// the hit does not copy: a hit on the inline path allocates nothing).
+    pub(crate) cname: Option<String>,
 }
 
 impl Hit {
     /// A match on the query name itself.
-    fn of(verdict: Verdict, name: &str) -> Hit {
+    fn of(verdict: Verdict) -> Hit {
         Hit {
             verdict,
-            matched: name.to_string(),
-            from_cname: false,
+            cname: None,
         }
+    }
+
+    /// The name the rule matched: the CNAME target, else `name` (the query's).
+    pub(crate) fn matched<'a>(&'a self, name: &'a str) -> &'a str {
+        self.cname.as_deref().unwrap_or(name)
     }
 }
 
@@ -110,8 +114,8 @@ pub(crate) fn decide(
     //    or has no data, whatever is asked for.
     if let Some(answer) = snap.config.bypass.answer(q.name) {
         let verdict = snap.verdict(q.name, device);
-        let hit = matches!(verdict.action, Some(Action::Log | Action::Block))
-            .then(|| Hit::of(verdict, q.name));
+        let hit =
+            matches!(verdict.action, Some(Action::Log | Action::Block)).then(|| Hit::of(verdict));
         return Decision::Local {
             answer: Local::Bypass(answer),
             hit,
@@ -121,7 +125,7 @@ pub(crate) fn decide(
     //    blocked name is blocked whatever is asked for (ANY and DO/CD included).
     let verdict = snap.verdict(q.name, device);
     if verdict.is_block() {
-        return Decision::Blocked(Hit::of(verdict, q.name));
+        return Decision::Blocked(Hit::of(verdict));
     }
     // 4. Query types that are never forwarded. After the filter, so that a `log` rule
     //    still logs them; before the cache, which never holds them.
@@ -131,7 +135,7 @@ pub(crate) fn decide(
         _ => None,
     };
     if let Some(answer) = local {
-        let hit = logged(&verdict, q.name);
+        let hit = logged(&verdict);
         return Decision::Local { answer, hit };
     }
     // 5. The cache, keyed on DO/CD. A cached answer is checked as a fresh one would be:
@@ -163,7 +167,7 @@ pub(crate) fn check_answer(
     answer: &Answer,
     cname_keys: Option<&[String]>,
 ) -> Check {
-    let name_logged = logged(&verdict, q.name);
+    let name_logged = logged(&verdict);
     // CNAME uncloaking: an allowed name whose chain passes a blocked name is blocked.
     // A chain through a logged name is logged when the name itself matched nothing.
     // An `allow` rule on the name itself ends it: the household asked for that name.
@@ -172,9 +176,8 @@ pub(crate) fn check_answer(
         let mut check = |t: &str| -> Option<Check> {
             let tv = snap.verdict(t, device);
             let hit = || Hit {
-                matched: t.to_string(),
-                from_cname: true,
                 verdict: tv.clone(),
+                cname: Some(t.to_string()),
             };
             if tv.is_block() {
                 return Some(Check::Blocked(hit()));
@@ -215,9 +218,9 @@ pub(crate) fn check_answer(
     Check::Pass(hit)
 }
 
-/// The hit to log when `verdict` is a `log` rule on `name`.
-fn logged(verdict: &Verdict, name: &str) -> Option<Hit> {
-    (verdict.action == Some(Action::Log)).then(|| Hit::of(verdict.clone(), name))
+/// The hit to log when `verdict` is a `log` rule (on the query name).
+fn logged(verdict: &Verdict) -> Option<Hit> {
+    (verdict.action == Some(Action::Log)).then(|| Hit::of(verdict.clone()))
 }
 
 /// Whether `answer` for the public name `name` holds an address of the local network

@@ -125,8 +125,7 @@ impl Handler {
         let owner = query.original().name();
         let logged = (verdict.action == Some(Action::Log)).then(|| Hit {
             verdict: verdict.clone(),
-            matched: q.name.to_string(),
-            from_cname: false,
+            cname: None,
         });
         let lower = Name::from(query.name().clone());
         let asked = tokio::time::Instant::now();
@@ -176,7 +175,7 @@ impl Handler {
             }
             Check::Blocked(hit) => {
                 Stats::inc(&self.stats.cname_blocked);
-                tracing::debug!(name = %q.name, cname = %hit.matched, "blocked by CNAME");
+                tracing::debug!(name = %q.name, cname = %hit.matched(q.name), "blocked by CNAME");
                 let reply = self.blocked(snap, &hit.verdict, owner, q.qtype);
                 (reply, Some(hit), AnsweredFrom::Blocked)
             }
@@ -224,7 +223,7 @@ impl Handler {
                     let q = u16::from(qtype);
                     self.export
                         .hit(client, name, q, id, from, cat, e.action, rule);
-                    self.logger.hit(e);
+                    self.logger.send_hit(e);
                 }
             }
             None => self.export.query(client, name, u16::from(qtype), id, from),
@@ -311,20 +310,23 @@ impl Handler {
         name: &str,
         qtype: RecordType,
         hit: Hit,
-    ) -> Option<HitEvent> {
+    ) -> Option<Box<HitEvent>> {
         let m = hit.verdict.matched.as_ref()?;
         let action = hit.verdict.action?;
-        let event = HitEvent {
-            ts: unix_now(),
-            device: device.clone(),
-            name: name.to_string(),
-            qtype: u16::from(qtype),
-            category: snap.filter.categories().name(m.category).to_string(),
-            action,
-            rule: hit.verdict.rule_text(&hit.matched),
-            cname_origin: hit.from_cname.then_some(hit.matched),
-        };
-        Some(event)
+        // A spare event, its strings refilled in place: no allocation once they fit.
+        let mut e = self.logger.blank_hit();
+        e.ts = unix_now();
+        e.device.clone_from(device);
+        e.name.clear();
+        e.name.push_str(name);
+        e.qtype = u16::from(qtype);
+        e.category.clear();
+        e.category
+            .push_str(snap.filter.categories().name(m.category));
+        e.action = action;
+        hit.verdict.write_rule_text(hit.matched(name), &mut e.rule);
+        e.cname_origin = hit.cname;
+        Some(e)
     }
 
     fn blocked(

@@ -574,6 +574,77 @@ mod tests {
             .expect("stops cleanly");
     }
 
+    /// A warm query answered inline, blocked or from the cache, allocates nothing on
+    /// the UDP thread: its hit event is one the writer gave back, and its hourly totals
+    /// are there already (the brief: nothing allocated on the inline path). The writer
+    /// takes the totals only when told to flush here, so the counts are the queries'.
+    #[tokio::test]
+    async fn a_warm_query_allocates_nothing_on_the_udp_thread() {
+        // The upstream: every A query answered 192.0.2.1 for an hour.
+        let up = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let up_addr = up.local_addr().unwrap();
+        let upstream = tokio::spawn(async move {
+            let mut buf = vec![0u8; 4096];
+            loop {
+                let (n, from) = up.recv_from(&mut buf).await.unwrap();
+                let q = Message::from_vec(&buf[..n]).unwrap();
+                let mut r = Message::response(q.metadata.id, q.metadata.op_code);
+                r.metadata.recursion_desired = q.metadata.recursion_desired;
+                r.metadata.recursion_available = true;
+                let query = q.queries[0].clone();
+                r.add_answer(hickory_proto::rr::Record::from_rdata(
+                    query.name().clone(),
+                    3600,
+                    hickory_proto::rr::RData::A("192.0.2.1".parse().unwrap()),
+                ));
+                r.add_query(query);
+                up.send_to(&r.to_vec().unwrap(), from).await.unwrap();
+            }
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = loopback(dir.path());
+        c.upstream.servers = vec![crate::upstream::UpstreamSpec::Plain(up_addr)];
+        c.store.batch_interval = Duration::from_secs(3600);
+        let srv = start(c).await.unwrap();
+        let addr = srv.addrs()[0];
+        let thread = format!("mg-udp:{}", addr.port());
+        let ask = |name: &'static str, want: &'static str| async move {
+            let m = udp_ask(addr, name).await.expect("answered");
+            assert_eq!(m.answers.len(), 1, "{name}");
+            assert_eq!(m.answers[0].data.to_string(), want, "{name}");
+        };
+        let both = || async {
+            ask("connect.facebook.net.", "0.0.0.0").await;
+            ask("example.org.", "192.0.2.1").await;
+        };
+        // Warm: the verdicts and the cache fill, and 20 hit events go to the writer,
+        // which gives them back once written.
+        for _ in 0..20 {
+            both().await;
+        }
+        for attempt in 0.. {
+            assert!(srv.flush_log().await);
+            // The first queries after the writer took the totals start them again.
+            both().await;
+            let hour = crate::store::unix_now() / 3600;
+            let before = crate::alloc_count::allocations(&thread);
+            for _ in 0..10 {
+                both().await;
+            }
+            let allocated = crate::alloc_count::allocations(&thread) - before;
+            // A new hour starts new totals: measure again.
+            if hour != crate::store::unix_now() / 3600 && attempt == 0 {
+                continue;
+            }
+            assert_eq!(allocated, 0, "allocations for 20 warm queries");
+            break;
+        }
+        upstream.abort();
+        tokio::time::timeout(Duration::from_secs(5), srv.stop())
+            .await
+            .expect("stops cleanly");
+    }
+
     /// A panic in one query task ends that task only: tokio catches it (the release
     /// profile keeps `panic = "unwind"`), the task's in-flight permit is released by
     /// unwinding, and the listeners and the other queries carry on.

@@ -145,6 +145,8 @@ fn run(
 ) {
     // Tasks spawned from here go to this thread's runtime.
     let _in = rt.enter();
+    #[cfg(test)]
+    crate::alloc_count::count_this_thread();
     let tasks = TaskTracker::new();
     tasks.close();
     let mut r = Receiver {

@@ -103,6 +103,22 @@ pub struct HitEvent {
     pub cname_origin: Option<String>,
 }
 
+impl HitEvent {
+    /// An event to fill in ([`super::Logger::blank_hit`] hands these out).
+    pub(super) fn blank() -> HitEvent {
+        HitEvent {
+            ts: 0,
+            device: Device::from_addr(std::net::Ipv4Addr::UNSPECIFIED.into()),
+            name: String::new(),
+            qtype: 0,
+            category: String::new(),
+            action: Action::Log,
+            rule: None,
+            cname_origin: None,
+        }
+    }
+}
+
 /// Where an answer came from, for the optional full query log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum AnsweredFrom {

@@ -57,6 +57,12 @@ pub(super) struct LogState {
     /// Notified at the first query counted after the writer took the totals: the
     /// status ticker waits on it while the server is idle.
     activity: tokio::sync::Notify,
+    /// Hit events the writer is done with, for the query path to fill again: once
+    /// their strings have grown to fit, a hit costs no allocation (nor a free on the
+    /// writer). At most a batch of them. Boxed: the boxes are what is reused, as
+    /// [`Msg::Hit`] carries them.
+    #[allow(clippy::vec_box)]
+    spare: Mutex<Vec<Box<HitEvent>>>,
 }
 
 impl LogState {
@@ -75,6 +81,20 @@ impl LogState {
             batch_size: batch_size as u64,
             writer: OnceLock::new(),
             activity: tokio::sync::Notify::new(),
+            spare: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Give the hit events of `written` back for [`Logger::blank_hit`] (the rest are
+    /// dropped), as many as make a batch at most.
+    pub(super) fn recycle(&self, written: impl Iterator<Item = Msg>) {
+        let mut spare = lock(&self.spare);
+        for m in written {
+            if let Msg::Hit(e) = m
+                && (spare.len() as u64) < self.batch_size
+            {
+                spare.push(e);
+            }
         }
     }
 
@@ -121,6 +141,19 @@ impl Logger {
     /// Queue a hit; when the queue is full it is dropped and counted.
     pub fn hit(&self, event: HitEvent) {
         self.send(Msg::Hit(Box::new(event)));
+    }
+
+    /// A hit event to fill in and queue with [`Logger::send_hit`]: one the writer is
+    /// done with (each field still holds its last value) when there is one, else new.
+    pub(crate) fn blank_hit(&self) -> Box<HitEvent> {
+        lock(&self.state.spare)
+            .pop()
+            .unwrap_or_else(|| Box::new(HitEvent::blank()))
+    }
+
+    /// [`Logger::hit`] for an event from [`Logger::blank_hit`].
+    pub(crate) fn send_hit(&self, event: Box<HitEvent>) {
+        self.send(Msg::Hit(event));
     }
 
     /// Count one query of `device` in this hour's totals.

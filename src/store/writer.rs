@@ -360,7 +360,7 @@ impl Writer {
             }
             match result {
                 Ok(()) => {
-                    self.pending.drain(..n);
+                    self.state.recycle(self.pending.drain(..n));
                     self.state.written.fetch_add(n as u64, Ordering::Relaxed);
                     self.state.queued.fetch_sub(n as u64, Ordering::Relaxed);
                     self.pending_totals.clear();
