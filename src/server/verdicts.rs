@@ -6,7 +6,8 @@
 //!
 //! The memory is direct-mapped: a name has one slot, chosen by its hash, and a new
 //! name in a taken slot replaces the one there. No eviction order to keep, and a
-//! lock per slot.
+//! lock per slot. A slot holds its name (up to [`NAME_MAX`] bytes; longer names are
+//! checked every time): no allocation, and no second place in memory to look at.
 
 use std::hash::BuildHasher;
 use std::sync::Mutex;
@@ -14,17 +15,26 @@ use std::sync::Mutex;
 use crate::filter::{Filter, Verdict};
 use crate::policy::Action;
 
-/// Slots (a power of two; 72 bytes each, and the name).
+/// Slots (a power of two; about 120 bytes each).
 const SLOTS: usize = 4096;
+
+/// The longest name a slot holds. Longer ones are rare (a household's names are
+/// mostly under 40 bytes) and go to the filter each time.
+const NAME_MAX: usize = 64;
 
 /// One remembered verdict: the name, the action table it was checked with, the verdict.
 /// The table is named by its address: it belongs to the snapshot's policy, which lives
 /// exactly as long as this memory.
-type Slot = Option<(Box<str>, usize, Verdict)>;
+struct Slot {
+    table: usize,
+    len: u8,
+    name: [u8; NAME_MAX],
+    verdict: Verdict,
+}
 
 /// The remembered verdicts of one snapshot.
 pub(crate) struct Verdicts {
-    slots: Box<[Mutex<Slot>]>,
+    slots: Box<[Mutex<Option<Slot>>]>,
 }
 
 impl Verdicts {
@@ -42,21 +52,32 @@ impl Verdicts {
     /// `filter.check(name, actions)`, remembered. `filter` and `actions` must be the
     /// snapshot's own (see [`super::Snapshot::verdict`]).
     pub(super) fn check(&self, filter: &Filter, name: &str, actions: &[Action]) -> Verdict {
+        let len = name.len();
+        if len > NAME_MAX {
+            return filter.check(name, actions);
+        }
         let table = actions.as_ptr() as usize;
         let hash = rustc_hash::FxBuildHasher.hash_one((name, table));
         let slot = &self.slots[hash as usize & (self.slots.len() - 1)];
         if let Ok(s) = slot.lock()
-            && let Some((n, t, v)) = s.as_ref()
-            && **n == *name
-            && *t == table
+            && let Some(s) = s.as_ref()
+            && s.table == table
+            && s.name[..usize::from(s.len)] == *name.as_bytes()
         {
-            return v.clone();
+            return s.verdict.clone();
         }
-        let v = filter.check(name, actions);
+        let verdict = filter.check(name, actions);
         if let Ok(mut s) = slot.lock() {
-            *s = Some((name.into(), table, v.clone()));
+            let mut bytes = [0; NAME_MAX];
+            bytes[..len].copy_from_slice(name.as_bytes());
+            *s = Some(Slot {
+                table,
+                len: len as u8,
+                name: bytes,
+                verdict: verdict.clone(),
+            });
         }
-        v
+        verdict
     }
 }
 
@@ -68,7 +89,7 @@ mod tests {
 
     /// Remembered verdicts are the filter's, for every name and action table, also
     /// once names share a slot and replace each other (three times more names than
-    /// slots, each asked for twice in two orders).
+    /// slots, each asked for twice in two orders), and for names too long to keep.
     #[test]
     fn remembered_verdicts_are_the_filters() {
         let filter = Filter::build(vec![
@@ -108,6 +129,12 @@ mod tests {
                 1 => format!("sonar{i}.xx.fbcdn.net"),
                 2 => format!("a{i}.edge.facebook.com"),
                 3 => "connect.facebook.net".to_string(),
+                // Too long to remember, and just short enough.
+                4 if i % 12 == 4 => format!("{}.h{i}.facebook.com", "x".repeat(NAME_MAX)),
+                4 if i % 24 == 10 => {
+                    let tail = format!(".n{i}.facebook.com");
+                    format!("{}{tail}", "y".repeat(NAME_MAX - tail.len()))
+                }
                 4 => format!("site{i}.example"),
                 _ => ["www.facebook.com", "graph.facebook.com", "fbcdn.net"][i % 3].to_string(),
             })
