@@ -15,8 +15,10 @@ use std::sync::Mutex;
 use crate::filter::{Filter, Verdict};
 use crate::policy::Action;
 
-/// Slots (a power of two; about 120 bytes each).
-const SLOTS: usize = 4096;
+/// Slots (a power of two; at most 128 bytes each, 1 MiB in all). The bench's 7,050
+/// names, replayed: 81 % remembered with 4,096 slots, 90 % with 8,192 (a household's
+/// names in a day are of that order).
+const SLOTS: usize = 8192;
 
 /// The longest name a slot holds. Longer ones are rare (a household's names are
 /// mostly under 40 bytes) and go to the filter each time.
@@ -44,6 +46,7 @@ impl Verdicts {
 
     /// A memory of `n` slots (a power of two).
     fn with_slots(n: usize) -> Verdicts {
+        const { assert!(std::mem::size_of::<Mutex<Option<Slot>>>() <= 128) };
         Verdicts {
             slots: (0..n).map(|_| Mutex::new(None)).collect(),
         }
