@@ -86,16 +86,20 @@ impl LogState {
     }
 
     /// Give the hit events of `written` back for [`Logger::blank_hit`] (the rest are
-    /// dropped), as many as make a batch at most.
+    /// dropped), as many as make a batch at most. What is dropped is dropped outside
+    /// the lock, which the query path takes for each hit.
     pub(super) fn recycle(&self, written: impl Iterator<Item = Msg>) {
-        let mut spare = lock(&self.spare);
-        for m in written {
-            if let Msg::Hit(e) = m
-                && (spare.len() as u64) < self.batch_size
-            {
-                spare.push(e);
-            }
-        }
+        let cap = self.batch_size as usize;
+        let mut back: Vec<Box<HitEvent>> = written
+            .filter_map(|m| match m {
+                Msg::Hit(e) => Some(e),
+                _ => None,
+            })
+            .take(cap)
+            .collect();
+        let have = lock(&self.spare).len();
+        back.truncate(cap.saturating_sub(have));
+        lock(&self.spare).append(&mut back);
     }
 
     /// Wake the writer from its wait for the batch deadline (a flush, a full batch).
