@@ -74,7 +74,7 @@ impl Default for StoreConfig {
             retention_days: 90,
             rollup_retention_days: 730,
             max_db_size_mb: 512,
-            batch_size: const { NonZeroUsize::new(500).unwrap() },
+            batch_size: const { NonZeroUsize::new(2000).unwrap() },
             batch_interval: Duration::from_secs(1),
             channel_capacity: const { NonZeroUsize::new(65536).unwrap() },
         }

@@ -14,9 +14,10 @@ use tokio::sync::broadcast;
 use crate::store::HitEvent;
 
 /// Hits a slow watcher may fall behind by before it loses the oldest: more than the hit
-/// writer hands over at once (a batch, `[store] batch_size`, 500 by default), or a busy
+/// writer hands over at once (a batch, `[store] batch_size`, 2000 by default), or a busy
 /// household loses a third of its hits from the page (256 lost ~35 % at 440 hits/s).
-const BACKLOG: usize = 1024;
+/// Held only while a page watches (with no receiver a send keeps nothing).
+const BACKLOG: usize = 2048;
 
 /// One hit as the live page shows it.
 #[derive(Debug, Clone, Serialize)]
