@@ -227,7 +227,8 @@ impl Cache {
         self.lookup_at(name, qtype, bits, Instant::now())
     }
 
-    fn lookup_at(
+    /// [`Cache::lookup`] at `now`.
+    pub(crate) fn lookup_at(
         &self,
         name: &str,
         qtype: RecordType,

@@ -6,6 +6,7 @@
 use hickory_proto::rr::{DNSClass, RData, RecordType};
 
 use super::Snapshot;
+use super::clock::Now;
 use crate::bypass::BypassAnswer;
 use crate::cache::{Answer, Cache, Cached, DnssecBits};
 use crate::clients::Device;
@@ -23,6 +24,8 @@ pub(crate) struct Question<'a> {
     pub(crate) class: DNSClass,
     /// DO and CD: part of the cache key.
     pub(crate) bits: DnssecBits,
+    /// When it was asked (read once per batch of datagrams).
+    pub(crate) asked: Now,
 }
 
 /// A hit as `decide()` finds it: the filter's verdict and the name it matched.
@@ -140,7 +143,7 @@ pub(crate) fn decide(
     }
     // 5. The cache, keyed on DO/CD. A cached answer is checked as a fresh one would be:
     //    the policy may block a name in its chain that was allowed when it was cached.
-    match cache.lookup(q.name, q.qtype, q.bits) {
+    match cache.lookup_at(q.name, q.qtype, q.bits, q.asked.mono) {
         Some(entry) => {
             let check = check_answer(
                 snap,

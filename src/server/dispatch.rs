@@ -14,6 +14,7 @@ use hickory_server::server::Request;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::clock::Now;
 use super::housekeeping::Housekeeping;
 use super::{Handler, Snapshot, refused, response, wire};
 use crate::access::Admit;
@@ -252,6 +253,7 @@ impl Dispatcher {
         packet: &[u8],
         src: SocketAddr,
         proto: Protocol,
+        now: Now,
         name: &mut String,
         out: &mut Vec<u8>,
     ) -> Inline {
@@ -265,7 +267,11 @@ impl Dispatcher {
         let snap = self.handler.state.load();
         match self.admit(&snap, src) {
             None => Inline::Silent,
-            Some(Admit::Yes) if self.handler.inline(&snap, &q, name, src.ip(), out, max) => {
+            Some(Admit::Yes)
+                if self
+                    .handler
+                    .inline(&snap, &q, name, src.ip(), now, out, max) =>
+            {
                 Inline::Answered
             }
             Some(admit) => Inline::Full(admit),

@@ -14,6 +14,7 @@ use hickory_server::net::runtime::Time;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 
 use super::Snapshot;
+use super::clock::Now;
 use super::decide::{self, Check, Decision, Hit, Local, Question};
 use super::response::{self, EDE_NO_REACHABLE_AUTHORITY, EDE_NOT_SUPPORTED, Reply};
 use super::wire;
@@ -24,7 +25,7 @@ use crate::filter::{Verdict, name_key};
 use crate::metrics::Metrics;
 use crate::policy::Action;
 use crate::stats::Stats;
-use crate::store::{AnsweredFrom, HitEvent, Logger, QueryEvent, unix_now};
+use crate::store::{AnsweredFrom, HitEvent, Logger, QueryEvent};
 use crate::upstream::UpstreamError;
 
 /// The query handler. Everything it reads per query is in the current [`Snapshot`].
@@ -64,6 +65,7 @@ impl Handler {
                 dnssec_ok: req.edns.as_ref().is_some_and(|e| e.flags().dnssec_ok),
                 checking_disabled: req.metadata.checking_disabled,
             },
+            asked: Now::read(),
         };
         let device = snap.clients.identify(req.src().ip(), req.edns.as_ref());
         let owner = query.original().name();
@@ -109,7 +111,7 @@ impl Handler {
                 self.forward(snap, &q, query, &device, verdict).await
             }
         };
-        self.record(snap, &device, &name, q.qtype, req.metadata.id, hit, from);
+        self.record(snap, &device, &q, req.metadata.id, hit, from);
         reply
     }
 
@@ -196,20 +198,20 @@ impl Handler {
 
     /// Count the query in the hourly totals, log its rule match and, when asked for,
     /// the query itself; hand it to the dnstap export.
-    #[allow(clippy::too_many_arguments)]
     fn record(
         &self,
         snap: &Snapshot,
         device: &Device,
-        name: &str,
-        qtype: RecordType,
+        q: &Question<'_>,
         id: u16,
         hit: Option<Hit>,
         from: AnsweredFrom,
     ) {
+        let (name, qtype) = (q.name, q.qtype);
         let blocked = hit.as_ref().is_some_and(|h| h.verdict.is_block());
-        self.logger.query(&device.key, hit.is_some(), blocked);
-        self.log_query(device, name, qtype, from);
+        self.logger
+            .query_at(q.asked.unix, &device.key, hit.is_some(), blocked);
+        self.log_query(device, q, from);
         tracing::debug!(client = %device.addr, device = %device.key, %name, %qtype, ?from, blocked, "query");
         let client = export::Client {
             addr: device.addr,
@@ -218,7 +220,7 @@ impl Handler {
         };
         match hit {
             Some(hit) => {
-                if let Some(e) = self.log_hit(snap, device, name, qtype, hit) {
+                if let Some(e) = self.log_hit(snap, device, q, hit) {
                     let (cat, rule) = (&e.category, e.rule.as_deref());
                     let q = u16::from(qtype);
                     self.export
@@ -235,12 +237,14 @@ impl Handler {
     /// Counted and logged exactly as [`Handler::resolve`] would; `false` leaves the
     /// query untouched (nothing counted) for the full path, also when the answer would
     /// be longer than `max` bytes (the client's UDP payload size; 65,535 over TCP).
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn inline(
         &self,
         snap: &Snapshot,
         wq: &wire::Query<'_>,
         name: &str,
         src: IpAddr,
+        now: Now,
         out: &mut Vec<u8>,
         max: usize,
     ) -> bool {
@@ -250,6 +254,7 @@ impl Handler {
             qtype: RecordType::from(wq.qtype),
             class: hickory_proto::rr::DNSClass::IN,
             bits: wq.dnssec_bits(),
+            asked: now,
         };
         let (hit, from) = match decide::decide(snap, &self.cache, &q, &device) {
             Decision::Blocked(hit) => {
@@ -284,20 +289,20 @@ impl Handler {
             _ => return false,
         };
         Stats::inc(&self.stats.queries);
-        self.record(snap, &device, name, q.qtype, wq.id(), hit, from);
+        self.record(snap, &device, &q, wq.id(), hit, from);
         true
     }
 
     /// Record the query in the full query log, when `[store] log_all_queries` is on.
-    fn log_query(&self, device: &Device, name: &str, qtype: RecordType, from: AnsweredFrom) {
+    fn log_query(&self, device: &Device, q: &Question<'_>, from: AnsweredFrom) {
         if !self.logger.logs_all_queries() {
             return;
         }
         self.logger.log_query(QueryEvent {
-            ts: unix_now(),
+            ts: q.asked.unix,
             device: device.clone(),
-            name: name.to_string(),
-            qtype: u16::from(qtype),
+            name: q.name.to_string(),
+            qtype: u16::from(q.qtype),
             answered_from: from,
         });
     }
@@ -307,15 +312,15 @@ impl Handler {
         &self,
         snap: &Snapshot,
         device: &Device,
-        name: &str,
-        qtype: RecordType,
+        q: &Question<'_>,
         hit: Hit,
     ) -> Option<Box<HitEvent>> {
+        let (name, qtype) = (q.name, q.qtype);
         let m = hit.verdict.matched.as_ref()?;
         let action = hit.verdict.action?;
         // A spare event, its strings refilled in place: no allocation once they fit.
         let mut e = self.logger.blank_hit();
-        e.ts = unix_now();
+        e.ts = q.asked.unix;
         e.device.clone_from(device);
         e.name.clear();
         e.name.push_str(name);

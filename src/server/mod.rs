@@ -3,6 +3,7 @@
 //! stops (drains in-flight queries). The supervisor that calls them on signals is
 //! `cli/serve.rs`.
 
+mod clock;
 mod decide;
 mod dispatch;
 pub(crate) use dispatch::STATUS_IDLE;

@@ -25,6 +25,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
+use super::clock::Now;
 use super::dispatch::{Dispatcher, Inline};
 use super::tcp_slots::{Slot, Slots};
 use crate::stats::Stats;
@@ -196,6 +197,7 @@ impl TcpConn {
                     &msg,
                     self.src,
                     Protocol::Tcp,
+                    Now::read(),
                     &mut name,
                     &mut inline,
                 )

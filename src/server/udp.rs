@@ -47,6 +47,7 @@ use tokio::runtime::Runtime;
 use tokio::sync::Semaphore;
 use tokio_util::task::TaskTracker;
 
+use super::clock::Now;
 use super::dispatch::{Dispatcher, Inline};
 use super::inflight::PerClient;
 use super::liveness::Liveness;
@@ -252,13 +253,15 @@ fn answer(socket: &Socket, dispatcher: &Arc<Dispatcher>, in_flight: &InFlight, r
         new,
         ..
     } = r;
+    // One reading of the clocks for the batch: it came in one receive.
+    let now = Now::read();
     for i in 0..inbox.len() {
         let Some((packet, src)) = inbox.get(i) else {
             Stats::inc(&dispatcher.stats.malformed);
             continue;
         };
         query(
-            socket, dispatcher, in_flight, packet, src, name, outbox, new,
+            socket, dispatcher, in_flight, packet, src, now, name, outbox, new,
         );
         if outbox.is_full() {
             flush(socket, outbox, new);
@@ -292,13 +295,14 @@ fn query(
     in_flight: &InFlight,
     packet: &[u8],
     src: SocketAddr,
+    now: Now,
     name: &mut String,
     outbox: &mut Outbox,
     new: &mut Vec<Pending>,
 ) {
     // A panic in one query must not take the receive loop with it.
     let fast = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        dispatcher.respond_inline(packet, src, Protocol::Udp, name, outbox.next())
+        dispatcher.respond_inline(packet, src, Protocol::Udp, now, name, outbox.next())
     }));
     let admit = match fast {
         Ok(Inline::Answered) => {

@@ -11,7 +11,6 @@ use std::thread::Thread;
 use std::time::Duration;
 
 use super::event::{DeviceKey, HitEvent, QueryEvent, Totals};
-use super::unix_now;
 
 /// Events are boxed: the queue's ring holds `channel_capacity` slots and every slot gets
 /// touched as it turns, so a slot the size of an event cost 16 MiB of RSS at the default
@@ -160,12 +159,7 @@ impl Logger {
         self.send(Msg::Hit(event));
     }
 
-    /// Count one query of `device` in this hour's totals.
-    pub(crate) fn query(&self, device: &DeviceKey, meta: bool, blocked: bool) {
-        self.query_at(unix_now(), device, meta, blocked);
-    }
-
-    /// [`Logger::query`] at a given time (unix seconds).
+    /// Count one query of `device`, asked at `ts` (unix seconds), in that hour's totals.
     pub(crate) fn query_at(&self, ts: i64, device: &DeviceKey, meta: bool, blocked: bool) {
         let add = Totals {
             queries: 1,

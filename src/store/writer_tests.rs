@@ -249,7 +249,7 @@ fn unusable_path_delays_events_and_recovers() {
     for i in 0..10 {
         logger.hit(hit(unix_now(), &tv(), &format!("n{i}.facebook.com")));
     }
-    logger.query(&tv().key, true, true);
+    logger.query_at(unix_now(), &tv().key, true, true);
     assert!(handle.flush());
     assert_eq!(
         logger.dropped(),
@@ -535,7 +535,7 @@ fn idle_writer_is_woken_by_totals_and_status() {
     let cfg = config(dir.path());
     let (logger, handle) = start(&cfg);
     let wrote = writes(&logger);
-    logger.query(&key("ip:10.0.0.2"), false, false);
+    logger.query_at(unix_now(), &key("ip:10.0.0.2"), false, false);
     wrote.recv_timeout(Duration::from_secs(10)).unwrap();
     let sql = "SELECT COALESCE(SUM(queries), 0) FROM query_totals";
     assert_eq!(count(&cfg.db, sql), 1);
@@ -599,7 +599,7 @@ fn a_full_batch_or_a_flush_wakes_the_writer_before_its_deadline() {
 async fn a_counted_query_is_activity() {
     let dir = tempfile::tempdir().unwrap();
     let (logger, handle) = start(&config(dir.path()));
-    logger.query(&key("ip:10.0.0.2"), false, false);
+    logger.query_at(unix_now(), &key("ip:10.0.0.2"), false, false);
     tokio::time::timeout(Duration::from_secs(10), logger.activity())
         .await
         .unwrap();
