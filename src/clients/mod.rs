@@ -208,7 +208,7 @@ pub enum ClientsError {
 /// The device that sent one query, as `Clients::identify` found it: its log key, MAC,
 /// address, name and group. The other device types: [`DeviceConfig`] and [`DeviceMatch`]
 /// (the config), `DeviceKey` (the log's key), `DeviceRow` (`metaguard devices`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq)]
 pub struct Device {
     /// Stable key of the device: by MAC when its MAC is known, else by address.
     pub(crate) key: DeviceKey,
@@ -224,6 +224,47 @@ pub struct Device {
     pub(crate) own_addr: bool,
     /// Its index in `[[devices]]`: the policy may have a table of its own for it.
     pub(crate) configured: Option<u32>,
+}
+
+impl Clone for Device {
+    fn clone(&self) -> Self {
+        Device {
+            key: self.key.clone(),
+            mac: self.mac,
+            addr: self.addr,
+            name: self.name.clone(),
+            group: self.group.clone(),
+            own_addr: self.own_addr,
+            configured: self.configured,
+        }
+    }
+
+    /// Shared texts that are already the same (a spare hit event refilled for the
+    /// device it last held) are left alone: the UDP thread and the hit writer would
+    /// otherwise bounce their counts between cores on every hit.
+    fn clone_from(&mut self, source: &Self) {
+        self.key.clone_from(&source.key);
+        self.mac = source.mac;
+        self.addr = source.addr;
+        share_opt(&mut self.name, &source.name);
+        share_opt(&mut self.group, &source.group);
+        self.own_addr = source.own_addr;
+        self.configured = source.configured;
+    }
+}
+
+/// `*to = from.clone()`, unless both already share one text.
+pub(crate) fn share<T: ?Sized>(to: &mut Arc<T>, from: &Arc<T>) {
+    if !Arc::ptr_eq(to, from) {
+        *to = from.clone();
+    }
+}
+
+fn share_opt<T: ?Sized>(to: &mut Option<Arc<T>>, from: &Option<Arc<T>>) {
+    match (to.as_mut(), from) {
+        (Some(t), Some(f)) => share(t, f),
+        _ => to.clone_from(from),
+    }
 }
 
 impl Device {

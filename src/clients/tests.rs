@@ -391,3 +391,40 @@ async fn idle_refresher_waits_for_a_query_and_is_woken_by_one() {
     stop.cancel();
     task.await.unwrap();
 }
+
+/// `clone_from` (how a spare hit event is refilled) gives what `clone` gives, from and to
+/// any device, and leaves texts alone that both already share.
+#[test]
+fn clone_from_is_clone_and_keeps_shared_texts() {
+    let named = Device {
+        name: Some("phone".into()),
+        group: Some("kids".into()),
+        mac: Some(mac(PHONE)),
+        configured: Some(0),
+        ..Device::from_addr(ip("192.168.1.23"))
+    };
+    let bare = Device::from_addr(ip("fd00::5"));
+    let devices = [named.clone(), bare.clone(), named.clone()];
+    for from in &devices {
+        for to in &devices {
+            let mut spare = to.clone();
+            spare.clone_from(from);
+            assert_eq!(spare, *from);
+            assert_eq!(spare.own_addr, from.own_addr);
+        }
+    }
+    // The same texts: nothing is replaced (the pointers stay), so no count moves.
+    let mut spare = named.clone();
+    let (key, name) = (spare.key.as_str().as_ptr(), spare.name.clone().unwrap());
+    let other = named.clone();
+    spare.clone_from(&other);
+    assert_eq!(spare.key.as_str().as_ptr(), key);
+    assert!(Arc::ptr_eq(spare.name.as_ref().unwrap(), &name));
+    // Equal texts that are not shared are taken from the source.
+    let mut spare = named.clone();
+    spare.clone_from(&Device {
+        name: Some("phone".into()),
+        ..named.clone()
+    });
+    assert!(!Arc::ptr_eq(spare.name.as_ref().unwrap(), &name));
+}

@@ -10,8 +10,19 @@ use crate::policy::Action;
 
 /// A device's key in the hit log: `mac:aa:bb:cc:dd:ee:ff` when its MAC is known, else
 /// `ip:192.168.1.5`. Cheap to clone (the text is shared).
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub(crate) struct DeviceKey(Arc<str>);
+
+impl Clone for DeviceKey {
+    fn clone(&self) -> Self {
+        DeviceKey(self.0.clone())
+    }
+
+    /// Left alone when both share the text already (see `Device::clone_from`).
+    fn clone_from(&mut self, source: &Self) {
+        crate::clients::share(&mut self.0, &source.0);
+    }
+}
 
 const MAC_PREFIX: &str = "mac:";
 const ADDR_PREFIX: &str = "ip:";
