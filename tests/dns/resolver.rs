@@ -1184,6 +1184,90 @@ async fn the_udp_thread_waits_in_its_receive_call_unless_a_forward_is_in_flight(
     );
 }
 
+/// The fd of this process's UDP socket bound to 127.0.0.1:`port` (by its inode in
+/// `/proc/net/udp`).
+fn udp_socket_fd(port: u16) -> i32 {
+    let local = format!("0100007F:{port:04X}");
+    let table = std::fs::read_to_string("/proc/net/udp").unwrap();
+    let inode = table
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .find(|f| f[1] == local)
+        .map(|f| f[9].to_string())
+        .expect("the listener's socket");
+    let link = format!("socket:[{inode}]");
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .flatten()
+        .find(|e| std::fs::read_link(e.path()).is_ok_and(|l| l.to_string_lossy() == link))
+        .and_then(|e| e.file_name().to_str()?.parse().ok())
+        .expect("its fd")
+}
+
+/// Whether `fd` is in any epoll set of this process (`tfd:` lines of the epoll fds'
+/// `/proc/self/fdinfo`).
+fn in_an_epoll_set(fd: i32) -> bool {
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .flatten()
+        .any(|e| {
+            let is_epoll = std::fs::read_link(e.path())
+                .is_ok_and(|l| l.to_string_lossy() == "anon_inode:[eventpoll]");
+            let info = || {
+                let n = e.file_name();
+                std::fs::read_to_string(format!("/proc/self/fdinfo/{}", n.to_string_lossy()))
+                    .unwrap_or_default()
+            };
+            is_epoll
+                && info().lines().any(|l| {
+                    let mut w = l.split_whitespace();
+                    w.next() == Some("tfd:") && w.next().and_then(|n| n.parse().ok()) == Some(fd)
+                })
+        })
+}
+
+/// The UDP socket is in the runtime's epoll set only around forwards: an entry there
+/// makes every sent answer call into epoll. It joins when a forward is in flight, stays
+/// for the next few receives (a household's forwards come and go), and leaves after 64
+/// receives in a row without one. A forward after that registers it again.
+#[tokio::test]
+async fn the_udp_socket_is_in_the_epoll_set_only_around_forwards() {
+    let up = Upstream::start().await;
+    up.set("slow.example", Behaviour::Slow(Duration::from_millis(300)));
+    let srv = serve(config(&up)).await;
+    let addr = srv.addrs()[0];
+    let fd = udp_socket_fd(addr.port());
+    expect_waiting(addr.port(), &RECEIVE, "idle").await;
+    assert!(!in_an_epoll_set(fd), "idle, before any forward");
+
+    let slow = tokio::spawn(async move { udp(addr, "slow.example.", RecordType::A, q(1)).await });
+    expect_waiting(addr.port(), &EPOLL, "forward in flight").await;
+    assert!(in_an_epoll_set(fd), "while the forward is in flight");
+    assert_eq!(ips(&slow.await.unwrap()), ["192.0.2.1"]);
+    expect_waiting(addr.port(), &RECEIVE, "after the forward").await;
+    assert!(in_an_epoll_set(fd), "kept for the next receives");
+
+    for i in 0..64 {
+        let m = udp(addr, "connect.facebook.net.", RecordType::A, q(10 + i)).await;
+        assert_eq!(ips(&m), ["0.0.0.0"]);
+    }
+    expect_waiting(addr.port(), &RECEIVE, "after 64 receives").await;
+    assert!(
+        !in_an_epoll_set(fd),
+        "left after 64 receives without a forward"
+    );
+
+    up.set("slow2.example", Behaviour::Slow(Duration::from_millis(300)));
+    let slow = tokio::spawn(async move { udp(addr, "slow2.example.", RecordType::A, q(2)).await });
+    expect_waiting(addr.port(), &EPOLL, "second forward in flight").await;
+    assert!(in_an_epoll_set(fd), "registered again for the next forward");
+    let m = udp(addr, "connect.facebook.net.", RecordType::A, q(3)).await;
+    assert_eq!(ips(&m), ["0.0.0.0"], "answered while the forward waits");
+    assert_eq!(ips(&slow.await.unwrap()), ["192.0.2.1"]);
+    srv.stop().await;
+}
+
 /// A server dropped without `stop` (a failed start further on, a test that returns
 /// early) still ends its UDP thread and frees its port: dropping the listener wakes
 /// the thread's receive call.
