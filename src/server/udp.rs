@@ -86,6 +86,9 @@ const PROBE_EVERY: u8 = 16;
 /// from registering the socket again at each.
 const UNWATCH_AFTER: u8 = 64;
 
+/// How long the tasks are driven without the socket when it cannot be registered.
+const UNWATCHED_WAIT: Duration = Duration::from_millis(20);
+
 /// Start the thread of `socket` (bound; the thread is `mg-udp:PORT`), its waits counted
 /// in `live`. The returned future ends once the server stops (the dispatcher's token)
 /// and the thread is gone.
@@ -177,6 +180,7 @@ fn run(
     };
     let mut watch: Option<AsyncFd<Watch>> = None;
     let mut unwatched_in = UNWATCH_AFTER;
+    let mut warned = false;
     let stopped = || dispatcher.stop.load(Ordering::Acquire);
     while !stopped() {
         if r.how == Receive::One {
@@ -199,9 +203,19 @@ fn run(
             };
             let w = match watched {
                 Ok(w) => watch.insert(w),
+                // epoll out of room (`max_user_watches`) or memory: drive the tasks a
+                // moment without the socket (its datagrams wait in its buffer), then
+                // try again. The listener goes on.
                 Err(e) => {
-                    tracing::error!(error = %e, "udp socket cannot be watched; its listener stops");
-                    break;
+                    if !warned {
+                        warned = true;
+                        tracing::warn!(error = %e, "udp socket cannot be watched; its forwards are driven without it");
+                    }
+                    rt.block_on(async {
+                        spawn(&tasks, &mut r.new);
+                        let _ = tokio::time::timeout(UNWATCHED_WAIT, tasks.wait()).await;
+                    });
+                    continue;
                 }
             };
             match rt.block_on(ready(socket, w, &tasks, &mut r)) {
@@ -411,11 +425,11 @@ async fn send_to(socket: &Socket, bytes: &[u8], to: SocketAddr) -> io::Result<()
         Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
         r => return r.map(drop),
     }
-    // The socket is registered for reading only: wait for room on a copy registered
-    // for writing only (rare: the kernel's send buffer is full).
+    // The socket, when registered, is for reading only: wait for room on a copy
+    // registered for writing only (rare: the kernel's send buffer is full).
     let copy = socket.try_clone()?;
-    // SAFETY: as in `start`: the copy owns its fd for the AsyncFd's lifetime. (It is
-    // blocking like the socket; every send on it passes MSG_DONTWAIT.)
+    // SAFETY: the copy owns its fd, which stays open as long as the AsyncFd that owns
+    // the copy. (It is blocking like the socket; every send on it passes MSG_DONTWAIT.)
     let copy = unsafe { AsyncFd::register_with_interest(copy, Interest::WRITABLE)? };
     loop {
         let mut room = copy.writable().await?;
