@@ -193,31 +193,26 @@ fn run(
         // the runtime: wait there. Otherwise in the receive call.
         let got = if !r.new.is_empty() || rt.metrics().num_alive_tasks() > 0 {
             unwatched_in = UNWATCH_AFTER;
-            let watched = match watch.take() {
-                Some(w) => Ok(w),
+            if watch.is_none() {
                 // SAFETY: the fd is the socket's, which `run`'s caller keeps open until
                 // `run` returns; `watch` is dropped before that.
-                None => unsafe {
-                    AsyncFd::register_with_interest(Watch(socket.as_raw_fd()), Interest::READABLE)
-                },
-            };
-            let w = match watched {
-                Ok(w) => watch.insert(w),
-                // epoll out of room (`max_user_watches`) or memory: drive the tasks a
-                // moment without the socket (its datagrams wait in its buffer), then
-                // try again. The listener goes on.
-                Err(e) => {
-                    if !warned {
-                        warned = true;
-                        tracing::warn!(error = %e, "udp socket cannot be watched; its forwards are driven without it");
+                let fd = Watch(socket.as_raw_fd());
+                match unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) } {
+                    Ok(w) => watch = Some(w),
+                    // epoll out of room (`max_user_watches`) or memory: drive the tasks
+                    // a moment without the socket (its datagrams wait in its buffer),
+                    // then try again. The listener goes on.
+                    Err(e) => {
+                        if !warned {
+                            warned = true;
+                            tracing::warn!(error = %e, "udp socket cannot be watched; its forwards are driven without it");
+                        }
+                        drive(rt, &tasks, &mut r.new, UNWATCHED_WAIT);
+                        continue;
                     }
-                    rt.block_on(async {
-                        spawn(&tasks, &mut r.new);
-                        let _ = tokio::time::timeout(UNWATCHED_WAIT, tasks.wait()).await;
-                    });
-                    continue;
                 }
-            };
+            }
+            let Some(w) = watch.as_ref() else { continue };
             match rt.block_on(ready(socket, w, &tasks, &mut r)) {
                 Some(got) => got,
                 None => continue,
@@ -255,9 +250,14 @@ fn run(
         answer(socket, dispatcher, in_flight, &mut r);
     }
     drop(watch);
+    drive(rt, &tasks, &mut r.new, DRAIN);
+}
+
+/// Make the `new` tasks and drive them all on `rt` until they are done, `limit` at most.
+fn drive(rt: &Runtime, tasks: &TaskTracker, new: &mut Vec<Pending>, limit: Duration) {
     rt.block_on(async {
-        spawn(&tasks, &mut r.new);
-        let _ = tokio::time::timeout(DRAIN, tasks.wait()).await;
+        spawn(tasks, new);
+        let _ = tokio::time::timeout(limit, tasks.wait()).await;
     });
 }
 
