@@ -193,26 +193,28 @@ fn run(
         // the runtime: wait there. Otherwise in the receive call.
         let got = if !r.new.is_empty() || rt.metrics().num_alive_tasks() > 0 {
             unwatched_in = UNWATCH_AFTER;
-            if watch.is_none() {
-                // SAFETY: the fd is the socket's, which `run`'s caller keeps open until
-                // `run` returns; `watch` is dropped before that.
-                let fd = Watch(socket.as_raw_fd());
-                match unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) } {
-                    Ok(w) => watch = Some(w),
-                    // epoll out of room (`max_user_watches`) or memory: drive the tasks
-                    // a moment without the socket (its datagrams wait in its buffer),
-                    // then try again. The listener goes on.
-                    Err(e) => {
-                        if !warned {
-                            warned = true;
-                            tracing::warn!(error = %e, "udp socket cannot be watched; its forwards are driven without it");
+            let w = match watch {
+                Some(ref w) => w,
+                None => {
+                    // SAFETY: the fd is the socket's, which `run`'s caller keeps open
+                    // until `run` returns; `watch` is dropped before that.
+                    let fd = Watch(socket.as_raw_fd());
+                    match unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) } {
+                        Ok(w) => &*watch.insert(w),
+                        // epoll out of room (`max_user_watches`) or memory: drive the
+                        // tasks a moment without the socket (its datagrams wait in its
+                        // buffer), then try again. The listener goes on.
+                        Err(e) => {
+                            if !warned {
+                                warned = true;
+                                tracing::warn!(error = %e, "udp socket cannot be watched; its forwards are driven without it");
+                            }
+                            drive(rt, &tasks, &mut r.new, UNWATCHED_WAIT);
+                            continue;
                         }
-                        drive(rt, &tasks, &mut r.new, UNWATCHED_WAIT);
-                        continue;
                     }
                 }
-            }
-            let Some(w) = watch.as_ref() else { continue };
+            };
             match rt.block_on(ready(socket, w, &tasks, &mut r)) {
                 Some(got) => got,
                 None => continue,
