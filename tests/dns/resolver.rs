@@ -1,5 +1,6 @@
 //! The resolver core over real UDP and TCP on 127.0.0.1, against an in-process upstream.
 
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use crate::support::*;
@@ -1184,18 +1185,12 @@ async fn the_udp_thread_waits_in_its_receive_call_unless_a_forward_is_in_flight(
     );
 }
 
-/// The fd of this process's UDP socket bound to 127.0.0.1:`port` (by its inode in
+/// The fd of this process's UDP socket bound to `addr` (by its inode in
 /// `/proc/net/udp`).
-fn udp_socket_fd(port: u16) -> i32 {
-    let local = format!("0100007F:{port:04X}");
-    let table = std::fs::read_to_string("/proc/net/udp").unwrap();
-    let inode = table
-        .lines()
-        .skip(1)
-        .map(|l| l.split_whitespace().collect::<Vec<_>>())
-        .find(|f| f[1] == local)
-        .map(|f| f[9].to_string())
-        .expect("the listener's socket");
+fn udp_socket_fd(addr: SocketAddr) -> i32 {
+    let [inode] = &udp_socket_inodes(addr)[..] else {
+        panic!("the listener's one socket on {addr}")
+    };
     let link = format!("socket:[{inode}]");
     std::fs::read_dir("/proc/self/fd")
         .unwrap()
@@ -1237,7 +1232,7 @@ async fn the_udp_socket_is_in_the_epoll_set_only_around_forwards() {
     up.set("slow.example", Behaviour::Slow(Duration::from_millis(300)));
     let srv = serve(config(&up)).await;
     let addr = srv.addrs()[0];
-    let fd = udp_socket_fd(addr.port());
+    let fd = udp_socket_fd(addr);
     expect_waiting(addr.port(), &RECEIVE, "idle").await;
     assert!(!in_an_epoll_set(fd), "idle, before any forward");
 

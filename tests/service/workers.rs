@@ -2,29 +2,9 @@
 //! and receive loop per worker, and every query is answered, counted and logged once
 //! whichever socket the kernel hands it to; TCP answers on the inline path too.
 
-use std::net::SocketAddr;
-
 use crate::support::*;
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
-
-/// The UDP sockets bound to `addr` in this network namespace (`/proc/net/udp`).
-fn udp_sockets_on(addr: SocketAddr) -> usize {
-    let SocketAddr::V4(a) = addr else {
-        panic!("an IPv4 address")
-    };
-    let local = format!(
-        "{:08X}:{:04X}",
-        u32::from_le_bytes(a.ip().octets()),
-        a.port()
-    );
-    std::fs::read_to_string("/proc/net/udp")
-        .unwrap()
-        .lines()
-        .skip(1)
-        .filter(|l| l.split_whitespace().nth(1) == Some(local.as_str()))
-        .count()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_workers_answer_on_udp_and_tcp_and_each_hit_is_logged_once() {
@@ -34,7 +14,11 @@ async fn two_workers_answer_on_udp_and_tcp_and_each_hit_is_logged_once() {
     let db = cfg.store.db.clone();
     let srv = serve(cfg).await;
     let addr = srv.addrs()[0];
-    assert_eq!(udp_sockets_on(addr), 2, "one UDP socket per worker");
+    assert_eq!(
+        udp_socket_inodes(addr).len(),
+        2,
+        "one UDP socket per worker"
+    );
 
     // Each query from a socket of its own: the kernel spreads the source ports over
     // both sockets (32 of them all on one has odds of 2^-31).
@@ -92,14 +76,18 @@ async fn stopping_closes_every_socket_so_the_address_can_be_bound_again() {
     cfg.server.threads = 2;
     let srv = serve(cfg).await;
     let addr = srv.addrs()[0];
-    assert_eq!(udp_sockets_on(addr), 2);
+    assert_eq!(udp_socket_inodes(addr).len(), 2);
     // Blocked (answered inline), then forwarded (answered by a task).
     let m = udp(addr, "connect.facebook.net.", RecordType::A, q(1)).await;
     assert_eq!(ips(&m), ["0.0.0.0"]);
     let m = udp(addr, "example.com.", RecordType::A, q(2)).await;
     assert_eq!(ips(&m), ["192.0.2.1"]);
     srv.stop().await;
-    assert_eq!(udp_sockets_on(addr), 0, "every UDP socket is closed");
+    assert_eq!(
+        udp_socket_inodes(addr).len(),
+        0,
+        "every UDP socket is closed"
+    );
     std::net::UdpSocket::bind(addr).expect("the UDP port is free again");
     std::net::TcpListener::bind(addr).expect("the TCP port is free again");
 }

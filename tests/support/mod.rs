@@ -15,7 +15,7 @@ pub mod tools;
 mod upstream;
 
 pub use client::*;
-pub use process::{BIN, free_port, stdout_ok};
+pub use process::{BIN, free_port, stdout_ok, udp_socket_inodes};
 pub use upstream::*;
 
 use metaguard::config::Config;

@@ -23,6 +23,27 @@ pub fn free_port() -> u16 {
     }
 }
 
+/// The inodes of the IPv4 UDP sockets bound to `addr` in this network namespace
+/// (`/proc/net/udp`: the local address as hex, the address in the kernel's byte order).
+pub fn udp_socket_inodes(addr: std::net::SocketAddr) -> Vec<String> {
+    let std::net::SocketAddr::V4(a) = addr else {
+        panic!("an IPv4 address")
+    };
+    let local = format!(
+        "{:08X}:{:04X}",
+        u32::from_le_bytes(a.ip().octets()),
+        a.port()
+    );
+    std::fs::read_to_string("/proc/net/udp")
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .filter(|f| f.get(1) == Some(&local.as_str()))
+        .filter_map(|f| Some(f.get(9)?.to_string()))
+        .collect()
+}
+
 /// Run a command line (`metaguard`'s or a tool's) to completion; its stdout, after
 /// asserting it exited 0 (the assertion shows the arguments and stderr).
 pub fn stdout_ok(cmd: &mut Command) -> String {
